@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The project's one test command (CI runs it through .ci/run).
+#
+#   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
+#   (unit, simulation, doc tests), node tests, the package build, and the browser suites:
+#   every tests/browser_*.rs file, run by wasm-bindgen-test in headless Chromium.
+#
+# Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
+# It must not call `npm test` (that script is this file).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# Per test binary (wasm-bindgen-test's default is 20 s, too little for a cold browser).
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-180}"
+START=$SECONDS
+
+bash scripts/setup.sh
+
+names=() results=()
+step() {
+    local name="$1"
+    shift
+    printf '\n==== test.sh: %s: %s\n' "$name" "$*"
+    local t0=$SECONDS status=ok
+    "$@" || status=FAILED
+    names+=("$name")
+    results+=("$status ($((SECONDS - t0)) s)")
+    printf '==== test.sh: %s: %s\n' "$name" "$status"
+}
+
+browser_tests=()
+for f in tests/browser_*.rs; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .rs)"
+    browser_tests+=(--test "$name")
+done
+
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy-wasm cargo clippy --target wasm32-unknown-unknown --lib --tests -- -D warnings
+step cargo-test cargo test --workspace
+step node-test npm run --silent test:node
+step build env SKIP_SETUP=1 bash scripts/build.sh
+if [ ${#browser_tests[@]} -gt 0 ]; then
+    step browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
+        --mode no-install -- "${browser_tests[@]}"
+else
+    echo "test.sh: no tests/browser_*.rs files"
+fi
+
+printf '\n==== test.sh summary (%s s)\n' "$((SECONDS - START))"
+failed=0
+for i in "${!names[@]}"; do
+    printf '  %-12s %s\n' "${names[$i]}" "${results[$i]}"
+    [[ "${results[$i]}" == ok* ]] || failed=$((failed + 1))
+done
+if [ "$failed" -gt 0 ]; then
+    echo "test.sh: $failed of ${#names[@]} steps FAILED"
+    exit 1
+fi
+echo "test.sh: all ${#names[@]} steps ok"
