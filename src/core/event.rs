@@ -1,0 +1,660 @@
+//! Synced events: the persistent layer every client of a store shares.
+//!
+//! Names and payloads follow livestore-filesync (`v1.FileCreated`, `v1.FileUpdated`,
+//! `v1.FileDeleted`), plus the original file name, MIME type and size, which it loses, and one
+//! optional field, `expectedContentHash`, that makes an update conditional (see [`FileUpdated`]).
+//!
+//! Everything that crosses a boundary (server replies, stored rows, JS input) is decoded from the
+//! wire shapes here and validated into typed values; bad input is a [`DecodeError`], never a
+//! panic.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::error::DecodeError;
+use super::ids::{truncate, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
+
+/// Largest `metadataJson` accepted, in bytes.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Largest path accepted, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Largest file size accepted: JavaScript's largest safe integer.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+
+/// What the user gave us about the file; kept so `readFile` returns the same name and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Original file name (`photo.jpg`).
+    pub name: String,
+    /// MIME type; empty when the browser did not know it.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// How an update treats the app's metadata: omitted keeps it, `null` clears it, a string sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataPatch {
+    Keep,
+    Clear,
+    Set(String),
+}
+
+/// A new file whose bytes are already stored locally by the client that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCreated {
+    pub id: FileId,
+    pub path: String,
+    pub content_hash: ContentHash,
+    pub info: FileInfo,
+    pub metadata_json: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A change of a file: new content, a new path or metadata, or a remote key once uploaded.
+///
+/// With `expected_content_hash` set the update is conditional: it applies only if the file's
+/// content hash, at that point of the total order, is still the expected one. Upload completions
+/// use it, so a completion for content that a concurrent edit replaced changes nothing on any
+/// client: the old remote key never lands on new content (livestore-filesync's bug 1, fixed
+/// across devices, not only within one tab). Edits leave it unset and resolve by last writer in
+/// the server's order, the same on every client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileUpdated {
+    pub id: FileId,
+    pub path: String,
+    /// `None` on the wire is `""`: the content is not uploaded yet.
+    pub remote_key: Option<RemoteKey>,
+    pub content_hash: ContentHash,
+    pub info: FileInfo,
+    pub metadata: MetadataPatch,
+    pub updated_at: Millis,
+    pub expected_content_hash: Option<ContentHash>,
+}
+
+/// A soft delete: the row stays as a tombstone so late updates cannot revive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDeleted {
+    pub id: FileId,
+    pub deleted_at: Millis,
+}
+
+/// One synced event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileEvent {
+    Created(FileCreated),
+    Updated(FileUpdated),
+    Deleted(FileDeleted),
+}
+
+impl FileEvent {
+    /// The file the event is about.
+    pub fn file_id(&self) -> &FileId {
+        match self {
+            FileEvent::Created(e) => &e.id,
+            FileEvent::Updated(e) => &e.id,
+            FileEvent::Deleted(e) => &e.id,
+        }
+    }
+
+    /// The wire name (`v1.FileCreated`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileEvent::Created(_) => "v1.FileCreated",
+            FileEvent::Updated(_) => "v1.FileUpdated",
+            FileEvent::Deleted(_) => "v1.FileDeleted",
+        }
+    }
+
+    /// Checks what the wire decoding cannot: a remote key must be this store's key for the
+    /// event's own content, so no row can ever point at other bytes.
+    pub fn validate_for_store(&self, store: &StoreId) -> Result<(), DecodeError> {
+        if let FileEvent::Updated(u) = self {
+            if let Some(key) = &u.remote_key {
+                if *key != RemoteKey::for_content(store, &u.content_hash) {
+                    return Err(DecodeError::InvalidRemoteKey {
+                        value: truncate(key.as_str()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The wire shape.
+    pub fn to_wire(&self) -> WireEvent {
+        let args = match self {
+            FileEvent::Created(e) => serde_json::json!({
+                "id": e.id.as_str(),
+                "path": e.path,
+                "contentHash": e.content_hash.to_hex(),
+                "name": e.info.name,
+                "mimeType": e.info.mime_type,
+                "size": e.info.size,
+                "metadataJson": e.metadata_json,
+                "createdAt": e.created_at.0,
+                "updatedAt": e.updated_at.0,
+            }),
+            FileEvent::Updated(e) => {
+                let mut v = serde_json::json!({
+                    "id": e.id.as_str(),
+                    "path": e.path,
+                    "remoteKey": e.remote_key.as_ref().map_or("", RemoteKey::as_str),
+                    "contentHash": e.content_hash.to_hex(),
+                    "name": e.info.name,
+                    "mimeType": e.info.mime_type,
+                    "size": e.info.size,
+                    "updatedAt": e.updated_at.0,
+                });
+                let obj = v
+                    .as_object_mut()
+                    .expect("json! of an object literal is an object");
+                match &e.metadata {
+                    MetadataPatch::Keep => {}
+                    MetadataPatch::Clear => {
+                        obj.insert("metadataJson".into(), serde_json::Value::Null);
+                    }
+                    MetadataPatch::Set(s) => {
+                        obj.insert("metadataJson".into(), s.clone().into());
+                    }
+                }
+                if let Some(h) = &e.expected_content_hash {
+                    obj.insert("expectedContentHash".into(), h.to_hex().into());
+                }
+                v
+            }
+            FileEvent::Deleted(e) => serde_json::json!({
+                "id": e.id.as_str(),
+                "deletedAt": e.deleted_at.0,
+            }),
+        };
+        WireEvent {
+            name: self.name().to_string(),
+            args,
+        }
+    }
+
+    /// Decodes and validates a wire event.
+    pub fn from_wire(w: &WireEvent) -> Result<FileEvent, DecodeError> {
+        fn args<'a, T: Deserialize<'a>>(v: &'a serde_json::Value) -> Result<T, DecodeError> {
+            T::deserialize(v).map_err(|e| DecodeError::Malformed {
+                message: e.to_string(),
+            })
+        }
+        match w.name.as_str() {
+            "v1.FileCreated" => {
+                let a: CreatedArgs = args(&w.args)?;
+                Ok(FileEvent::Created(FileCreated {
+                    id: FileId::new(a.id)?,
+                    path: check_path(a.path)?,
+                    content_hash: ContentHash::parse(&a.content_hash)?,
+                    info: check_info(a.name, a.mime_type, a.size)?,
+                    metadata_json: a.metadata_json.map(check_metadata).transpose()?,
+                    created_at: Millis(a.created_at),
+                    updated_at: Millis(a.updated_at),
+                }))
+            }
+            "v1.FileUpdated" => {
+                let a: UpdatedArgs = args(&w.args)?;
+                let content_hash = ContentHash::parse(&a.content_hash)?;
+                Ok(FileEvent::Updated(FileUpdated {
+                    id: FileId::new(a.id)?,
+                    path: check_path(a.path)?,
+                    remote_key: check_remote_key(&a.remote_key, &content_hash)?,
+                    content_hash,
+                    info: check_info(a.name, a.mime_type, a.size)?,
+                    metadata: match a.metadata_json {
+                        None => MetadataPatch::Keep,
+                        Some(None) => MetadataPatch::Clear,
+                        Some(Some(s)) => MetadataPatch::Set(check_metadata(s)?),
+                    },
+                    updated_at: Millis(a.updated_at),
+                    expected_content_hash: a
+                        .expected_content_hash
+                        .as_deref()
+                        .map(ContentHash::parse)
+                        .transpose()?,
+                }))
+            }
+            "v1.FileDeleted" => {
+                let a: DeletedArgs = args(&w.args)?;
+                Ok(FileEvent::Deleted(FileDeleted {
+                    id: FileId::new(a.id)?,
+                    deleted_at: Millis(a.deleted_at),
+                }))
+            }
+            other => Err(DecodeError::UnknownEvent {
+                name: truncate(other),
+            }),
+        }
+    }
+
+    /// Decodes one event from JSON text.
+    pub fn decode_json(text: &str) -> Result<FileEvent, DecodeError> {
+        let w: WireEvent = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
+            message: e.to_string(),
+        })?;
+        FileEvent::from_wire(&w)
+    }
+}
+
+/// `{name, args}`: an event as it travels and is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub name: String,
+    pub args: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedArgs {
+    id: String,
+    path: String,
+    content_hash: String,
+    name: String,
+    #[serde(default)]
+    mime_type: String,
+    size: u64,
+    #[serde(default)]
+    metadata_json: Option<String>,
+    created_at: u64,
+    updated_at: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdatedArgs {
+    id: String,
+    path: String,
+    #[serde(default)]
+    remote_key: String,
+    content_hash: String,
+    name: String,
+    #[serde(default)]
+    mime_type: String,
+    size: u64,
+    #[serde(default, deserialize_with = "present")]
+    metadata_json: Option<Option<String>>,
+    updated_at: u64,
+    #[serde(default)]
+    expected_content_hash: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedArgs {
+    id: String,
+    deleted_at: u64,
+}
+
+/// A path must stay inside its directory wherever it is used as one: relative, no empty, `.` or
+/// `..` segments, no backslashes or control characters.
+pub fn check_path(path: String) -> Result<String, DecodeError> {
+    let unsafe_path = path.is_empty()
+        || path.len() > MAX_PATH_BYTES
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.chars().any(char::is_control)
+        || path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if unsafe_path {
+        return Err(DecodeError::UnsafePath {
+            value: truncate(&path),
+        });
+    }
+    Ok(path)
+}
+
+fn check_info(name: String, mime_type: String, size: u64) -> Result<FileInfo, DecodeError> {
+    if name.is_empty()
+        || name.len() > 255
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(DecodeError::InvalidField {
+            field: "name",
+            reason: format!(
+                "{:?} must be 1-255 bytes without '/' or control characters",
+                truncate(&name)
+            ),
+        });
+    }
+    if !mime_type.is_empty() && !is_mime(&mime_type) {
+        return Err(DecodeError::InvalidField {
+            field: "mimeType",
+            reason: format!("{:?} is not type/subtype", truncate(&mime_type)),
+        });
+    }
+    if size > MAX_SIZE {
+        return Err(DecodeError::InvalidField {
+            field: "size",
+            reason: format!("{size} exceeds {MAX_SIZE}"),
+        });
+    }
+    Ok(FileInfo {
+        name,
+        mime_type,
+        size,
+    })
+}
+
+fn is_mime(s: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let essence = s.split(';').next().unwrap_or("");
+    s.len() <= 255
+        && !s.chars().any(char::is_control)
+        && matches!(essence.trim().split_once('/'), Some((t, st)) if token(t) && token(st))
+}
+
+fn check_metadata(json: String) -> Result<String, DecodeError> {
+    if json.len() > MAX_METADATA_BYTES {
+        return Err(DecodeError::InvalidField {
+            field: "metadataJson",
+            reason: format!("{} bytes exceeds {MAX_METADATA_BYTES}", json.len()),
+        });
+    }
+    serde_json::from_str::<serde_json::Value>(&json).map_err(|e| DecodeError::InvalidField {
+        field: "metadataJson",
+        reason: format!("not JSON: {e}"),
+    })?;
+    Ok(json)
+}
+
+/// A remote key is `""` (not uploaded) or a safe `<prefix>/<contentHash>` naming this content.
+fn check_remote_key(key: &str, hash: &ContentHash) -> Result<Option<RemoteKey>, DecodeError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let bad = || DecodeError::InvalidRemoteKey {
+        value: truncate(key),
+    };
+    check_path(key.to_string()).map_err(|_| bad())?;
+    match key.rsplit_once('/') {
+        Some((store, h)) if h == hash.to_hex() => Ok(Some(RemoteKey::for_content(
+            &StoreId::new(store).map_err(|_| bad())?,
+            hash,
+        ))),
+        _ => Err(bad()),
+    }
+}
+
+/// An event made by a client, not yet confirmed by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientEvent {
+    pub id: EventId,
+    pub event: FileEvent,
+}
+
+/// An event in the store's total order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedEvent {
+    pub seq: Seq,
+    pub id: EventId,
+    pub event: FileEvent,
+}
+
+/// Wire shape of [`ClientEvent`] and [`ConfirmedEvent`] (`seq` absent for client events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireEnvelope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    pub id: EventId,
+    #[serde(flatten)]
+    pub event: WireEvent,
+}
+
+impl ClientEvent {
+    /// The wire shape.
+    pub fn to_wire(&self) -> WireEnvelope {
+        WireEnvelope {
+            seq: None,
+            id: self.id.clone(),
+            event: self.event.to_wire(),
+        }
+    }
+    /// Decodes and validates.
+    pub fn from_wire(w: &WireEnvelope) -> Result<ClientEvent, DecodeError> {
+        Ok(ClientEvent {
+            id: w.id.clone(),
+            event: FileEvent::from_wire(&w.event)?,
+        })
+    }
+}
+
+impl ConfirmedEvent {
+    /// The wire shape.
+    pub fn to_wire(&self) -> WireEnvelope {
+        WireEnvelope {
+            seq: Some(self.seq.0),
+            id: self.id.clone(),
+            event: self.event.to_wire(),
+        }
+    }
+    /// Decodes and validates; a confirmed event must carry its `seq`.
+    pub fn from_wire(w: &WireEnvelope) -> Result<ConfirmedEvent, DecodeError> {
+        let seq = w.seq.filter(|s| *s > 0).ok_or(DecodeError::InvalidField {
+            field: "seq",
+            reason: "a confirmed event needs a positive seq".into(),
+        })?;
+        Ok(ConfirmedEvent {
+            seq: Seq(seq),
+            id: w.id.clone(),
+            event: FileEvent::from_wire(&w.event)?,
+        })
+    }
+    /// Decodes one confirmed event from JSON text.
+    pub fn decode_json(text: &str) -> Result<ConfirmedEvent, DecodeError> {
+        let w: WireEnvelope = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
+            message: e.to_string(),
+        })?;
+        ConfirmedEvent::from_wire(&w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::ClientId;
+
+    fn hash() -> ContentHash {
+        ContentHash::of(b"hello")
+    }
+
+    fn created() -> FileEvent {
+        FileEvent::Created(FileCreated {
+            id: FileId::new("f1").unwrap(),
+            path: "docs/a.txt".into(),
+            content_hash: hash(),
+            info: FileInfo {
+                name: "a.txt".into(),
+                mime_type: "text/plain".into(),
+                size: 5,
+            },
+            metadata_json: Some(r#"{"custom":1}"#.into()),
+            created_at: Millis(1),
+            updated_at: Millis(2),
+        })
+    }
+
+    fn updated(metadata: MetadataPatch, key: Option<RemoteKey>) -> FileEvent {
+        FileEvent::Updated(FileUpdated {
+            id: FileId::new("f1").unwrap(),
+            path: "docs/a.txt".into(),
+            remote_key: key,
+            content_hash: hash(),
+            info: FileInfo {
+                name: "a.txt".into(),
+                mime_type: "".into(),
+                size: 5,
+            },
+            metadata,
+            updated_at: Millis(3),
+            expected_content_hash: Some(hash()),
+        })
+    }
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        let store = StoreId::new("s").unwrap();
+        let key = Some(RemoteKey::for_content(&store, &hash()));
+        let events = [
+            created(),
+            updated(MetadataPatch::Keep, None),
+            updated(MetadataPatch::Clear, key.clone()),
+            updated(MetadataPatch::Set("[1]".into()), key),
+            FileEvent::Deleted(FileDeleted {
+                id: FileId::new("f1").unwrap(),
+                deleted_at: Millis(9),
+            }),
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e.to_wire()).unwrap();
+            assert_eq!(FileEvent::decode_json(&text).unwrap(), e, "{text}");
+            e.validate_for_store(&store).unwrap();
+        }
+        let c = ConfirmedEvent {
+            seq: Seq(7),
+            id: EventId {
+                client: ClientId::new("c").unwrap(),
+                n: 1,
+            },
+            event: created(),
+        };
+        let text = serde_json::to_string(&c.to_wire()).unwrap();
+        assert_eq!(ConfirmedEvent::decode_json(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn metadata_absent_null_and_set_are_three_different_things() {
+        let base = r#"{"name":"v1.FileUpdated","args":{"id":"f","path":"p","contentHash":"HASH","name":"n","size":1,"updatedAt":1 EXTRA}}"#
+            .replace("HASH", &hash().to_hex());
+        let get =
+            |extra: &str| match FileEvent::decode_json(&base.replace(" EXTRA", extra)).unwrap() {
+                FileEvent::Updated(u) => u.metadata,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(get(""), MetadataPatch::Keep);
+        assert_eq!(get(r#","metadataJson":null"#), MetadataPatch::Clear);
+        assert_eq!(
+            get(r#","metadataJson":"{}""#),
+            MetadataPatch::Set("{}".into())
+        );
+    }
+
+    fn decode_created_with(
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<FileEvent, DecodeError> {
+        let mut w = created().to_wire();
+        match value {
+            serde_json::Value::Null => {
+                w.args.as_object_mut().unwrap().remove(field);
+            }
+            v => {
+                w.args[field] = v;
+            }
+        }
+        FileEvent::from_wire(&w)
+    }
+
+    #[test]
+    fn bad_input_gets_a_typed_error_never_a_panic() {
+        use serde_json::json;
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("contentHash", json!("ABC"), "invalid_hash"),
+            (
+                "contentHash",
+                json!(&hash().to_hex().to_uppercase()),
+                "invalid_hash",
+            ),
+            ("contentHash", json!(null), "malformed"),
+            ("id", json!("../x"), "invalid_id"),
+            ("id", json!(12), "malformed"),
+            ("path", json!("/etc/passwd"), "unsafe_path"),
+            ("path", json!("a/../b"), "unsafe_path"),
+            ("path", json!("a//b"), "unsafe_path"),
+            ("path", json!("a\\b"), "unsafe_path"),
+            ("path", json!("a\u{0}b"), "unsafe_path"),
+            ("name", json!(""), "invalid_field"),
+            ("name", json!("a/b"), "invalid_field"),
+            ("mimeType", json!("text"), "invalid_field"),
+            ("size", json!(-1), "malformed"),
+            ("size", json!(1u64 << 60), "invalid_field"),
+            ("metadataJson", json!("{not json"), "invalid_field"),
+            (
+                "metadataJson",
+                json!("x".repeat(MAX_METADATA_BYTES + 1)),
+                "invalid_field",
+            ),
+            ("createdAt", json!("yesterday"), "malformed"),
+        ];
+        for (field, value, code) in cases {
+            let err = decode_created_with(field, value.clone()).unwrap_err();
+            assert_eq!(err.code(), code, "{field}={value}: {err}");
+        }
+        for (text, code) in [
+            ("", "malformed"),
+            ("[]", "malformed"),
+            (r#"{"name":"v2.FileCreated","args":{}}"#, "unknown_event"),
+            (
+                r#"{"name":"v1.FileDeleted","args":{"id":"f"}}"#,
+                "malformed",
+            ),
+            (r#"{"name":"v1.FileDeleted"}"#, "malformed"),
+        ] {
+            assert_eq!(
+                FileEvent::decode_json(text).unwrap_err().code(),
+                code,
+                "{text}"
+            );
+        }
+        let no_seq = serde_json::to_string(
+            &ClientEvent {
+                id: EventId {
+                    client: ClientId::new("c").unwrap(),
+                    n: 1,
+                },
+                event: created(),
+            }
+            .to_wire(),
+        )
+        .unwrap();
+        assert_eq!(
+            ConfirmedEvent::decode_json(&no_seq).unwrap_err().code(),
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn remote_keys_must_name_this_store_and_this_content() {
+        let store = StoreId::new("s").unwrap();
+        let mut w = updated(MetadataPatch::Keep, None).to_wire();
+        let other = ContentHash::of(b"other").to_hex();
+        for (key, code) in [
+            (format!("s/{other}"), "invalid_remote_key"),
+            ("s/../x".to_string(), "invalid_remote_key"),
+            (format!("/s/{}", hash()), "invalid_remote_key"),
+            (hash().to_hex(), "invalid_remote_key"),
+        ] {
+            w.args["remoteKey"] = key.clone().into();
+            assert_eq!(FileEvent::from_wire(&w).unwrap_err().code(), code, "{key}");
+        }
+        w.args["remoteKey"] = format!("elsewhere/{}", hash()).into();
+        let e = FileEvent::from_wire(&w).unwrap();
+        assert_eq!(
+            e.validate_for_store(&store).unwrap_err().code(),
+            "invalid_remote_key"
+        );
+    }
+}

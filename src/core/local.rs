@@ -1,0 +1,307 @@
+//! Per-client file state: what this browser has and what it still has to transfer.
+//!
+//! One row per live file, shared by every tab of the browser and never sent to the server
+//! (livestore-filesync's `localFileState`). [`reconcile`] is the decision table: given the
+//! file's view row and whether its bytes are here, it says what to upload or download, and it
+//! never downgrades an active transfer when state is re-applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ContentHash, FileId};
+use super::table::FileRow;
+
+/// Status of one direction of transfer for one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum TransferStatus {
+    /// Needs a transfer that cannot start yet (a download before the owner uploaded).
+    Pending,
+    /// Waiting for a transfer slot (or for a retry delay).
+    Queued,
+    /// Running now.
+    InProgress,
+    /// Nothing to do.
+    Done,
+    /// Failed for good or cancelled; `last_error` says why. `retryErrors` re-queues it.
+    Error,
+}
+
+impl TransferStatus {
+    /// Queued or running: re-applying state must keep it.
+    pub fn is_active(self) -> bool {
+        matches!(self, TransferStatus::Queued | TransferStatus::InProgress)
+    }
+}
+
+/// Which way bytes move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferKind {
+    Upload,
+    Download,
+}
+
+/// The last transfer error of a file, as shown to the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Per-client state of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRow {
+    pub file_id: FileId,
+    pub path: String,
+    /// The content this row's statuses are about (the file's current content hash).
+    pub content_hash: ContentHash,
+    /// The content whose bytes are stored here for this file, if any.
+    pub local_hash: Option<ContentHash>,
+    pub upload: TransferStatus,
+    pub download: TransferStatus,
+    pub last_error: Option<SyncError>,
+}
+
+impl LocalRow {
+    /// The status of one direction.
+    pub fn status(&self, kind: TransferKind) -> TransferStatus {
+        match kind {
+            TransferKind::Upload => self.upload,
+            TransferKind::Download => self.download,
+        }
+    }
+    /// Sets the status of one direction.
+    pub fn set_status(&mut self, kind: TransferKind, s: TransferStatus) {
+        match kind {
+            TransferKind::Upload => self.upload = s,
+            TransferKind::Download => self.download = s,
+        }
+    }
+    /// The bytes of the current content are here.
+    pub fn has_local_copy(&self) -> bool {
+        self.local_hash == Some(self.content_hash)
+    }
+}
+
+/// The decision table (livestore-filesync's, plus its fixes): the row this file should have,
+/// given its view row, the existing per-client row and whether the content's bytes are here.
+///
+/// | bytes here | remote key | upload | download |
+/// |---|---|---|---|
+/// | yes | none | queued | done |
+/// | yes | set  | done   | done |
+/// | no  | set  | done   | queued |
+/// | no  | none | done   | pending (wait for the owner's upload) |
+///
+/// For the same content, an active (queued, in progress) or failed status is kept, so neither a
+/// running transfer nor an error the app has not retried is clobbered; `done` always wins,
+/// because the work is no longer needed. New content starts afresh.
+pub fn reconcile(row: &FileRow, existing: Option<&LocalRow>, bytes_here: bool) -> LocalRow {
+    use TransferStatus::*;
+    let (want_up, want_down) = match (bytes_here, row.remote_key.is_some()) {
+        (true, false) => (Queued, Done),
+        (true, true) => (Done, Done),
+        (false, true) => (Done, Queued),
+        (false, false) => (Done, Pending),
+    };
+    let same = existing.filter(|e| e.content_hash == row.content_hash);
+    let keep = |want: TransferStatus, old: Option<TransferStatus>| match (want, old) {
+        (Queued, Some(o)) if o.is_active() || o == Error => o,
+        _ => want,
+    };
+    let upload = keep(want_up, same.map(|e| e.upload));
+    let download = keep(want_down, same.map(|e| e.download));
+    let last_error = same
+        .and_then(|e| e.last_error.clone())
+        .filter(|_| upload == Error || download == Error);
+    LocalRow {
+        file_id: row.id.clone(),
+        path: row.path.clone(),
+        content_hash: row.content_hash,
+        local_hash: if bytes_here {
+            Some(row.content_hash)
+        } else {
+            existing.and_then(|e| e.local_hash)
+        },
+        upload,
+        download,
+        last_error,
+    }
+}
+
+/// All per-client rows, with an index of which content is stored here.
+#[derive(Debug, Default, Clone)]
+pub struct LocalState {
+    rows: BTreeMap<FileId, LocalRow>,
+    stored: HashMap<ContentHash, u32>,
+}
+
+impl LocalState {
+    /// Rebuilds from stored rows.
+    pub fn restore(rows: impl IntoIterator<Item = LocalRow>) -> LocalState {
+        let mut s = LocalState::default();
+        for r in rows {
+            s.put(r);
+        }
+        s
+    }
+
+    /// One row.
+    pub fn get(&self, id: &FileId) -> Option<&LocalRow> {
+        self.rows.get(id)
+    }
+
+    /// All rows, by file id.
+    pub fn rows(&self) -> impl Iterator<Item = &LocalRow> {
+        self.rows.values()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Whether some row says this content's bytes are stored here.
+    pub fn has_bytes(&self, hash: &ContentHash) -> bool {
+        self.stored.contains_key(hash)
+    }
+
+    /// Inserts or replaces a row; returns the old one.
+    pub fn put(&mut self, row: LocalRow) -> Option<LocalRow> {
+        if let Some(h) = row.local_hash {
+            *self.stored.entry(h).or_default() += 1;
+        }
+        let old = self.rows.insert(row.file_id.clone(), row);
+        if let Some(h) = old.as_ref().and_then(|o| o.local_hash) {
+            self.unstore(h);
+        }
+        old
+    }
+
+    /// Removes a row; returns it.
+    pub fn remove(&mut self, id: &FileId) -> Option<LocalRow> {
+        let old = self.rows.remove(id);
+        if let Some(h) = old.as_ref().and_then(|o| o.local_hash) {
+            self.unstore(h);
+        }
+        old
+    }
+
+    fn unstore(&mut self, h: ContentHash) {
+        if let Some(n) = self.stored.get_mut(&h) {
+            *n -= 1;
+            if *n == 0 {
+                self.stored.remove(&h);
+            }
+        }
+    }
+
+    /// Applies `f` to a row, keeping the index right.
+    pub fn update(&mut self, id: &FileId, f: impl FnOnce(&mut LocalRow)) -> bool {
+        let Some(mut row) = self.rows.get(id).cloned() else {
+            return false;
+        };
+        f(&mut row);
+        if self.rows.get(id) != Some(&row) {
+            self.put(row);
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::FileInfo;
+    use crate::core::ids::{Millis, RemoteKey, StoreId};
+    use TransferStatus::*;
+
+    fn row(content: &[u8], uploaded: bool) -> FileRow {
+        let h = ContentHash::of(content);
+        FileRow {
+            id: FileId::new("f").unwrap(),
+            path: "p".into(),
+            content_hash: h,
+            remote_key: uploaded.then(|| RemoteKey::for_content(&StoreId::new("s").unwrap(), &h)),
+            info: FileInfo {
+                name: "n".into(),
+                mime_type: "".into(),
+                size: 1,
+            },
+            metadata_json: None,
+            created_at: Millis(0),
+            updated_at: Millis(0),
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let cases = [
+            (true, false, Queued, Done),
+            (true, true, Done, Done),
+            (false, true, Done, Queued),
+            (false, false, Done, Pending),
+        ];
+        for (here, uploaded, up, down) in cases {
+            let r = reconcile(&row(b"a", uploaded), None, here);
+            assert_eq!(
+                (r.upload, r.download),
+                (up, down),
+                "here={here} uploaded={uploaded}"
+            );
+            assert_eq!(r.has_local_copy(), here);
+        }
+    }
+
+    #[test]
+    fn reapplying_never_downgrades_active_or_failed_transfers() {
+        let r = row(b"a", true);
+        for active in [Queued, InProgress, Error] {
+            let mut existing = reconcile(&r, None, false);
+            existing.download = active;
+            existing.last_error = (active == Error).then(|| SyncError {
+                code: "x".into(),
+                message: "y".into(),
+            });
+            let again = reconcile(&r, Some(&existing), false);
+            assert_eq!(again.download, active);
+            assert_eq!(again.last_error, existing.last_error);
+        }
+        // Finished elsewhere: done wins over an active status.
+        let mut existing = reconcile(&row(b"a", false), None, true);
+        existing.upload = InProgress;
+        assert_eq!(reconcile(&r, Some(&existing), true).upload, Done);
+        // New content starts afresh, keeping the old bytes' hash until new ones arrive.
+        let mut old = reconcile(&row(b"a", true), None, true);
+        old.download = Error;
+        let fresh = reconcile(&row(b"b", true), Some(&old), false);
+        assert_eq!(fresh.download, Queued);
+        assert_eq!(fresh.local_hash, Some(ContentHash::of(b"a")));
+        assert!(!fresh.has_local_copy());
+    }
+
+    #[test]
+    fn stored_index_follows_rows() {
+        let mut s = LocalState::default();
+        let a = reconcile(&row(b"a", false), None, true);
+        let h = ContentHash::of(b"a");
+        s.put(a.clone());
+        let mut b = a.clone();
+        b.file_id = FileId::new("g").unwrap();
+        s.put(b);
+        s.remove(&a.file_id);
+        assert!(s.has_bytes(&h));
+        s.update(&FileId::new("g").unwrap(), |r| r.local_hash = None);
+        assert!(!s.has_bytes(&h));
+    }
+}

@@ -1,0 +1,175 @@
+//! State derived for the app: aggregate sync status and per-file display state.
+
+use serde::Serialize;
+
+use super::ids::FileId;
+use super::local::{LocalRow, TransferStatus};
+use super::table::FileRow;
+
+/// A file in error, with its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileError {
+    pub file_id: FileId,
+    pub code: String,
+    pub error: String,
+}
+
+/// Aggregate status of this client, derived from the per-client rows (livestore-filesync's
+/// `getSyncStatus`, same field names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub uploading_count: usize,
+    pub downloading_count: usize,
+    pub queued_upload_count: usize,
+    pub queued_download_count: usize,
+    pub pending_upload_count: usize,
+    pub pending_download_count: usize,
+    pub error_count: usize,
+    pub uploading_file_ids: Vec<FileId>,
+    pub downloading_file_ids: Vec<FileId>,
+    pub queued_upload_file_ids: Vec<FileId>,
+    pub queued_download_file_ids: Vec<FileId>,
+    pub pending_upload_file_ids: Vec<FileId>,
+    pub pending_download_file_ids: Vec<FileId>,
+    pub errors: Vec<FileError>,
+    /// Some transfer is running.
+    pub is_syncing: bool,
+    /// Some transfer is queued, pending or running.
+    pub has_pending: bool,
+}
+
+impl SyncStatus {
+    /// Derives the status from every per-client row.
+    pub fn derive<'a>(rows: impl IntoIterator<Item = &'a LocalRow>) -> SyncStatus {
+        use TransferStatus::*;
+        let mut s = SyncStatus::default();
+        for r in rows {
+            let id = || r.file_id.clone();
+            match r.upload {
+                InProgress => s.uploading_file_ids.push(id()),
+                Queued => s.queued_upload_file_ids.push(id()),
+                Pending => s.pending_upload_file_ids.push(id()),
+                Done | Error => {}
+            }
+            match r.download {
+                InProgress => s.downloading_file_ids.push(id()),
+                Queued => s.queued_download_file_ids.push(id()),
+                Pending => s.pending_download_file_ids.push(id()),
+                Done | Error => {}
+            }
+            if r.upload == Error || r.download == Error {
+                let (code, error) = r
+                    .last_error
+                    .as_ref()
+                    .map(|e| (e.code.clone(), e.message.clone()))
+                    .unwrap_or_else(|| ("unknown".into(), "transfer failed".into()));
+                s.errors.push(FileError {
+                    file_id: id(),
+                    code,
+                    error,
+                });
+            }
+        }
+        s.uploading_count = s.uploading_file_ids.len();
+        s.downloading_count = s.downloading_file_ids.len();
+        s.queued_upload_count = s.queued_upload_file_ids.len();
+        s.queued_download_count = s.queued_download_file_ids.len();
+        s.pending_upload_count = s.pending_upload_file_ids.len();
+        s.pending_download_count = s.pending_download_file_ids.len();
+        s.error_count = s.errors.len();
+        s.is_syncing = s.uploading_count + s.downloading_count > 0;
+        s.has_pending = s.is_syncing
+            || s.queued_upload_count + s.queued_download_count > 0
+            || s.pending_upload_count + s.pending_download_count > 0;
+        s
+    }
+}
+
+/// Whether the app can show a file: `canDisplay = hasLocalCopy || isUploaded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisplayState {
+    pub has_local_copy: bool,
+    pub is_uploaded: bool,
+    pub can_display: bool,
+}
+
+impl DisplayState {
+    /// Derives the display state of a file from its row and this client's row.
+    pub fn derive(row: &FileRow, local: Option<&LocalRow>) -> DisplayState {
+        let has_local_copy = local.is_some_and(|l| l.local_hash == Some(row.content_hash));
+        let is_uploaded = row.remote_key.is_some();
+        DisplayState {
+            has_local_copy,
+            is_uploaded,
+            can_display: row.is_live() && (has_local_copy || is_uploaded),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::FileInfo;
+    use crate::core::ids::{ContentHash, Millis, RemoteKey, StoreId};
+    use crate::core::local::{reconcile, SyncError};
+
+    fn row(id: &str, uploaded: bool) -> FileRow {
+        let h = ContentHash::of(id.as_bytes());
+        FileRow {
+            id: FileId::new(id).unwrap(),
+            path: id.into(),
+            content_hash: h,
+            remote_key: uploaded.then(|| RemoteKey::for_content(&StoreId::new("s").unwrap(), &h)),
+            info: FileInfo {
+                name: "n".into(),
+                mime_type: "".into(),
+                size: 1,
+            },
+            metadata_json: None,
+            created_at: Millis(0),
+            updated_at: Millis(0),
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn counts_and_lists_follow_rows() {
+        let mut up = reconcile(&row("a", false), None, true);
+        up.upload = TransferStatus::InProgress;
+        let down = reconcile(&row("b", true), None, false);
+        let wait = reconcile(&row("c", false), None, false);
+        let mut failed = reconcile(&row("d", true), None, false);
+        failed.download = TransferStatus::Error;
+        failed.last_error = Some(SyncError {
+            code: "auth".into(),
+            message: "no".into(),
+        });
+        let done = reconcile(&row("e", true), None, true);
+        let s = SyncStatus::derive([&up, &down, &wait, &failed, &done]);
+        assert_eq!(s.uploading_file_ids, vec![FileId::new("a").unwrap()]);
+        assert_eq!(s.queued_download_file_ids, vec![FileId::new("b").unwrap()]);
+        assert_eq!(s.pending_download_file_ids, vec![FileId::new("c").unwrap()]);
+        assert_eq!(s.errors[0].code, "auth");
+        assert_eq!(
+            (s.uploading_count, s.queued_download_count, s.error_count),
+            (1, 1, 1)
+        );
+        assert!(s.is_syncing && s.has_pending);
+        let idle = SyncStatus::derive([&done]);
+        assert!(!idle.is_syncing && !idle.has_pending);
+    }
+
+    #[test]
+    fn can_display_when_local_or_uploaded() {
+        let r = row("a", false);
+        assert!(!DisplayState::derive(&r, None).can_display);
+        let here = reconcile(&r, None, true);
+        assert!(DisplayState::derive(&r, Some(&here)).can_display);
+        let up = row("a", true);
+        let d = DisplayState::derive(&up, None);
+        assert!(d.can_display && d.is_uploaded && !d.has_local_copy);
+    }
+}

@@ -1,0 +1,586 @@
+//! The `files` table, materialized from synced events.
+//!
+//! Two layers: the *confirmed* rows, folded from the server's total order, and an *overlay* of
+//! rows touched by this client's pending events, re-folded on top of the confirmed rows whenever
+//! confirmed events arrive (a rebase). Readers see the overlay where it has a row, the confirmed
+//! row elsewhere; that is the client's *view*.
+//!
+//! Invariants:
+//! * The confirmed rows depend only on the sequence of confirmed events, so every client that
+//!   applied the same prefix has the same rows (the simulation checks this).
+//! * Re-delivering a confirmed event changes nothing: events at or below the cursor are skipped.
+//! * `view_refs` and `confirmed_refs` index live rows by content hash, for deduplicated transfers
+//!   and for deleting bytes only once nothing references them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::error::EngineError;
+use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo, MetadataPatch};
+use super::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq};
+
+/// One materialized file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: FileId,
+    pub path: String,
+    pub content_hash: ContentHash,
+    /// `None` until the content is uploaded (`""` in livestore-filesync).
+    pub remote_key: Option<RemoteKey>,
+    pub info: FileInfo,
+    pub metadata_json: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Set by `FileDeleted`; the row stays as a tombstone.
+    pub deleted_at: Option<Millis>,
+}
+
+impl FileRow {
+    /// Not deleted.
+    pub fn is_live(&self) -> bool {
+        self.deleted_at.is_none()
+    }
+}
+
+/// Folds one event into the current row. `None` means the event changes nothing: a second
+/// create of an id (first wins), an update or delete of a missing or deleted file, or a
+/// conditional update whose expected content hash no longer holds.
+pub fn fold(current: Option<&FileRow>, event: &FileEvent) -> Option<FileRow> {
+    match (event, current) {
+        (FileEvent::Created(c), None) => Some(FileRow {
+            id: c.id.clone(),
+            path: c.path.clone(),
+            content_hash: c.content_hash,
+            remote_key: None,
+            info: c.info.clone(),
+            metadata_json: c.metadata_json.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            deleted_at: None,
+        }),
+        (FileEvent::Updated(u), Some(row)) if row.is_live() => {
+            if u.expected_content_hash
+                .is_some_and(|h| h != row.content_hash)
+            {
+                return None;
+            }
+            let same_content = u.content_hash == row.content_hash;
+            let mut next = row.clone();
+            next.path.clone_from(&u.path);
+            next.content_hash = u.content_hash;
+            next.info = u.info.clone();
+            // Same content stays uploaded whatever the event says; new content is uploaded only
+            // if the event says so (its key is validated to name that content).
+            next.remote_key = match (&u.remote_key, same_content) {
+                (Some(k), _) => Some(k.clone()),
+                (None, true) => row.remote_key.clone(),
+                (None, false) => None,
+            };
+            match &u.metadata {
+                MetadataPatch::Keep => {}
+                MetadataPatch::Clear => next.metadata_json = None,
+                MetadataPatch::Set(s) => next.metadata_json = Some(s.clone()),
+            }
+            next.updated_at = u.updated_at;
+            (next != *row).then_some(next)
+        }
+        (FileEvent::Deleted(d), Some(row)) if row.is_live() => {
+            let mut next = row.clone();
+            next.deleted_at = Some(d.deleted_at);
+            Some(next)
+        }
+        _ => None,
+    }
+}
+
+type Refs = BTreeMap<ContentHash, BTreeSet<FileId>>;
+
+fn index(refs: &mut Refs, id: &FileId, old: Option<&FileRow>, new: Option<&FileRow>) {
+    let live_hash = |r: Option<&FileRow>| r.filter(|r| r.is_live()).map(|r| r.content_hash);
+    let (old, new) = (live_hash(old), live_hash(new));
+    if old == new {
+        return;
+    }
+    if let Some(h) = old {
+        if let Some(set) = refs.get_mut(&h) {
+            set.remove(id);
+            if set.is_empty() {
+                refs.remove(&h);
+            }
+        }
+    }
+    if let Some(h) = new {
+        refs.entry(h).or_default().insert(id.clone());
+    }
+}
+
+/// What applying confirmed events changed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Files whose view row changed.
+    pub changed: BTreeSet<FileId>,
+    /// Confirmed events that were applied (skips excluded), in order.
+    pub applied: Vec<ConfirmedEvent>,
+    /// Confirmed rows whose content hash lost its last live reference, with whether the content
+    /// had been uploaded, and the event that did it.
+    pub released: Vec<(ContentHash, bool, EventId)>,
+}
+
+/// The files table: confirmed rows, pending events and the overlay on top.
+#[derive(Debug, Default, Clone)]
+pub struct FilesTable {
+    confirmed: BTreeMap<FileId, FileRow>,
+    cursor: Seq,
+    pending: Vec<ClientEvent>,
+    overlay: BTreeMap<FileId, Option<FileRow>>,
+    view_refs: Refs,
+    confirmed_refs: Refs,
+}
+
+impl FilesTable {
+    /// Rebuilds a table from stored confirmed rows, cursor and pending events.
+    pub fn restore(
+        rows: impl IntoIterator<Item = FileRow>,
+        cursor: Seq,
+        pending: Vec<ClientEvent>,
+    ) -> FilesTable {
+        let mut t = FilesTable {
+            cursor,
+            ..FilesTable::default()
+        };
+        for row in rows {
+            index(&mut t.confirmed_refs, &row.id, None, Some(&row));
+            index(&mut t.view_refs, &row.id, None, Some(&row));
+            t.confirmed.insert(row.id.clone(), row);
+        }
+        t.pending = pending;
+        t.rebase();
+        t
+    }
+
+    /// Last confirmed position applied.
+    pub fn cursor(&self) -> Seq {
+        self.cursor
+    }
+
+    /// This client's view of a file: pending changes on top of confirmed ones.
+    pub fn get(&self, id: &FileId) -> Option<&FileRow> {
+        match self.overlay.get(id) {
+            Some(row) => row.as_ref(),
+            None => self.confirmed.get(id),
+        }
+    }
+
+    /// The confirmed row of a file, ignoring this client's pending events.
+    pub fn confirmed(&self, id: &FileId) -> Option<&FileRow> {
+        self.confirmed.get(id)
+    }
+
+    /// Every row of the view (tombstones included), ordered by id.
+    pub fn rows(&self) -> impl Iterator<Item = &FileRow> {
+        let over = self
+            .overlay
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().filter(|_| !self.confirmed.contains_key(id)));
+        let mut merged: Vec<&FileRow> = self
+            .confirmed
+            .iter()
+            .filter_map(|(id, row)| match self.overlay.get(id) {
+                Some(r) => r.as_ref(),
+                None => Some(row),
+            })
+            .chain(over)
+            .collect();
+        if !self.overlay.is_empty() {
+            merged.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        merged.into_iter()
+    }
+
+    /// Confirmed rows, for persistence.
+    pub fn confirmed_rows(&self) -> impl Iterator<Item = &FileRow> {
+        self.confirmed.values()
+    }
+
+    /// Events made here and not yet confirmed, oldest first.
+    pub fn pending(&self) -> &[ClientEvent] {
+        &self.pending
+    }
+
+    /// Live files of the view with this content.
+    pub fn view_refs(&self, hash: &ContentHash) -> impl Iterator<Item = &FileId> {
+        self.view_refs.get(hash).into_iter().flatten()
+    }
+
+    /// Whether any live file references this content, in the view or in the confirmed rows.
+    pub fn is_referenced(&self, hash: &ContentHash) -> bool {
+        self.view_refs.contains_key(hash) || self.confirmed_refs.contains_key(hash)
+    }
+
+    /// Whether a confirmed live row has this content (the server has accepted it).
+    pub fn is_confirmed_content(&self, hash: &ContentHash) -> bool {
+        self.confirmed_refs.contains_key(hash)
+    }
+
+    /// Checks a local event against the view, then records it as pending and applies it.
+    pub fn commit_local(&mut self, event: ClientEvent) -> Result<(), EngineError> {
+        let id = event.event.file_id().clone();
+        let current = self.get(&id);
+        match (&event.event, current) {
+            (FileEvent::Created(_), Some(_)) => return Err(EngineError::AlreadyExists { id }),
+            (FileEvent::Updated(_) | FileEvent::Deleted(_), r)
+                if !r.is_some_and(FileRow::is_live) =>
+            {
+                return Err(EngineError::NotFound { id });
+            }
+            _ => {}
+        }
+        if let Some(next) = fold(current, &event.event) {
+            let old = self.get(&id).cloned();
+            index(&mut self.view_refs, &id, old.as_ref(), Some(&next));
+            self.overlay.insert(id, Some(next));
+        }
+        self.pending.push(event);
+        Ok(())
+    }
+
+    /// Applies confirmed events in order. Events at or below the cursor are skipped (redelivery);
+    /// the caller hands over only contiguous runs (`seq == cursor + 1` for the first).
+    pub fn apply_confirmed(&mut self, events: impl IntoIterator<Item = ConfirmedEvent>) -> Applied {
+        let mut out = Applied::default();
+        let mut confirmed_ids = BTreeSet::new();
+        let before: BTreeMap<FileId, Option<FileRow>> = BTreeMap::new();
+        let mut before = before;
+        for ev in events {
+            if ev.seq <= self.cursor {
+                continue;
+            }
+            debug_assert_eq!(
+                ev.seq.0,
+                self.cursor.0 + 1,
+                "confirmed events must be contiguous"
+            );
+            self.cursor = ev.seq;
+            let id = ev.event.file_id().clone();
+            before
+                .entry(id.clone())
+                .or_insert_with(|| self.get(&id).cloned());
+            let current = self.confirmed.get(&id);
+            if let Some(next) = fold(current, &ev.event) {
+                let old_live = current.filter(|r| r.is_live()).cloned();
+                index(&mut self.confirmed_refs, &id, current, Some(&next));
+                if let Some(old) = old_live {
+                    let gone = !next.is_live() || next.content_hash != old.content_hash;
+                    if gone && !self.confirmed_refs.contains_key(&old.content_hash) {
+                        out.released.push((
+                            old.content_hash,
+                            old.remote_key.is_some(),
+                            ev.id.clone(),
+                        ));
+                    }
+                }
+                self.confirmed.insert(id, next);
+            }
+            confirmed_ids.insert(ev.id.clone());
+            out.applied.push(ev);
+        }
+        if out.applied.is_empty() {
+            return out;
+        }
+        let had_pending = !self.pending.is_empty();
+        self.pending.retain(|p| !confirmed_ids.contains(&p.id));
+        // Files whose view may have changed: those the confirmed events touched and those
+        // pending events touch (before or after the rebase).
+        for id in self.overlay.keys() {
+            before
+                .entry(id.clone())
+                .or_insert_with(|| self.get(id).cloned());
+        }
+        if had_pending {
+            self.rebase_overlay_only();
+        }
+        for (id, old) in before {
+            let new = self.get(&id).cloned();
+            if old != new {
+                index(&mut self.view_refs, &id, old.as_ref(), new.as_ref());
+                out.changed.insert(id);
+            }
+        }
+        out
+    }
+
+    /// Re-folds pending events on top of the confirmed rows.
+    fn rebase_overlay_only(&mut self) {
+        self.overlay.clear();
+        for p in &self.pending {
+            let id = p.event.file_id();
+            let current = match self.overlay.get(id) {
+                Some(r) => r.as_ref(),
+                None => self.confirmed.get(id),
+            };
+            if let Some(next) = fold(current, &p.event) {
+                self.overlay.insert(id.clone(), Some(next));
+            }
+        }
+    }
+
+    /// Rebase plus a full rebuild of the view index (used by `restore`).
+    fn rebase(&mut self) {
+        for id in self.overlay.keys().cloned().collect::<Vec<_>>() {
+            let old = self.get(&id).cloned();
+            let base = self.confirmed.get(&id).cloned();
+            index(&mut self.view_refs, &id, old.as_ref(), base.as_ref());
+        }
+        self.rebase_overlay_only();
+        for id in self.overlay.keys().cloned().collect::<Vec<_>>() {
+            let base = self.confirmed.get(&id).cloned();
+            let new = self.get(&id).cloned();
+            index(&mut self.view_refs, &id, base.as_ref(), new.as_ref());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{FileCreated, FileDeleted, FileUpdated};
+    use crate::core::ids::{ClientId, StoreId};
+
+    fn fid(s: &str) -> FileId {
+        FileId::new(s).unwrap()
+    }
+    fn eid(c: &str, n: u64) -> EventId {
+        EventId {
+            client: ClientId::new(c).unwrap(),
+            n,
+        }
+    }
+    fn info() -> FileInfo {
+        FileInfo {
+            name: "a.bin".into(),
+            mime_type: "".into(),
+            size: 1,
+        }
+    }
+    fn create(id: &str, content: &[u8]) -> FileEvent {
+        FileEvent::Created(FileCreated {
+            id: fid(id),
+            path: format!("files/{id}"),
+            content_hash: ContentHash::of(content),
+            info: info(),
+            metadata_json: None,
+            created_at: Millis(1),
+            updated_at: Millis(1),
+        })
+    }
+    fn edit(id: &str, content: &[u8]) -> FileEvent {
+        FileEvent::Updated(FileUpdated {
+            id: fid(id),
+            path: format!("files/{id}"),
+            remote_key: None,
+            content_hash: ContentHash::of(content),
+            info: info(),
+            metadata: MetadataPatch::Keep,
+            updated_at: Millis(2),
+            expected_content_hash: None,
+        })
+    }
+    fn uploaded(id: &str, content: &[u8]) -> FileEvent {
+        let h = ContentHash::of(content);
+        FileEvent::Updated(FileUpdated {
+            id: fid(id),
+            path: format!("files/{id}"),
+            remote_key: Some(RemoteKey::for_content(&StoreId::new("s").unwrap(), &h)),
+            content_hash: h,
+            info: info(),
+            metadata: MetadataPatch::Keep,
+            updated_at: Millis(3),
+            expected_content_hash: Some(h),
+        })
+    }
+    fn delete(id: &str) -> FileEvent {
+        FileEvent::Deleted(FileDeleted {
+            id: fid(id),
+            deleted_at: Millis(4),
+        })
+    }
+    fn confirmed(events: &[(&str, FileEvent)]) -> Vec<ConfirmedEvent> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, (c, e))| ConfirmedEvent {
+                seq: Seq(i as u64 + 1),
+                id: eid(c, i as u64),
+                event: e.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn materializing_is_deterministic_and_idempotent() {
+        let log = confirmed(&[
+            ("a", create("f1", b"1")),
+            ("b", create("f2", b"2")),
+            ("a", edit("f1", b"1b")),
+            ("b", uploaded("f2", b"2")),
+            ("a", delete("f2")),
+        ]);
+        let mut t1 = FilesTable::default();
+        t1.apply_confirmed(log.clone());
+        let mut t2 = FilesTable::default();
+        for e in &log {
+            t2.apply_confirmed([e.clone()]);
+            // Redelivery of everything seen so far changes nothing.
+            let again = t2.apply_confirmed(log.iter().filter(|x| x.seq <= e.seq).cloned());
+            assert!(again.applied.is_empty() && again.changed.is_empty());
+        }
+        let rows1: Vec<_> = t1.rows().cloned().collect();
+        let rows2: Vec<_> = t2.rows().cloned().collect();
+        assert_eq!(rows1, rows2);
+        assert_eq!(t1.cursor(), Seq(5));
+        assert_eq!(
+            t1.get(&fid("f1")).unwrap().content_hash,
+            ContentHash::of(b"1b")
+        );
+        assert!(!t1.get(&fid("f2")).unwrap().is_live());
+        assert!(!t1.is_referenced(&ContentHash::of(b"2")));
+    }
+
+    #[test]
+    fn pending_events_sit_on_top_and_rebase_when_confirmed_events_arrive() {
+        let mut t = FilesTable::default();
+        t.apply_confirmed(confirmed(&[("b", create("f1", b"1"))]));
+        t.commit_local(ClientEvent {
+            id: eid("a", 0),
+            event: edit("f1", b"mine"),
+        })
+        .unwrap();
+        assert_eq!(
+            t.get(&fid("f1")).unwrap().content_hash,
+            ContentHash::of(b"mine")
+        );
+        assert_eq!(
+            t.confirmed(&fid("f1")).unwrap().content_hash,
+            ContentHash::of(b"1")
+        );
+        // Another client's edit is confirmed first: our pending edit still shows on top.
+        let theirs = ConfirmedEvent {
+            seq: Seq(2),
+            id: eid("b", 1),
+            event: edit("f1", b"theirs"),
+        };
+        let applied = t.apply_confirmed([theirs]);
+        assert!(
+            applied.changed.is_empty(),
+            "view unchanged: ours is still on top"
+        );
+        assert_eq!(
+            t.get(&fid("f1")).unwrap().content_hash,
+            ContentHash::of(b"mine")
+        );
+        // Ours is confirmed after theirs: last writer in server order wins, pending is gone.
+        t.apply_confirmed([ConfirmedEvent {
+            seq: Seq(3),
+            id: eid("a", 0),
+            event: edit("f1", b"mine"),
+        }]);
+        assert!(t.pending().is_empty());
+        assert_eq!(
+            t.confirmed(&fid("f1")).unwrap().content_hash,
+            ContentHash::of(b"mine")
+        );
+        assert!(t
+            .view_refs(&ContentHash::of(b"mine"))
+            .any(|id| *id == fid("f1")));
+        assert!(!t.is_referenced(&ContentHash::of(b"theirs")));
+    }
+
+    #[test]
+    fn stale_upload_completion_never_puts_an_old_key_on_new_content() {
+        // Client b uploads the first version while client a edits; the server orders the edit
+        // first. On every client the completion must be a no-op.
+        let log = confirmed(&[
+            ("b", create("f1", b"v1")),
+            ("a", edit("f1", b"v2")),
+            ("b", uploaded("f1", b"v1")),
+        ]);
+        let mut t = FilesTable::default();
+        t.apply_confirmed(log);
+        let row = t.get(&fid("f1")).unwrap();
+        assert_eq!(row.content_hash, ContentHash::of(b"v2"));
+        assert_eq!(row.remote_key, None);
+    }
+
+    #[test]
+    fn first_create_wins_and_deletes_are_final() {
+        let log = confirmed(&[
+            ("a", create("f1", b"a")),
+            ("b", create("f1", b"b")),
+            ("a", delete("f1")),
+            ("b", edit("f1", b"late")),
+            ("b", create("f1", b"again")),
+        ]);
+        let mut t = FilesTable::default();
+        t.apply_confirmed(log);
+        let row = t.get(&fid("f1")).unwrap();
+        assert_eq!(row.content_hash, ContentHash::of(b"a"));
+        assert!(!row.is_live());
+    }
+
+    #[test]
+    fn local_commits_are_checked_against_the_view() {
+        let mut t = FilesTable::default();
+        let ev = |n, e| ClientEvent {
+            id: eid("a", n),
+            event: e,
+        };
+        t.commit_local(ev(0, create("f1", b"1"))).unwrap();
+        assert_eq!(
+            t.commit_local(ev(1, create("f1", b"1")))
+                .unwrap_err()
+                .code(),
+            "already_exists"
+        );
+        assert_eq!(
+            t.commit_local(ev(2, edit("nope", b"1")))
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        t.commit_local(ev(3, delete("f1"))).unwrap();
+        assert_eq!(
+            t.commit_local(ev(4, delete("f1"))).unwrap_err().code(),
+            "not_found"
+        );
+        assert_eq!(t.pending().len(), 2);
+    }
+
+    #[test]
+    fn restore_rebuilds_view_and_indexes() {
+        let mut t = FilesTable::default();
+        t.apply_confirmed(confirmed(&[
+            ("b", create("f1", b"1")),
+            ("b", create("f2", b"1")),
+        ]));
+        t.commit_local(ClientEvent {
+            id: eid("a", 0),
+            event: delete("f1"),
+        })
+        .unwrap();
+        let r = FilesTable::restore(
+            t.confirmed_rows().cloned(),
+            t.cursor(),
+            t.pending().to_vec(),
+        );
+        assert_eq!(
+            r.rows().cloned().collect::<Vec<_>>(),
+            t.rows().cloned().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            r.view_refs(&ContentHash::of(b"1"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![fid("f2")]
+        );
+        assert!(r.is_confirmed_content(&ContentHash::of(b"1")));
+    }
+}
