@@ -14,9 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::error::EngineError;
+use super::error::{DecodeError, EngineError};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo, MetadataPatch};
-use super::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq};
+use super::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
 
 /// One materialized file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,9 @@ pub struct Applied {
     /// Confirmed rows whose content hash lost its last live reference, with whether the content
     /// had been uploaded, and the event that did it.
     pub released: Vec<(ContentHash, bool, EventId)>,
+    /// Events that are invalid for this store: skipped (the cursor moves past them) so one bad
+    /// event cannot block sync forever.
+    pub rejected: Vec<(Seq, DecodeError)>,
 }
 
 /// The files table: confirmed rows, pending events and the overlay on top.
@@ -245,7 +248,11 @@ impl FilesTable {
 
     /// Applies confirmed events in order. Events at or below the cursor are skipped (redelivery);
     /// the caller hands over only contiguous runs (`seq == cursor + 1` for the first).
-    pub fn apply_confirmed(&mut self, events: impl IntoIterator<Item = ConfirmedEvent>) -> Applied {
+    pub fn apply_confirmed(
+        &mut self,
+        store: &StoreId,
+        events: impl IntoIterator<Item = ConfirmedEvent>,
+    ) -> Applied {
         let mut out = Applied::default();
         let mut confirmed_ids = BTreeSet::new();
         let before: BTreeMap<FileId, Option<FileRow>> = BTreeMap::new();
@@ -260,6 +267,10 @@ impl FilesTable {
                 "confirmed events must be contiguous"
             );
             self.cursor = ev.seq;
+            if let Err(e) = ev.event.validate_for_store(store) {
+                out.rejected.push((ev.seq, e));
+                continue;
+            }
             let id = ev.event.file_id().clone();
             before
                 .entry(id.clone())
@@ -345,6 +356,9 @@ mod tests {
     use crate::core::event::{FileCreated, FileDeleted, FileUpdated};
     use crate::core::ids::{ClientId, StoreId};
 
+    fn store() -> StoreId {
+        StoreId::new("s").unwrap()
+    }
     fn fid(s: &str) -> FileId {
         FileId::new(s).unwrap()
     }
@@ -425,12 +439,13 @@ mod tests {
             ("a", delete("f2")),
         ]);
         let mut t1 = FilesTable::default();
-        t1.apply_confirmed(log.clone());
+        t1.apply_confirmed(&store(), log.clone());
         let mut t2 = FilesTable::default();
         for e in &log {
-            t2.apply_confirmed([e.clone()]);
+            t2.apply_confirmed(&store(), [e.clone()]);
             // Redelivery of everything seen so far changes nothing.
-            let again = t2.apply_confirmed(log.iter().filter(|x| x.seq <= e.seq).cloned());
+            let again =
+                t2.apply_confirmed(&store(), log.iter().filter(|x| x.seq <= e.seq).cloned());
             assert!(again.applied.is_empty() && again.changed.is_empty());
         }
         let rows1: Vec<_> = t1.rows().cloned().collect();
@@ -448,7 +463,7 @@ mod tests {
     #[test]
     fn pending_events_sit_on_top_and_rebase_when_confirmed_events_arrive() {
         let mut t = FilesTable::default();
-        t.apply_confirmed(confirmed(&[("b", create("f1", b"1"))]));
+        t.apply_confirmed(&store(), confirmed(&[("b", create("f1", b"1"))]));
         t.commit_local(ClientEvent {
             id: eid("a", 0),
             event: edit("f1", b"mine"),
@@ -468,7 +483,7 @@ mod tests {
             id: eid("b", 1),
             event: edit("f1", b"theirs"),
         };
-        let applied = t.apply_confirmed([theirs]);
+        let applied = t.apply_confirmed(&store(), [theirs]);
         assert!(
             applied.changed.is_empty(),
             "view unchanged: ours is still on top"
@@ -478,11 +493,14 @@ mod tests {
             ContentHash::of(b"mine")
         );
         // Ours is confirmed after theirs: last writer in server order wins, pending is gone.
-        t.apply_confirmed([ConfirmedEvent {
-            seq: Seq(3),
-            id: eid("a", 0),
-            event: edit("f1", b"mine"),
-        }]);
+        t.apply_confirmed(
+            &store(),
+            [ConfirmedEvent {
+                seq: Seq(3),
+                id: eid("a", 0),
+                event: edit("f1", b"mine"),
+            }],
+        );
         assert!(t.pending().is_empty());
         assert_eq!(
             t.confirmed(&fid("f1")).unwrap().content_hash,
@@ -504,7 +522,7 @@ mod tests {
             ("b", uploaded("f1", b"v1")),
         ]);
         let mut t = FilesTable::default();
-        t.apply_confirmed(log);
+        t.apply_confirmed(&store(), log);
         let row = t.get(&fid("f1")).unwrap();
         assert_eq!(row.content_hash, ContentHash::of(b"v2"));
         assert_eq!(row.remote_key, None);
@@ -520,7 +538,7 @@ mod tests {
             ("b", create("f1", b"again")),
         ]);
         let mut t = FilesTable::default();
-        t.apply_confirmed(log);
+        t.apply_confirmed(&store(), log);
         let row = t.get(&fid("f1")).unwrap();
         assert_eq!(row.content_hash, ContentHash::of(b"a"));
         assert!(!row.is_live());
@@ -557,10 +575,10 @@ mod tests {
     #[test]
     fn restore_rebuilds_view_and_indexes() {
         let mut t = FilesTable::default();
-        t.apply_confirmed(confirmed(&[
-            ("b", create("f1", b"1")),
-            ("b", create("f2", b"1")),
-        ]));
+        t.apply_confirmed(
+            &store(),
+            confirmed(&[("b", create("f1", b"1")), ("b", create("f2", b"1"))]),
+        );
         t.commit_local(ClientEvent {
             id: eid("a", 0),
             event: delete("f1"),

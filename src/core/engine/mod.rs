@@ -989,7 +989,7 @@ impl Engine {
     fn receive(&mut self, events: Vec<ConfirmedEvent>) {
         let cursor = self.table.cursor();
         for ev in events {
-            if ev.seq > cursor && ev.event.validate_for_store(&self.cfg.store).is_ok() {
+            if ev.seq > cursor {
                 self.early.insert(ev.seq, ev);
             }
         }
@@ -1008,13 +1008,26 @@ impl Engine {
         if run.is_empty() {
             return;
         }
-        let applied = self.table.apply_confirmed(run);
+        let applied = self.table.apply_confirmed(&self.cfg.store, run);
         self.dirty.meta = true;
+        for (seq, e) in &applied.rejected {
+            self.emit_event(Event::SyncError {
+                code: e.code().into(),
+                message: format!("skipped invalid event at seq {}: {e}", seq.0),
+                context: "apply",
+            });
+        }
         for ev in &applied.applied {
             self.dirty.rows.insert(ev.event.file_id().clone());
             self.dirty.pending.insert(ev.id.clone());
         }
         self.dirty.log.extend(applied.applied.iter().cloned());
+        // Newly confirmed content may unblock its upload.
+        for ev in &applied.applied {
+            if let Some(row) = self.table.confirmed(ev.event.file_id()) {
+                self.touched_hashes.insert(row.content_hash);
+            }
+        }
         self.touched.extend(applied.changed);
         for (hash, uploaded, by) in applied.released {
             if uploaded && by.client == self.cfg.client {
@@ -1758,7 +1771,8 @@ impl Engine {
 
     fn put_local(&mut self, mut row: LocalRow) {
         if self.cfg.mode == Mode::LocalOnly && row.upload == TransferStatus::Queued {
-            row.upload = TransferStatus::Pending;
+            // Nothing is ever uploaded in local-only mode: stored bytes are all there is to do.
+            row.upload = TransferStatus::Done;
         }
         let id = row.file_id.clone();
         let hash = row.content_hash;
@@ -1894,3 +1908,6 @@ impl Engine {
         self.out.push_back(Output::Event(e));
     }
 }
+
+#[cfg(test)]
+mod tests;

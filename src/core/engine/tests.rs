@@ -1,0 +1,1032 @@
+//! Rules of the engine, one test each. A tiny in-memory "server" answers persists, pushes and
+//! pulls; transfers are answered by hand so each test controls their outcome.
+
+use super::*;
+use crate::core::event::{FileCreated, FileDeleted, FileInfo};
+
+const STORE: &str = "store";
+
+struct H {
+    e: Engine,
+    now: Millis,
+    /// Confirmed log of the fake server.
+    log: Vec<ConfirmedEvent>,
+    /// Outputs not answered automatically, oldest first.
+    seen: Vec<Output>,
+    auto_push: bool,
+    auto_persist: bool,
+    next_op: u64,
+}
+
+fn fid(s: &str) -> FileId {
+    FileId::new(s).unwrap()
+}
+
+fn hash(content: &str) -> ContentHash {
+    ContentHash::of(content.as_bytes())
+}
+
+fn config(mode: Mode) -> Config {
+    let mut c = Config::new(
+        StoreId::new(STORE).unwrap(),
+        ClientId::new("me").unwrap(),
+        mode,
+    );
+    c.max_uploads = 2;
+    c.max_downloads = 2;
+    c.seed = 42;
+    c
+}
+
+impl H {
+    fn new(mode: Mode) -> H {
+        H::with(config(mode), Snapshot::default())
+    }
+
+    fn with(cfg: Config, snap: Snapshot) -> H {
+        let mut h = H {
+            e: Engine::new(cfg, snap, Millis(1_000)),
+            now: Millis(1_000),
+            log: Vec::new(),
+            seen: Vec::new(),
+            auto_push: true,
+            auto_persist: true,
+            next_op: 0,
+        };
+        h.pump();
+        h
+    }
+
+    /// Answers persists, pushes and pulls until nothing is left to answer.
+    fn pump(&mut self) {
+        while let Some(out) = self.e.poll_output() {
+            match out {
+                Output::Command(Command::Persist(b)) if self.auto_persist => {
+                    self.e
+                        .handle(self.now, Input::Persisted { batch: b.id })
+                        .unwrap();
+                }
+                Output::Command(Command::Push { request, events }) if self.auto_push => {
+                    let mut confirmed = Vec::new();
+                    for ev in events {
+                        let seq = Seq(self.log.len() as u64 + 1);
+                        confirmed.push((ev.id.clone(), seq));
+                        self.log.push(ConfirmedEvent {
+                            seq,
+                            id: ev.id,
+                            event: ev.event,
+                        });
+                    }
+                    self.e
+                        .handle(self.now, Input::Pushed { request, confirmed })
+                        .unwrap();
+                }
+                Output::Command(Command::Pull {
+                    request,
+                    after,
+                    limit,
+                }) => {
+                    let events: Vec<_> = self
+                        .log
+                        .iter()
+                        .filter(|e| e.seq > after)
+                        .take(limit)
+                        .cloned()
+                        .collect();
+                    let has_more = self.log.iter().filter(|e| e.seq > after).count() > limit;
+                    self.e
+                        .handle(
+                            self.now,
+                            Input::Pulled {
+                                request,
+                                events,
+                                has_more,
+                            },
+                        )
+                        .unwrap();
+                }
+                other => self.seen.push(other),
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) -> Result<(), EngineError> {
+        let r = self.e.handle(self.now, input);
+        self.pump();
+        r
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let until = self.now.after(ms);
+        while let Some(t) = self.e.poll_timeout().filter(|t| *t <= until) {
+            self.now = t.max(self.now);
+            self.e.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = until;
+    }
+
+    fn commands(&mut self) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.seen.retain(|o| match o {
+            Output::Command(c) => {
+                out.push(c.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.seen.retain(|o| match o {
+            Output::Event(e) => {
+                out.push(e.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn transfers(&mut self) -> Vec<TransferOrder> {
+        self.commands()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::StartTransfer(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn save(&mut self, id: &str, content: &str) -> OpId {
+        self.next_op += 1;
+        let op = OpId(self.next_op);
+        self.input(Input::Commit {
+            op,
+            event: created(id, content),
+        })
+        .unwrap();
+        op
+    }
+
+    fn edit(&mut self, id: &str, content: &str) {
+        self.next_op += 1;
+        let h = hash(content);
+        let row = self.e.table().get(&fid(id)).unwrap().clone();
+        self.input(Input::Commit {
+            op: OpId(self.next_op),
+            event: FileEvent::Updated(FileUpdated {
+                id: fid(id),
+                path: row.path,
+                remote_key: None,
+                content_hash: h,
+                info: row.info,
+                metadata: MetadataPatch::Keep,
+                updated_at: self.now,
+                expected_content_hash: None,
+            }),
+        })
+        .unwrap();
+    }
+
+    fn delete(&mut self, id: &str) {
+        self.next_op += 1;
+        self.input(Input::Commit {
+            op: OpId(self.next_op),
+            event: FileEvent::Deleted(FileDeleted {
+                id: fid(id),
+                deleted_at: self.now,
+            }),
+        })
+        .unwrap();
+    }
+
+    /// Another client's events, confirmed by the server and delivered live.
+    fn remote(&mut self, events: Vec<FileEvent>) {
+        let mut batch = Vec::new();
+        for event in events {
+            let seq = Seq(self.log.len() as u64 + 1);
+            let ev = ConfirmedEvent {
+                seq,
+                id: EventId {
+                    client: ClientId::new("other").unwrap(),
+                    n: seq.0,
+                },
+                event,
+            };
+            self.log.push(ev.clone());
+            batch.push(ev);
+        }
+        self.input(Input::Live { events: batch }).unwrap();
+    }
+
+    fn lead(&mut self, term: u64) {
+        self.input(Input::LeaderElected { term: Term(term) })
+            .unwrap();
+    }
+
+    fn done(&mut self, t: &TransferOrder) {
+        let downloaded_hash = (t.kind == TransferKind::Download).then_some(t.hash);
+        self.input(Input::TransferDone {
+            task: t.task,
+            term: t.term,
+            downloaded_hash,
+        })
+        .unwrap();
+    }
+
+    fn fail(&mut self, t: &TransferOrder, failure: Failure) {
+        self.input(Input::TransferFailed {
+            task: t.task,
+            term: t.term,
+            failure,
+        })
+        .unwrap();
+    }
+
+    fn local(&self, id: &str) -> LocalRow {
+        self.e.local_state().get(&fid(id)).cloned().unwrap()
+    }
+}
+
+fn created(id: &str, content: &str) -> FileEvent {
+    FileEvent::Created(FileCreated {
+        id: fid(id),
+        path: format!("files/{id}"),
+        content_hash: hash(content),
+        info: FileInfo {
+            name: format!("{id}.txt"),
+            mime_type: "text/plain".into(),
+            size: content.len() as u64,
+        },
+        metadata_json: None,
+        created_at: Millis(1),
+        updated_at: Millis(1),
+    })
+}
+
+fn uploaded_by_other(id: &str, content: &str) -> FileEvent {
+    let h = hash(content);
+    FileEvent::Updated(FileUpdated {
+        id: fid(id),
+        path: format!("files/{id}"),
+        remote_key: Some(RemoteKey::for_content(&StoreId::new(STORE).unwrap(), &h)),
+        content_hash: h,
+        info: FileInfo {
+            name: format!("{id}.txt"),
+            mime_type: "text/plain".into(),
+            size: content.len() as u64,
+        },
+        metadata: MetadataPatch::Keep,
+        updated_at: Millis(2),
+        expected_content_hash: Some(h),
+    })
+}
+
+use TransferStatus::*;
+
+#[test]
+fn save_upload_attach_round_trip() {
+    let mut h = H::new(Mode::Remote);
+    let op = h.save("f1", "hello");
+    assert!(
+        h.events().contains(&Event::Committed { op }),
+        "durable after persist"
+    );
+    assert_eq!(h.local("f1").upload, Queued);
+    assert!(h.transfers().is_empty(), "no leader, no transfer");
+    h.lead(1);
+    let t = h.transfers();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].kind, t[0].hash, t[0].size),
+        (TransferKind::Upload, hash("hello"), 5)
+    );
+    assert_eq!(t[0].key.as_str(), format!("{STORE}/{}", hash("hello")));
+    assert_eq!(h.local("f1").upload, InProgress);
+    h.done(&t[0]);
+    let row = h.e.table().get(&fid("f1")).unwrap();
+    assert_eq!(row.remote_key, Some(t[0].key.clone()));
+    assert!(
+        h.e.table().pending().is_empty(),
+        "attach event pushed and confirmed"
+    );
+    assert_eq!((h.local("f1").upload, h.local("f1").download), (Done, Done));
+    let ev = h.events();
+    assert!(ev.contains(&Event::TransferComplete {
+        kind: TransferKind::Upload,
+        file: fid("f1")
+    }));
+    assert!(ev.contains(&Event::FilesChanged {
+        files: vec![fid("f1")]
+    }));
+    assert!(ev.contains(&Event::SyncComplete));
+    assert!(!h.e.status().has_pending);
+    assert!(h.e.file(&fid("f1")).unwrap().display.can_display);
+}
+
+#[test]
+fn uploads_wait_until_the_server_confirmed_the_file() {
+    let mut h = H::new(Mode::Remote);
+    h.auto_push = false;
+    h.lead(1);
+    h.save("f1", "x");
+    let cmds = h.commands();
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::StartTransfer(_))),
+        "create not confirmed yet"
+    );
+    let push = cmds
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Push { request, events } => Some((request, events)),
+            _ => None,
+        })
+        .expect("a push");
+    let confirmed = vec![(push.1[0].id.clone(), Seq(1))];
+    h.log.push(ConfirmedEvent {
+        seq: Seq(1),
+        id: push.1[0].id.clone(),
+        event: push.1[0].event.clone(),
+    });
+    h.input(Input::Pushed {
+        request: push.0,
+        confirmed,
+    })
+    .unwrap();
+    assert_eq!(h.transfers().len(), 1);
+}
+
+#[test]
+fn remote_file_downloads_once_uploaded_and_bytes_are_verified() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.remote(vec![created("f1", "theirs")]);
+    assert_eq!(h.local("f1").download, Pending, "not uploaded yet: wait");
+    assert!(h.transfers().is_empty());
+    h.remote(vec![uploaded_by_other("f1", "theirs")]);
+    let t = h.transfers();
+    assert_eq!(t[0].kind, TransferKind::Download);
+    // Wrong bytes: integrity failure, retried, not present.
+    h.input(Input::TransferDone {
+        task: t[0].task,
+        term: t[0].term,
+        downloaded_hash: Some(hash("evil")),
+    })
+    .unwrap();
+    assert!(!h.local("f1").has_local_copy());
+    assert!(h.events().iter().any(|e| matches!(e,
+        Event::TransferError { code, retry_in_ms: Some(_), .. } if code == "integrity")));
+    h.advance(2_000);
+    let t = h.transfers();
+    assert_eq!(t.len(), 1, "retried after backoff");
+    h.done(&t[0]);
+    assert!(h.local("f1").has_local_copy());
+    assert_eq!(h.local("f1").download, Done);
+}
+
+#[test]
+fn concurrency_limits_and_one_transfer_per_content() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    for i in 0..5 {
+        h.save(&format!("f{i}"), &format!("c{i}"));
+    }
+    // Same content as f0: shares its upload.
+    h.save("dup", "c0");
+    let t = h.transfers();
+    assert_eq!(t.len(), 2, "max_uploads = 2");
+    // Re-applying state (another commit touching the same content) starts nothing new.
+    h.save("dup2", "c0");
+    assert!(h.transfers().is_empty());
+    h.done(&t[0]);
+    let next = h.transfers();
+    assert_eq!(next.len(), 1, "a slot freed, one more starts");
+    assert_ne!(next[0].hash, t[0].hash);
+    for id in ["f0", "dup", "dup2"] {
+        assert!(
+            h.e.table().get(&fid(id)).unwrap().remote_key.is_some(),
+            "{id} attached"
+        );
+    }
+}
+
+#[test]
+fn stale_terms_are_fenced_off() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f1", "x");
+    let old = h.transfers().remove(0);
+    h.lead(2);
+    let new = h.transfers().remove(0);
+    assert_eq!(new.term, Term(2));
+    // The old leader wakes up and reports: refused, nothing changes.
+    let r = h.input(Input::TransferDone {
+        task: old.task,
+        term: old.term,
+        downloaded_hash: None,
+    });
+    assert!(matches!(r, Err(EngineError::StaleTerm { .. })));
+    assert_eq!(h.local("f1").upload, InProgress);
+    assert!(h.e.table().get(&fid("f1")).unwrap().remote_key.is_none());
+    assert!(matches!(
+        h.input(Input::LeaderElected { term: Term(2) }),
+        Err(EngineError::StaleTerm { .. })
+    ));
+    assert!(matches!(
+        h.input(Input::LeaderElected { term: Term(1) }),
+        Err(EngineError::StaleTerm { .. })
+    ));
+    h.done(&new);
+    assert!(h.e.table().get(&fid("f1")).unwrap().remote_key.is_some());
+    // Results of a finished task are unknown, not applied twice.
+    assert_eq!(
+        h.input(Input::TransferDone {
+            task: new.task,
+            term: new.term,
+            downloaded_hash: None
+        }),
+        Err(EngineError::UnknownTask)
+    );
+}
+
+#[test]
+fn new_leader_recovers_running_and_failed_transfers() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "1");
+    h.save("b", "2");
+    let t = h.transfers();
+    h.fail(&t[1], Failure::Auth { status: 401 });
+    assert_eq!(h.local("b").upload, Error);
+    h.input(Input::LeaderLost { term: Term(1) }).unwrap();
+    assert_eq!(h.local("a").upload, Queued);
+    h.events();
+    h.lead(2);
+    let ev = h.events();
+    assert!(
+        ev.contains(&Event::Recovery {
+            requeued: vec![fid("b")]
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(h.local("b").last_error, None);
+    assert_eq!(h.transfers().len(), 2, "both run again under the new term");
+}
+
+#[test]
+fn restart_resumes_queued_and_interrupted_work_without_any_trigger() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    for i in 0..4 {
+        h.save(&format!("f{i}"), &format!("c{i}"));
+    }
+    assert_eq!(h.transfers().len(), 2);
+    let snap = h.e.snapshot();
+    assert_eq!(
+        snap.local.iter().filter(|r| r.upload == InProgress).count(),
+        2
+    );
+    let mut h2 = H::with(config(Mode::Remote), snap);
+    h2.log = h.log.clone();
+    assert!(
+        h2.e.local_state().rows().all(|r| r.upload == Queued),
+        "in progress -> queued"
+    );
+    h2.lead(1);
+    assert_eq!(
+        h2.transfers().len(),
+        2,
+        "picked up at once when a leader starts"
+    );
+}
+
+#[test]
+fn retries_back_off_then_exhaust_and_bytes_reset_the_budget() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "data");
+    let mut delays = Vec::new();
+    for attempt in 0..=5 {
+        let t = h.transfers();
+        assert_eq!(t.len(), 1, "attempt {attempt}");
+        h.fail(&t[0], Failure::Server { status: 503 });
+        for e in h.events() {
+            if let Event::TransferError { retry_in_ms, .. } = e {
+                delays.push(retry_in_ms);
+            }
+        }
+        // Longer than any delay so far, shorter than the stall watchdog.
+        h.advance(20_000);
+    }
+    assert_eq!(delays.len(), 6);
+    assert!(delays[..5].iter().all(Option::is_some));
+    assert_eq!(delays[5], None, "sixth failure: out of retries");
+    assert!(
+        delays[1].unwrap() >= 1_000 && delays[4].unwrap() >= 8_000,
+        "{delays:?}"
+    );
+    assert_eq!(h.local("f").upload, Error);
+    assert_eq!(
+        h.local("f").last_error.as_ref().unwrap().code,
+        "server_error"
+    );
+    assert_eq!(h.e.status().errors[0].file_id, fid("f"));
+    // retryErrors re-queues; progress resets the budget so a long flaky upload keeps going.
+    h.events();
+    h.input(Input::RetryErrors).unwrap();
+    assert!(h.events().contains(&Event::ErrorRetryStart {
+        files: vec![fid("f")]
+    }));
+    for round in 0..10u64 {
+        let t = h.transfers().remove(0);
+        h.input(Input::TransferProgress {
+            task: t.task,
+            term: t.term,
+            loaded: round + 1,
+            total: 100,
+        })
+        .unwrap();
+        h.fail(&t, Failure::Timeout);
+        h.advance(20_000);
+    }
+    assert_ne!(
+        h.local("f").upload,
+        Error,
+        "bytes got through each time: budget reset"
+    );
+}
+
+#[test]
+fn non_retryable_failures_exhaust_at_once() {
+    for (f, code) in [
+        (Failure::Auth { status: 403 }, "auth"),
+        (Failure::Rejected { status: 400 }, "rejected"),
+        (
+            Failure::Storage {
+                quota: true,
+                message: "full".into(),
+            },
+            "quota_exceeded",
+        ),
+    ] {
+        let mut h = H::new(Mode::Remote);
+        h.lead(1);
+        h.save("f", "x");
+        let t = h.transfers().remove(0);
+        h.fail(&t, f);
+        assert!(h.events().iter().any(|e| matches!(e,
+            Event::TransferExhausted { code: c, .. } if c == code)));
+        assert_eq!(h.local("f").upload, Error);
+    }
+}
+
+#[test]
+fn offline_costs_no_retry_and_health_probe_brings_it_back() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "x");
+    let t = h.transfers().remove(0);
+    h.fail(&t, Failure::Offline);
+    assert!(h.events().contains(&Event::Offline));
+    assert!(!h.e.is_online());
+    assert_eq!(h.local("f").upload, Queued);
+    assert!(h.transfers().is_empty(), "nothing starts while offline");
+    h.advance(1_000);
+    assert!(h.commands().contains(&Command::CheckHealth));
+    h.input(Input::Health { ok: false }).unwrap();
+    h.advance(2_000);
+    assert!(
+        h.commands().contains(&Command::CheckHealth),
+        "probes again, backing off"
+    );
+    h.input(Input::Health { ok: true }).unwrap();
+    assert!(h.events().contains(&Event::Online));
+    assert_eq!(h.transfers().len(), 1);
+}
+
+#[test]
+fn priority_jumps_the_queue() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    let files: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    for f in &files {
+        h.remote(vec![created(f, f), uploaded_by_other(f, f)]);
+    }
+    let first = h.transfers();
+    assert_eq!(first.len(), 2);
+    h.input(Input::Prioritize { file: fid("f5") }).unwrap();
+    h.done(&first[0]);
+    let next = h.transfers();
+    assert_eq!(next[0].hash, hash("f5"));
+}
+
+#[test]
+fn cancel_pause_and_resume() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "1");
+    h.save("b", "2");
+    let t = h.transfers();
+    h.input(Input::Cancel { file: fid("a") }).unwrap();
+    assert!(h
+        .commands()
+        .contains(&Command::AbortTransfer { task: t[0].task }));
+    assert_eq!(h.local("a").upload, Error);
+    assert_eq!(h.local("a").last_error.as_ref().unwrap().code, "cancelled");
+    assert_eq!(
+        h.input(Input::TransferDone {
+            task: t[0].task,
+            term: t[0].term,
+            downloaded_hash: None
+        }),
+        Err(EngineError::UnknownTask),
+        "a late result of a cancelled transfer is ignored"
+    );
+    h.input(Input::Pause).unwrap();
+    assert!(h
+        .commands()
+        .contains(&Command::AbortTransfer { task: t[1].task }));
+    assert_eq!(h.local("b").upload, Queued);
+    h.input(Input::RetryErrors).unwrap();
+    assert!(h.transfers().is_empty(), "paused");
+    h.input(Input::Resume).unwrap();
+    assert_eq!(h.transfers().len(), 2);
+    assert_eq!(
+        h.input(Input::Cancel { file: fid("nope") })
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[test]
+fn edit_during_upload_never_attaches_old_key_to_new_content() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "v1");
+    let up1 = h.transfers().remove(0);
+    h.edit("f", "v2");
+    // The v1 upload is no longer wanted: aborted, its bytes deleted (nothing references v1).
+    let cmds = h.commands();
+    assert!(
+        cmds.contains(&Command::AbortTransfer { task: up1.task }),
+        "{cmds:?}"
+    );
+    assert!(cmds.contains(&Command::DeleteLocalBytes { hash: hash("v1") }));
+    let up2 = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::StartTransfer(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("v2 uploads");
+    assert_eq!(up2.hash, hash("v2"));
+    // Even if the driver still reports v1 done, nothing changes.
+    assert!(h
+        .input(Input::TransferDone {
+            task: up1.task,
+            term: up1.term,
+            downloaded_hash: None
+        })
+        .is_err());
+    h.done(&up2);
+    let row = h.e.table().get(&fid("f")).unwrap();
+    assert_eq!(row.content_hash, hash("v2"));
+    assert_eq!(
+        row.remote_key.as_ref().unwrap().as_str(),
+        format!("{STORE}/{}", hash("v2"))
+    );
+}
+
+#[test]
+fn shared_content_is_deleted_only_when_unreferenced() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "same");
+    h.save("b", "same");
+    let t = h.transfers();
+    assert_eq!(t.len(), 1);
+    h.done(&t[0]);
+    h.commands();
+    h.delete("a");
+    let cmds = h.commands();
+    assert!(
+        !cmds.iter().any(|c| matches!(
+            c,
+            Command::DeleteLocalBytes { .. } | Command::DeleteRemote { .. }
+        )),
+        "b still uses the bytes: {cmds:?}"
+    );
+    assert!(h.local("b").has_local_copy());
+    h.delete("b");
+    let cmds = h.commands();
+    assert!(cmds.contains(&Command::DeleteLocalBytes { hash: hash("same") }));
+    let del = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::DeleteRemote { task, term, key } => Some((*task, *term, key.clone())),
+            _ => None,
+        })
+        .expect("remote delete once unreferenced");
+    assert_eq!(del.2.as_str(), format!("{STORE}/{}", hash("same")));
+    h.input(Input::RemoteDeleteDone {
+        task: del.0,
+        term: del.1,
+        result: Ok(()),
+    })
+    .unwrap();
+    assert!(h.e.snapshot().garbage.is_empty());
+}
+
+#[test]
+fn content_saved_again_before_the_remote_delete_is_kept() {
+    let mut h = H::new(Mode::Remote);
+    h.save("a", "same");
+    h.lead(1);
+    let t = h.transfers();
+    h.done(&t[0]);
+    h.input(Input::Pause).unwrap();
+    h.delete("a");
+    assert_eq!(h.e.snapshot().garbage, vec![hash("same")]);
+    h.save("b", "same");
+    h.input(Input::Resume).unwrap();
+    assert!(!h
+        .commands()
+        .iter()
+        .any(|c| matches!(c, Command::DeleteRemote { .. })));
+    assert!(h.e.snapshot().garbage.is_empty());
+}
+
+#[test]
+fn progress_is_throttled_with_first_and_last_delivered() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", &"x".repeat(1000));
+    let t = h.transfers().remove(0);
+    h.events();
+    for i in 1..=9u64 {
+        h.input(Input::TransferProgress {
+            task: t.task,
+            term: t.term,
+            loaded: i * 100,
+            total: 1000,
+        })
+        .unwrap();
+        h.now = h.now.after(10);
+    }
+    let progress = |ev: Vec<Event>| -> Vec<u64> {
+        ev.into_iter()
+            .filter_map(|e| match e {
+                Event::TransferProgress { loaded, .. } => Some(loaded),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        progress(h.events()),
+        vec![100],
+        "only the first within the interval"
+    );
+    h.advance(200);
+    assert_eq!(
+        progress(h.events()),
+        vec![900],
+        "trailing update delivered by the timer"
+    );
+    h.done(&t);
+    assert_eq!(
+        progress(h.events()),
+        vec![1000],
+        "the last one always arrives"
+    );
+}
+
+#[test]
+fn stalled_transfer_is_aborted_and_retried() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "x");
+    let t = h.transfers().remove(0);
+    h.advance(30_000);
+    let cmds = h.commands();
+    assert!(cmds.contains(&Command::AbortTransfer { task: t.task }));
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::TransferError { code, .. } if code == "timeout")));
+    h.advance(2_000);
+    assert_eq!(h.transfers().len(), 1);
+}
+
+#[test]
+fn commits_are_acknowledged_only_once_durable() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.auto_persist = false;
+    let op = h.save("f", "x");
+    let batch = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b),
+            _ => None,
+        })
+        .unwrap();
+    // Confirmed locally within the same step: logged, and no longer pending.
+    assert_eq!((batch.log.len(), batch.pending_put.len()), (1, 0));
+    assert_eq!(batch.local_put.len(), 1);
+    h.input(Input::PersistFailed {
+        batch: batch.id,
+        failure: Failure::Storage {
+            quota: true,
+            message: "full".into(),
+        },
+    })
+    .unwrap();
+    let ev = h.events();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::StorageError { code, .. } if code == "quota_exceeded")));
+    assert!(!ev.contains(&Event::Committed { op }));
+    h.advance(100);
+    let retry = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b),
+            _ => None,
+        })
+        .expect("persist retried");
+    assert_eq!(retry.local_put, batch.local_put);
+    assert_eq!(retry.rows, batch.rows);
+    h.input(Input::Persisted { batch: retry.id }).unwrap();
+    assert!(h.events().contains(&Event::Committed { op }));
+}
+
+#[test]
+fn local_only_mode_never_touches_the_network() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.lead(1);
+    h.save("f", "x");
+    h.edit("f", "y");
+    h.delete("f");
+    h.advance(120_000);
+    for c in h.commands() {
+        assert!(
+            matches!(c, Command::DeleteLocalBytes { .. }),
+            "unexpected command in local-only mode: {c:?}"
+        );
+    }
+    assert_eq!(h.e.table().cursor(), Seq(3), "confirmed locally");
+    assert!(!h.e.is_busy());
+}
+
+#[test]
+fn local_only_files_are_settled_once_stored() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.save("f", "x");
+    assert_eq!((h.local("f").upload, h.local("f").download), (Done, Done));
+    assert!(!h.e.status().has_pending);
+}
+
+#[test]
+fn gaps_in_live_delivery_are_filled_by_a_pull_and_duplicates_ignored() {
+    let mut h = H::new(Mode::Remote);
+    h.log = vec![1, 2, 3]
+        .into_iter()
+        .map(|n| ConfirmedEvent {
+            seq: Seq(n),
+            id: EventId {
+                client: ClientId::new("other").unwrap(),
+                n,
+            },
+            event: created(&format!("f{n}"), &format!("c{n}")),
+        })
+        .collect();
+    let third = h.log[2].clone();
+    // Deliver only the third: the engine pulls the rest.
+    h.input(Input::Live {
+        events: vec![third.clone()],
+    })
+    .unwrap();
+    assert_eq!(h.e.table().cursor(), Seq(3));
+    h.input(Input::Live {
+        events: vec![third.clone(), third],
+    })
+    .unwrap();
+    assert_eq!(h.e.files().count(), 3);
+}
+
+#[test]
+fn an_invalid_confirmed_event_is_skipped_and_reported() {
+    let mut h = H::new(Mode::Remote);
+    let h1 = hash("x");
+    let foreign = FileEvent::Updated(FileUpdated {
+        id: fid("f"),
+        path: "files/f".into(),
+        remote_key: Some(RemoteKey::for_content(
+            &StoreId::new("elsewhere").unwrap(),
+            &h1,
+        )),
+        content_hash: h1,
+        info: FileInfo {
+            name: "f".into(),
+            mime_type: "".into(),
+            size: 1,
+        },
+        metadata: MetadataPatch::Keep,
+        updated_at: Millis(1),
+        expected_content_hash: None,
+    });
+    h.remote(vec![created("f", "x"), foreign, created("g", "y")]);
+    assert_eq!(h.e.table().cursor(), Seq(3));
+    assert!(h.e.table().get(&fid("f")).unwrap().remote_key.is_none());
+    assert!(h.e.table().get(&fid("g")).is_some());
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::SyncError { code, .. } if code == "invalid_remote_key")));
+}
+
+#[test]
+fn bootstrap_runs_only_on_empty_state() {
+    let mut h = H::new(Mode::Remote);
+    h.remote(vec![created("f", "x"), uploaded_by_other("f", "x")]);
+    let mut snap = h.e.snapshot();
+    // Empty per-client state: every file is reconciled (the joining device downloads).
+    snap.local.clear();
+    let mut fresh = H::with(config(Mode::Remote), snap.clone());
+    assert_eq!(fresh.local("f").download, Queued);
+    fresh.lead(1);
+    assert_eq!(fresh.transfers().len(), 1);
+    // Non-empty state is trusted as stored: no scan, nothing rewritten at start.
+    let mut snap2 = h.e.snapshot();
+    snap2.local[0].path = "as-stored".into();
+    let kept = H::with(config(Mode::Remote), snap2);
+    assert_eq!(kept.local("f").path, "as-stored");
+}
+
+#[test]
+fn sync_status_tracks_transfers() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "1");
+    h.save("b", "2");
+    h.save("c", "3");
+    let s = h.e.status();
+    assert_eq!((s.uploading_count, s.queued_upload_count), (2, 1));
+    assert!(s.is_syncing && s.has_pending);
+}
+
+#[test]
+fn history_keeps_recent_events() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "1");
+    let kinds: Vec<&Event> = h.e.history().iter().map(|(_, e)| e).collect();
+    assert!(kinds
+        .iter()
+        .any(|e| matches!(e, Event::TransferStart { .. })));
+    assert!(kinds.iter().any(|e| matches!(e, Event::SyncStart)));
+}
+
+#[test]
+fn commit_errors_are_typed_and_change_nothing() {
+    let mut h = H::new(Mode::Remote);
+    h.save("a", "1");
+    let before = h.e.snapshot();
+    let r = h.input(Input::Commit {
+        op: OpId(99),
+        event: created("a", "2"),
+    });
+    assert_eq!(r.unwrap_err().code(), "already_exists");
+    let r = h.input(Input::Commit {
+        op: OpId(100),
+        event: FileEvent::Deleted(FileDeleted {
+            id: fid("zz"),
+            deleted_at: Millis(1),
+        }),
+    });
+    assert_eq!(r.unwrap_err().code(), "not_found");
+    assert_eq!(h.e.snapshot(), before);
+}
+
+#[test]
+fn rate_limit_waits_at_least_retry_after() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "x");
+    let t = h.transfers().remove(0);
+    h.fail(
+        &t,
+        Failure::RateLimited {
+            retry_after_ms: Some(20_000),
+        },
+    );
+    h.advance(19_000);
+    assert!(h.transfers().is_empty());
+    h.advance(1_000);
+    assert_eq!(h.transfers().len(), 1);
+}
