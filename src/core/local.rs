@@ -169,8 +169,8 @@ impl LocalState {
         self.rows.is_empty()
     }
 
-    /// Whether some row says this content's bytes are stored here.
-    pub fn has_bytes(&self, hash: &ContentHash) -> bool {
+    /// Whether some row holds these bytes as its local copy (maybe of an older version).
+    pub fn holds(&self, hash: &ContentHash) -> bool {
         self.stored.contains_key(hash)
     }
 
@@ -300,8 +300,8 @@ mod tests {
         b.file_id = FileId::new("g").unwrap();
         s.put(b);
         s.remove(&a.file_id);
-        assert!(s.has_bytes(&h));
+        assert!(s.holds(&h));
         s.update(&FileId::new("g").unwrap(), |r| r.local_hash = None);
-        assert!(!s.has_bytes(&h));
+        assert!(!s.holds(&h));
     }
 }

@@ -120,9 +120,8 @@ pub struct Applied {
     pub changed: BTreeSet<FileId>,
     /// Confirmed events that were applied (skips excluded), in order.
     pub applied: Vec<ConfirmedEvent>,
-    /// Confirmed rows whose content hash lost its last live reference, with whether the content
-    /// had been uploaded, and the event that did it.
-    pub released: Vec<(ContentHash, bool, EventId)>,
+    /// Content that lost its last live confirmed reference, with the event that did it.
+    pub released: Vec<(ContentHash, EventId)>,
     /// Events that are invalid for this store: skipped (the cursor moves past them) so one bad
     /// event cannot block sync forever.
     pub rejected: Vec<(Seq, DecodeError)>,
@@ -214,14 +213,14 @@ impl FilesTable {
         self.view_refs.get(hash).into_iter().flatten()
     }
 
+    /// Whether a live confirmed row references this content: the server knows it is in use.
+    pub fn is_confirmed_referenced(&self, hash: &ContentHash) -> bool {
+        self.confirmed_refs.contains_key(hash)
+    }
+
     /// Whether any live file references this content, in the view or in the confirmed rows.
     pub fn is_referenced(&self, hash: &ContentHash) -> bool {
         self.view_refs.contains_key(hash) || self.confirmed_refs.contains_key(hash)
-    }
-
-    /// Whether a confirmed live row has this content (the server has accepted it).
-    pub fn is_confirmed_content(&self, hash: &ContentHash) -> bool {
-        self.confirmed_refs.contains_key(hash)
     }
 
     /// Checks a local event against the view, then records it as pending and applies it.
@@ -282,11 +281,7 @@ impl FilesTable {
                 if let Some(old) = old_live {
                     let gone = !next.is_live() || next.content_hash != old.content_hash;
                     if gone && !self.confirmed_refs.contains_key(&old.content_hash) {
-                        out.released.push((
-                            old.content_hash,
-                            old.remote_key.is_some(),
-                            ev.id.clone(),
-                        ));
+                        out.released.push((old.content_hash, ev.id.clone()));
                     }
                 }
                 self.confirmed.insert(id, next);
@@ -599,6 +594,6 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![fid("f2")]
         );
-        assert!(r.is_confirmed_content(&ContentHash::of(b"1")));
+        assert!(r.is_confirmed_referenced(&ContentHash::of(b"1")));
     }
 }

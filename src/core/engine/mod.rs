@@ -41,6 +41,9 @@ pub struct Config {
     pub max_downloads: usize,
     /// Remote deletes running at once.
     pub max_deletes: usize,
+    /// Remote content becomes garbage only this long after its last reference went away, so
+    /// an aborted upload still in flight cannot land after the delete.
+    pub delete_grace_ms: u64,
     pub retry: RetryPolicy,
     /// Least time between two progress events of one transfer.
     pub progress_interval_ms: u64,
@@ -60,7 +63,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: 4 uploads, 4 downloads and 2 deletes at once; retries from 1 s doubling to
+    /// The defaults: 4 uploads, 4 downloads and 2 deletes at once, deletes 60 s after the last
+    /// reference went; retries from 1 s doubling to
     /// 30 s, 5 at most; progress every 200 ms; stall after 30 s; reconnect probes from 1 s to
     /// 60 s; a safety pull every 30 s; batches of 256 events; 256 history entries.
     pub fn new(store: StoreId, client: ClientId, mode: Mode) -> Config {
@@ -71,6 +75,7 @@ impl Config {
             max_uploads: 4,
             max_downloads: 4,
             max_deletes: 2,
+            delete_grace_ms: 60_000,
             retry: RetryPolicy::default(),
             progress_interval_ms: 200,
             stall_timeout_ms: 30_000,
@@ -356,8 +361,8 @@ struct Task {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GcState {
-    Ready,
-    Backoff(Millis, u32),
+    /// Not before this time; retries so far.
+    Waiting(Millis, u32),
     Running(TaskId, u32),
 }
 
@@ -393,6 +398,9 @@ pub struct Engine {
     table: FilesTable,
     local: LocalState,
     next_event_n: u64,
+    /// Events numbered below this are durable locally; only they are pushed, so a crash can
+    /// never reuse the number of an event the server already has.
+    durable_event_n: u64,
     unattached: BTreeSet<ContentHash>,
     garbage: BTreeMap<ContentHash, GcState>,
 
@@ -424,6 +432,8 @@ pub struct Engine {
     touched: BTreeSet<FileId>,
     touched_hashes: BTreeSet<ContentHash>,
     gc_local: BTreeSet<ContentHash>,
+    /// Contents whose bytes are in local storage, as far as the engine knows.
+    bytes: BTreeSet<ContentHash>,
     changed: BTreeSet<FileId>,
     busy: bool,
     out: VecDeque<Output>,
@@ -466,11 +476,12 @@ impl Engine {
             history: History::new(cfg.history_capacity),
             now,
             next_event_n: snapshot.next_event_n,
+            durable_event_n: snapshot.next_event_n,
             unattached: snapshot.unattached.into_iter().collect(),
             garbage: snapshot
                 .garbage
                 .into_iter()
-                .map(|h| (h, GcState::Ready))
+                .map(|h| (h, GcState::Waiting(now.after(cfg.delete_grace_ms), 0)))
                 .collect(),
             dirty: Dirty::default(),
             batch_in_flight: None,
@@ -497,6 +508,7 @@ impl Engine {
             touched: BTreeSet::new(),
             touched_hashes: BTreeSet::new(),
             gc_local: BTreeSet::new(),
+            bytes: BTreeSet::new(),
             changed: BTreeSet::new(),
             busy: false,
             out: VecDeque::new(),
@@ -506,6 +518,7 @@ impl Engine {
             local,
         };
         e.dirty.local.extend(requeue);
+        e.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
         if bootstrap {
             e.touched.extend(e.table.rows().map(|r| r.id.clone()));
         } else {
@@ -650,7 +663,17 @@ impl Engine {
     fn dispatch_input(&mut self, input: Input) -> Result<(), EngineError> {
         match input {
             Input::Commit { op, event } => {
-                self.commit(event, true)?;
+                let stored = match &event {
+                    FileEvent::Created(c) => Some(c.content_hash),
+                    FileEvent::Updated(u) => Some(u.content_hash),
+                    _ => None,
+                };
+                if let Err(e) = self.commit(event, true) {
+                    // The driver stored the bytes before committing: collect them if unused.
+                    self.bytes.extend(stored);
+                    self.gc_local.extend(stored);
+                    return Err(e);
+                }
                 self.unbatched_ops.push(op);
             }
             Input::Persisted { batch } => self.on_persisted(batch),
@@ -708,7 +731,14 @@ impl Engine {
                 task,
                 term,
                 downloaded_hash,
-            } => self.on_transfer_done(task, term, downloaded_hash)?,
+            } => {
+                if let Err(e) = self.on_transfer_done(task, term, downloaded_hash) {
+                    // Bytes a fenced-off or cancelled download stored are collected if unused.
+                    self.bytes.extend(downloaded_hash);
+                    self.gc_local.extend(downloaded_hash);
+                    return Err(e);
+                }
+            }
             Input::TransferFailed {
                 task,
                 term,
@@ -722,6 +752,7 @@ impl Engine {
                 self.on_remote_delete_done(task, term, result)?
             }
             Input::LocalInventory { hashes } => {
+                self.bytes.extend(hashes.iter().copied());
                 self.gc_local.extend(hashes);
             }
             Input::Prioritize { file } => self.prioritize(&file)?,
@@ -764,6 +795,7 @@ impl Engine {
         self.next_event_n += 1;
         self.dirty.meta = true;
         self.dirty.pending.insert(ev.id.clone());
+        self.bytes.extend(stored);
         if let (Some(h), Some(row)) = (stored, self.table.get(&id)) {
             // The driver stored these bytes before committing: record it, and let every file
             // with the same content use them.
@@ -833,7 +865,7 @@ impl Engine {
         let Some((b, ops)) = self.batch_in_flight.take_if(|(b, _)| b.id == batch) else {
             return;
         };
-        drop(b);
+        self.durable_event_n = self.durable_event_n.max(b.next_event_n);
         self.persist_failures = 0;
         for op in ops {
             self.emit_event(Event::Committed { op });
@@ -888,7 +920,7 @@ impl Engine {
                 .table
                 .pending()
                 .iter()
-                .filter(|p| p.id.n >= self.pushed_upto)
+                .filter(|p| p.id.n >= self.pushed_upto && p.id.n < self.durable_event_n)
                 .take(self.cfg.batch_limit)
                 .cloned()
                 .collect();
@@ -1029,8 +1061,10 @@ impl Engine {
             }
         }
         self.touched.extend(applied.changed);
-        for (hash, uploaded, by) in applied.released {
-            if uploaded && by.client == self.cfg.client {
+        for (hash, by) in applied.released {
+            // The client whose event released the content deletes it remotely (whether or not
+            // a row ever carried its key: an upload may have landed without being attached).
+            if by.client == self.cfg.client {
                 self.add_garbage(hash);
             }
             self.touched_hashes.insert(hash);
@@ -1060,8 +1094,14 @@ impl Engine {
     }
 
     fn add_garbage(&mut self, h: ContentHash) {
-        if !self.table.is_referenced(&h) && !self.garbage.contains_key(&h) {
-            self.garbage.insert(h, GcState::Ready);
+        let remote = self.cfg.mode == Mode::Remote;
+        // Only the server's view matters: content referenced by a pending event alone may be
+        // deleted, because the upload for that event happens after the server confirms it.
+        let in_use = self.table.is_confirmed_referenced(&h);
+        if remote && !in_use && !self.garbage.contains_key(&h) {
+            // Wait out the grace period: an aborted upload of this content may still land.
+            let at = self.now.after(self.cfg.delete_grace_ms);
+            self.garbage.insert(h, GcState::Waiting(at, 0));
             self.dirty.garbage = true;
         }
     }
@@ -1171,7 +1211,7 @@ impl Engine {
         }
         for st in self.garbage.values_mut() {
             if let GcState::Running(_, n) = *st {
-                *st = GcState::Backoff(self.now, n);
+                *st = GcState::Waiting(self.now, n);
             }
         }
     }
@@ -1220,8 +1260,17 @@ impl Engine {
 
     fn eligible(&self, kind: TransferKind, hash: ContentHash) -> bool {
         match kind {
+            // Upload only for a file the server has confirmed with this content: then the
+            // server knows the content is referenced before any byte arrives, and refuses a
+            // concurrent delete of it. The bytes must be here, of course.
             TransferKind::Upload => {
-                self.local.has_bytes(&hash) && self.table.is_confirmed_content(&hash)
+                self.bytes.contains(&hash)
+                    && self.table.view_refs(&hash).any(|id| {
+                        self.table
+                            .confirmed(id)
+                            .is_some_and(|r| r.is_live() && r.content_hash == hash)
+                            && self.local.get(id).is_some_and(|l| l.upload.is_active())
+                    })
             }
             TransferKind::Download => true,
         }
@@ -1333,6 +1382,11 @@ impl Engine {
             };
         }
         self.running.insert(task, (kind, hash));
+        if kind == TransferKind::Upload && self.unattached.insert(hash) {
+            // From now on the bytes may land remotely, even if this attempt is aborted or its
+            // leader dies: remember them until a confirmed row points at them.
+            self.dirty.unattached = true;
+        }
         for file in self.set_rows_status(
             kind,
             hash,
@@ -1461,6 +1515,7 @@ impl Engine {
         match kind {
             TransferKind::Upload => self.attach_upload(hash),
             TransferKind::Download => {
+                self.bytes.insert(hash);
                 let ids: Vec<FileId> = self.table.view_refs(&hash).cloned().collect();
                 for id in ids {
                     let row = self.table.get(&id).cloned();
@@ -1489,13 +1544,9 @@ impl Engine {
             .cloned()
             .collect();
         if rows.is_empty() {
-            self.unattached.insert(hash);
-            self.dirty.unattached = true;
             self.check_unattached();
             return;
         }
-        self.unattached.insert(hash);
-        self.dirty.unattached = true;
         for row in rows {
             let ev = FileEvent::Updated(FileUpdated {
                 id: row.id.clone(),
@@ -1596,10 +1647,10 @@ impl Engine {
         for (kind, hash) in due {
             self.set_ready(kind, hash);
         }
-        for st in self.garbage.values_mut() {
-            if let GcState::Backoff(until, _) = *st {
-                if all || until <= now {
-                    *st = GcState::Ready;
+        if all {
+            for st in self.garbage.values_mut() {
+                if let GcState::Waiting(until, n) = *st {
+                    *st = GcState::Waiting(until.min(now), n);
                 }
             }
         }
@@ -1680,37 +1731,39 @@ impl Engine {
     // ----- remote deletes ---------------------------------------------------------------------
 
     fn start_deletes(&mut self) {
+        // Content referenced again (the same bytes saved anew) is not garbage any more.
+        let revived: Vec<ContentHash> = self
+            .garbage
+            .iter()
+            .filter(|(h, st)| {
+                !matches!(st, GcState::Running(..)) && self.table.is_confirmed_referenced(h)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in revived {
+            self.garbage.remove(&h);
+            self.dirty.garbage = true;
+        }
         if !self.can_run() {
             return;
         }
-        let mut running = self
+        let running = self
             .garbage
             .values()
             .filter(|s| matches!(s, GcState::Running(..)))
             .count();
-        let ready: Vec<ContentHash> = self
+        let due: Vec<(ContentHash, u32)> = self
             .garbage
             .iter()
-            .filter(|(_, s)| **s == GcState::Ready)
-            .map(|(h, _)| *h)
+            .filter_map(|(h, s)| match *s {
+                GcState::Waiting(until, n) if until <= self.now => Some((*h, n)),
+                _ => None,
+            })
+            .take(self.cfg.max_deletes.saturating_sub(running))
             .collect();
-        for h in ready {
-            if self.table.is_referenced(&h) {
-                // Referenced again (the same content saved anew): not garbage any more.
-                self.garbage.remove(&h);
-                self.dirty.garbage = true;
-                continue;
-            }
-            if running >= self.cfg.max_deletes {
-                break;
-            }
-            running += 1;
+        for (h, n) in due {
             let task = TaskId(self.next_task);
             self.next_task += 1;
-            let n = match self.garbage.get(&h) {
-                Some(GcState::Backoff(_, n)) => *n,
-                _ => 0,
-            };
             self.garbage.insert(h, GcState::Running(task, n));
             self.emit_command(Command::DeleteRemote {
                 task,
@@ -1748,10 +1801,11 @@ impl Engine {
             }
             Some((Decision::RetryIn(ms), _)) => {
                 self.garbage
-                    .insert(hash, GcState::Backoff(self.now.after(ms), retries + 1));
+                    .insert(hash, GcState::Waiting(self.now.after(ms), retries + 1));
             }
             Some((Decision::WaitOnline, _)) => {
-                self.garbage.insert(hash, GcState::Ready);
+                self.garbage
+                    .insert(hash, GcState::Waiting(self.now, retries));
                 self.set_offline();
             }
             Some((Decision::GiveUp, f)) => {
@@ -1801,7 +1855,7 @@ impl Engine {
         while let Some(id) = self.touched.pop_first() {
             match self.table.get(&id).filter(|r| r.is_live()).cloned() {
                 Some(row) => {
-                    let here = self.local.has_bytes(&row.content_hash);
+                    let here = self.bytes.contains(&row.content_hash);
                     let fresh = reconcile(&row, self.local.get(&id), here);
                     self.put_local(fresh);
                 }
@@ -1821,7 +1875,8 @@ impl Engine {
 
     fn collect_local_garbage(&mut self) {
         for h in std::mem::take(&mut self.gc_local) {
-            if !self.local.has_bytes(&h) && self.table.view_refs(&h).next().is_none() {
+            let unused = !self.local.holds(&h) && self.table.view_refs(&h).next().is_none();
+            if unused && self.bytes.remove(&h) {
                 self.emit_command(Command::DeleteLocalBytes { hash: h });
             }
         }
@@ -1846,8 +1901,11 @@ impl Engine {
             }
         }
         for st in self.garbage.values() {
-            if let GcState::Backoff(until, _) = st {
-                retry = Some(retry.map_or(*until, |r| r.min(*until)));
+            // Due entries need no timer: they start as soon as a leader can run them.
+            if let GcState::Waiting(until, _) = *st {
+                if until > self.now {
+                    retry = Some(retry.map_or(until, |r| r.min(until)));
+                }
             }
         }
         self.timers.set(Timer::Progress, progress);

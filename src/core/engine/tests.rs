@@ -724,7 +724,15 @@ fn shared_content_is_deleted_only_when_unreferenced() {
     h.delete("b");
     let cmds = h.commands();
     assert!(cmds.contains(&Command::DeleteLocalBytes { hash: hash("same") }));
-    let del = cmds
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::DeleteRemote { .. })),
+        "grace period first"
+    );
+    h.advance(60_000);
+    let del = h
+        .commands()
         .iter()
         .find_map(|c| match c {
             Command::DeleteRemote { task, term, key } => Some((*task, *term, key.clone())),
