@@ -37,10 +37,10 @@ pub struct Plan {
 impl Plan {
     pub fn from_seed(rng: &mut Rng) -> Plan {
         Plan {
-            browsers: 2 + rng.below(2) as usize,
+            browsers: 2 + rng.below(3) as usize,
             max_tabs: 1 + rng.below(3) as usize,
-            ops: 10 + rng.below(30) as usize,
-            chaos_ms: 20_000 + rng.below(40_000),
+            ops: 10 + rng.below(70) as usize,
+            chaos_ms: 20_000 + rng.below(60_000),
             p_persist_fail: rng.below(8),
             p_http_fail: rng.below(12),
             p_corrupt: rng.below(6),
@@ -1219,7 +1219,10 @@ impl World {
                 ));
             }
             if !self.server.blobs.contains(&r.content_hash) {
-                return Err(format!("{}: bytes not on the server", r.id));
+                return Err(format!(
+                    "{}: bytes {:?} not on the server (remote key {:?})",
+                    r.id, r.content_hash, r.remote_key
+                ));
             }
         }
         if let Some(orphan) = self.server.blobs.difference(&live_hashes).next() {

@@ -751,10 +751,7 @@ impl Engine {
             Input::RemoteDeleteDone { task, term, result } => {
                 self.on_remote_delete_done(task, term, result)?
             }
-            Input::LocalInventory { hashes } => {
-                self.bytes.extend(hashes.iter().copied());
-                self.gc_local.extend(hashes);
-            }
+            Input::LocalInventory { hashes } => self.take_inventory(hashes),
             Input::Prioritize { file } => self.prioritize(&file)?,
             Input::Cancel { file } => self.cancel(&file)?,
             Input::RetryErrors => self.retry_errors(),
@@ -1536,11 +1533,20 @@ impl Engine {
     /// conditional updates (see [`FileUpdated`]); a file edited meanwhile is left alone.
     fn attach_upload(&mut self, hash: ContentHash) {
         let key = RemoteKey::for_content(&self.cfg.store, &hash);
-        let rows: Vec<FileRow> = self
-            .table
-            .view_refs(&hash)
+        // Only files the server already knows with this content: the server refused deletes
+        // of the content for them while the bytes travelled. A file whose change to this
+        // content is still pending uploads again once confirmed (reconciled below).
+        let ids: Vec<FileId> = self.table.view_refs(&hash).cloned().collect();
+        self.touched.extend(ids.iter().cloned());
+        let rows: Vec<FileRow> = ids
+            .iter()
             .filter_map(|id| self.table.get(id))
             .filter(|r| r.remote_key.is_none())
+            .filter(|r| {
+                self.table
+                    .confirmed(&r.id)
+                    .is_some_and(|c| c.is_live() && c.content_hash == hash)
+            })
             .cloned()
             .collect();
         if rows.is_empty() {
@@ -1654,6 +1660,29 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// What storage really holds wins over what the rows say: a crash between deleting bytes
+    /// and persisting the rows that dropped them leaves rows claiming missing bytes (they are
+    /// downloaded again), and a crash between storing bytes and committing leaves orphans
+    /// (they are deleted, or used if a file has that content).
+    fn take_inventory(&mut self, hashes: Vec<ContentHash>) {
+        let present: BTreeSet<ContentHash> = hashes.into_iter().collect();
+        let missing: Vec<FileId> = self
+            .local
+            .rows()
+            .filter(|r| r.local_hash.is_some_and(|h| !present.contains(&h)))
+            .map(|r| r.file_id.clone())
+            .collect();
+        for id in missing {
+            self.update_local(&id, |r| r.local_hash = None);
+            self.touched.insert(id);
+        }
+        for h in &present {
+            self.touched.extend(self.table.view_refs(h).cloned());
+        }
+        self.gc_local.extend(present.iter().copied());
+        self.bytes = present;
     }
 
     fn prioritize(&mut self, file: &FileId) -> Result<(), EngineError> {
@@ -1789,9 +1818,22 @@ impl Engine {
             })
             .ok_or(EngineError::UnknownTask)?;
         let decision = match &result {
-            // Gone, or the server refuses because a file references it (409): either way,
-            // nothing left for us to do.
-            Ok(()) | Err(Failure::NotFound) | Err(Failure::Rejected { status: 409 }) => None,
+            Ok(()) | Err(Failure::NotFound) => None,
+            // The server refuses because a file references the content. If we know of that
+            // file, it is someone else's to delete later; if we do not, the reference may be
+            // gone by the time we catch up: ask again after the grace period.
+            Err(Failure::Rejected { status: 409 }) => {
+                if self.table.is_confirmed_referenced(&hash)
+                    || retries >= self.cfg.retry.max_retries
+                {
+                    None
+                } else {
+                    Some((
+                        Decision::RetryIn(self.cfg.delete_grace_ms),
+                        Failure::Rejected { status: 409 },
+                    ))
+                }
+            }
             Err(f) => Some((self.cfg.retry.decide(f, retries, &mut self.rng), f.clone())),
         };
         match decision {
@@ -1834,9 +1876,9 @@ impl Engine {
             return;
         }
         if let Some(old) = self.local.put(row) {
-            if let Some(h) = old.local_hash {
-                self.gc_local.insert(h);
-            }
+            // Both the old copy and the old content may have lost their last user.
+            self.gc_local.extend(old.local_hash);
+            self.gc_local.insert(old.content_hash);
             self.touched_hashes.insert(old.content_hash);
         }
         self.touched_hashes.insert(hash);
@@ -1861,9 +1903,8 @@ impl Engine {
                 }
                 None => {
                     if let Some(old) = self.local.remove(&id) {
-                        if let Some(h) = old.local_hash {
-                            self.gc_local.insert(h);
-                        }
+                        self.gc_local.extend(old.local_hash);
+                        self.gc_local.insert(old.content_hash);
                         self.touched_hashes.insert(old.content_hash);
                         self.dirty.local.insert(id.clone());
                     }
