@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's benchmarks (`npm run bench`). See docs/BENCHMARKS.md.
+#
+#   engine: native benchmark of the sans-IO engine at 100,000 files (benches/engine.rs), built
+#           with the release profile by `cargo bench`. Prints a table and one line of JSON.
+#
+# Later benchmarks (browser runs of the wasm package, ...) are added below as further `bench`
+# steps. Every step runs even when an earlier one failed. The exit status is non-zero only if a
+# benchmark fails to build or run: timings are information, never a failure (no thresholds).
+#
+# Environment: BENCH_RUNS (timed runs per figure, default 7, after one warm-up run).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+names=() results=()
+bench() {
+    local name="$1"
+    shift
+    printf '\n==== bench.sh: %s: %s\n' "$name" "$*"
+    local t0=$SECONDS status=ok
+    "$@" || status=FAILED
+    names+=("$name")
+    results+=("$status ($((SECONDS - t0)) s)")
+    printf '==== bench.sh: %s: %s\n' "$name" "$status"
+}
+
+bench engine cargo bench --bench engine
+
+printf '\n==== bench.sh summary\n'
+failed=0
+for i in "${!names[@]}"; do
+    printf '  %-12s %s\n' "${names[$i]}" "${results[$i]}"
+    [[ "${results[$i]}" == ok* ]] || failed=$((failed + 1))
+done
+if [ "$failed" -gt 0 ]; then
+    echo "bench.sh: $failed of ${#names[@]} benchmarks FAILED to run"
+    exit 1
+fi
+echo "bench.sh: all ${#names[@]} benchmarks ran"
