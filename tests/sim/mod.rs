@@ -177,29 +177,35 @@ struct Server {
 }
 
 impl Server {
-    fn accept(&mut self, events: Vec<ClientEvent>) -> Vec<(EventId, Seq)> {
+    /// Stores pushed events once each and returns them as stored. Like our server, it clears
+    /// the remote key of an event whose content it does not hold, atomically with deletes.
+    fn accept(&mut self, events: Vec<ClientEvent>) -> Vec<ConfirmedEvent> {
         let store = StoreId::new(STORE).unwrap();
         let mut out = Vec::new();
-        let mut fresh = Vec::new();
         for ev in events {
-            let seq = match self.ids.get(&ev.id) {
-                Some(s) => *s,
+            let c = match self.ids.get(&ev.id) {
+                Some(s) => self.log[s.0 as usize - 1].clone(),
                 None => {
                     let seq = Seq(self.log.len() as u64 + 1);
                     self.ids.insert(ev.id.clone(), seq);
+                    let mut event = ev.event;
+                    if let FileEvent::Updated(u) = &mut event {
+                        if !self.blobs.contains(&u.content_hash) {
+                            u.remote_key = None;
+                        }
+                    }
                     let c = ConfirmedEvent {
                         seq,
-                        id: ev.id.clone(),
-                        event: ev.event,
+                        id: ev.id,
+                        event,
                     };
                     self.log.push(c.clone());
-                    fresh.push(c);
-                    seq
+                    self.table.apply_confirmed(&store, [c.clone()]);
+                    c
                 }
             };
-            out.push((ev.id, seq));
+            out.push(c);
         }
-        self.table.apply_confirmed(&store, fresh);
         out
     }
 }
@@ -455,7 +461,7 @@ impl World {
                 request.0,
                 confirmed
                     .iter()
-                    .map(|(e, s)| (e.n, s.0))
+                    .map(|c| (c.id.n, c.seq.0))
                     .collect::<Vec<_>>()
             )),
             Input::SyncFailed { request, failure } => {

@@ -126,10 +126,13 @@ pub enum Input {
     Persisted { batch: u64 },
     /// A persist batch failed; nothing of it was written.
     PersistFailed { batch: u64, failure: Failure },
-    /// The server accepted pushed events and gave them these positions.
+    /// The server accepted pushed events: here they are as it stored them, with their
+    /// positions. The server's version wins over ours: our server clears the remote key of an
+    /// event whose content it does not hold (deleted between upload and attach), and the
+    /// file is then uploaded again.
     Pushed {
         request: RequestId,
-        confirmed: Vec<(EventId, Seq)>,
+        confirmed: Vec<ConfirmedEvent>,
     },
     /// A page of confirmed events after the requested cursor.
     Pulled {
@@ -366,6 +369,17 @@ enum GcState {
     Running(TaskId, u32),
 }
 
+/// A persist batch being written, with what waits for it to be durable.
+#[derive(Debug)]
+struct InFlight {
+    batch: PersistBatch,
+    /// App writes to acknowledge.
+    ops: Vec<OpId>,
+    /// Local contents to delete: bytes go only after the rows that dropped them are durable,
+    /// so a crash can never leave a row whose only copy is gone.
+    gc: Vec<ContentHash>,
+}
+
 /// Keys changed since the last persist batch.
 #[derive(Debug, Default)]
 struct Dirty {
@@ -405,9 +419,11 @@ pub struct Engine {
     garbage: BTreeMap<ContentHash, GcState>,
 
     dirty: Dirty,
-    batch_in_flight: Option<(PersistBatch, Vec<OpId>)>,
+    batch_in_flight: Option<InFlight>,
     next_batch: u64,
     unbatched_ops: Vec<OpId>,
+    /// Contents to delete locally once the state that stopped referencing them is durable.
+    unbatched_gc: Vec<ContentHash>,
     persist_failures: u32,
 
     online: bool,
@@ -487,6 +503,7 @@ impl Engine {
             batch_in_flight: None,
             next_batch: 1,
             unbatched_ops: Vec::new(),
+            unbatched_gc: Vec::new(),
             persist_failures: 0,
             online: true,
             health_failures: 0,
@@ -854,25 +871,30 @@ impl Engine {
             b.garbage = Some(self.garbage.keys().copied().collect());
         }
         let ops = std::mem::take(&mut self.unbatched_ops);
+        let gc = std::mem::take(&mut self.unbatched_gc);
         self.emit_command(Command::Persist(b.clone()));
-        self.batch_in_flight = Some((b, ops));
+        self.batch_in_flight = Some(InFlight { batch: b, ops, gc });
     }
 
     fn on_persisted(&mut self, batch: u64) {
-        let Some((b, ops)) = self.batch_in_flight.take_if(|(b, _)| b.id == batch) else {
+        let Some(done) = self.batch_in_flight.take_if(|f| f.batch.id == batch) else {
             return;
         };
-        self.durable_event_n = self.durable_event_n.max(b.next_event_n);
+        self.durable_event_n = self.durable_event_n.max(done.batch.next_event_n);
         self.persist_failures = 0;
-        for op in ops {
+        for op in done.ops {
             self.emit_event(Event::Committed { op });
         }
+        self.delete_local(done.gc);
     }
 
     fn on_persist_failed(&mut self, batch: u64, failure: Failure) {
-        let Some((b, ops)) = self.batch_in_flight.take_if(|(b, _)| b.id == batch) else {
+        let Some(InFlight { batch: b, ops, gc }) =
+            self.batch_in_flight.take_if(|f| f.batch.id == batch)
+        else {
             return;
         };
+        self.unbatched_gc.extend(gc);
         // Mark everything in the batch dirty again; the next batch re-reads current values.
         let later_log = std::mem::take(&mut self.dirty.log);
         self.dirty.log = b.log;
@@ -942,27 +964,15 @@ impl Engine {
     fn on_pushed(
         &mut self,
         request: RequestId,
-        confirmed: Vec<(EventId, Seq)>,
+        confirmed: Vec<ConfirmedEvent>,
     ) -> Result<(), EngineError> {
         let Some((_, upto)) = self.push_in_flight.take_if(|(r, _)| *r == request) else {
             return Err(EngineError::UnknownTask);
         };
         self.pushed_upto = self.pushed_upto.max(upto);
         self.sync_ok();
-        // Our own events, now with their positions: no need to wait for the live channel.
-        let mine: BTreeMap<&EventId, &ClientEvent> =
-            self.table.pending().iter().map(|p| (&p.id, p)).collect();
-        let events: Vec<ConfirmedEvent> = confirmed
-            .iter()
-            .filter_map(|(id, seq)| {
-                mine.get(id).map(|p| ConfirmedEvent {
-                    seq: *seq,
-                    id: p.id.clone(),
-                    event: p.event.clone(),
-                })
-            })
-            .collect();
-        self.receive(events);
+        // Our own events with their positions: no need to wait for the live channel.
+        self.receive(confirmed);
         Ok(())
     }
 
@@ -1914,10 +1924,25 @@ impl Engine {
         }
     }
 
+    fn is_unused_locally(&self, h: &ContentHash) -> bool {
+        !self.local.holds(h) && self.table.view_refs(h).next().is_none()
+    }
+
     fn collect_local_garbage(&mut self) {
         for h in std::mem::take(&mut self.gc_local) {
-            let unused = !self.local.holds(&h) && self.table.view_refs(&h).next().is_none();
-            if unused && self.bytes.remove(&h) {
+            if self.bytes.contains(&h)
+                && self.is_unused_locally(&h)
+                && !self.unbatched_gc.contains(&h)
+            {
+                self.unbatched_gc.push(h);
+            }
+        }
+    }
+
+    /// Deletes local contents still unused now that the state without them is durable.
+    fn delete_local(&mut self, hashes: Vec<ContentHash>) {
+        for h in hashes {
+            if self.is_unused_locally(&h) && self.bytes.remove(&h) {
                 self.emit_command(Command::DeleteLocalBytes { hash: h });
             }
         }
@@ -1977,6 +2002,16 @@ impl Engine {
             self.timers.set(Timer::Persist, None);
         }
         self.flush_persist();
+        // Deletes wait for the batch holding the change that made them garbage: the next one
+        // if something is still dirty, the one being written otherwise; with neither, the
+        // state on disk already has no use for the bytes.
+        if !self.unbatched_gc.is_empty() && self.dirty.is_empty() {
+            let gc = std::mem::take(&mut self.unbatched_gc);
+            match self.batch_in_flight.as_mut() {
+                Some(f) => f.gc.extend(gc),
+                None => self.delete_local(gc),
+            }
+        }
         let busy = !self.tasks.is_empty()
             || !self.garbage.is_empty()
             || (self.cfg.mode == Mode::Remote && !self.table.pending().is_empty());

@@ -70,12 +70,13 @@ impl H {
                     let mut confirmed = Vec::new();
                     for ev in events {
                         let seq = Seq(self.log.len() as u64 + 1);
-                        confirmed.push((ev.id.clone(), seq));
-                        self.log.push(ConfirmedEvent {
+                        let c = ConfirmedEvent {
                             seq,
                             id: ev.id,
                             event: ev.event,
-                        });
+                        };
+                        confirmed.push(c.clone());
+                        self.log.push(c);
                     }
                     self.e
                         .handle(self.now, Input::Pushed { request, confirmed })
@@ -345,12 +346,13 @@ fn uploads_wait_until_the_server_confirmed_the_file() {
             _ => None,
         })
         .expect("a push");
-    let confirmed = vec![(push.1[0].id.clone(), Seq(1))];
-    h.log.push(ConfirmedEvent {
+    let c = ConfirmedEvent {
         seq: Seq(1),
         id: push.1[0].id.clone(),
         event: push.1[0].event.clone(),
-    });
+    };
+    h.log.push(c.clone());
+    let confirmed = vec![c];
     h.input(Input::Pushed {
         request: push.0,
         confirmed,
@@ -1037,4 +1039,101 @@ fn rate_limit_waits_at_least_retry_after() {
     assert!(h.transfers().is_empty());
     h.advance(1_000);
     assert_eq!(h.transfers().len(), 1);
+}
+
+#[test]
+fn local_bytes_are_deleted_only_once_the_change_is_durable() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.save("f", "v1");
+    h.auto_persist = false;
+    h.edit("f", "v2");
+    let cmds = h.commands();
+    assert!(
+        !cmds.contains(&Command::DeleteLocalBytes { hash: hash("v1") }),
+        "v1 is the file's only copy until the edit is durable"
+    );
+    let batch = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b.id),
+            _ => None,
+        })
+        .unwrap();
+    // A failed write keeps the bytes; the retried one lets them go.
+    h.input(Input::PersistFailed {
+        batch,
+        failure: Failure::Storage {
+            quota: false,
+            message: "io".into(),
+        },
+    })
+    .unwrap();
+    assert!(!h
+        .commands()
+        .contains(&Command::DeleteLocalBytes { hash: hash("v1") }));
+    h.advance(100);
+    let retry = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b.id),
+            _ => None,
+        })
+        .unwrap();
+    h.input(Input::Persisted { batch: retry }).unwrap();
+    assert!(h
+        .commands()
+        .contains(&Command::DeleteLocalBytes { hash: hash("v1") }));
+}
+
+#[test]
+fn an_attach_the_server_stripped_makes_the_file_upload_again() {
+    let mut h = H::new(Mode::Remote);
+    h.auto_push = false;
+    h.lead(1);
+    h.save("f", "x");
+    // Confirm the create, then run the upload.
+    let push = |h: &mut H| {
+        h.commands()
+            .into_iter()
+            .find_map(|c| match c {
+                Command::Push { request, events } => Some((request, events)),
+                _ => None,
+            })
+            .expect("a push")
+    };
+    let (req, events) = push(&mut h);
+    let seq = |h: &H| Seq(h.log.len() as u64 + 1);
+    let c = ConfirmedEvent {
+        seq: seq(&h),
+        id: events[0].id.clone(),
+        event: events[0].event.clone(),
+    };
+    h.log.push(c.clone());
+    h.input(Input::Pushed {
+        request: req,
+        confirmed: vec![c],
+    })
+    .unwrap();
+    let t = h.transfers().remove(0);
+    h.done(&t);
+    // The server no longer holds the bytes (deleted meanwhile): it stores the attach without
+    // its key. The file is not uploaded, so it uploads again.
+    let (req, events) = push(&mut h);
+    let mut stripped = events[0].event.clone();
+    if let FileEvent::Updated(u) = &mut stripped {
+        u.remote_key = None;
+    }
+    let c = ConfirmedEvent {
+        seq: seq(&h),
+        id: events[0].id.clone(),
+        event: stripped,
+    };
+    h.input(Input::Pushed {
+        request: req,
+        confirmed: vec![c],
+    })
+    .unwrap();
+    assert!(h.e.table().get(&fid("f")).unwrap().remote_key.is_none());
+    assert_eq!(h.transfers().len(), 1, "uploaded again");
 }
