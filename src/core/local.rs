@@ -142,11 +142,13 @@ pub struct LocalState {
 impl LocalState {
     /// Rebuilds from stored rows.
     pub fn restore(rows: impl IntoIterator<Item = LocalRow>) -> LocalState {
-        let mut s = LocalState::default();
-        for r in rows {
-            s.put(r);
+        let rows: BTreeMap<FileId, LocalRow> =
+            rows.into_iter().map(|r| (r.file_id.clone(), r)).collect();
+        let mut stored: HashMap<ContentHash, u32> = HashMap::new();
+        for h in rows.values().filter_map(|r| r.local_hash) {
+            *stored.entry(h).or_default() += 1;
         }
-        s
+        LocalState { rows, stored }
     }
 
     /// One row.

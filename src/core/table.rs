@@ -145,17 +145,36 @@ impl FilesTable {
         cursor: Seq,
         pending: Vec<ClientEvent>,
     ) -> FilesTable {
+        // Bulk-built: sorted input makes both maps O(n) to build.
+        let confirmed: BTreeMap<FileId, FileRow> =
+            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut pairs: Vec<(ContentHash, &FileId)> = confirmed
+            .values()
+            .filter(|r| r.is_live())
+            .map(|r| (r.content_hash, &r.id))
+            .collect();
+        pairs.sort_unstable();
+        let mut refs = Refs::new();
+        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+            refs.insert(
+                group[0].0,
+                group.iter().map(|(_, id)| (*id).clone()).collect(),
+            );
+        }
         let mut t = FilesTable {
             cursor,
-            ..FilesTable::default()
+            view_refs: refs.clone(),
+            confirmed_refs: refs,
+            confirmed,
+            pending,
+            overlay: BTreeMap::new(),
         };
-        for row in rows {
-            index(&mut t.confirmed_refs, &row.id, None, Some(&row));
-            index(&mut t.view_refs, &row.id, None, Some(&row));
-            t.confirmed.insert(row.id.clone(), row);
+        t.rebase_overlay_only();
+        for id in t.overlay.keys().cloned().collect::<Vec<_>>() {
+            let base = t.confirmed.get(&id).cloned();
+            let new = t.get(&id).cloned();
+            index(&mut t.view_refs, &id, base.as_ref(), new.as_ref());
         }
-        t.pending = pending;
-        t.rebase();
         t
     }
 
@@ -254,8 +273,10 @@ impl FilesTable {
     ) -> Applied {
         let mut out = Applied::default();
         let mut confirmed_ids = BTreeSet::new();
-        let before: BTreeMap<FileId, Option<FileRow>> = BTreeMap::new();
-        let mut before = before;
+        let mut before: BTreeMap<FileId, Option<FileRow>> = BTreeMap::new();
+        // Without pending events the view is the confirmed rows: index both as we go, with no
+        // before/after comparison (this is the common case of a client catching up).
+        let plain = self.pending.is_empty();
         for ev in events {
             if ev.seq <= self.cursor {
                 continue;
@@ -270,26 +291,32 @@ impl FilesTable {
                 out.rejected.push((ev.seq, e));
                 continue;
             }
-            let id = ev.event.file_id().clone();
-            before
-                .entry(id.clone())
-                .or_insert_with(|| self.get(&id).cloned());
-            let current = self.confirmed.get(&id);
+            let id = ev.event.file_id();
+            if !plain && !before.contains_key(id) {
+                before.insert(id.clone(), self.get(id).cloned());
+            }
+            let current = self.confirmed.get(id);
             if let Some(next) = fold(current, &ev.event) {
-                let old_live = current.filter(|r| r.is_live()).cloned();
-                index(&mut self.confirmed_refs, &id, current, Some(&next));
+                let old_live = current.filter(|r| r.is_live()).map(|r| r.content_hash);
+                index(&mut self.confirmed_refs, id, current, Some(&next));
+                if plain {
+                    index(&mut self.view_refs, id, current, Some(&next));
+                    out.changed.insert(id.clone());
+                }
                 if let Some(old) = old_live {
-                    let gone = !next.is_live() || next.content_hash != old.content_hash;
-                    if gone && !self.confirmed_refs.contains_key(&old.content_hash) {
-                        out.released.push((old.content_hash, ev.id.clone()));
+                    let gone = !next.is_live() || next.content_hash != old;
+                    if gone && !self.confirmed_refs.contains_key(&old) {
+                        out.released.push((old, ev.id.clone()));
                     }
                 }
-                self.confirmed.insert(id, next);
+                self.confirmed.insert(id.clone(), next);
             }
-            confirmed_ids.insert(ev.id.clone());
+            if !plain {
+                confirmed_ids.insert(ev.id.clone());
+            }
             out.applied.push(ev);
         }
-        if out.applied.is_empty() {
+        if out.applied.is_empty() || plain {
             return out;
         }
         let had_pending = !self.pending.is_empty();
@@ -326,21 +353,6 @@ impl FilesTable {
             if let Some(next) = fold(current, &p.event) {
                 self.overlay.insert(id.clone(), Some(next));
             }
-        }
-    }
-
-    /// Rebase plus a full rebuild of the view index (used by `restore`).
-    fn rebase(&mut self) {
-        for id in self.overlay.keys().cloned().collect::<Vec<_>>() {
-            let old = self.get(&id).cloned();
-            let base = self.confirmed.get(&id).cloned();
-            index(&mut self.view_refs, &id, old.as_ref(), base.as_ref());
-        }
-        self.rebase_overlay_only();
-        for id in self.overlay.keys().cloned().collect::<Vec<_>>() {
-            let base = self.confirmed.get(&id).cloned();
-            let new = self.get(&id).cloned();
-            index(&mut self.view_refs, &id, base.as_ref(), new.as_ref());
         }
     }
 }

@@ -372,7 +372,10 @@ enum GcState {
 /// A persist batch being written, with what waits for it to be durable.
 #[derive(Debug)]
 struct InFlight {
-    batch: PersistBatch,
+    id: u64,
+    next_event_n: u64,
+    /// What the batch holds, to mark dirty again if it fails.
+    keys: Dirty,
     /// App writes to acknowledge.
     ops: Vec<OpId>,
     /// Local contents to delete: bytes go only after the rows that dropped them are durable,
@@ -537,12 +540,9 @@ impl Engine {
         e.dirty.local.extend(requeue);
         e.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
         if bootstrap {
-            e.touched.extend(e.table.rows().map(|r| r.id.clone()));
-        } else {
-            // Rebuild the task queues from the persisted statuses.
-            let hashes: Vec<ContentHash> = e.local.rows().map(|r| r.content_hash).collect();
-            e.touched_hashes.extend(hashes);
+            e.bootstrap();
         }
+        e.rebuild_tasks();
         if e.cfg.pull_interval_ms > 0 && e.cfg.mode == Mode::Remote {
             e.timers
                 .set(Timer::PullInterval, Some(now.after(e.cfg.pull_interval_ms)));
@@ -672,6 +672,40 @@ impl Engine {
             next_event_n: self.next_event_n,
             unattached: self.unattached.iter().copied().collect(),
             garbage: self.garbage.keys().copied().collect(),
+        }
+    }
+
+    /// Reconciles every live file at once, for an empty per-client state (a new device, or
+    /// storage that was cleared): bulk-built rather than file by file.
+    fn bootstrap(&mut self) {
+        let rows: Vec<LocalRow> = self
+            .table
+            .rows()
+            .filter(|r| r.is_live())
+            .map(|r| self.for_mode(reconcile(r, None, self.bytes.contains(&r.content_hash))))
+            .collect();
+        self.dirty.local = rows.iter().map(|r| r.file_id.clone()).collect();
+        self.changed = self.dirty.local.clone();
+        self.local = LocalState::restore(rows);
+    }
+
+    /// Creates the transfer tasks the per-client rows ask for, in one pass.
+    fn rebuild_tasks(&mut self) {
+        if self.cfg.mode != Mode::Remote {
+            return;
+        }
+        let wanted: BTreeSet<(TransferKind, ContentHash)> = self
+            .local
+            .rows()
+            .flat_map(|r| {
+                KINDS
+                    .into_iter()
+                    .filter(|k| r.status(*k).is_active())
+                    .map(|k| (k, r.content_hash))
+            })
+            .collect();
+        for (kind, hash) in wanted {
+            self.sync_task(kind, hash);
         }
     }
 
@@ -838,49 +872,58 @@ impl Engine {
         {
             return;
         }
-        let d = std::mem::take(&mut self.dirty);
+        let mut keys = std::mem::take(&mut self.dirty);
         let mut b = PersistBatch {
             id: self.next_batch,
             cursor: self.table.cursor(),
             next_event_n: self.next_event_n,
-            log: d.log,
+            log: keys.log.clone(),
             ..PersistBatch::default()
         };
         self.next_batch += 1;
-        b.rows = d
+        b.rows = keys
             .rows
             .iter()
             .filter_map(|id| self.table.confirmed(id).cloned())
             .collect();
-        for id in d.pending {
-            match self.table.pending().iter().find(|p| p.id == id) {
-                Some(p) => b.pending_put.push(p.clone()),
-                None => b.pending_delete.push(id),
+        if !keys.pending.is_empty() {
+            let pending: BTreeMap<&EventId, &ClientEvent> =
+                self.table.pending().iter().map(|p| (&p.id, p)).collect();
+            for id in &keys.pending {
+                match pending.get(id) {
+                    Some(p) => b.pending_put.push((*p).clone()),
+                    None => b.pending_delete.push(id.clone()),
+                }
             }
         }
-        for id in d.local {
-            match self.local.get(&id) {
+        for id in &keys.local {
+            match self.local.get(id) {
                 Some(r) => b.local_put.push(r.clone()),
-                None => b.local_delete.push(id),
+                None => b.local_delete.push(id.clone()),
             }
         }
-        if d.unattached {
+        if keys.unattached {
             b.unattached = Some(self.unattached.iter().copied().collect());
         }
-        if d.garbage {
+        if keys.garbage {
             b.garbage = Some(self.garbage.keys().copied().collect());
         }
-        let ops = std::mem::take(&mut self.unbatched_ops);
-        let gc = std::mem::take(&mut self.unbatched_gc);
-        self.emit_command(Command::Persist(b.clone()));
-        self.batch_in_flight = Some(InFlight { batch: b, ops, gc });
+        keys.meta = true;
+        self.batch_in_flight = Some(InFlight {
+            id: b.id,
+            next_event_n: b.next_event_n,
+            keys,
+            ops: std::mem::take(&mut self.unbatched_ops),
+            gc: std::mem::take(&mut self.unbatched_gc),
+        });
+        self.emit_command(Command::Persist(b));
     }
 
     fn on_persisted(&mut self, batch: u64) {
-        let Some(done) = self.batch_in_flight.take_if(|f| f.batch.id == batch) else {
+        let Some(done) = self.batch_in_flight.take_if(|f| f.id == batch) else {
             return;
         };
-        self.durable_event_n = self.durable_event_n.max(done.batch.next_event_n);
+        self.durable_event_n = self.durable_event_n.max(done.next_event_n);
         self.persist_failures = 0;
         for op in done.ops {
             self.emit_event(Event::Committed { op });
@@ -889,28 +932,21 @@ impl Engine {
     }
 
     fn on_persist_failed(&mut self, batch: u64, failure: Failure) {
-        let Some(InFlight { batch: b, ops, gc }) =
-            self.batch_in_flight.take_if(|f| f.batch.id == batch)
+        let Some(InFlight { keys, ops, gc, .. }) = self.batch_in_flight.take_if(|f| f.id == batch)
         else {
             return;
         };
+        // Everything in the batch is dirty again; the next batch re-reads current values.
+        let d = &mut self.dirty;
+        let later_log = std::mem::replace(&mut d.log, keys.log);
+        d.log.extend(later_log);
+        d.rows.extend(keys.rows);
+        d.pending.extend(keys.pending);
+        d.local.extend(keys.local);
+        d.meta = true;
+        d.unattached |= keys.unattached;
+        d.garbage |= keys.garbage;
         self.unbatched_gc.extend(gc);
-        // Mark everything in the batch dirty again; the next batch re-reads current values.
-        let later_log = std::mem::take(&mut self.dirty.log);
-        self.dirty.log = b.log;
-        self.dirty.log.extend(later_log);
-        self.dirty.rows.extend(b.rows.into_iter().map(|r| r.id));
-        self.dirty
-            .pending
-            .extend(b.pending_put.into_iter().map(|p| p.id));
-        self.dirty.pending.extend(b.pending_delete);
-        self.dirty
-            .local
-            .extend(b.local_put.into_iter().map(|r| r.file_id));
-        self.dirty.local.extend(b.local_delete);
-        self.dirty.meta = true;
-        self.dirty.unattached |= b.unattached.is_some();
-        self.dirty.garbage |= b.garbage.is_some();
         let mut ops = ops;
         ops.append(&mut self.unbatched_ops);
         self.unbatched_ops = ops;
@@ -1875,11 +1911,16 @@ impl Engine {
 
     // ----- the end of every step --------------------------------------------------------------
 
-    fn put_local(&mut self, mut row: LocalRow) {
+    fn for_mode(&self, mut row: LocalRow) -> LocalRow {
         if self.cfg.mode == Mode::LocalOnly && row.upload == TransferStatus::Queued {
             // Nothing is ever uploaded in local-only mode: stored bytes are all there is to do.
             row.upload = TransferStatus::Done;
         }
+        row
+    }
+
+    fn put_local(&mut self, row: LocalRow) {
+        let row = self.for_mode(row);
         let id = row.file_id.clone();
         let hash = row.content_hash;
         if self.local.get(&id) == Some(&row) {
