@@ -1,0 +1,73 @@
+//! The global scope, whatever it is: `window`, a dedicated worker or a SharedWorker. Every
+//! adapter reaches browser APIs through here, never through `web_sys::window()`, which is
+//! `None` in workers.
+
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::error::WebError;
+
+/// `globalThis`.
+pub fn global() -> js_sys::Object {
+    js_sys::global()
+}
+
+/// `globalThis[name]`, or `Unavailable` when missing.
+pub fn property(api: &'static str, name: &str) -> Result<JsValue, WebError> {
+    let v = js_sys::Reflect::get(&global(), &JsValue::from_str(name))
+        .map_err(|e| WebError::from_js(api, &e))?;
+    if v.is_undefined() || v.is_null() {
+        return Err(WebError::Unavailable {
+            api,
+            message: format!("globalThis.{name} is missing in this scope"),
+        });
+    }
+    Ok(v)
+}
+
+/// `globalThis.navigator` (a `Navigator` in pages, a `WorkerNavigator` in workers).
+pub fn navigator() -> Result<JsValue, WebError> {
+    property("navigator", "navigator")
+}
+
+/// `navigator[name]`, e.g. `storage` or `locks`.
+pub fn navigator_property(api: &'static str, name: &str) -> Result<JsValue, WebError> {
+    let v = js_sys::Reflect::get(&navigator()?, &JsValue::from_str(name))
+        .map_err(|e| WebError::from_js(api, &e))?;
+    if v.is_undefined() || v.is_null() {
+        return Err(WebError::Unavailable {
+            api,
+            message: format!("navigator.{name} is missing in this scope"),
+        });
+    }
+    Ok(v)
+}
+
+/// `globalThis.indexedDB`.
+pub fn indexed_db() -> Result<web_sys::IdbFactory, WebError> {
+    property("indexedDB", "indexedDB")?
+        .dyn_into()
+        .map_err(|v| WebError::Unavailable {
+            api: "indexedDB",
+            message: format!("globalThis.indexedDB is not an IDBFactory: {v:?}"),
+        })
+}
+
+/// `navigator.storage`.
+pub fn storage_manager() -> Result<web_sys::StorageManager, WebError> {
+    navigator_property("navigator.storage", "storage")?
+        .dyn_into()
+        .map_err(|v| WebError::Unavailable {
+            api: "navigator.storage",
+            message: format!("not a StorageManager: {v:?}"),
+        })
+}
+
+/// `navigator.locks`.
+pub fn lock_manager() -> Result<web_sys::LockManager, WebError> {
+    navigator_property("navigator.locks", "locks")?
+        .dyn_into()
+        .map_err(|v| WebError::Unavailable {
+            api: "navigator.locks",
+            message: format!("not a LockManager: {v:?}"),
+        })
+}

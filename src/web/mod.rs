@@ -1,0 +1,6 @@
+//! Browser adapters: each wraps one browser API, classifies its failures into typed errors and
+//! works in any global scope (window, dedicated worker, SharedWorker). They hold no sync logic:
+//! the engine in `crate::core` decides, the runtime drives, these only perform.
+
+pub mod error;
+pub mod global;
