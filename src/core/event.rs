@@ -312,7 +312,11 @@ pub fn check_path(path: String) -> Result<String, DecodeError> {
     Ok(path)
 }
 
-fn check_info(name: String, mime_type: String, size: u64) -> Result<FileInfo, DecodeError> {
+pub(crate) fn check_info(
+    name: String,
+    mime_type: String,
+    size: u64,
+) -> Result<FileInfo, DecodeError> {
     if name.is_empty()
         || name.len() > 255
         || name.contains('/')
@@ -357,7 +361,7 @@ fn is_mime(s: &str) -> bool {
         && matches!(essence.trim().split_once('/'), Some((t, st)) if token(t) && token(st))
 }
 
-fn check_metadata(json: String) -> Result<String, DecodeError> {
+pub(crate) fn check_metadata(json: String) -> Result<String, DecodeError> {
     if json.len() > MAX_METADATA_BYTES {
         return Err(DecodeError::InvalidField {
             field: "metadataJson",
@@ -372,7 +376,10 @@ fn check_metadata(json: String) -> Result<String, DecodeError> {
 }
 
 /// A remote key is `""` (not uploaded) or a safe `<prefix>/<contentHash>` naming this content.
-fn check_remote_key(key: &str, hash: &ContentHash) -> Result<Option<RemoteKey>, DecodeError> {
+pub(crate) fn check_remote_key(
+    key: &str,
+    hash: &ContentHash,
+) -> Result<Option<RemoteKey>, DecodeError> {
     if key.is_empty() {
         return Ok(None);
     }

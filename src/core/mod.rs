@@ -44,6 +44,7 @@ pub mod local;
 pub mod progress;
 pub mod retry;
 pub mod status;
+pub mod store;
 pub mod table;
 pub mod timer;
 

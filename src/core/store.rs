@@ -1,0 +1,559 @@
+//! Persistence: how the engine's state maps to records, and the interface every state store
+//! implements (in memory here, IndexedDB in `crate::web::idb`).
+//!
+//! A [`PersistBatch`] becomes a list of [`Op`]s that a store applies in one atomic write; a
+//! store loads back every record, and [`decode_records`] turns them into a [`Snapshot`]. A
+//! record that does not decode (hand-edited, truncated, wrong types) is reported as a
+//! [`CorruptRecord`] with its key and left out; the rest loads. Records are JSON-shaped
+//! (`serde_json::Value`), so any store that can hold JSON values can hold them, and tests can
+//! inject broken ones.
+//!
+//! Tables: `rows` (files table, by file id), `log` (confirmed events, by seq), `pending`
+//! (this client's unconfirmed events, by number), `local` (per-client rows, by file id) and
+//! `meta` (schema version, cursor, counters, client id, leader term counter, GC sets).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::engine::{PersistBatch, Snapshot};
+use super::error::DecodeError;
+use super::event::{
+    check_info, check_metadata, check_path, check_remote_key, ClientEvent, ConfirmedEvent,
+    WireEnvelope,
+};
+use super::ids::{ClientId, ContentHash, FileId, Millis, Seq, Term};
+use super::local::{LocalRow, SyncError, TransferStatus};
+use super::table::FileRow;
+
+/// Version of the record layout. A store written by a newer version refuses to load.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Meta keys.
+pub mod meta {
+    pub const SCHEMA_VERSION: &str = "schemaVersion";
+    pub const CURSOR: &str = "cursor";
+    pub const NEXT_EVENT_N: &str = "nextEventN";
+    pub const UNATTACHED: &str = "unattached";
+    pub const GARBAGE: &str = "garbage";
+    pub const CLIENT_ID: &str = "clientId";
+    pub const LAST_TERM: &str = "lastTerm";
+}
+
+/// A table of the state store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Rows,
+    Log,
+    Pending,
+    Local,
+    Meta,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 5] = [
+        Table::Rows,
+        Table::Log,
+        Table::Pending,
+        Table::Local,
+        Table::Meta,
+    ];
+
+    /// Its name in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Rows => "rows",
+            Table::Log => "log",
+            Table::Pending => "pending",
+            Table::Local => "local",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// A record key: numbers for positions, text for ids and meta names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Num(u64),
+    Str(String),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Num(n) => write!(f, "{n}"),
+            Key::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One write of an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Put {
+        table: Table,
+        key: Key,
+        value: Value,
+    },
+    Delete {
+        table: Table,
+        key: Key,
+    },
+}
+
+/// A record that could not be decoded; it was left out of the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    pub table: Table,
+    pub key: Key,
+    pub error: DecodeError,
+}
+
+/// Everything a store holds, decoded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    /// Records left out because they did not decode.
+    pub corrupt: Vec<CorruptRecord>,
+    /// The browser's client id, once one was stored.
+    pub client_id: Option<ClientId>,
+    /// The last leader term handed out.
+    pub last_term: Term,
+}
+
+/// Why a state store failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The data was written by a newer version of filesync.
+    TooNew { found: u64, supported: u64 },
+    /// Storage is full.
+    Quota { message: String },
+    /// Storage cannot be used here (private mode, blocked, missing API).
+    Unavailable { message: String },
+    /// Any other storage failure.
+    Io { message: String },
+}
+
+impl StoreError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::TooNew { .. } => "schema_too_new",
+            StoreError::Quota { .. } => "quota_exceeded",
+            StoreError::Unavailable { .. } => "storage_unavailable",
+            StoreError::Io { .. } => "storage",
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::TooNew { found, supported } => write!(
+                f,
+                "stored data has schema version {found}; this version of filesync reads up to {supported}"
+            ),
+            StoreError::Quota { message } => write!(f, "storage quota exceeded: {message}"),
+            StoreError::Unavailable { message } => write!(f, "storage unavailable: {message}"),
+            StoreError::Io { message } => write!(f, "storage failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A durable state store. Single-threaded (wasm), hence no `Send` bounds on the futures.
+#[allow(async_fn_in_trait)]
+pub trait StateStore {
+    /// Every record, decoded; corrupt ones reported and left out.
+    async fn load(&self) -> Result<Loaded, StoreError>;
+    /// Applies the ops atomically: all or nothing.
+    async fn write(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Hands out the next leader term: larger than every earlier one, durably.
+    async fn next_term(&self) -> Result<Term, StoreError>;
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RowRecord {
+    id: String,
+    path: String,
+    content_hash: String,
+    #[serde(default)]
+    remote_key: String,
+    name: String,
+    #[serde(default)]
+    mime_type: String,
+    size: u64,
+    #[serde(default)]
+    metadata_json: Option<String>,
+    created_at: u64,
+    updated_at: u64,
+    #[serde(default)]
+    deleted_at: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocalRecord {
+    file_id: String,
+    path: String,
+    content_hash: String,
+    #[serde(default)]
+    local_hash: Option<String>,
+    upload_status: TransferStatus,
+    download_status: TransferStatus,
+    #[serde(default)]
+    last_sync_error: Option<SyncError>,
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn from_value<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, DecodeError> {
+    T::deserialize(v).map_err(|e| DecodeError::Malformed {
+        message: e.to_string(),
+    })
+}
+
+/// The record of a files-table row.
+pub fn row_record(r: &FileRow) -> Value {
+    to_value(&RowRecord {
+        id: r.id.to_string(),
+        path: r.path.clone(),
+        content_hash: r.content_hash.to_hex(),
+        remote_key: r
+            .remote_key
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        name: r.info.name.clone(),
+        mime_type: r.info.mime_type.clone(),
+        size: r.info.size,
+        metadata_json: r.metadata_json.clone(),
+        created_at: r.created_at.0,
+        updated_at: r.updated_at.0,
+        deleted_at: r.deleted_at.map(|t| t.0),
+    })
+}
+
+/// Decodes and validates a files-table row.
+pub fn decode_row(v: &Value) -> Result<FileRow, DecodeError> {
+    let r: RowRecord = from_value(v)?;
+    let content_hash = ContentHash::parse(&r.content_hash)?;
+    Ok(FileRow {
+        id: FileId::new(r.id)?,
+        path: check_path(r.path)?,
+        remote_key: check_remote_key(&r.remote_key, &content_hash)?,
+        content_hash,
+        info: check_info(r.name, r.mime_type, r.size)?,
+        metadata_json: r.metadata_json.map(check_metadata).transpose()?,
+        created_at: Millis(r.created_at),
+        updated_at: Millis(r.updated_at),
+        deleted_at: r.deleted_at.map(Millis),
+    })
+}
+
+/// The record of a per-client row.
+pub fn local_record(r: &LocalRow) -> Value {
+    to_value(&LocalRecord {
+        file_id: r.file_id.to_string(),
+        path: r.path.clone(),
+        content_hash: r.content_hash.to_hex(),
+        local_hash: r.local_hash.map(|h| h.to_hex()),
+        upload_status: r.upload,
+        download_status: r.download,
+        last_sync_error: r.last_error.clone(),
+    })
+}
+
+/// Decodes and validates a per-client row.
+pub fn decode_local(v: &Value) -> Result<LocalRow, DecodeError> {
+    let r: LocalRecord = from_value(v)?;
+    Ok(LocalRow {
+        file_id: FileId::new(r.file_id)?,
+        path: check_path(r.path)?,
+        content_hash: ContentHash::parse(&r.content_hash)?,
+        local_hash: r
+            .local_hash
+            .as_deref()
+            .map(ContentHash::parse)
+            .transpose()?,
+        upload: r.upload_status,
+        download: r.download_status,
+        last_error: r.last_sync_error,
+    })
+}
+
+fn hashes_value(set: &[ContentHash]) -> Value {
+    Value::Array(set.iter().map(|h| Value::String(h.to_hex())).collect())
+}
+
+fn decode_hashes(v: &Value) -> Result<Vec<ContentHash>, DecodeError> {
+    let list: Vec<String> = from_value(v)?;
+    list.iter().map(|s| ContentHash::parse(s)).collect()
+}
+
+fn put(table: Table, key: Key, value: Value) -> Op {
+    Op::Put { table, key, value }
+}
+
+fn meta_key(name: &str) -> Key {
+    Key::Str(name.to_string())
+}
+
+/// The writes of one persist batch (apply them atomically).
+pub fn batch_ops(b: &PersistBatch) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(
+        b.rows.len() + b.log.len() + b.pending_put.len() + b.local_put.len() + 6,
+    );
+    for r in &b.rows {
+        ops.push(put(Table::Rows, Key::Str(r.id.to_string()), row_record(r)));
+    }
+    for e in &b.log {
+        ops.push(put(Table::Log, Key::Num(e.seq.0), to_value(&e.to_wire())));
+    }
+    for p in &b.pending_put {
+        ops.push(put(
+            Table::Pending,
+            Key::Num(p.id.n),
+            to_value(&p.to_wire()),
+        ));
+    }
+    for id in &b.pending_delete {
+        ops.push(Op::Delete {
+            table: Table::Pending,
+            key: Key::Num(id.n),
+        });
+    }
+    for r in &b.local_put {
+        ops.push(put(
+            Table::Local,
+            Key::Str(r.file_id.to_string()),
+            local_record(r),
+        ));
+    }
+    for id in &b.local_delete {
+        ops.push(Op::Delete {
+            table: Table::Local,
+            key: Key::Str(id.to_string()),
+        });
+    }
+    ops.push(put(
+        Table::Meta,
+        meta_key(meta::SCHEMA_VERSION),
+        SCHEMA_VERSION.into(),
+    ));
+    ops.push(put(Table::Meta, meta_key(meta::CURSOR), b.cursor.0.into()));
+    ops.push(put(
+        Table::Meta,
+        meta_key(meta::NEXT_EVENT_N),
+        b.next_event_n.into(),
+    ));
+    if let Some(u) = &b.unattached {
+        ops.push(put(
+            Table::Meta,
+            meta_key(meta::UNATTACHED),
+            hashes_value(u),
+        ));
+    }
+    if let Some(g) = &b.garbage {
+        ops.push(put(Table::Meta, meta_key(meta::GARBAGE), hashes_value(g)));
+    }
+    ops
+}
+
+/// The write that records this browser's client id.
+pub fn client_id_op(id: &ClientId) -> Op {
+    put(
+        Table::Meta,
+        meta_key(meta::CLIENT_ID),
+        Value::String(id.to_string()),
+    )
+}
+
+/// The write that records the last term handed out.
+pub fn last_term_op(term: Term) -> Op {
+    put(Table::Meta, meta_key(meta::LAST_TERM), term.0.into())
+}
+
+/// Decodes every record of a store. Fails only on a newer schema; anything else that does not
+/// decode is reported in `corrupt` and left out.
+pub fn decode_records(
+    records: impl IntoIterator<Item = (Table, Key, Value)>,
+) -> Result<Loaded, StoreError> {
+    let mut out = Loaded::default();
+    let mut corrupt = |table, key: &Key, error| {
+        out.corrupt.push(CorruptRecord {
+            table,
+            key: key.clone(),
+            error,
+        })
+    };
+    let (mut rows, mut pending, mut local) = (Vec::new(), Vec::new(), Vec::new());
+    let mut client_id = None;
+    let (mut cursor, mut next_n, mut last_term) = (Seq(0), 0u64, Term(0));
+    let (mut unattached, mut garbage) = (Vec::new(), Vec::new());
+    for (table, key, value) in records {
+        match table {
+            Table::Rows => match decode_row(&value) {
+                Ok(r) if Key::Str(r.id.to_string()) == key => rows.push(r),
+                Ok(r) => corrupt(table, &key, mismatch("id", &r.id.to_string())),
+                Err(e) => corrupt(table, &key, e),
+            },
+            Table::Log => match from_value::<WireEnvelope>(&value)
+                .and_then(|w| ConfirmedEvent::from_wire(&w))
+            {
+                // The log is kept for debugging and audit; the snapshot is the rows.
+                Ok(e) if key == Key::Num(e.seq.0) => {}
+                Ok(e) => corrupt(table, &key, mismatch("seq", &e.seq.0.to_string())),
+                Err(e) => corrupt(table, &key, e),
+            },
+            Table::Pending => {
+                match from_value::<WireEnvelope>(&value).and_then(|w| ClientEvent::from_wire(&w)) {
+                    Ok(e) if key == Key::Num(e.id.n) => pending.push(e),
+                    Ok(e) => corrupt(table, &key, mismatch("n", &e.id.n.to_string())),
+                    Err(e) => corrupt(table, &key, e),
+                }
+            }
+            Table::Local => match decode_local(&value) {
+                Ok(r) if Key::Str(r.file_id.to_string()) == key => local.push(r),
+                Ok(r) => corrupt(table, &key, mismatch("fileId", &r.file_id.to_string())),
+                Err(e) => corrupt(table, &key, e),
+            },
+            Table::Meta => {
+                let Key::Str(name) = &key else {
+                    corrupt(table, &key, mismatch("meta key", &key.to_string()));
+                    continue;
+                };
+                let number = || from_value::<u64>(&value);
+                let result = match name.as_str() {
+                    meta::SCHEMA_VERSION => {
+                        number().map(|v| if v > SCHEMA_VERSION { Some(v) } else { None })
+                    }
+                    meta::CURSOR => number().map(|v| {
+                        cursor = Seq(v);
+                        None
+                    }),
+                    meta::NEXT_EVENT_N => number().map(|v| {
+                        next_n = v;
+                        None
+                    }),
+                    meta::LAST_TERM => number().map(|v| {
+                        last_term = Term(v);
+                        None
+                    }),
+                    meta::UNATTACHED => decode_hashes(&value).map(|v| {
+                        unattached = v;
+                        None
+                    }),
+                    meta::GARBAGE => decode_hashes(&value).map(|v| {
+                        garbage = v;
+                        None
+                    }),
+                    meta::CLIENT_ID => from_value::<String>(&value)
+                        .and_then(|s| ClientId::new(s))
+                        .map(|id| {
+                            client_id = Some(id);
+                            None
+                        }),
+                    _ => Ok(None),
+                };
+                match result {
+                    Ok(Some(found)) => {
+                        return Err(StoreError::TooNew {
+                            found,
+                            supported: SCHEMA_VERSION,
+                        })
+                    }
+                    Ok(None) => {}
+                    Err(e) => corrupt(table, &key, e),
+                }
+            }
+        }
+    }
+    pending.sort_by_key(|p| p.id.n);
+    // Never hand out an event number twice, even if the counter record was lost.
+    let next_n = next_n.max(pending.last().map_or(0, |p| p.id.n + 1));
+    let unique = |v: Vec<ContentHash>| v.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    out.snapshot = Snapshot {
+        rows,
+        cursor,
+        pending,
+        local,
+        next_event_n: next_n,
+        unattached: unique(unattached),
+        garbage: unique(garbage),
+    };
+    out.client_id = client_id;
+    out.last_term = last_term;
+    Ok(out)
+}
+
+fn mismatch(field: &'static str, value: &str) -> DecodeError {
+    DecodeError::InvalidField {
+        field,
+        reason: format!("{value:?} does not match the record's key"),
+    }
+}
+
+/// A state store in memory: for native tests and the simulation, and the reference the
+/// conformance suite holds other stores to. Records are kept encoded, like a real store, so
+/// tests can plant broken ones.
+/// Clones share the same records, like two handles on one database.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    records: std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<(Table, Key), Value>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Writes a raw record, bypassing encoding (for corruption tests).
+    pub fn put_raw(&self, table: Table, key: Key, value: Value) {
+        self.records.borrow_mut().insert((table, key), value);
+    }
+}
+
+impl StateStore for MemoryStore {
+    async fn load(&self) -> Result<Loaded, StoreError> {
+        let records: Vec<(Table, Key, Value)> = self
+            .records
+            .borrow()
+            .iter()
+            .map(|((t, k), v)| (*t, k.clone(), v.clone()))
+            .collect();
+        decode_records(records)
+    }
+
+    async fn write(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut records = self.records.borrow_mut();
+        for op in ops {
+            match op {
+                Op::Put { table, key, value } => {
+                    records.insert((*table, key.clone()), value.clone());
+                }
+                Op::Delete { table, key } => {
+                    records.remove(&(*table, key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn next_term(&self) -> Result<Term, StoreError> {
+        let key = (Table::Meta, meta_key(meta::LAST_TERM));
+        let mut records = self.records.borrow_mut();
+        let last = records.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        records.insert(key, (last + 1).into());
+        Ok(Term(last + 1))
+    }
+}
