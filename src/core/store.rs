@@ -457,7 +457,7 @@ pub fn decode_records(
                         None
                     }),
                     meta::CLIENT_ID => from_value::<String>(&value)
-                        .and_then(|s| ClientId::new(s))
+                        .and_then(ClientId::new)
                         .map(|id| {
                             client_id = Some(id);
                             None
