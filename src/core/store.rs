@@ -432,38 +432,39 @@ pub fn decode_records(
                     continue;
                 };
                 let number = || from_value::<u64>(&value);
-                let result = match name.as_str() {
-                    meta::SCHEMA_VERSION => {
-                        number().map(|v| if v > SCHEMA_VERSION { Some(v) } else { None })
-                    }
-                    meta::CURSOR => number().map(|v| {
-                        cursor = Seq(v);
-                        None
-                    }),
-                    meta::NEXT_EVENT_N => number().map(|v| {
-                        next_n = v;
-                        None
-                    }),
-                    meta::LAST_TERM => number().map(|v| {
-                        last_term = Term(v);
-                        None
-                    }),
-                    meta::UNATTACHED => decode_hashes(&value).map(|v| {
-                        unattached = v;
-                        None
-                    }),
-                    meta::GARBAGE => decode_hashes(&value).map(|v| {
-                        garbage = v;
-                        None
-                    }),
-                    meta::CLIENT_ID => from_value::<String>(&value)
-                        .and_then(ClientId::new)
-                        .map(|id| {
-                            client_id = Some(id);
+                let result =
+                    match name.as_str() {
+                        meta::SCHEMA_VERSION => {
+                            number().map(|v| if v > SCHEMA_VERSION { Some(v) } else { None })
+                        }
+                        meta::CURSOR => number().map(|v| {
+                            cursor = Seq(v);
                             None
                         }),
-                    _ => Ok(None),
-                };
+                        meta::NEXT_EVENT_N => number().map(|v| {
+                            next_n = v;
+                            None
+                        }),
+                        meta::LAST_TERM => number().map(|v| {
+                            last_term = Term(v);
+                            None
+                        }),
+                        meta::UNATTACHED => decode_hashes(&value).map(|v| {
+                            unattached = v;
+                            None
+                        }),
+                        meta::GARBAGE => decode_hashes(&value).map(|v| {
+                            garbage = v;
+                            None
+                        }),
+                        meta::CLIENT_ID => from_value::<String>(&value)
+                            .and_then(ClientId::new)
+                            .map(|id| {
+                                client_id = Some(id);
+                                None
+                            }),
+                        _ => Ok(None),
+                    };
                 match result {
                     Ok(Some(found)) => {
                         return Err(StoreError::TooNew {

@@ -19,9 +19,11 @@ pub enum Timer {
     Progress,
     /// The earliest running transfer that may have stalled.
     Stall,
+    /// The earliest orphaned local content whose grace period ends.
+    Orphans,
 }
 
-const COUNT: usize = 7;
+const COUNT: usize = 8;
 
 impl Timer {
     const ALL: [Timer; COUNT] = [
@@ -32,6 +34,7 @@ impl Timer {
         Timer::Retry,
         Timer::Progress,
         Timer::Stall,
+        Timer::Orphans,
     ];
 }
 

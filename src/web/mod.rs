@@ -4,3 +4,4 @@
 
 pub mod error;
 pub mod global;
+pub mod locks;

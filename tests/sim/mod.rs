@@ -677,6 +677,17 @@ impl World {
             Command::DeleteLocalBytes { hash } => {
                 self.browsers[b].disk.bytes.remove(&hash);
             }
+            Command::ListLocalBytes => {
+                let hashes = self.browsers[b].disk.bytes.iter().copied().collect();
+                self.send(
+                    1,
+                    Msg::ToHub {
+                        b,
+                        epoch,
+                        input: Input::LocalBytesFound { hashes },
+                    },
+                );
+            }
             Command::DeleteRemote { task, term, key } => {
                 if let Some(tab) = self.leader_tab(b, term) {
                     let d = self.latency();

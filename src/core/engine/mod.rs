@@ -44,6 +44,9 @@ pub struct Config {
     /// Remote content becomes garbage only this long after its last reference went away, so
     /// an aborted upload still in flight cannot land after the delete.
     pub delete_grace_ms: u64,
+    /// Bytes found in local storage that nothing uses are deleted after this long, since a
+    /// tab may have stored them just before committing.
+    pub orphan_grace_ms: u64,
     pub retry: RetryPolicy,
     /// Least time between two progress events of one transfer.
     pub progress_interval_ms: u64,
@@ -76,6 +79,7 @@ impl Config {
             max_downloads: 4,
             max_deletes: 2,
             delete_grace_ms: 60_000,
+            orphan_grace_ms: 60_000,
             retry: RetryPolicy::default(),
             progress_interval_ms: 200,
             stall_timeout_ms: 30_000,
@@ -184,6 +188,10 @@ pub enum Input {
     },
     /// Contents found in local storage at start; unreferenced ones are deleted.
     LocalInventory { hashes: Vec<ContentHash> },
+    /// Answer to `ListLocalBytes`: contents found in storage now. Unlike `LocalInventory` it
+    /// may race with writes in progress, so it only reveals orphans (a dead leader's
+    /// download, say), deleted if still unused after `orphan_grace_ms`.
+    LocalBytesFound { hashes: Vec<ContentHash> },
     /// The app wants this file shown soon: its transfer jumps the queue.
     Prioritize { file: FileId },
     /// Stop this file's transfers; they end in `error` with code `cancelled`.
@@ -253,6 +261,8 @@ pub enum Command {
     AbortTransfer { task: TaskId },
     /// Nothing references this content any more: delete its local bytes.
     DeleteLocalBytes { hash: ContentHash },
+    /// List the contents in local storage; answer with `LocalBytesFound`.
+    ListLocalBytes,
     /// The leader deletes this remote object.
     DeleteRemote {
         task: TaskId,
@@ -453,6 +463,8 @@ pub struct Engine {
     gc_local: BTreeSet<ContentHash>,
     /// Contents whose bytes are in local storage, as far as the engine knows.
     bytes: BTreeSet<ContentHash>,
+    /// Contents found in storage that nothing used, with when they were found.
+    orphans: BTreeMap<ContentHash, Millis>,
     changed: BTreeSet<FileId>,
     busy: bool,
     out: VecDeque<Output>,
@@ -529,6 +541,7 @@ impl Engine {
             touched_hashes: BTreeSet::new(),
             gc_local: BTreeSet::new(),
             bytes: BTreeSet::new(),
+            orphans: BTreeMap::new(),
             changed: BTreeSet::new(),
             busy: false,
             out: VecDeque::new(),
@@ -583,6 +596,7 @@ impl Engine {
                 Timer::Retry => self.end_backoffs(false),
                 Timer::Progress => self.flush_progress(),
                 Timer::Stall => self.check_stalls(),
+                Timer::Orphans => self.expire_orphans(),
             }
         }
         self.after_step();
@@ -803,6 +817,13 @@ impl Engine {
                 self.on_remote_delete_done(task, term, result)?
             }
             Input::LocalInventory { hashes } => self.take_inventory(hashes),
+            Input::LocalBytesFound { hashes } => {
+                for h in hashes {
+                    if !self.bytes.contains(&h) {
+                        self.orphans.entry(h).or_insert(self.now);
+                    }
+                }
+            }
             Input::Prioritize { file } => self.prioritize(&file)?,
             Input::Cancel { file } => self.cancel(&file)?,
             Input::RetryErrors => self.retry_errors(),
@@ -844,6 +865,9 @@ impl Engine {
         self.dirty.meta = true;
         self.dirty.pending.insert(ev.id.clone());
         self.bytes.extend(stored);
+        if let Some(h) = stored {
+            self.orphans.remove(&h);
+        }
         if let (Some(h), Some(row)) = (stored, self.table.get(&id)) {
             // The driver stored these bytes before committing: record it, and let every file
             // with the same content use them.
@@ -1200,6 +1224,8 @@ impl Engine {
         }
         self.stop_running(false);
         self.term = term;
+        // The previous leader may have died between storing bytes and reporting them.
+        self.emit_command(Command::ListLocalBytes);
         self.leader = true;
         // Recovery: whatever the previous leader left running or failed is queued again
         // (livestore-filesync left `queued` rows stranded until someone called triggerSync).
@@ -1726,9 +1752,34 @@ impl Engine {
         }
         for h in &present {
             self.touched.extend(self.table.view_refs(h).cloned());
+            if self.is_unused_locally(h) {
+                // A tab may be about to commit these bytes: wait before deleting them.
+                self.orphans.entry(*h).or_insert(self.now);
+            }
         }
-        self.gc_local.extend(present.iter().copied());
         self.bytes = present;
+    }
+
+    /// Deletes the orphans that stayed unused through the grace period.
+    fn expire_orphans(&mut self) {
+        let limit = self.cfg.orphan_grace_ms;
+        let due: Vec<ContentHash> = self
+            .orphans
+            .iter()
+            .filter(|(_, seen)| self.now.since(**seen) >= limit)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            self.orphans.remove(&h);
+            if !self.is_unused_locally(&h) {
+                continue;
+            }
+            if self.bytes.contains(&h) {
+                self.gc_local.insert(h);
+            } else {
+                self.emit_command(Command::DeleteLocalBytes { hash: h });
+            }
+        }
     }
 
     fn prioritize(&mut self, file: &FileId) -> Result<(), EngineError> {
@@ -2015,6 +2066,12 @@ impl Engine {
                 }
             }
         }
+        let orphans = self
+            .orphans
+            .values()
+            .min()
+            .map(|t| t.after(self.cfg.orphan_grace_ms));
+        self.timers.set(Timer::Orphans, orphans);
         self.timers.set(Timer::Progress, progress);
         self.timers.set(Timer::Retry, retry);
         self.timers.set(Timer::Stall, stall);

@@ -885,7 +885,10 @@ fn local_only_mode_never_touches_the_network() {
     h.advance(120_000);
     for c in h.commands() {
         assert!(
-            matches!(c, Command::DeleteLocalBytes { .. }),
+            matches!(
+                c,
+                Command::DeleteLocalBytes { .. } | Command::ListLocalBytes
+            ),
             "unexpected command in local-only mode: {c:?}"
         );
     }
@@ -1136,4 +1139,38 @@ fn an_attach_the_server_stripped_makes_the_file_upload_again() {
     .unwrap();
     assert!(h.e.table().get(&fid("f")).unwrap().remote_key.is_none());
     assert_eq!(h.transfers().len(), 1, "uploaded again");
+}
+
+#[test]
+fn orphaned_bytes_are_deleted_after_a_grace_period_unless_committed() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.save("f", "kept");
+    h.input(Input::LocalBytesFound {
+        hashes: vec![hash("kept"), hash("orphan"), hash("saved-soon")],
+    })
+    .unwrap();
+    // A tab commits the bytes it had just stored: no longer an orphan.
+    h.save("g", "saved-soon");
+    h.advance(59_000);
+    assert!(!h
+        .commands()
+        .iter()
+        .any(|c| matches!(c, Command::DeleteLocalBytes { .. })));
+    h.advance(1_000);
+    let deleted: Vec<ContentHash> = h
+        .commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::DeleteLocalBytes { hash } => Some(hash),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, vec![hash("orphan")]);
+}
+
+#[test]
+fn a_new_leader_looks_for_bytes_its_predecessor_left() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    assert!(h.commands().contains(&Command::ListLocalBytes));
 }

@@ -1,0 +1,301 @@
+//! The local byte store: file contents of one store, content-addressed by SHA-256.
+//!
+//! # Contract
+//!
+//! * An entry's name is the lowercase hex SHA-256 of its bytes, computed by this module while it
+//!   reads the blob (a caller never names an entry). So an entry under a final name always holds
+//!   exactly those bytes: **a crash, a quota error or a hash mismatch never leaves a partial or
+//!   wrong entry under a final name.**
+//! * Writing the same content twice keeps one entry. [`ByteStore::delete`] is idempotent.
+//! * Memory stays bounded whatever the file size: blobs are read chunk by chunk through
+//!   `blob.stream()` and hashed in the same pass ([`crate::web::hash`]); a blob is never read
+//!   whole into wasm memory (only blobs of at most [`hash::WEBCRYPTO_MAX_BYTES`] are read into
+//!   one JS buffer, for WebCrypto's faster one-shot digest).
+//! * Errors are [`WebError`]s classified by `DOMException.name`: a full disk is
+//!   [`WebError::Quota`], a missing entry [`WebError::NotFound`].
+//! * Works in a page, a dedicated worker and a SharedWorker (global scope only).
+//!
+//! # Backends
+//!
+//! [`ByteStore`] is an enum over the two implementations rather than a trait: there are exactly
+//! two, the runtime picks one at open time, and async fns in a trait would need boxing (or
+//! `async_trait`) to be object-safe in wasm, for no gain.
+//!
+//! * [`OpfsStore`] (preferred): the Origin Private File System, layout
+//!   `filesync/<storeId>/blobs/<sha256hex>` and `filesync/<storeId>/tmp/<name>`. A write streams
+//!   into `tmp/` with `createWritable()` and is then renamed into `blobs/` with
+//!   `FileSystemHandle.move()` (copy + delete where `move` is missing).
+//! * [`IdbBlobStore`] (fallback where OPFS is unavailable): its own IndexedDB database
+//!   `filesync-bytes:<storeId>`, one object store `blobs` (key: hex hash, value: the `Blob`
+//!   itself, never copied through wasm memory). The hash is computed by streaming the blob first;
+//!   the entry is then put in one transaction, which is atomic, so there are no temp entries.
+//!
+//! [`ByteStore::open`] falls back to IndexedDB only when OPFS is *unavailable* (the API is
+//! missing or refused by policy, e.g. private browsing): a transient OPFS failure is returned as
+//! an error instead, because silently switching backend would make every stored file look
+//! missing. Known limitation: a browser that gains OPFS later (upgrade) opens a fresh OPFS store
+//! and does not see what it stored in the IndexedDB fallback before.
+
+mod idb;
+mod opfs;
+
+pub use idb::IdbBlobStore;
+pub use opfs::OpfsStore;
+
+use std::fmt;
+
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+
+use super::error::WebError;
+use super::{global, hash};
+use crate::core::{ContentHash, StoreId};
+
+/// Which implementation a [`ByteStore`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// Origin Private File System.
+    Opfs,
+    /// The IndexedDB fallback.
+    IndexedDb,
+}
+
+impl StoreKind {
+    /// `"opfs"` or `"indexeddb"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Opfs => "opfs",
+            StoreKind::IndexedDb => "indexeddb",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Failure of [`ByteStore::write_expected`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The browser failed (quota, unavailable storage...).
+    Web(WebError),
+    /// The bytes do not hash to what was expected (a corrupt or wrong download). Nothing was
+    /// stored, under either name.
+    Mismatch {
+        expected: ContentHash,
+        actual: ContentHash,
+    },
+}
+
+impl WriteError {
+    /// Stable machine-readable code: the [`WebError`]'s, or `hash_mismatch`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WriteError::Web(e) => e.code(),
+            WriteError::Mismatch { .. } => "hash_mismatch",
+        }
+    }
+}
+
+impl From<WebError> for WriteError {
+    fn from(e: WebError) -> WriteError {
+        WriteError::Web(e)
+    }
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Web(e) => e.fmt(f),
+            WriteError::Mismatch { expected, actual } => write!(
+                f,
+                "content hash mismatch: expected {expected}, got {actual}; nothing stored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// What [`ByteStore::list`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Entries, sorted.
+    pub hashes: Vec<ContentHash>,
+    /// Names that are not 64 lowercase hex characters (a browser's swap files such as
+    /// `<name>.crswap`, or foreign files): not entries, left alone, reported for diagnostics.
+    pub ignored: Vec<String>,
+}
+
+/// Origin-wide storage figures from `navigator.storage.estimate()` (both backends share the
+/// origin's quota; browsers do not report one store's share).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Bytes used by the whole origin.
+    pub usage: f64,
+    /// Bytes the origin may use.
+    pub quota: f64,
+}
+
+/// The byte store of one store id, on OPFS or on the IndexedDB fallback.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ByteStore {
+    Opfs(OpfsStore),
+    Idb(IdbBlobStore),
+}
+
+impl ByteStore {
+    /// Opens the store on OPFS, or on IndexedDB where OPFS is unavailable (see the module docs
+    /// for why only then). Removes temp leftovers of earlier sessions.
+    pub async fn open(store: &StoreId) -> Result<ByteStore, WebError> {
+        match OpfsStore::open(store).await {
+            Ok(s) => Ok(ByteStore::Opfs(s)),
+            Err(WebError::Unavailable { .. }) => Self::open_idb(store).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the store on OPFS, with no fallback.
+    pub async fn open_opfs(store: &StoreId) -> Result<ByteStore, WebError> {
+        OpfsStore::open(store).await.map(ByteStore::Opfs)
+    }
+
+    /// Opens the store on the IndexedDB fallback, whether OPFS exists or not.
+    pub async fn open_idb(store: &StoreId) -> Result<ByteStore, WebError> {
+        IdbBlobStore::open(store).await.map(ByteStore::Idb)
+    }
+
+    /// Which implementation this is.
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            ByteStore::Opfs(_) => StoreKind::Opfs,
+            ByteStore::Idb(_) => StoreKind::IndexedDb,
+        }
+    }
+
+    /// The store id.
+    pub fn store_id(&self) -> &StoreId {
+        match self {
+            ByteStore::Opfs(s) => s.store_id(),
+            ByteStore::Idb(s) => s.store_id(),
+        }
+    }
+
+    /// Stores `blob` under its SHA-256 and returns it (streamed and hashed in one pass).
+    pub async fn write(&self, blob: &web_sys::Blob) -> Result<ContentHash, WebError> {
+        let result = match self {
+            ByteStore::Opfs(s) => s.write(blob, None).await,
+            ByteStore::Idb(s) => s.write(blob, None).await,
+        };
+        result.map_err(|e| match e {
+            WriteError::Web(e) => e,
+            // Unreachable without an expected hash; kept total rather than panicking.
+            WriteError::Mismatch { .. } => WebError::Other {
+                name: "HashMismatch".into(),
+                message: e.to_string(),
+            },
+        })
+    }
+
+    /// Stores `blob` only if it hashes to `expected` (downloads). On a mismatch nothing is
+    /// stored, under either name, and the error carries the actual hash.
+    pub async fn write_expected(
+        &self,
+        blob: &web_sys::Blob,
+        expected: ContentHash,
+    ) -> Result<ContentHash, WriteError> {
+        match self {
+            ByteStore::Opfs(s) => s.write(blob, Some(expected)).await,
+            ByteStore::Idb(s) => s.write(blob, Some(expected)).await,
+        }
+    }
+
+    /// The bytes stored under `hash`; [`WebError::NotFound`] when there are none.
+    pub async fn read(&self, hash: &ContentHash) -> Result<web_sys::Blob, WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.read(hash).await,
+            ByteStore::Idb(s) => s.read(hash).await,
+        }
+    }
+
+    /// Whether an entry for `hash` exists.
+    pub async fn has(&self, hash: &ContentHash) -> Result<bool, WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.has(hash).await,
+            ByteStore::Idb(s) => s.has(hash).await,
+        }
+    }
+
+    /// Removes the entry for `hash`; removing a missing entry succeeds.
+    pub async fn delete(&self, hash: &ContentHash) -> Result<(), WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.delete(hash).await,
+            ByteStore::Idb(s) => s.delete(hash).await,
+        }
+    }
+
+    /// Every entry, sorted, plus the names that are not entries.
+    pub async fn list(&self) -> Result<Listing, WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.list().await,
+            ByteStore::Idb(s) => s.list().await,
+        }
+    }
+
+    /// Removes temp leftovers of interrupted writes; returns how many it removed. Temps that
+    /// another tab is still writing are locked by the browser and skipped. The IndexedDB
+    /// fallback has no temps.
+    pub async fn cleanup_temp(&self) -> Result<u32, WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.cleanup_temp().await,
+            ByteStore::Idb(_) => Ok(0),
+        }
+    }
+
+    /// Origin-wide usage and quota.
+    pub async fn usage(&self) -> Result<Usage, WebError> {
+        usage().await
+    }
+
+    /// Deletes the whole store (every entry and temp; the IndexedDB database itself). For
+    /// "clear local data" and tests.
+    pub async fn destroy(self) -> Result<(), WebError> {
+        match self {
+            ByteStore::Opfs(s) => s.destroy().await,
+            ByteStore::Idb(s) => s.destroy().await,
+        }
+    }
+}
+
+/// `navigator.storage.estimate()`.
+pub async fn usage() -> Result<Usage, WebError> {
+    let api = "navigator.storage.estimate";
+    let promise = global::storage_manager()?
+        .estimate()
+        .map_err(|e| WebError::from_js(api, &e))?;
+    let estimate = JsFuture::from(promise)
+        .await
+        .map_err(|e| WebError::from_js(api, &e))?;
+    let number = |key: &str| -> Result<f64, WebError> {
+        js_sys::Reflect::get(&estimate, &JsValue::from_str(key))
+            .map(|v| v.as_f64().unwrap_or(0.0))
+            .map_err(|e| WebError::from_js(api, &e))
+    };
+    Ok(Usage {
+        usage: number("usage")?,
+        quota: number("quota")?,
+    })
+}
+
+/// Shared by both backends: checks a computed hash against the expected one.
+fn check_expected(actual: ContentHash, expected: Option<ContentHash>) -> Result<(), WriteError> {
+    match expected {
+        Some(expected) if expected != actual => Err(WriteError::Mismatch { expected, actual }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,230 @@
+//! SHA-256 of file bytes in the browser, in bounded memory.
+//!
+//! Two paths, one answer ([`ContentHash`], the same value `ContentHash::of` gives natively):
+//!
+//! * **Streaming** ([`StreamingHasher`], [`hash_blob_streaming`]): the `sha2` crate in wasm fed
+//!   chunk by chunk from `blob.stream()`. Memory stays bounded whatever the file size: one
+//!   stream chunk (the browser's, up to a few MiB) plus a reusable copy buffer of
+//!   [`COPY_PIECE_BYTES`] in wasm memory. Never `arrayBuffer()` of a whole large file.
+//! * **WebCrypto one-shot** ([`digest_webcrypto`], [`hash_blob_webcrypto`]):
+//!   `crypto.subtle.digest("SHA-256", buffer)`, about three times faster than `sha2` in wasm but
+//!   it needs the whole input in one buffer, so [`hash_blob`] uses it only for blobs of at most
+//!   [`WEBCRYPTO_MAX_BYTES`] (and falls back to streaming where `crypto.subtle` is missing, e.g.
+//!   an insecure context).
+//!
+//! Everything is reached through the global scope, so it runs the same in a page, a dedicated
+//! worker and a SharedWorker.
+
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use super::error::WebError;
+use super::global;
+use crate::core::ContentHash;
+
+/// Largest blob [`hash_blob`] hashes with WebCrypto in one shot (it reads the whole blob into
+/// one buffer); larger blobs are streamed. 8 MiB until a benchmark tunes it.
+pub const WEBCRYPTO_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Largest piece of a JS chunk copied into wasm memory at a time: the bound on the hasher's own
+/// buffer, whatever chunk size the browser's stream hands out.
+pub const COPY_PIECE_BYTES: usize = 256 * 1024;
+
+/// Incremental SHA-256 with a bounded copy buffer.
+///
+/// ```
+/// # #[cfg(target_arch = "wasm32")] {
+/// use filesync::web::hash::StreamingHasher;
+/// let mut h = StreamingHasher::new();
+/// h.update(b"ab");
+/// h.update(b"c");
+/// assert_eq!(h.finish(), filesync::core::ContentHash::of(b"abc"));
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct StreamingHasher {
+    sha: Sha256,
+    piece: Vec<u8>,
+    hashed: u64,
+}
+
+impl StreamingHasher {
+    /// A hasher that has seen nothing yet.
+    pub fn new() -> StreamingHasher {
+        StreamingHasher::default()
+    }
+
+    /// Feeds bytes already in wasm memory.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.hashed += bytes.len() as u64;
+    }
+
+    /// Feeds a JS chunk, copied into wasm memory at most [`COPY_PIECE_BYTES`] at a time.
+    pub fn update_js(&mut self, chunk: &js_sys::Uint8Array) {
+        let len = chunk.length();
+        let piece = COPY_PIECE_BYTES.min(len as usize);
+        if self.piece.len() < piece {
+            self.piece.resize(piece, 0);
+        }
+        let mut start = 0u32;
+        while start < len {
+            let end = len.min(start + COPY_PIECE_BYTES as u32);
+            let n = (end - start) as usize;
+            chunk.subarray(start, end).copy_to(&mut self.piece[..n]);
+            self.sha.update(&self.piece[..n]);
+            start = end;
+        }
+        self.hashed += u64::from(len);
+    }
+
+    /// Number of bytes fed so far.
+    pub fn bytes_hashed(&self) -> u64 {
+        self.hashed
+    }
+
+    /// The digest of everything fed.
+    #[must_use]
+    pub fn finish(self) -> ContentHash {
+        ContentHash::from_bytes(self.sha.finalize().into())
+    }
+}
+
+/// Reads a blob chunk by chunk through `blob.stream()` and a `ReadableStreamDefaultReader`.
+///
+/// Dropping it before the end cancels the stream, so an early return never leaves the blob's
+/// reader locked or the browser reading ahead for nothing.
+pub struct BlobChunks {
+    reader: web_sys::ReadableStreamDefaultReader,
+    done: bool,
+}
+
+impl BlobChunks {
+    /// Starts reading `blob`.
+    pub fn new(blob: &web_sys::Blob) -> Result<BlobChunks, WebError> {
+        let reader = web_sys::ReadableStreamDefaultReader::new(&blob.stream())
+            .map_err(|e| WebError::from_js("ReadableStream", &e))?;
+        Ok(BlobChunks {
+            reader,
+            done: false,
+        })
+    }
+
+    /// The next chunk, or `None` at the end of the blob.
+    pub async fn next(&mut self) -> Result<Option<js_sys::Uint8Array>, WebError> {
+        if self.done {
+            return Ok(None);
+        }
+        let result = match JsFuture::from(self.reader.read()).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A failed stream is errored for good; nothing left to cancel.
+                self.done = true;
+                return Err(WebError::from_js("ReadableStream", &e));
+            }
+        };
+        let done = js_sys::Reflect::get(&result, &JsValue::from_str("done"))
+            .map_err(|e| WebError::from_js("ReadableStream", &e))?;
+        if done.is_truthy() {
+            self.done = true;
+            return Ok(None);
+        }
+        let value = js_sys::Reflect::get(&result, &JsValue::from_str("value"))
+            .map_err(|e| WebError::from_js("ReadableStream", &e))?;
+        value
+            .dyn_into::<js_sys::Uint8Array>()
+            .map(Some)
+            .map_err(|v| WebError::Other {
+                name: "TypeError".into(),
+                message: format!("blob stream yielded a non-Uint8Array chunk: {v:?}"),
+            })
+    }
+}
+
+impl Drop for BlobChunks {
+    fn drop(&mut self) {
+        if !self.done {
+            // The returned promise settles on its own; its outcome changes nothing here.
+            let _ = self.reader.cancel();
+        }
+        self.reader.release_lock();
+    }
+}
+
+/// SHA-256 of `blob`, picking the path: WebCrypto in one shot up to [`WEBCRYPTO_MAX_BYTES`]
+/// (falling back to streaming when `crypto.subtle` is unavailable), streaming above.
+pub async fn hash_blob(blob: &web_sys::Blob) -> Result<ContentHash, WebError> {
+    if blob.size() <= WEBCRYPTO_MAX_BYTES as f64 {
+        match hash_blob_webcrypto(blob).await {
+            Err(WebError::Unavailable { .. }) => {}
+            other => return other,
+        }
+    }
+    hash_blob_streaming(blob).await
+}
+
+/// SHA-256 of `blob` read through its stream with [`StreamingHasher`]: bounded memory at any size.
+pub async fn hash_blob_streaming(blob: &web_sys::Blob) -> Result<ContentHash, WebError> {
+    let mut chunks = BlobChunks::new(blob)?;
+    let mut hasher = StreamingHasher::new();
+    while let Some(chunk) = chunks.next().await? {
+        hasher.update_js(&chunk);
+    }
+    Ok(hasher.finish())
+}
+
+/// SHA-256 of `blob` with WebCrypto. Reads the WHOLE blob into one `ArrayBuffer`: callers keep it
+/// to small blobs ([`hash_blob`] does, below [`WEBCRYPTO_MAX_BYTES`]).
+pub async fn hash_blob_webcrypto(blob: &web_sys::Blob) -> Result<ContentHash, WebError> {
+    // Checked before reading so a missing `crypto.subtle` costs no read.
+    let subtle = subtle_crypto()?;
+    let buffer = JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|e| WebError::from_js("Blob.arrayBuffer", &e))?;
+    digest_with(&subtle, buffer.unchecked_ref()).await
+}
+
+/// `crypto.subtle.digest("SHA-256", data)` of an `ArrayBuffer` or a view on one.
+pub async fn digest_webcrypto(data: &js_sys::Object) -> Result<ContentHash, WebError> {
+    digest_with(&subtle_crypto()?, data).await
+}
+
+async fn digest_with(
+    subtle: &web_sys::SubtleCrypto,
+    data: &js_sys::Object,
+) -> Result<ContentHash, WebError> {
+    let promise = subtle
+        .digest_with_str_and_buffer_source("SHA-256", data)
+        .map_err(|e| WebError::from_js("crypto.subtle", &e))?;
+    let digest = JsFuture::from(promise)
+        .await
+        .map_err(|e| WebError::from_js("crypto.subtle", &e))?;
+    let bytes = js_sys::Uint8Array::new(&digest);
+    if bytes.length() != 32 {
+        return Err(WebError::Other {
+            name: "TypeError".into(),
+            message: format!("SHA-256 digest has {} bytes", bytes.length()),
+        });
+    }
+    let mut out = [0u8; 32];
+    bytes.copy_to(&mut out);
+    Ok(ContentHash::from_bytes(out))
+}
+
+/// `globalThis.crypto.subtle`; `Unavailable` where it is missing (insecure contexts).
+fn subtle_crypto() -> Result<web_sys::SubtleCrypto, WebError> {
+    let crypto = global::property("crypto", "crypto")?;
+    let subtle = js_sys::Reflect::get(&crypto, &JsValue::from_str("subtle"))
+        .map_err(|e| WebError::from_js("crypto.subtle", &e))?;
+    if subtle.is_undefined() || subtle.is_null() {
+        return Err(WebError::Unavailable {
+            api: "crypto.subtle",
+            message: "crypto.subtle is missing (insecure context?)".into(),
+        });
+    }
+    subtle.dyn_into().map_err(|v| WebError::Unavailable {
+        api: "crypto.subtle",
+        message: format!("not a SubtleCrypto: {v:?}"),
+    })
+}
