@@ -4,4 +4,5 @@
 
 pub mod error;
 pub mod global;
+pub mod idb;
 pub mod locks;
