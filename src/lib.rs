@@ -5,6 +5,7 @@
 //! * `api` (wasm32 only) is the `#[wasm_bindgen]` surface used by the npm package.
 
 pub mod core;
+pub mod runtime;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

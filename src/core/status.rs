@@ -1,13 +1,13 @@
 //! State derived for the app: aggregate sync status and per-file display state.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ids::FileId;
 use super::local::{LocalRow, TransferStatus};
 use super::table::FileRow;
 
 /// A file in error, with its message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileError {
     pub file_id: FileId,
@@ -17,7 +17,7 @@ pub struct FileError {
 
 /// Aggregate status of this client, derived from the per-client rows (livestore-filesync's
 /// `getSyncStatus`, same field names).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     pub uploading_count: usize,

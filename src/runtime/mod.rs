@@ -1,0 +1,9 @@
+//! The runtime: the one driver of the engine in the browser.
+//!
+//! * [`protocol`]: messages between the hub and the tabs, and the JSON shapes apps see.
+//! * `hub` (wasm32): owns the engine, IndexedDB and the byte store; runs in a SharedWorker
+//!   (or in the leader tab where SharedWorker does not exist) and serves every tab.
+//! * `tab` (wasm32): a tab's side: commits, a replica of the files and status, callbacks,
+//!   leader election, local bytes.
+
+pub mod protocol;

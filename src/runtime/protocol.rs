@@ -1,0 +1,370 @@
+//! What the hub and the tabs say to each other over MessagePorts, and the JSON shapes the JS
+//! API hands to apps (files, status, events). Plain serde types: the same on both sides, and
+//! tested natively.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::event::WireEvent;
+use crate::core::local::{SyncError, TransferKind, TransferStatus};
+use crate::core::{Event, FileView, SyncStatus};
+
+/// A file as apps see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileState {
+    pub id: String,
+    pub path: String,
+    /// Original file name.
+    pub name: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub content_hash: String,
+    /// `""` until uploaded.
+    pub remote_key: String,
+    /// The app's metadata, parsed (`null` when none).
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// The content whose bytes this browser holds for the file (`""`: none).
+    pub local_hash: String,
+    pub upload_status: TransferStatus,
+    pub download_status: TransferStatus,
+    pub last_sync_error: Option<SyncError>,
+    pub has_local_copy: bool,
+    pub is_uploaded: bool,
+    pub can_display: bool,
+}
+
+impl FileState {
+    /// The app's view of an engine file.
+    pub fn from_view(v: &FileView<'_>) -> FileState {
+        let r = v.row;
+        let local = v.local;
+        FileState {
+            id: r.id.to_string(),
+            path: r.path.clone(),
+            name: r.info.name.clone(),
+            mime_type: r.info.mime_type.clone(),
+            size: r.info.size,
+            content_hash: r.content_hash.to_hex(),
+            remote_key: r
+                .remote_key
+                .as_ref()
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+            metadata: r
+                .metadata_json
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            local_hash: local
+                .and_then(|l| l.local_hash)
+                .map(|h| h.to_hex())
+                .unwrap_or_default(),
+            upload_status: local.map_or(TransferStatus::Pending, |l| l.upload),
+            download_status: local.map_or(TransferStatus::Pending, |l| l.download),
+            last_sync_error: local.and_then(|l| l.last_error.clone()),
+            has_local_copy: v.display.has_local_copy,
+            is_uploaded: v.display.is_uploaded,
+            can_display: v.display.can_display,
+        }
+    }
+}
+
+/// The ephemeral events apps subscribe to, named as in livestore-filesync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum AppEvent {
+    #[serde(rename = "sync:start")]
+    SyncStart,
+    #[serde(rename = "sync:complete")]
+    SyncComplete,
+    #[serde(rename = "sync:error")]
+    SyncError {
+        code: String,
+        message: String,
+        context: String,
+    },
+    #[serde(rename = "upload:start", rename_all = "camelCase")]
+    UploadStart { file_id: String },
+    #[serde(rename = "upload:progress", rename_all = "camelCase")]
+    UploadProgress {
+        file_id: String,
+        loaded: u64,
+        total: u64,
+    },
+    #[serde(rename = "upload:complete", rename_all = "camelCase")]
+    UploadComplete { file_id: String },
+    #[serde(rename = "upload:error", rename_all = "camelCase")]
+    UploadError {
+        file_id: String,
+        code: String,
+        message: String,
+        retry_in_ms: Option<u64>,
+    },
+    #[serde(rename = "download:start", rename_all = "camelCase")]
+    DownloadStart { file_id: String },
+    #[serde(rename = "download:progress", rename_all = "camelCase")]
+    DownloadProgress {
+        file_id: String,
+        loaded: u64,
+        total: u64,
+    },
+    #[serde(rename = "download:complete", rename_all = "camelCase")]
+    DownloadComplete { file_id: String },
+    #[serde(rename = "download:error", rename_all = "camelCase")]
+    DownloadError {
+        file_id: String,
+        code: String,
+        message: String,
+        retry_in_ms: Option<u64>,
+    },
+    #[serde(rename = "transfer:exhausted", rename_all = "camelCase")]
+    TransferExhausted {
+        kind: TransferKind,
+        file_id: String,
+        code: String,
+        message: String,
+    },
+    #[serde(rename = "online")]
+    Online,
+    #[serde(rename = "offline")]
+    Offline,
+    #[serde(rename = "sync:recovery", rename_all = "camelCase")]
+    Recovery { file_ids: Vec<String> },
+    #[serde(rename = "sync:error-retry-start", rename_all = "camelCase")]
+    ErrorRetryStart { file_ids: Vec<String> },
+    #[serde(rename = "storage:error")]
+    StorageError { code: String, message: String },
+    /// This tab became the leader (runs transfers) — emitted by the tab itself.
+    #[serde(rename = "leader:gained")]
+    LeaderGained,
+    /// This tab stopped being the leader.
+    #[serde(rename = "leader:lost")]
+    LeaderLost,
+}
+
+impl AppEvent {
+    /// The app's event for an engine event; `None` for the engine's internal ones.
+    pub fn from_engine(e: &Event) -> Option<AppEvent> {
+        use TransferKind::{Download, Upload};
+        let id = |f: &crate::core::FileId| f.to_string();
+        let ids = |v: &[crate::core::FileId]| v.iter().map(ToString::to_string).collect();
+        Some(match e {
+            Event::SyncStart => AppEvent::SyncStart,
+            Event::SyncComplete => AppEvent::SyncComplete,
+            Event::SyncError {
+                code,
+                message,
+                context,
+            } => AppEvent::SyncError {
+                code: code.clone(),
+                message: message.clone(),
+                context: (*context).to_string(),
+            },
+            Event::TransferStart { kind: Upload, file } => {
+                AppEvent::UploadStart { file_id: id(file) }
+            }
+            Event::TransferStart {
+                kind: Download,
+                file,
+            } => AppEvent::DownloadStart { file_id: id(file) },
+            Event::TransferProgress {
+                kind,
+                file,
+                loaded,
+                total,
+            } => {
+                let (file_id, loaded, total) = (id(file), *loaded, *total);
+                match kind {
+                    Upload => AppEvent::UploadProgress {
+                        file_id,
+                        loaded,
+                        total,
+                    },
+                    Download => AppEvent::DownloadProgress {
+                        file_id,
+                        loaded,
+                        total,
+                    },
+                }
+            }
+            Event::TransferComplete { kind: Upload, file } => {
+                AppEvent::UploadComplete { file_id: id(file) }
+            }
+            Event::TransferComplete {
+                kind: Download,
+                file,
+            } => AppEvent::DownloadComplete { file_id: id(file) },
+            Event::TransferError {
+                kind,
+                file,
+                code,
+                message,
+                retry_in_ms,
+            } => {
+                let (file_id, code, message, retry_in_ms) =
+                    (id(file), code.clone(), message.clone(), *retry_in_ms);
+                match kind {
+                    Upload => AppEvent::UploadError {
+                        file_id,
+                        code,
+                        message,
+                        retry_in_ms,
+                    },
+                    Download => AppEvent::DownloadError {
+                        file_id,
+                        code,
+                        message,
+                        retry_in_ms,
+                    },
+                }
+            }
+            Event::TransferExhausted {
+                kind,
+                file,
+                code,
+                message,
+            } => AppEvent::TransferExhausted {
+                kind: *kind,
+                file_id: id(file),
+                code: code.clone(),
+                message: message.clone(),
+            },
+            Event::Online => AppEvent::Online,
+            Event::Offline => AppEvent::Offline,
+            Event::Recovery { requeued } => AppEvent::Recovery {
+                file_ids: ids(requeued),
+            },
+            Event::ErrorRetryStart { files } => AppEvent::ErrorRetryStart {
+                file_ids: ids(files),
+            },
+            Event::StorageError { code, message } => AppEvent::StorageError {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            Event::Committed { .. } | Event::FilesChanged { .. } => return None,
+        })
+    }
+}
+
+/// A typed error as it crosses to JS (becomes an `Error` with `code` and `retryable`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// An app control, run by the hub's engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Control {
+    #[serde(rename_all = "camelCase")]
+    Prioritize {
+        file_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Cancel {
+        file_id: String,
+    },
+    RetryErrors,
+    SyncNow,
+    Pause,
+    Resume,
+}
+
+/// Tab -> hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ToHub {
+    /// A tab connected; the hub answers with `Snapshot`.
+    Hello { tab: String },
+    /// An app write; the hub answers `Reply` once it is durable (or refused).
+    Commit { req: u64, event: WireEvent },
+    /// An app control; answered with `Reply`.
+    Control { req: u64, control: Control },
+    /// This tab acquired the leader lock; the hub answers with `Term`.
+    Elected { tab: String },
+    /// This tab gave up leadership of that term.
+    Resigned { term: u64 },
+    /// The tab is closing.
+    Bye { tab: String },
+}
+
+/// Hub -> tab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ToTab {
+    /// Everything a new tab needs.
+    Snapshot {
+        files: Vec<FileState>,
+        status: SyncStatus,
+        leader: Option<String>,
+        storage: String,
+    },
+    /// Answer to `Commit` or `Control`: `error` unset on success.
+    Reply { req: u64, error: Option<ErrorInfo> },
+    /// Files that changed (new or updated) and ids of files that are gone, with the new status.
+    Changed {
+        files: Vec<FileState>,
+        removed: Vec<String>,
+        status: SyncStatus,
+    },
+    /// An event for the app's callbacks.
+    Event { event: AppEvent },
+    /// The leader and its term (every tab learns who leads).
+    Leader { tab: Option<String>, term: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_documented_json_shape() {
+        let m = ToHub::Control {
+            req: 3,
+            control: Control::Prioritize {
+                file_id: "f".into(),
+            },
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "control", "req": 3, "control": {"action": "prioritize", "fileId": "f"}})
+        );
+        assert_eq!(serde_json::from_value::<ToHub>(v).unwrap(), m);
+        let e = AppEvent::UploadProgress {
+            file_id: "f".into(),
+            loaded: 1,
+            total: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"type": "upload:progress", "fileId": "f", "loaded": 1, "total": 2})
+        );
+        let t = ToTab::Leader {
+            tab: Some("t1".into()),
+            term: 4,
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(serde_json::from_value::<ToTab>(v).unwrap(), t);
+    }
+
+    #[test]
+    fn internal_engine_events_do_not_reach_apps() {
+        assert_eq!(
+            AppEvent::from_engine(&Event::Committed {
+                op: crate::core::OpId(1)
+            }),
+            None
+        );
+        assert_eq!(
+            AppEvent::from_engine(&Event::Online),
+            Some(AppEvent::Online)
+        );
+    }
+}
