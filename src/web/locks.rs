@@ -78,6 +78,12 @@ pub struct LockSnapshotInfo {
 }
 
 /// Counts holders and waiters of `store`'s leader lock across the whole origin.
+///
+/// A snapshot, for diagnostics and tests, not for deciding anything: a release reaches the lock
+/// manager only after the held promise's reaction has run, so a query issued right after
+/// [`Leadership::resign`] of the holder can still list it (seen in Chromium 156), while a
+/// withdrawn waiting request is gone at once. Whether a lock is free is best learned by
+/// campaigning for it.
 pub async fn query_holders(store: &StoreId) -> Result<LockSnapshotInfo, WebError> {
     let manager = lock_manager()?;
     let name = leader_lock_name(store);
@@ -179,27 +185,26 @@ impl Leadership {
     /// waiting request of this campaign is withdrawn first. No-op when already leader; an error
     /// after [`resign`](Self::resign).
     pub fn steal(&self) -> Result<(), WebError> {
-        let previous = {
-            let mut st = self.shared.state.borrow_mut();
-            match st.phase {
-                Phase::Leader => return Ok(()),
-                Phase::Resigned => {
-                    return Err(WebError::Aborted {
-                        message: format!("the campaign for {} was resigned", self.shared.name),
-                    })
-                }
-                Phase::Waiting | Phase::Lost | Phase::Failed => {}
+        match self.shared.state.borrow().phase {
+            Phase::Leader => return Ok(()),
+            Phase::Resigned => {
+                return Err(WebError::Aborted {
+                    message: format!("the campaign for {} was resigned", self.shared.name),
+                })
             }
-            st.abort.take()
-        };
+            Phase::Waiting | Phase::Lost | Phase::Failed => {}
+        }
+        // Fails before anything changes, so a waiting request stays withdrawable.
         let manager = lock_manager()?;
+        let previous = self.shared.state.borrow_mut().abort.take();
         // The new request supersedes the old one before the old one is withdrawn, so whatever
-        // the withdrawal settles is ignored.
-        request(&self.shared, &manager, true)?;
+        // the withdrawal settles is ignored. (A steal request needs no AbortController and
+        // cannot fail here.)
+        let issued = request(&self.shared, &manager, true);
         if let Some(controller) = previous {
             controller.abort();
         }
-        Ok(())
+        issued
     }
 }
 
@@ -363,11 +368,11 @@ fn on_settled(shared: &Shared, id: u64, outcome: Result<JsValue, JsValue>) {
             return;
         }
         match (st.phase, outcome) {
-            (Phase::Leader, outcome) => {
+            (Phase::Leader, _) => {
                 // Only our `resign` resolves the held promise, and it leaves `Leader` first; so
-                // the lock went away under us, by a steal (AbortError) or otherwise.
+                // the lock went away under us: a steal ("AbortError: Lock broken by another
+                // request with the 'steal' option.") or the manager dropping it.
                 st.phase = Phase::Lost;
-                let _ = outcome;
                 (Some(LeaderEvent::Lost), st.release.take())
             }
             (Phase::Waiting, Err(e)) => {
