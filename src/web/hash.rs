@@ -212,6 +212,11 @@ async fn digest_with(
     Ok(ContentHash::from_bytes(out))
 }
 
+/// Whether `crypto.subtle` exists in this scope (it is missing in insecure contexts).
+pub fn webcrypto_available() -> bool {
+    subtle_crypto().is_ok()
+}
+
 /// `globalThis.crypto.subtle`; `Unavailable` where it is missing (insecure contexts).
 fn subtle_crypto() -> Result<web_sys::SubtleCrypto, WebError> {
     let crypto = global::property("crypto", "crypto")?;

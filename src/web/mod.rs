@@ -2,7 +2,9 @@
 //! works in any global scope (window, dedicated worker, SharedWorker). They hold no sync logic:
 //! the engine in `crate::core` decides, the runtime drives, these only perform.
 
+pub mod bytes;
 pub mod error;
 pub mod global;
+pub mod hash;
 pub mod idb;
 pub mod locks;

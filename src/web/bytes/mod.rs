@@ -9,32 +9,39 @@
 //! * Writing the same content twice keeps one entry. [`ByteStore::delete`] is idempotent.
 //! * Memory stays bounded whatever the file size: blobs are read chunk by chunk through
 //!   `blob.stream()` and hashed in the same pass ([`crate::web::hash`]); a blob is never read
-//!   whole into wasm memory (only blobs of at most [`hash::WEBCRYPTO_MAX_BYTES`] are read into
-//!   one JS buffer, for WebCrypto's faster one-shot digest).
+//!   whole into wasm memory. Only blobs of at most
+//!   [`WEBCRYPTO_MAX_BYTES`](crate::web::hash::WEBCRYPTO_MAX_BYTES) are read into one JS buffer,
+//!   for WebCrypto's faster one-shot digest.
 //! * Errors are [`WebError`]s classified by `DOMException.name`: a full disk is
-//!   [`WebError::Quota`], a missing entry [`WebError::NotFound`].
+//!   [`WebError::Quota`] (from `write`, with the temp removed), a missing entry
+//!   [`WebError::NotFound`]. A download whose bytes do not match is [`WriteError::Mismatch`] and
+//!   stores nothing.
 //! * Works in a page, a dedicated worker and a SharedWorker (global scope only).
 //!
 //! # Backends
 //!
 //! [`ByteStore`] is an enum over the two implementations rather than a trait: there are exactly
-//! two, the runtime picks one at open time, and async fns in a trait would need boxing (or
-//! `async_trait`) to be object-safe in wasm, for no gain.
+//! two, the runtime picks one at open time, and async fns in a trait are not object-safe without
+//! boxing every future, for no gain here.
 //!
 //! * [`OpfsStore`] (preferred): the Origin Private File System, layout
 //!   `filesync/<storeId>/blobs/<sha256hex>` and `filesync/<storeId>/tmp/<name>`. A write streams
-//!   into `tmp/` with `createWritable()` and is then renamed into `blobs/` with
-//!   `FileSystemHandle.move()` (copy + delete where `move` is missing).
+//!   into `tmp/` with `createWritable()` and is renamed into `blobs/` with
+//!   `FileSystemHandle.move()`; browsers without `move()` write in place in two passes (details
+//!   and the multi-tab rules in [`opfs`](OpfsStore)).
 //! * [`IdbBlobStore`] (fallback where OPFS is unavailable): its own IndexedDB database
 //!   `filesync-bytes:<storeId>`, one object store `blobs` (key: hex hash, value: the `Blob`
 //!   itself, never copied through wasm memory). The hash is computed by streaming the blob first;
 //!   the entry is then put in one transaction, which is atomic, so there are no temp entries.
 //!
-//! [`ByteStore::open`] falls back to IndexedDB only when OPFS is *unavailable* (the API is
-//! missing or refused by policy, e.g. private browsing): a transient OPFS failure is returned as
-//! an error instead, because silently switching backend would make every stored file look
-//! missing. Known limitation: a browser that gains OPFS later (upgrade) opens a fresh OPFS store
-//! and does not see what it stored in the IndexedDB fallback before.
+//! [`ByteStore::open`] falls back to IndexedDB only when OPFS is *unavailable* (the API or
+//! `createWritable()` is missing, or it is refused by policy, e.g. private browsing): any other
+//! OPFS failure is returned as an error, because silently switching backend would make every
+//! stored file look missing. Known limitation: a browser that gains OPFS later (an upgrade) opens
+//! a fresh OPFS store and does not see what it stored in the IndexedDB fallback before.
+//!
+//! Quota is not tested for real (headless Chromium gives an origin ~10 GiB and no web API lowers
+//! it); the failure path it takes is the one of any failed write, which is tested.
 
 mod idb;
 mod opfs;
@@ -48,7 +55,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use super::error::WebError;
-use super::{global, hash};
+use super::global;
 use crate::core::{ContentHash, StoreId};
 
 /// Which implementation a [`ByteStore`] uses.
