@@ -29,6 +29,16 @@ bench() {
 
 bench engine cargo bench --bench engine
 
+# Browser benchmarks of the wasm package in headless Chromium (scripts/bench-browser.mjs); builds
+# www/pkg first only when it is missing.
+bench_browser() {
+    if [ ! -f www/pkg/filesync_bg.wasm ] || [ ! -f www/pkg/filesync.js ]; then
+        SKIP_SETUP=1 bash scripts/build.sh || return 1
+    fi
+    node scripts/bench-browser.mjs
+}
+bench browser bench_browser
+
 printf '\n==== bench.sh summary\n'
 failed=0
 for i in "${!names[@]}"; do
