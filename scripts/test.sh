@@ -2,7 +2,8 @@
 # The project's one test command (CI runs it through .ci/run).
 #
 #   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
-#   (unit, simulation, doc tests), node tests, the package build, and the browser suites:
+#   (unit, simulation, doc tests), node tests, the package build, the multi-tab end-to-end
+#   tests (Playwright driving Debian's Chromium), and the browser suites:
 #   every tests/browser_*.rs file, run by wasm-bindgen-test in headless Chromium.
 #
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
@@ -43,6 +44,8 @@ step clippy-wasm cargo clippy --target wasm32-unknown-unknown --lib --tests -- -
 step cargo-test cargo test --workspace
 step node-test npm run --silent test:node
 step build env SKIP_SETUP=1 bash scripts/build.sh
+step types npx --no-install tsc -p tests/types
+step e2e node --test tests/e2e/
 if [ ${#browser_tests[@]} -gt 0 ]; then
     step browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
         --mode no-install -- "${browser_tests[@]}"

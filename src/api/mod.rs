@@ -1,9 +1,234 @@
-//! The `#[wasm_bindgen]` surface of the npm package.
+//! The `#[wasm_bindgen]` surface of the npm package: the `FileSync` class used by tabs and the
+//! `Hub` class run by the SharedWorker script. Thin: every method forwards to the runtime and
+//! turns its typed errors into JS `Error`s with `code` and `retryable`. The package's
+//! `index.d.ts` gives the precise TypeScript types of what these return.
 
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
 
-/// The crate version, for the smoke test and the page footer.
+use crate::runtime::protocol::{Control, ErrorInfo};
+use crate::runtime::tab::{error, js_error, OpenOptions, Tab};
+
+pub use crate::runtime::hub::Hub;
+
+/// The crate version.
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+fn reject(e: ErrorInfo) -> JsValue {
+    js_error(&e)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SaveOptions {
+    #[serde(default)]
+    path: Option<String>,
+}
+
+fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
+    if options.is_undefined() || options.is_null() {
+        return Ok((SaveOptions::default(), JsValue::UNDEFINED));
+    }
+    let metadata =
+        js_sys::Reflect::get(options, &JsValue::from_str("metadata")).unwrap_or(JsValue::UNDEFINED);
+    let rest = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+    let _ = js_sys::Reflect::delete_property(&rest, &JsValue::from_str("metadata"));
+    let parsed = serde_wasm_bindgen::from_value(rest.into())
+        .map_err(|e| error("invalid_options", e.to_string(), false))?;
+    Ok((parsed, metadata))
+}
+
+/// A store opened in this tab.
+#[wasm_bindgen]
+pub struct FileSync {
+    tab: Tab,
+}
+
+#[wasm_bindgen]
+impl FileSync {
+    /// Opens a store: `{storeId, workerUrl, remote: false, progressThrottleMs?, maxUploads?,
+    /// maxDownloads?}`. Resolves to a `FileSync` once the hub answered.
+    pub fn open(options: JsValue) -> js_sys::Promise {
+        console_error_panic_hook::set_once();
+        future_to_promise(async move {
+            let options: OpenOptions = serde_wasm_bindgen::from_value(options)
+                .map_err(|e| reject(error("invalid_options", e.to_string(), false)))?;
+            let tab = Tab::open(options).await.map_err(reject)?;
+            Ok(FileSync { tab }.into())
+        })
+    }
+
+    /// Saves a new file: stores its bytes here (hashing them on the way), records it, and
+    /// resolves to the file once durable. `options`: `{path?, metadata?}`.
+    #[wasm_bindgen(js_name = saveFile)]
+    pub fn save_file(&self, file: web_sys::File, options: JsValue) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move {
+            let (opts, metadata) = options_of(&options).map_err(reject)?;
+            let f = tab.save(file, opts.path, metadata).await.map_err(reject)?;
+            Ok(to_js(&f))
+        })
+    }
+
+    /// Replaces a file's content; `options`: `{metadata?}` (omitted keeps it).
+    #[wasm_bindgen(js_name = updateFile)]
+    pub fn update_file(
+        &self,
+        id: String,
+        file: web_sys::File,
+        options: JsValue,
+    ) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move {
+            let (_, metadata) = options_of(&options).map_err(reject)?;
+            let f = tab.update(&id, file, metadata).await.map_err(reject)?;
+            Ok(to_js(&f))
+        })
+    }
+
+    /// Deletes a file.
+    #[wasm_bindgen(js_name = deleteFile)]
+    pub fn delete_file(&self, id: String) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move {
+            tab.delete(&id).await.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The file's bytes as a `File` with its original name and type.
+    #[wasm_bindgen(js_name = readFile)]
+    pub fn read_file(&self, id: String) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move { Ok(tab.read(&id).await.map_err(reject)?.into()) })
+    }
+
+    /// An object URL for the file, cached per content and revoked when no longer needed.
+    #[wasm_bindgen(js_name = resolveFileUrl)]
+    pub fn resolve_file_url(&self, id: String) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(
+            async move { Ok(JsValue::from_str(&tab.url(&id).await.map_err(reject)?)) },
+        )
+    }
+
+    /// Every live file.
+    #[wasm_bindgen(js_name = getFiles)]
+    pub fn get_files(&self) -> JsValue {
+        to_js(&self.tab.files())
+    }
+
+    /// One file, or `undefined`.
+    #[wasm_bindgen(js_name = getFile)]
+    pub fn get_file(&self, id: String) -> JsValue {
+        self.tab.file(&id).map_or(JsValue::UNDEFINED, |f| to_js(&f))
+    }
+
+    /// The aggregate sync status.
+    #[wasm_bindgen(js_name = getSyncStatus)]
+    pub fn get_sync_status(&self) -> JsValue {
+        to_js(&self.tab.status())
+    }
+
+    /// Calls `listener()` after every change; returns a function that unsubscribes.
+    pub fn subscribe(&self, listener: js_sys::Function) -> js_sys::Function {
+        let id = self.tab.subscribe(listener);
+        let tab = self.tab.clone();
+        Closure::once_into_js(move || tab.remove_listener(id)).into()
+    }
+
+    /// Calls `listener(event)` for events of `type` (`"*"` for all); returns a function that
+    /// unsubscribes.
+    pub fn on(&self, kind: String, listener: js_sys::Function) -> js_sys::Function {
+        let id = self.tab.on(kind, listener);
+        let tab = self.tab.clone();
+        Closure::once_into_js(move || tab.remove_listener(id)).into()
+    }
+
+    fn control(&self, control: Control) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move {
+            tab.control(control).await.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Moves the file's download to the front of the queue.
+    #[wasm_bindgen(js_name = prioritizeDownload)]
+    pub fn prioritize_download(&self, id: String) -> js_sys::Promise {
+        self.control(Control::Prioritize { file_id: id })
+    }
+
+    /// Stops the file's transfers (they end in `error` with code `cancelled`).
+    pub fn cancel(&self, id: String) -> js_sys::Promise {
+        self.control(Control::Cancel { file_id: id })
+    }
+
+    /// Re-queues every failed transfer.
+    #[wasm_bindgen(js_name = retryErrors)]
+    pub fn retry_errors(&self) -> js_sys::Promise {
+        self.control(Control::RetryErrors)
+    }
+
+    /// Syncs now: ends retry waits and probes the connection.
+    #[wasm_bindgen(js_name = syncNow)]
+    pub fn sync_now(&self) -> js_sys::Promise {
+        self.control(Control::SyncNow)
+    }
+
+    /// Stops starting transfers and aborts running ones.
+    pub fn pause(&self) -> js_sys::Promise {
+        self.control(Control::Pause)
+    }
+
+    /// Undoes `pause`.
+    pub fn resume(&self) -> js_sys::Promise {
+        self.control(Control::Resume)
+    }
+
+    /// Whether this tab is the leader.
+    #[wasm_bindgen(js_name = isLeader)]
+    pub fn is_leader(&self) -> bool {
+        self.tab.is_leader()
+    }
+
+    /// The leader tab's id, or `undefined`.
+    #[wasm_bindgen(js_name = leaderTabId)]
+    pub fn leader_tab_id(&self) -> Option<String> {
+        self.tab.leader()
+    }
+
+    /// This tab's id.
+    #[wasm_bindgen(js_name = tabId)]
+    pub fn tab_id(&self) -> String {
+        self.tab.id()
+    }
+
+    /// Stored records skipped at start because they were broken: `[{table, key, code,
+    /// message}]`. The rest of the state loaded.
+    #[wasm_bindgen(js_name = getStorageIssues)]
+    pub fn get_storage_issues(&self) -> JsValue {
+        to_js(&self.tab.issues())
+    }
+
+    /// Where bytes live: `"opfs"` or `"indexeddb"`.
+    #[wasm_bindgen(js_name = storageKind)]
+    pub fn storage_kind(&self) -> String {
+        self.tab.storage()
+    }
+
+    /// Leaves the store in this tab; later calls fail with code `disposed`.
+    pub fn dispose(&self) {
+        self.tab.dispose();
+    }
 }

@@ -7,3 +7,9 @@
 //!   leader election, local bytes.
 
 pub mod protocol;
+
+#[cfg(target_arch = "wasm32")]
+pub mod hub;
+
+#[cfg(target_arch = "wasm32")]
+pub mod tab;

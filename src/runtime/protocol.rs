@@ -258,6 +258,15 @@ pub struct ErrorInfo {
     pub retryable: bool,
 }
 
+/// A stored record that could not be read and was skipped (the rest loaded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageIssue {
+    pub table: String,
+    pub key: String,
+    pub code: String,
+    pub message: String,
+}
+
 /// An app control, run by the hub's engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
@@ -276,12 +285,25 @@ pub enum Control {
     Resume,
 }
 
+/// The store settings a tab opens the hub with (the first tab's settings win).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubConfig {
+    pub store_id: String,
+    /// Nothing leaves the browser. Only local-only stores are served until the remote
+    /// transport lands.
+    pub local_only: bool,
+    pub progress_interval_ms: Option<u64>,
+    pub max_uploads: Option<usize>,
+    pub max_downloads: Option<usize>,
+}
+
 /// Tab -> hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ToHub {
     /// A tab connected; the hub answers with `Snapshot`.
-    Hello { tab: String },
+    Hello { tab: String, config: HubConfig },
     /// An app write; the hub answers `Reply` once it is durable (or refused).
     Commit { req: u64, event: WireEvent },
     /// An app control; answered with `Reply`.
@@ -304,6 +326,8 @@ pub enum ToTab {
         status: SyncStatus,
         leader: Option<String>,
         storage: String,
+        /// Stored records skipped at start because they were broken.
+        issues: Vec<StorageIssue>,
     },
     /// Answer to `Commit` or `Control`: `error` unset on success.
     Reply { req: u64, error: Option<ErrorInfo> },

@@ -1,0 +1,615 @@
+//! The hub: the single owner of a store's engine, IndexedDB state and byte store in one
+//! browser profile. It runs in a SharedWorker shared by every tab of the store, so there is
+//! one writer and no cross-tab read-modify-write race; tabs talk to it over MessagePorts
+//! ([`super::protocol`]).
+//!
+//! The hub is the engine's driver: it feeds inputs, performs commands (persist batches,
+//! deletes, listings; transfers go to the leader tab), broadcasts changes and events to every
+//! tab, and keeps one timer armed at the engine's `poll_timeout`. Messages to tabs are queued
+//! while the state is borrowed and posted after, so nothing re-enters the engine mid-step.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::protocol::{AppEvent, ErrorInfo, FileState, HubConfig, StorageIssue, ToHub, ToTab};
+use crate::core::event::FileEvent;
+use crate::core::store::{batch_ops, client_id_op, CorruptRecord, StateStore};
+use crate::core::{
+    ClientId, Command, Config, Engine, EngineError, Event, FileId, Input, Millis, Mode, OpId,
+    Output, StoreId, Term,
+};
+use crate::web::bytes::ByteStore;
+use crate::web::idb::IdbStateStore;
+
+fn now() -> Millis {
+    Millis(js_sys::Date::now() as u64)
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+struct Ready {
+    engine: Engine,
+    store: IdbStateStore,
+    bytes: Rc<ByteStore>,
+    storage: String,
+    corrupt: Vec<CorruptRecord>,
+    /// App writes waiting to be durable: the tab port and its request number.
+    commits: BTreeMap<OpId, (web_sys::MessagePort, u64)>,
+    next_op: u64,
+    leader: Option<(String, Term)>,
+    timer: Option<gloo_timers::callback::Timeout>,
+    timer_at: Option<Millis>,
+}
+
+enum Phase {
+    /// Waiting for the first tab's settings, then opening storage; messages wait too.
+    Starting(Vec<(web_sys::MessagePort, ToHub)>),
+    Ready(Box<Ready>),
+    Failed(ErrorInfo),
+}
+
+struct State {
+    phase: Phase,
+    ports: Vec<(String, web_sys::MessagePort)>,
+    /// Messages to post once the state is no longer borrowed.
+    outbox: Vec<(web_sys::MessagePort, ToTab)>,
+}
+
+/// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
+#[wasm_bindgen]
+pub struct Hub {
+    state: Rc<RefCell<State>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+#[wasm_bindgen]
+impl Hub {
+    /// An idle hub; it starts when the first tab says hello.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Hub {
+        Hub {
+            state: Rc::new(RefCell::new(State {
+                phase: Phase::Starting(Vec::new()),
+                ports: Vec::new(),
+                outbox: Vec::new(),
+            })),
+        }
+    }
+
+    /// Serves a tab's port (from the SharedWorker's `connect` event).
+    pub fn connect(&self, port: web_sys::MessagePort) {
+        let state = self.state.clone();
+        let p = port.clone();
+        let on_message =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                // A message we cannot read is not from our tab code: ignore it.
+                if let Ok(msg) = serde_wasm_bindgen::from_value::<ToHub>(e.data()) {
+                    receive(&state, &p, msg);
+                }
+            });
+        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // The port lives as long as the worker: so does its handler.
+        on_message.forget();
+        port.start();
+    }
+}
+
+fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) {
+    let start = {
+        let mut s = state.borrow_mut();
+        if let ToHub::Hello { tab, .. } = &msg {
+            s.ports.retain(|(t, _)| t != tab);
+            s.ports.push((tab.clone(), port.clone()));
+        }
+        match &mut s.phase {
+            Phase::Starting(queue) => {
+                let first = queue.is_empty();
+                queue.push((port.clone(), msg.clone()));
+                first.then_some(msg)
+            }
+            Phase::Failed(err) => {
+                let err = err.clone();
+                if let Some(req) = request_of(&msg) {
+                    s.outbox.push((
+                        port.clone(),
+                        ToTab::Reply {
+                            req,
+                            error: Some(err.clone()),
+                        },
+                    ));
+                }
+                if matches!(msg, ToHub::Hello { .. }) {
+                    s.outbox.push((
+                        port.clone(),
+                        ToTab::Event {
+                            event: AppEvent::StorageError {
+                                code: err.code.clone(),
+                                message: err.message.clone(),
+                            },
+                        },
+                    ));
+                }
+                None
+            }
+            Phase::Ready(_) => {
+                handle(&mut s, port, msg);
+                None
+            }
+        }
+    };
+    if let Some(first) = start {
+        let state = state.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            // The first message decides the settings; tabs always start with a hello.
+            let config = match first {
+                ToHub::Hello { config, .. } => Some(config),
+                _ => None,
+            };
+            let result = match config {
+                Some(c) => start_ready(c).await,
+                None => Err(ErrorInfo {
+                    code: "invalid_config".into(),
+                    message: "the first message from a tab must carry the store settings".into(),
+                    retryable: false,
+                }),
+            };
+            let mut s = state.borrow_mut();
+            let queued = match std::mem::replace(&mut s.phase, Phase::Starting(Vec::new())) {
+                Phase::Starting(q) => q,
+                other => {
+                    s.phase = other;
+                    Vec::new()
+                }
+            };
+            match result {
+                Ok(ready) => {
+                    s.phase = Phase::Ready(Box::new(ready));
+                    for (port, msg) in queued {
+                        handle(&mut s, &port, msg);
+                    }
+                }
+                Err(err) => {
+                    s.phase = Phase::Failed(err.clone());
+                    for (port, msg) in queued {
+                        if let Some(req) = request_of(&msg) {
+                            s.outbox.push((
+                                port.clone(),
+                                ToTab::Reply {
+                                    req,
+                                    error: Some(err.clone()),
+                                },
+                            ));
+                        }
+                        if matches!(msg, ToHub::Hello { .. }) {
+                            s.outbox.push((
+                                port,
+                                ToTab::Event {
+                                    event: AppEvent::StorageError {
+                                        code: err.code.clone(),
+                                        message: err.message.clone(),
+                                    },
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+            drop(s);
+            after(&state);
+        });
+    }
+    after(state);
+}
+
+fn request_of(msg: &ToHub) -> Option<u64> {
+    match msg {
+        ToHub::Commit { req, .. } | ToHub::Control { req, .. } => Some(*req),
+        _ => None,
+    }
+}
+
+fn info(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
+    ErrorInfo {
+        code: code.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
+async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
+    let store_id =
+        StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
+    if !config.local_only {
+        return Err(info(
+            "unsupported",
+            "remote sync is not available in this version: open the store with remote: false",
+            false,
+        ));
+    }
+    let store = IdbStateStore::open(&store_id)
+        .await
+        .map_err(|e| info(e.code(), e.to_string(), false))?;
+    let loaded = store
+        .load()
+        .await
+        .map_err(|e| info(e.code(), e.to_string(), false))?;
+    let client = match loaded.client_id.clone() {
+        Some(c) => c,
+        None => {
+            let c = new_client_id().map_err(|e| info("storage", e, false))?;
+            store
+                .write(&[client_id_op(&c)])
+                .await
+                .map_err(|e| info(e.code(), e.to_string(), false))?;
+            c
+        }
+    };
+    let bytes = ByteStore::open(&store_id)
+        .await
+        .map_err(|e| info(e.code(), e.to_string(), false))?;
+    let listing = bytes
+        .list()
+        .await
+        .map_err(|e| info(e.code(), e.to_string(), false))?;
+    let mode = if config.local_only {
+        Mode::LocalOnly
+    } else {
+        Mode::Remote
+    };
+    let mut cfg = Config::new(store_id, client, mode);
+    if let Some(ms) = config.progress_interval_ms {
+        cfg.progress_interval_ms = ms;
+    }
+    if let Some(n) = config.max_uploads {
+        cfg.max_uploads = n.max(1);
+    }
+    if let Some(n) = config.max_downloads {
+        cfg.max_downloads = n.max(1);
+    }
+    cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
+    let mut engine = Engine::new(cfg, loaded.snapshot, now());
+    // What storage really holds wins over what rows say (see the engine's docs).
+    let _ = engine.handle(
+        now(),
+        Input::LocalInventory {
+            hashes: listing.hashes,
+        },
+    );
+    Ok(Ready {
+        engine,
+        store,
+        storage: bytes.kind().as_str().to_string(),
+        bytes: Rc::new(bytes),
+        corrupt: loaded.corrupt,
+        commits: BTreeMap::new(),
+        next_op: 1,
+        leader: None,
+        timer: None,
+        timer_at: None,
+    })
+}
+
+/// A client id for this browser profile: random, stored once, never derived from anything a
+/// duplicated tab would copy.
+fn new_client_id() -> Result<ClientId, String> {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .map_err(|_| "crypto is missing".to_string())?;
+    let f = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
+        .map_err(|_| "crypto.randomUUID is missing".to_string())?;
+    let f: js_sys::Function = f
+        .dyn_into()
+        .map_err(|_| "crypto.randomUUID is missing".to_string())?;
+    let id = f
+        .call0(&crypto)
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| "crypto.randomUUID failed".to_string())?;
+    ClientId::new(id).map_err(|e| e.to_string())
+}
+
+fn broadcast(s: &mut State, msg: ToTab) {
+    let ports: Vec<web_sys::MessagePort> = s.ports.iter().map(|(_, p)| p.clone()).collect();
+    for p in ports {
+        s.outbox.push((p, msg.clone()));
+    }
+}
+
+fn engine_error(e: &EngineError) -> ErrorInfo {
+    info(e.code(), e.to_string(), false)
+}
+
+/// Handles one message with the hub ready.
+fn handle(s: &mut State, port: &web_sys::MessagePort, msg: ToHub) {
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    let now = now();
+    let mut replies = Vec::new();
+    match msg {
+        ToHub::Hello { .. } => {
+            let files = r.engine.files().map(|f| FileState::from_view(&f)).collect();
+            let issues = r
+                .corrupt
+                .iter()
+                .map(|c| StorageIssue {
+                    table: c.table.name().into(),
+                    key: c.key.to_string(),
+                    code: c.error.code().into(),
+                    message: c.error.to_string(),
+                })
+                .collect();
+            replies.push(ToTab::Snapshot {
+                files,
+                status: r.engine.status(),
+                leader: r.leader.as_ref().map(|(t, _)| t.clone()),
+                storage: r.storage.clone(),
+                issues,
+            });
+        }
+        ToHub::Commit { req, event } => match FileEvent::from_wire(&event) {
+            Err(e) => replies.push(ToTab::Reply {
+                req,
+                error: Some(info(e.code(), e.to_string(), false)),
+            }),
+            Ok(event) => {
+                let op = OpId(r.next_op);
+                r.next_op += 1;
+                match r.engine.handle(now, Input::Commit { op, event }) {
+                    Ok(()) => {
+                        r.commits.insert(op, (port.clone(), req));
+                    }
+                    Err(e) => replies.push(ToTab::Reply {
+                        req,
+                        error: Some(engine_error(&e)),
+                    }),
+                }
+            }
+        },
+        ToHub::Control { req, control } => {
+            use super::protocol::Control;
+            let file = |id: &str| FileId::new(id.to_string());
+            let input = match control {
+                Control::Prioritize { file_id } => {
+                    file(&file_id).map(|file| Input::Prioritize { file })
+                }
+                Control::Cancel { file_id } => file(&file_id).map(|file| Input::Cancel { file }),
+                Control::RetryErrors => Ok(Input::RetryErrors),
+                Control::SyncNow => Ok(Input::SyncNow),
+                Control::Pause => Ok(Input::Pause),
+                Control::Resume => Ok(Input::Resume),
+            };
+            let error = match input {
+                Err(e) => Some(info(e.code(), e.to_string(), false)),
+                Ok(input) => r.engine.handle(now, input).err().map(|e| engine_error(&e)),
+            };
+            replies.push(ToTab::Reply { req, error });
+        }
+        ToHub::Elected { tab } => {
+            let store = r.store.clone();
+            let state_tab = tab.clone();
+            // Terms come from storage, atomically: never reused, even across hub restarts.
+            wasm_bindgen_futures::spawn_local(async move {
+                let term = store.next_term().await;
+                HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Term(state_tab, term.ok())));
+                wake();
+            });
+        }
+        ToHub::Resigned { term } => {
+            if r.leader.as_ref().is_some_and(|(_, t)| t.0 == term) {
+                r.leader = None;
+                let _ = r.engine.handle(now, Input::LeaderLost { term: Term(term) });
+                broadcast_leader(s);
+            }
+        }
+        ToHub::Bye { tab } => {
+            s.ports.retain(|(t, _)| *t != tab);
+        }
+    }
+    for m in replies {
+        s.outbox.push((port.clone(), m));
+    }
+}
+
+fn broadcast_leader(s: &mut State) {
+    let Phase::Ready(r) = &s.phase else { return };
+    let msg = ToTab::Leader {
+        tab: r.leader.as_ref().map(|(t, _)| t.clone()),
+        term: r.leader.as_ref().map_or(0, |(_, t)| t.0),
+    };
+    broadcast(s, msg);
+}
+
+/// Results of async work, fed to the engine on the next turn.
+enum HubEvent {
+    Input(Input),
+    Term(String, Option<Term>),
+}
+
+thread_local! {
+    static HUB_EVENTS: RefCell<Vec<HubEvent>> = const { RefCell::new(Vec::new()) };
+    static HUB: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
+}
+
+/// Feeds queued async results to the hub of this worker.
+fn wake() {
+    if let Some(state) = HUB.with(|h| h.borrow().clone()) {
+        after(&state);
+    }
+}
+
+/// Drains the engine and the queues, performs commands, posts messages, re-arms the timer.
+fn after(state: &Rc<RefCell<State>>) {
+    HUB.with(|h| {
+        h.borrow_mut().get_or_insert_with(|| state.clone());
+    });
+    loop {
+        let events: Vec<HubEvent> = HUB_EVENTS.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        let mut s = state.borrow_mut();
+        let mut leader_changed = false;
+        if let Phase::Ready(r) = &mut s.phase {
+            for ev in events {
+                match ev {
+                    HubEvent::Input(input) => {
+                        let _ = r.engine.handle(now(), input);
+                    }
+                    HubEvent::Term(tab, Some(term)) => {
+                        if r.engine
+                            .handle(now(), Input::LeaderElected { term })
+                            .is_ok()
+                        {
+                            r.leader = Some((tab, term));
+                            leader_changed = true;
+                        }
+                    }
+                    HubEvent::Term(_, None) => {}
+                }
+            }
+        }
+        if leader_changed {
+            broadcast_leader(&mut s);
+        }
+        drain(&mut s);
+        let outbox = std::mem::take(&mut s.outbox);
+        drop(s);
+        for (port, msg) in outbox {
+            let _ = port.post_message(&to_js(&msg));
+        }
+        if HUB_EVENTS.with(|q| q.borrow().is_empty()) {
+            break;
+        }
+    }
+    arm_timer(state);
+}
+
+fn drain(s: &mut State) {
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    let mut out = Vec::new();
+    while let Some(o) = r.engine.poll_output() {
+        out.push(o);
+    }
+    // (port, message); no port: to every tab.
+    let mut msgs: Vec<(Option<web_sys::MessagePort>, ToTab)> = Vec::new();
+    for o in out {
+        match o {
+            Output::Command(c) => perform(r, c),
+            Output::Event(Event::Committed { op }) => {
+                if let Some((port, req)) = r.commits.remove(&op) {
+                    msgs.push((Some(port), ToTab::Reply { req, error: None }));
+                }
+            }
+            Output::Event(Event::FilesChanged { files }) => {
+                let mut changed = Vec::new();
+                let mut removed = Vec::new();
+                for id in files {
+                    match r.engine.file(&id).filter(|f| f.row.is_live()) {
+                        Some(f) => changed.push(FileState::from_view(&f)),
+                        None => removed.push(id.to_string()),
+                    }
+                }
+                let status = r.engine.status();
+                msgs.push((
+                    None,
+                    ToTab::Changed {
+                        files: changed,
+                        removed,
+                        status,
+                    },
+                ));
+            }
+            Output::Event(e) => {
+                if let Some(event) = AppEvent::from_engine(&e) {
+                    msgs.push((None, ToTab::Event { event }));
+                }
+            }
+        }
+    }
+    for (port, msg) in msgs {
+        match port {
+            Some(p) => s.outbox.push((p, msg)),
+            None => broadcast(s, msg),
+        }
+    }
+}
+
+/// Performs one engine command asynchronously; its result comes back as an input.
+fn perform(r: &mut Ready, c: Command) {
+    match c {
+        Command::Persist(batch) => {
+            let store = r.store.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let input = match store.write(&batch_ops(&batch)).await {
+                    Ok(()) => Input::Persisted { batch: batch.id },
+                    Err(e) => Input::PersistFailed {
+                        batch: batch.id,
+                        failure: crate::core::Failure::Storage {
+                            quota: e.code() == "quota_exceeded",
+                            message: e.to_string(),
+                        },
+                    },
+                };
+                HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
+                wake();
+            });
+        }
+        Command::DeleteLocalBytes { hash } => {
+            let bytes = r.bytes.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                // Best effort: a leftover is found again by the next inventory.
+                let _ = bytes.delete(&hash).await;
+            });
+        }
+        Command::ListLocalBytes => {
+            let bytes = r.bytes.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(listing) = bytes.list().await {
+                    let input = Input::LocalBytesFound {
+                        hashes: listing.hashes,
+                    };
+                    HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
+                    wake();
+                }
+            });
+        }
+        // Remote sync is refused at start (local-only stores only), so the engine never asks
+        // for the network or for transfers.
+        _ => {}
+    }
+}
+
+fn arm_timer(state: &Rc<RefCell<State>>) {
+    let mut s = state.borrow_mut();
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    let next = r.engine.poll_timeout();
+    if next == r.timer_at {
+        return;
+    }
+    r.timer_at = next;
+    r.timer = next.map(|at| {
+        let delay = at.since(now()).min(u32::MAX as u64) as u32;
+        let state = state.clone();
+        gloo_timers::callback::Timeout::new(delay, move || {
+            if let Phase::Ready(r) = &mut state.borrow_mut().phase {
+                r.timer_at = None;
+                r.engine.handle_timeout(now());
+            }
+            after(&state);
+        })
+    });
+}

@@ -1,0 +1,680 @@
+//! A tab's side of the runtime: connects to the store's hub (a SharedWorker), keeps a replica
+//! of the files and status the hub broadcasts, stores the bytes of saved files locally before
+//! committing, runs the leader election, and calls the app's callbacks.
+//!
+//! App callbacks never run while the tab's state is borrowed: calls are collected and made
+//! after, and a callback that throws is ignored, so the runtime cannot be broken by one.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::protocol::{
+    AppEvent, Control, ErrorInfo, FileState, HubConfig, StorageIssue, ToHub, ToTab,
+};
+use crate::core::event::{
+    check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
+};
+use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
+use crate::web::bytes::ByteStore;
+use crate::web::locks::{LeaderEvent, Leadership};
+
+/// A JS callback and the value to call it with, made after the state is released.
+type Call = (js_sys::Function, JsValue);
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+/// A typed error.
+pub fn error(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
+    ErrorInfo {
+        code: code.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
+fn web_error(e: &crate::web::error::WebError) -> ErrorInfo {
+    error(
+        e.code(),
+        e.to_string(),
+        matches!(e, crate::web::error::WebError::Aborted { .. }),
+    )
+}
+
+/// What an app passes when it opens a store.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenOptions {
+    pub store_id: String,
+    /// URL of the SharedWorker script shipped with the package.
+    pub worker_url: String,
+    /// `false`: local-only. Remote configuration is not available in this version.
+    #[serde(default)]
+    pub remote: serde_json::Value,
+    #[serde(default)]
+    pub progress_throttle_ms: Option<u64>,
+    #[serde(default)]
+    pub max_uploads: Option<usize>,
+    #[serde(default)]
+    pub max_downloads: Option<usize>,
+}
+
+struct State {
+    files: BTreeMap<String, FileState>,
+    status: SyncStatus,
+    leader: Option<String>,
+    storage: String,
+    issues: Vec<StorageIssue>,
+    ready: Option<js_sys::Function>,
+    next_req: u64,
+    pending: HashMap<u64, (js_sys::Function, js_sys::Function)>,
+    next_listener: u64,
+    subscribers: Vec<(u64, js_sys::Function)>,
+    handlers: Vec<(u64, String, js_sys::Function)>,
+    urls: HashMap<String, String>,
+    disposed: bool,
+}
+
+struct Inner {
+    tab: String,
+    port: web_sys::MessagePort,
+    bytes: ByteStore,
+    state: RefCell<State>,
+    leadership: RefCell<Option<Leadership>>,
+    /// Handlers installed on the port; kept alive with the tab.
+    _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
+}
+
+/// One tab's handle on a store.
+#[derive(Clone)]
+pub struct Tab {
+    inner: Rc<Inner>,
+}
+
+fn random_uuid() -> Result<String, ErrorInfo> {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .map_err(|_| error("unavailable", "crypto is missing", false))?;
+    let f: js_sys::Function = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| error("unavailable", "crypto.randomUUID is missing", false))?;
+    f.call0(&crypto)
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| error("unavailable", "crypto.randomUUID failed", false))
+}
+
+impl Tab {
+    /// Opens the store in this tab: local byte store, hub connection, leader campaign.
+    pub async fn open(options: OpenOptions) -> Result<Tab, ErrorInfo> {
+        let store = StoreId::new(options.store_id.clone())
+            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        if !matches!(
+            options.remote,
+            serde_json::Value::Bool(false) | serde_json::Value::Null
+        ) {
+            return Err(error(
+                "unsupported",
+                "remote sync is not available in this version: pass remote: false",
+                false,
+            ));
+        }
+        let bytes = ByteStore::open(&store).await.map_err(|e| web_error(&e))?;
+        let worker_options = web_sys::WorkerOptions::new();
+        worker_options.set_type(web_sys::WorkerType::Module);
+        worker_options.set_name(&format!("filesync:{store}"));
+        let worker =
+            web_sys::SharedWorker::new_with_worker_options(&options.worker_url, &worker_options)
+                .map_err(|e| {
+                    let e = crate::web::error::WebError::from_js("SharedWorker", &e);
+                    error(
+                        e.code(),
+                        format!("could not start the hub worker: {e}"),
+                        false,
+                    )
+                })?;
+        let port = worker.port();
+        let tab = random_uuid()?;
+        let mut resolve = None;
+        let ready = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
+        let state = State {
+            files: BTreeMap::new(),
+            status: SyncStatus::default(),
+            leader: None,
+            storage: bytes.kind().as_str().to_string(),
+            issues: Vec::new(),
+            ready: resolve,
+            next_req: 1,
+            pending: HashMap::new(),
+            next_listener: 1,
+            subscribers: Vec::new(),
+            handlers: Vec::new(),
+            urls: HashMap::new(),
+            disposed: false,
+        };
+        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
+            let weak = weak.clone();
+            let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+                move |e: web_sys::MessageEvent| {
+                    if let (Some(inner), Ok(msg)) = (
+                        weak.upgrade(),
+                        serde_wasm_bindgen::from_value::<ToTab>(e.data()),
+                    ) {
+                        Tab { inner }.receive(msg);
+                    }
+                },
+            );
+            port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            Inner {
+                tab: tab.clone(),
+                port: port.clone(),
+                bytes,
+                state: RefCell::new(state),
+                leadership: RefCell::new(None),
+                _on_message: on_message,
+            }
+        });
+        port.start();
+        let me = Tab { inner };
+        me.post(&ToHub::Hello {
+            tab,
+            config: HubConfig {
+                store_id: store.to_string(),
+                local_only: true,
+                progress_interval_ms: options.progress_throttle_ms,
+                max_uploads: options.max_uploads,
+                max_downloads: options.max_downloads,
+            },
+        });
+        JsFuture::from(ready)
+            .await
+            .map_err(|_| error("unavailable", "the hub did not answer", true))?;
+        me.campaign(&store)?;
+        Ok(me)
+    }
+
+    fn campaign(&self, store: &StoreId) -> Result<(), ErrorInfo> {
+        let weak = Rc::downgrade(&self.inner);
+        let leadership = Leadership::campaign(store, move |ev| {
+            let Some(inner) = weak.upgrade() else { return };
+            let tab = Tab { inner };
+            match ev {
+                LeaderEvent::Elected => tab.post(&ToHub::Elected {
+                    tab: tab.inner.tab.clone(),
+                }),
+                // The hub fences the old term when the next leader is elected.
+                LeaderEvent::Lost | LeaderEvent::Failed(_) => {}
+            }
+        })
+        .map_err(|e| web_error(&e))?;
+        *self.inner.leadership.borrow_mut() = Some(leadership);
+        Ok(())
+    }
+
+    fn post(&self, msg: &ToHub) {
+        let _ = self.inner.port.post_message(&to_js(msg));
+    }
+
+    fn receive(&self, msg: ToTab) {
+        let mut calls: Vec<Call> = Vec::new();
+        {
+            let mut s = self.inner.state.borrow_mut();
+            match msg {
+                ToTab::Snapshot {
+                    files,
+                    status,
+                    leader,
+                    storage,
+                    issues,
+                } => {
+                    s.issues = issues;
+                    s.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
+                    s.status = status;
+                    s.leader = leader;
+                    s.storage = storage;
+                    if let Some(resolve) = s.ready.take() {
+                        calls.push((resolve, JsValue::UNDEFINED));
+                    }
+                    calls.extend(
+                        s.subscribers
+                            .iter()
+                            .map(|(_, f)| (f.clone(), JsValue::UNDEFINED)),
+                    );
+                }
+                ToTab::Reply { req, error } => {
+                    if let Some((resolve, reject)) = s.pending.remove(&req) {
+                        match error {
+                            None => calls.push((resolve, JsValue::UNDEFINED)),
+                            Some(e) => calls.push((reject, js_error(&e))),
+                        }
+                    }
+                }
+                ToTab::Changed {
+                    files,
+                    removed,
+                    status,
+                } => {
+                    for f in files {
+                        s.files.insert(f.id.clone(), f);
+                    }
+                    for id in removed {
+                        s.files.remove(&id);
+                    }
+                    s.status = status;
+                    revoke_unused_urls(&mut s);
+                    calls.extend(
+                        s.subscribers
+                            .iter()
+                            .map(|(_, f)| (f.clone(), JsValue::UNDEFINED)),
+                    );
+                }
+                ToTab::Event { event } => {
+                    push_event(&s, &event, &mut calls);
+                }
+                ToTab::Leader { tab, .. } => {
+                    let was = s.leader.as_deref() == Some(self.inner.tab.as_str());
+                    let is = tab.as_deref() == Some(self.inner.tab.as_str());
+                    s.leader = tab;
+                    if is != was {
+                        let ev = if is {
+                            AppEvent::LeaderGained
+                        } else {
+                            AppEvent::LeaderLost
+                        };
+                        push_event(&s, &ev, &mut calls);
+                    }
+                    calls.extend(
+                        s.subscribers
+                            .iter()
+                            .map(|(_, f)| (f.clone(), JsValue::UNDEFINED)),
+                    );
+                }
+            }
+        }
+        for (f, v) in calls {
+            // A throwing callback must not break the runtime.
+            let _ = f.call1(&JsValue::UNDEFINED, &v);
+        }
+    }
+
+    fn check_open(&self) -> Result<(), ErrorInfo> {
+        if self.inner.state.borrow().disposed {
+            return Err(error("disposed", "this FileSync was disposed", false));
+        }
+        Ok(())
+    }
+
+    /// Sends a request to the hub and waits for its reply.
+    async fn request(&self, make: impl FnOnce(u64) -> ToHub) -> Result<(), ErrorInfo> {
+        self.check_open()?;
+        let req = {
+            let mut s = self.inner.state.borrow_mut();
+            s.next_req += 1;
+            s.next_req
+        };
+        let inner = self.inner.clone();
+        let promise = js_sys::Promise::new(&mut |resolve, reject| {
+            inner
+                .state
+                .borrow_mut()
+                .pending
+                .insert(req, (resolve, reject));
+        });
+        self.post(&make(req));
+        JsFuture::from(promise)
+            .await
+            .map(|_| ())
+            .map_err(|e| from_js_error(&e))
+    }
+
+    /// Stores the bytes, then commits the event; returns once the write is durable.
+    async fn commit(&self, event: FileEvent) -> Result<(), ErrorInfo> {
+        let wire = event.to_wire();
+        self.request(|req| ToHub::Commit { req, event: wire }).await
+    }
+
+    /// A file, as the app sees it.
+    pub fn file(&self, id: &str) -> Option<FileState> {
+        self.inner.state.borrow().files.get(id).cloned()
+    }
+
+    /// Every live file, by id.
+    pub fn files(&self) -> Vec<FileState> {
+        self.inner.state.borrow().files.values().cloned().collect()
+    }
+
+    /// The aggregate status.
+    pub fn status(&self) -> SyncStatus {
+        self.inner.state.borrow().status.clone()
+    }
+
+    /// Whether this tab is the leader (runs transfers).
+    pub fn is_leader(&self) -> bool {
+        self.inner.state.borrow().leader.as_deref() == Some(self.inner.tab.as_str())
+    }
+
+    /// The leader tab's id, if any.
+    pub fn leader(&self) -> Option<String> {
+        self.inner.state.borrow().leader.clone()
+    }
+
+    /// This tab's id (random per page load, never copied by "Duplicate tab").
+    pub fn id(&self) -> String {
+        self.inner.tab.clone()
+    }
+
+    /// Stored records the hub skipped at start because they were broken.
+    pub fn issues(&self) -> Vec<StorageIssue> {
+        self.inner.state.borrow().issues.clone()
+    }
+
+    /// Where bytes are stored: `"opfs"` or `"indexeddb"`.
+    pub fn storage(&self) -> String {
+        self.inner.state.borrow().storage.clone()
+    }
+
+    fn info_of(file: &web_sys::File) -> Result<FileInfo, ErrorInfo> {
+        let name = file.name();
+        if name.is_empty()
+            || name.len() > 255
+            || name.contains('/')
+            || name.chars().any(char::is_control)
+        {
+            return Err(error(
+                "invalid_field",
+                format!("unusable file name {name:?}"),
+                false,
+            ));
+        }
+        let size = file.size();
+        Ok(FileInfo {
+            name,
+            mime_type: file.type_(),
+            size: if size >= 0.0 { size as u64 } else { 0 },
+        })
+    }
+
+    fn metadata_json(metadata: &JsValue) -> Result<Option<String>, ErrorInfo> {
+        if metadata.is_undefined() || metadata.is_null() {
+            return Ok(None);
+        }
+        let json = js_sys::JSON::stringify(metadata)
+            .map_err(|_| error("invalid_field", "metadata is not JSON-serializable", false))?;
+        Ok(json.as_string())
+    }
+
+    /// Saves a new file; returns it.
+    pub async fn save(
+        &self,
+        file: web_sys::File,
+        path: Option<String>,
+        metadata: JsValue,
+    ) -> Result<FileState, ErrorInfo> {
+        self.check_open()?;
+        let info = Self::info_of(&file)?;
+        let path = check_path(path.unwrap_or_else(|| info.name.clone()))
+            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let metadata_json = Self::metadata_json(&metadata)?;
+        let hash = self
+            .inner
+            .bytes
+            .write(&file)
+            .await
+            .map_err(|e| web_error(&e))?;
+        let id = FileId::new(random_uuid()?).map_err(|e| error(e.code(), e.to_string(), false))?;
+        let now = Millis(js_sys::Date::now() as u64);
+        self.commit(FileEvent::Created(FileCreated {
+            id: id.clone(),
+            path,
+            content_hash: hash,
+            info,
+            metadata_json,
+            created_at: now,
+            updated_at: now,
+        }))
+        .await?;
+        self.file(id.as_str())
+            .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
+    }
+
+    /// Replaces a file's content (and metadata when given); returns it.
+    pub async fn update(
+        &self,
+        id: &str,
+        file: web_sys::File,
+        metadata: JsValue,
+    ) -> Result<FileState, ErrorInfo> {
+        self.check_open()?;
+        let current = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        let info = Self::info_of(&file)?;
+        let metadata = match Self::metadata_json(&metadata)? {
+            Some(m) => MetadataPatch::Set(m),
+            None => MetadataPatch::Keep,
+        };
+        let hash = self
+            .inner
+            .bytes
+            .write(&file)
+            .await
+            .map_err(|e| web_error(&e))?;
+        let fid = FileId::new(id.to_string()).map_err(|e| error(e.code(), e.to_string(), false))?;
+        self.commit(FileEvent::Updated(FileUpdated {
+            id: fid,
+            path: current.path,
+            remote_key: None,
+            content_hash: hash,
+            info,
+            metadata,
+            updated_at: Millis(js_sys::Date::now() as u64),
+            expected_content_hash: None,
+        }))
+        .await?;
+        self.file(id)
+            .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
+    }
+
+    /// Deletes a file (its bytes go once nothing else references them).
+    pub async fn delete(&self, id: &str) -> Result<(), ErrorInfo> {
+        self.check_open()?;
+        let fid = FileId::new(id.to_string()).map_err(|e| error(e.code(), e.to_string(), false))?;
+        self.commit(FileEvent::Deleted(FileDeleted {
+            id: fid,
+            deleted_at: Millis(js_sys::Date::now() as u64),
+        }))
+        .await
+    }
+
+    async fn local_blob(&self, f: &FileState) -> Result<web_sys::Blob, ErrorInfo> {
+        if !f.has_local_copy {
+            return Err(error(
+                "not_available",
+                format!("the bytes of {} are not in this browser yet", f.id),
+                true,
+            ));
+        }
+        let hash = ContentHash::parse(&f.content_hash)
+            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        self.inner
+            .bytes
+            .read(&hash)
+            .await
+            .map_err(|e| web_error(&e))
+    }
+
+    /// The file's bytes as a `File` with its original name and type.
+    pub async fn read(&self, id: &str) -> Result<web_sys::File, ErrorInfo> {
+        self.check_open()?;
+        let f = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        let blob = self.local_blob(&f).await?;
+        let parts = js_sys::Array::of1(&blob);
+        let bag = web_sys::FilePropertyBag::new();
+        bag.set_type(&f.mime_type);
+        bag.set_last_modified(f.updated_at as f64);
+        web_sys::File::new_with_blob_sequence_and_options(&parts, &f.name, &bag)
+            .map_err(|e| web_error(&crate::web::error::WebError::from_js("File", &e)))
+    }
+
+    /// An object URL for the file's content, shared by files with the same content and revoked
+    /// when no file has that content any more (or on dispose).
+    pub async fn url(&self, id: &str) -> Result<String, ErrorInfo> {
+        self.check_open()?;
+        let f = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        if let Some(u) = self.inner.state.borrow().urls.get(&f.content_hash) {
+            return Ok(u.clone());
+        }
+        let blob = self.local_blob(&f).await?;
+        let url = web_sys::Url::create_object_url_with_blob(&blob)
+            .map_err(|e| web_error(&crate::web::error::WebError::from_js("URL", &e)))?;
+        let mut s = self.inner.state.borrow_mut();
+        match s.urls.get(&f.content_hash) {
+            // Another call made one meanwhile: keep one URL per content.
+            Some(existing) => {
+                let _ = web_sys::Url::revoke_object_url(&url);
+                Ok(existing.clone())
+            }
+            None => {
+                s.urls.insert(f.content_hash.clone(), url.clone());
+                Ok(url)
+            }
+        }
+    }
+
+    /// Runs an app control in the hub.
+    pub async fn control(&self, control: Control) -> Result<(), ErrorInfo> {
+        self.request(|req| ToHub::Control { req, control }).await
+    }
+
+    /// Calls `f` after every change of files, status or leader. Returns a listener id.
+    pub fn subscribe(&self, f: js_sys::Function) -> u64 {
+        let mut s = self.inner.state.borrow_mut();
+        s.next_listener += 1;
+        let id = s.next_listener;
+        s.subscribers.push((id, f));
+        id
+    }
+
+    /// Calls `f` with every event of `kind` (`"*"`: all). Returns a listener id.
+    pub fn on(&self, kind: String, f: js_sys::Function) -> u64 {
+        let mut s = self.inner.state.borrow_mut();
+        s.next_listener += 1;
+        let id = s.next_listener;
+        s.handlers.push((id, kind, f));
+        id
+    }
+
+    /// Removes a listener added by `subscribe` or `on`.
+    pub fn remove_listener(&self, id: u64) {
+        let mut s = self.inner.state.borrow_mut();
+        s.subscribers.retain(|(i, _)| *i != id);
+        s.handlers.retain(|(i, _, _)| *i != id);
+    }
+
+    /// Leaves: resigns leadership, tells the hub, revokes URLs, fails pending requests.
+    pub fn dispose(&self) {
+        let calls: Vec<Call> = {
+            let mut s = self.inner.state.borrow_mut();
+            if s.disposed {
+                return;
+            }
+            s.disposed = true;
+            for url in s.urls.values() {
+                let _ = web_sys::Url::revoke_object_url(url);
+            }
+            s.urls.clear();
+            s.subscribers.clear();
+            s.handlers.clear();
+            let err = js_error(&error("disposed", "this FileSync was disposed", false));
+            s.pending
+                .drain()
+                .map(|(_, (_, reject))| (reject, err.clone()))
+                .collect()
+        };
+        if let Some(l) = self.inner.leadership.borrow_mut().take() {
+            l.resign();
+        }
+        self.post(&ToHub::Bye {
+            tab: self.inner.tab.clone(),
+        });
+        self.inner.port.close();
+        for (f, v) in calls {
+            let _ = f.call1(&JsValue::UNDEFINED, &v);
+        }
+    }
+}
+
+fn push_event(s: &State, event: &AppEvent, calls: &mut Vec<Call>) {
+    let value = to_js(event);
+    let kind = js_sys::Reflect::get(&value, &JsValue::from_str("type"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
+    for (_, k, f) in &s.handlers {
+        if *k == kind || k == "*" {
+            calls.push((f.clone(), value.clone()));
+        }
+    }
+}
+
+fn revoke_unused_urls(s: &mut State) {
+    let live: std::collections::HashSet<&str> = s
+        .files
+        .values()
+        .filter(|f| f.has_local_copy)
+        .map(|f| f.content_hash.as_str())
+        .collect();
+    let gone: Vec<String> = s
+        .urls
+        .keys()
+        .filter(|h| !live.contains(h.as_str()))
+        .cloned()
+        .collect();
+    for h in gone {
+        if let Some(url) = s.urls.remove(&h) {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
+    }
+}
+
+/// A typed error as a JS `Error` with `code` and `retryable`.
+pub fn js_error(e: &ErrorInfo) -> JsValue {
+    let err = js_sys::Error::new(&e.message);
+    err.set_name("FileSyncError");
+    let _ = js_sys::Reflect::set(
+        &err,
+        &JsValue::from_str("code"),
+        &JsValue::from_str(&e.code),
+    );
+    let _ = js_sys::Reflect::set(
+        &err,
+        &JsValue::from_str("retryable"),
+        &JsValue::from_bool(e.retryable),
+    );
+    err.into()
+}
+
+fn from_js_error(v: &JsValue) -> ErrorInfo {
+    let get = |k: &str| js_sys::Reflect::get(v, &JsValue::from_str(k)).ok();
+    ErrorInfo {
+        code: get("code")
+            .and_then(|c| c.as_string())
+            .unwrap_or_else(|| "unknown".into()),
+        message: get("message")
+            .and_then(|c| c.as_string())
+            .unwrap_or_default(),
+        retryable: get("retryable").and_then(|c| c.as_bool()).unwrap_or(false),
+    }
+}

@@ -1,0 +1,242 @@
+// Multi-tab tests of the built package in headless Chromium (Debian's), with a persistent
+// browser profile so IndexedDB and OPFS are on disk. Run by scripts/test.sh after the build:
+//   node --test tests/e2e/
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { createStaticServer } from '../../scripts/serve.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
+const ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+let server, base, profile, context;
+
+before(async () => {
+  server = await createStaticServer(root);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${server.address().port}`;
+  profile = await mkdtemp(path.join(tmpdir(), 'filesync-e2e-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await new Promise((resolve) => server?.close(resolve));
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+/** A new tab with the harness page loaded and the store opened as `window.fs`. */
+async function openTab(storeId) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${base}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async (storeId) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, storeId);
+  return page;
+}
+
+function unique(name) {
+  return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+/** Saves a text file in a tab; resolves to the file state. */
+function save(page, name, text, metadata) {
+  return page.evaluate(
+    ({ name, text, metadata }) =>
+      window.fs.saveFile(new File([text], name, { type: 'text/plain' }), metadata ? { metadata } : undefined),
+    { name, text, metadata },
+  );
+}
+
+const fileCount = (page) => page.evaluate(() => window.fs.getFiles().length);
+const waitForCount = (page, n) =>
+  page.waitForFunction((n) => window.fs.getFiles().length === n, n, { timeout: 10_000 });
+
+test('three tabs save at once and every tab sees every file', async () => {
+  const store = unique('three');
+  const tabs = [await openTab(store), await openTab(store), await openTab(store)];
+  const saved = await Promise.all(tabs.map((t, i) => save(t, `tab-${i}.txt`, `hello from tab ${i}`, { i })));
+  assert.equal(new Set(saved.map((f) => f.id)).size, 3);
+  for (const t of tabs) await waitForCount(t, 3);
+  // Another tab reads a file back with its original name, type, bytes and metadata.
+  const read = await tabs[2].evaluate(async (id) => {
+    const f = await window.fs.readFile(id);
+    return { name: f.name, type: f.type, text: await f.text(), meta: window.fs.getFile(id).metadata };
+  }, saved[0].id);
+  assert.deepEqual(read, { name: 'tab-0.txt', type: 'text/plain', text: 'hello from tab 0', meta: { i: 0 } });
+  const state = await tabs[1].evaluate((id) => window.fs.getFile(id), saved[1].id);
+  assert.equal(state.hasLocalCopy, true);
+  assert.equal(state.canDisplay, true);
+  assert.equal(state.uploadStatus, 'done', 'local-only: nothing to upload');
+  for (const t of tabs) await t.close();
+});
+
+test('exactly one leader, and closing it hands leadership to another tab', async () => {
+  const store = unique('leader');
+  const tabs = [await openTab(store), await openTab(store), await openTab(store)];
+  const leaderOf = async () => {
+    await tabs[0].waitForFunction(() => window.fs.leaderTabId() !== undefined, null, { timeout: 10_000 });
+    return tabs[0].evaluate(() => window.fs.leaderTabId());
+  };
+  const leaderId = await leaderOf();
+  const flags = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.isLeader())));
+  assert.equal(flags.filter(Boolean).length, 1, `one leader among ${flags}`);
+  const ids = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.tabId())));
+  const index = ids.indexOf(leaderId);
+  assert.ok(index >= 0);
+  const [closing] = tabs.splice(index, 1);
+  await closing.close();
+  await tabs[0].waitForFunction((old) => {
+    const id = window.fs.leaderTabId();
+    return id !== undefined && id !== old;
+  }, leaderId, { timeout: 10_000 });
+  const after = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.isLeader())));
+  assert.equal(after.filter(Boolean).length, 1, `one new leader among ${after}`);
+  for (const t of tabs) await t.close();
+});
+
+test('edits and deletes reach every tab; shared bytes survive deleting one of two files', async () => {
+  const store = unique('edit');
+  const [a, b] = [await openTab(store), await openTab(store)];
+  const one = await save(a, 'one.txt', 'same bytes');
+  const two = await save(a, 'two.txt', 'same bytes');
+  await waitForCount(b, 2);
+  const edited = await b.evaluate(
+    (id) => window.fs.updateFile(id, new File(['new content'], 'one.txt', { type: 'text/plain' })),
+    one.id,
+  );
+  assert.notEqual(edited.contentHash, one.contentHash);
+  await a.waitForFunction(([id, h]) => window.fs.getFile(id)?.contentHash === h, [one.id, edited.contentHash]);
+  assert.equal(await a.evaluate(async (id) => (await window.fs.readFile(id)).text(), one.id), 'new content');
+  await a.evaluate((id) => window.fs.deleteFile(id), one.id);
+  await waitForCount(b, 1);
+  assert.equal(await b.evaluate(async (id) => (await window.fs.readFile(id)).text(), two.id), 'same bytes');
+  const err = await b.evaluate(async (id) => {
+    try {
+      await window.fs.readFile(id);
+      return null;
+    } catch (e) {
+      return { name: e.name, code: e.code, retryable: e.retryable };
+    }
+  }, one.id);
+  assert.deepEqual(err, { name: 'FileSyncError', code: 'not_found', retryable: false });
+  await a.close();
+  await b.close();
+});
+
+test('a reload in the middle of a save loses nothing acknowledged', async () => {
+  const store = unique('reload');
+  const page = await openTab(store);
+  for (let i = 0; i < 5; i++) await save(page, `kept-${i}.txt`, `kept ${i}`);
+  // Start a bigger save and reload without waiting for it.
+  await page.evaluate(() => {
+    const big = new Uint8Array(8 * 1024 * 1024).fill(7);
+    window.fs.saveFile(new File([big], 'big.bin', { type: 'application/octet-stream' }));
+  });
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async (storeId) => {
+    window.fs = await window.filesync.openFileSync({ storeId });
+  }, store);
+  const names = await page.evaluate(() => window.fs.getFiles().map((f) => f.name).sort());
+  for (let i = 0; i < 5; i++) assert.ok(names.includes(`kept-${i}.txt`), `kept-${i}.txt survived: ${names}`);
+  // The interrupted save is either absent or complete and readable.
+  const big = await page.evaluate(async () => {
+    const f = window.fs.getFiles().find((f) => f.name === 'big.bin');
+    if (!f) return null;
+    return (await window.fs.readFile(f.id)).size;
+  });
+  assert.ok(big === null || big === 8 * 1024 * 1024, `big.bin is whole or absent: ${big}`);
+  await page.close();
+});
+
+test('broken IndexedDB records are reported and skipped; the rest loads', async () => {
+  const store = unique('corrupt');
+  let page = await openTab(store);
+  await save(page, 'good.txt', 'good');
+  await page.close();
+  // With every tab closed the hub stops; plant broken rows, then open the store again.
+  page = await context.newPage();
+  await page.goto(`${base}/e2e.html`);
+  await page.evaluate(async (name) => {
+    const db = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const tx = db.transaction(['rows', 'local'], 'readwrite');
+    tx.objectStore('rows').put({ id: 'broken', path: 'p', contentHash: 'NOT-A-HASH' }, 'broken');
+    tx.objectStore('local').put('garbage', 'also-broken');
+    await new Promise((resolve) => (tx.oncomplete = resolve));
+    db.close();
+  }, `filesync:${store}`);
+  await page.close();
+  // The SharedWorker may take a moment to go away after its last tab: wait for a fresh hub.
+  page = await openTab(store);
+  await page.waitForFunction(() => window.fs.getStorageIssues().length === 2, null, { timeout: 10_000 }).catch(() => {});
+  const issues = await page.evaluate(() => window.fs.getStorageIssues());
+  assert.deepEqual(issues.map((i) => `${i.table}/${i.key}`).sort(), ['local/also-broken', 'rows/broken']);
+  assert.deepEqual(await page.evaluate(() => window.fs.getFiles().map((f) => f.name)), ['good.txt']);
+  await page.close();
+});
+
+test('local-only mode makes no network request beyond loading the page', async () => {
+  const store = unique('offline');
+  const requests = [];
+  const listener = (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`);
+  context.on('request', listener);
+  const page = await openTab(store);
+  const before = requests.length;
+  await save(page, 'a.txt', 'a');
+  await page.evaluate(async () => {
+    const f = window.fs.getFiles()[0];
+    await window.fs.readFile(f.id);
+    await window.fs.resolveFileUrl(f.id);
+    await window.fs.syncNow();
+  });
+  context.off('request', listener);
+  const during = requests.slice(before).filter((r) => !r.includes(' blob:'));
+  assert.deepEqual(during, [], 'no request while saving, reading and syncing');
+  for (const r of requests) assert.match(r, /^GET \//, `only page assets: ${r}`);
+  await page.close();
+});
+
+test('MIME preprocessors: exact beats type/* beats *, and their metadata is kept', async () => {
+  const store = unique('pre');
+  const page = await context.newPage();
+  await page.goto(`${base}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const metas = await page.evaluate(async (storeId) => {
+    const fs = await window.filesync.openFileSync({
+      storeId,
+      preprocessors: {
+        'text/plain': async (f) => ({ metadata: { by: 'exact', chars: (await f.text()).length } }),
+        'text/*': () => ({ metadata: { by: 'family' } }),
+        '*': () => ({ metadata: { by: 'any' } }),
+      },
+    });
+    const plain = await fs.saveFile(new File(['hello'], 'a.txt', { type: 'text/plain' }), { metadata: { mine: 1 } });
+    const css = await fs.saveFile(new File(['b{}'], 'b.css', { type: 'text/css' }));
+    const bin = await fs.saveFile(new File([new Uint8Array(3)], 'c.bin', { type: 'application/octet-stream' }));
+    fs.dispose();
+    return [plain.metadata, css.metadata, bin.metadata];
+  }, store);
+  assert.deepEqual(metas, [{ by: 'exact', chars: 5, mine: 1 }, { by: 'family' }, { by: 'any' }]);
+  await page.close();
+});

@@ -1,0 +1,41 @@
+// A consumer of the public types, type-checked by `tsc -p tests/types` in the test command:
+// if the declarations drift from what apps are told, this stops compiling.
+import { openFileSync, type FileState, type FileSyncEvent, type SyncStatus } from '../../www/index.js';
+
+export async function example(input: File): Promise<string[]> {
+  const fs = await openFileSync({
+    storeId: 'photos',
+    remote: false,
+    progressThrottleMs: 500,
+    preprocessors: {
+      'image/*': async (f) => ({ metadata: { kind: 'image', bytes: f.size } }),
+      '*': () => undefined,
+    },
+  });
+  const saved: FileState = await fs.saveFile(input, { metadata: { album: 'summer', stars: 5 } });
+  const status: SyncStatus = fs.getSyncStatus();
+  const off = fs.on("upload:progress", (e) => {
+    // Narrowed: `loaded` and `total` exist on progress events only.
+    const ratio: number = e.loaded / e.total;
+    void ratio;
+  });
+  fs.on('*', (e: FileSyncEvent) => {
+    if (e.type === 'transfer:exhausted') {
+      const kind: 'upload' | 'download' = e.kind;
+      void kind;
+    }
+  });
+  const unsubscribe = fs.subscribe(() => void fs.getFiles());
+  const file: File = await fs.readFile(saved.id);
+  const url: string = await fs.resolveFileUrl(saved.id);
+  off();
+  unsubscribe();
+  try {
+    await fs.deleteFile(saved.id);
+  } catch (e) {
+    const err = e as import('../../www/index.js').FileSyncError;
+    if (err.retryable) console.warn(err.code);
+  }
+  fs.dispose();
+  return [file.name, url, String(status.hasPending)];
+}

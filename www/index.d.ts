@@ -1,0 +1,196 @@
+// Types of filesync-wasm's public API. The generated pkg/filesync.d.ts types the raw
+// wasm-bindgen class loosely (`any`); these are the precise ones apps should use.
+
+/** Status of one direction of transfer for one file. */
+export type TransferStatus = 'pending' | 'queued' | 'inProgress' | 'done' | 'error';
+
+/** A JSON value (what `metadata` may hold). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** The last transfer error of a file. */
+export interface SyncErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** A file as the app sees it. */
+export interface FileState {
+  id: string;
+  path: string;
+  /** Original file name. */
+  name: string;
+  mimeType: string;
+  size: number;
+  /** Lowercase hex SHA-256 of the bytes. */
+  contentHash: string;
+  /** `""` until uploaded. */
+  remoteKey: string;
+  metadata: Json | null;
+  createdAt: number;
+  updatedAt: number;
+  /** The content whose bytes this browser holds for the file (`""`: none). */
+  localHash: string;
+  uploadStatus: TransferStatus;
+  downloadStatus: TransferStatus;
+  lastSyncError: SyncErrorInfo | null;
+  hasLocalCopy: boolean;
+  isUploaded: boolean;
+  /** `hasLocalCopy || isUploaded`. */
+  canDisplay: boolean;
+}
+
+/** Aggregate status of this browser (livestore-filesync's field names). */
+export interface SyncStatus {
+  uploadingCount: number;
+  downloadingCount: number;
+  queuedUploadCount: number;
+  queuedDownloadCount: number;
+  pendingUploadCount: number;
+  pendingDownloadCount: number;
+  errorCount: number;
+  uploadingFileIds: string[];
+  downloadingFileIds: string[];
+  queuedUploadFileIds: string[];
+  queuedDownloadFileIds: string[];
+  pendingUploadFileIds: string[];
+  pendingDownloadFileIds: string[];
+  errors: { fileId: string; code: string; error: string }[];
+  isSyncing: boolean;
+  hasPending: boolean;
+}
+
+/** The ephemeral events (never persisted). */
+export type FileSyncEvent =
+  | { type: 'sync:start' }
+  | { type: 'sync:complete' }
+  | { type: 'sync:error'; code: string; message: string; context: string }
+  | { type: 'upload:start' | 'download:start'; fileId: string }
+  | { type: 'upload:progress' | 'download:progress'; fileId: string; loaded: number; total: number }
+  | { type: 'upload:complete' | 'download:complete'; fileId: string }
+  | {
+      type: 'upload:error' | 'download:error';
+      fileId: string;
+      code: string;
+      message: string;
+      /** Set when another attempt is scheduled. */
+      retryInMs: number | null;
+    }
+  | { type: 'transfer:exhausted'; kind: 'upload' | 'download'; fileId: string; code: string; message: string }
+  | { type: 'online' }
+  | { type: 'offline' }
+  | { type: 'sync:recovery'; fileIds: string[] }
+  | { type: 'sync:error-retry-start'; fileIds: string[] }
+  | { type: 'storage:error'; code: string; message: string }
+  | { type: 'leader:gained' }
+  | { type: 'leader:lost' };
+
+export type FileSyncEventType = FileSyncEvent['type'];
+
+/** The event of a given type (members that share a shape are narrowed to the one type). */
+export type EventOf<T extends FileSyncEventType> = FileSyncEvent extends infer E
+  ? E extends { type: infer U }
+    ? T extends U
+      ? Omit<E, 'type'> & { type: T }
+      : never
+    : never
+  : never;
+
+/** A stored record skipped at start because it was broken (the rest loaded). */
+export interface StorageIssue {
+  table: string;
+  key: string;
+  code: string;
+  message: string;
+}
+
+/** Errors are `Error`s with a stable `code` and whether retrying may help. */
+export interface FileSyncError extends Error {
+  name: 'FileSyncError';
+  code: string;
+  retryable: boolean;
+}
+
+export interface OpenOptions {
+  /** The store: every tab and device opening it sees the same files. */
+  storeId: string;
+  /** Sync with a server. Only `false` (local-only) is available in this version. */
+  remote?: false;
+  /** Least time between two progress events of a transfer, in ms (default 200). */
+  progressThrottleMs?: number;
+  /** Uploads at once (default 4). */
+  maxUploads?: number;
+  /** Downloads at once (default 4). */
+  maxDownloads?: number;
+  /** Where the wasm file is (default: next to the package's JS). */
+  wasmUrl?: string | URL;
+  /**
+   * Run before a file is saved or updated, chosen by MIME type: an exact type (`image/png`)
+   * wins over a family (`image/*`), which wins over `*`. A preprocessor may return a
+   * replacement file and metadata, merged under the metadata the call passes.
+   */
+  preprocessors?: Record<string, Preprocessor>;
+}
+
+/** See `OpenOptions.preprocessors`. */
+export type Preprocessor = (
+  file: File,
+) => Promise<{ file?: File; metadata?: { [key: string]: Json } } | void> | { file?: File; metadata?: { [key: string]: Json } } | void;
+
+/** The preprocessor `openFileSync` would use for a MIME type. */
+export function pickPreprocessor(
+  preprocessors: Record<string, Preprocessor> | undefined,
+  mimeType: string,
+): Preprocessor | undefined;
+
+export interface SaveOptions {
+  /** Path of the file in the store (default: the file's name). */
+  path?: string;
+  /** The app's metadata, any JSON. */
+  metadata?: Json;
+}
+
+export interface UpdateOptions {
+  /** New metadata; omitted keeps the current one. */
+  metadata?: Json;
+}
+
+/** A store opened in this tab. */
+export interface FileSync {
+  saveFile(file: File, options?: SaveOptions): Promise<FileState>;
+  updateFile(id: string, file: File, options?: UpdateOptions): Promise<FileState>;
+  deleteFile(id: string): Promise<void>;
+  /** The bytes as a `File` with the original name and type. */
+  readFile(id: string): Promise<File>;
+  /** An object URL, cached per content and revoked when no longer needed. */
+  resolveFileUrl(id: string): Promise<string>;
+  getFiles(): FileState[];
+  getFile(id: string): FileState | undefined;
+  getSyncStatus(): SyncStatus;
+  getStorageIssues(): StorageIssue[];
+  /** Calls `listener` after every change of files, status or leader; returns an unsubscribe. */
+  subscribe(listener: () => void): () => void;
+  /** Calls `listener` for events of `type` (`'*'` for all); returns an unsubscribe. */
+  on<T extends FileSyncEventType>(type: T, listener: (event: EventOf<T>) => void): () => void;
+  on(type: '*', listener: (event: FileSyncEvent) => void): () => void;
+  prioritizeDownload(id: string): Promise<void>;
+  cancel(id: string): Promise<void>;
+  retryErrors(): Promise<void>;
+  syncNow(): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  isLeader(): boolean;
+  leaderTabId(): string | undefined;
+  tabId(): string;
+  storageKind(): 'opfs' | 'indexeddb';
+  /** Leaves the store in this tab; later calls fail with code `disposed`. */
+  dispose(): void;
+}
+
+/** Loads the WebAssembly module (done by `openFileSync` too). */
+export function load(wasmUrl?: string | URL): Promise<unknown>;
+
+/** Opens a store in this tab. */
+export function openFileSync(options: OpenOptions): Promise<FileSync>;
+
+/** The library version. */
+export function version(): string;
