@@ -125,7 +125,7 @@ impl FileSync {
     /// Every live file.
     #[wasm_bindgen(js_name = getFiles)]
     pub fn get_files(&self) -> JsValue {
-        to_js(&self.tab.files())
+        self.tab.files_js().into()
     }
 
     /// One file, or `undefined`.

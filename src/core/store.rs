@@ -62,6 +62,11 @@ impl Table {
         Table::Meta,
     ];
 
+    /// The tables a restart reads. The log of confirmed events is an audit trail, written
+    /// with every batch and never needed to restart (the rows are the state), so a cold start
+    /// does not pay for reading it.
+    pub const LOADED: [Table; 4] = [Table::Rows, Table::Pending, Table::Local, Table::Meta];
+
     /// Its name in the store.
     pub fn name(self) -> &'static str {
         match self {
@@ -169,7 +174,8 @@ impl std::error::Error for StoreError {}
 /// A durable state store. Single-threaded (wasm), hence no `Send` bounds on the futures.
 #[allow(async_fn_in_trait)]
 pub trait StateStore {
-    /// Every record, decoded; corrupt ones reported and left out.
+    /// Every record of the [`Table::LOADED`] tables, decoded; corrupt ones reported and left
+    /// out.
     async fn load(&self) -> Result<Loaded, StoreError>;
     /// Applies the ops atomically: all or nothing.
     async fn write(&self, ops: &[Op]) -> Result<(), StoreError>;
@@ -530,6 +536,7 @@ impl StateStore for MemoryStore {
             .records
             .borrow()
             .iter()
+            .filter(|((t, _), _)| Table::LOADED.contains(t))
             .map(|((t, k), v)| (*t, k.clone(), v.clone()))
             .collect();
         decode_records(records)

@@ -69,6 +69,8 @@ pub struct OpenOptions {
 
 struct State {
     files: BTreeMap<String, FileState>,
+    /// `getFiles()`'s answer, built once per change (frozen objects, so callers share them).
+    files_js: Option<js_sys::Array>,
     status: SyncStatus,
     leader: Option<String>,
     storage: String,
@@ -147,6 +149,7 @@ impl Tab {
         let ready = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
         let state = State {
             files: BTreeMap::new(),
+            files_js: None,
             status: SyncStatus::default(),
             leader: None,
             storage: bytes.kind().as_str().to_string(),
@@ -237,6 +240,7 @@ impl Tab {
                 } => {
                     s.issues = issues;
                     s.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
+                    s.files_js = None;
                     s.status = status;
                     s.leader = leader;
                     s.storage = storage;
@@ -268,6 +272,7 @@ impl Tab {
                     for id in removed {
                         s.files.remove(&id);
                     }
+                    s.files_js = None;
                     s.status = status;
                     revoke_unused_urls(&mut s);
                     calls.extend(
@@ -346,9 +351,25 @@ impl Tab {
         self.inner.state.borrow().files.get(id).cloned()
     }
 
-    /// Every live file, by id.
-    pub fn files(&self) -> Vec<FileState> {
-        self.inner.state.borrow().files.values().cloned().collect()
+    /// Every live file, by id, as a fresh JS array of frozen objects (cheap: the objects are
+    /// built once per change, not per call).
+    pub fn files_js(&self) -> js_sys::Array {
+        let mut s = self.inner.state.borrow_mut();
+        if s.files_js.is_none() {
+            let built: js_sys::Array = s
+                .files
+                .values()
+                .map(|f| {
+                    let v = to_js(f);
+                    JsValue::from(js_sys::Object::freeze(v.unchecked_ref::<js_sys::Object>()))
+                })
+                .collect();
+            s.files_js = Some(built);
+        }
+        match &s.files_js {
+            Some(a) => a.slice(0, a.length()),
+            None => js_sys::Array::new(),
+        }
     }
 
     /// The aggregate status.

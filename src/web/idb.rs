@@ -199,9 +199,9 @@ impl IdbStateStore {
 
 impl StateStore for IdbStateStore {
     async fn load(&self) -> Result<Loaded, StoreError> {
-        let tx = self.transaction(&Table::ALL, web_sys::IdbTransactionMode::Readonly)?;
+        let tx = self.transaction(&Table::LOADED, web_sys::IdbTransactionMode::Readonly)?;
         let mut requests = Vec::new();
-        for t in Table::ALL {
+        for t in Table::LOADED {
             let os = tx
                 .object_store(t.name())
                 .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;

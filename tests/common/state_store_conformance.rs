@@ -216,16 +216,14 @@ async fn broken_records_are_reported_and_skipped<H: Harness>(h: &H, name: &str) 
             json!({"fileId": "b", "uploadStatus": 7}),
         ),
         (Table::Pending, Key::Num(99), json!("not an event")),
-        (
-            Table::Log,
-            Key::Num(1000),
-            json!({"seq": 1000, "id": {"client": "c", "n": 1}, "name": "v9.Nope", "args": {}}),
-        ),
         (Table::Meta, Key::Str("cursor".into()), json!("five")),
     ];
     for (t, k, v) in broken.clone() {
         h.put_raw(&s, t, k, v).await;
     }
+    // The log is an audit trail a restart does not read: a broken entry there costs nothing.
+    h.put_raw(&s, Table::Log, Key::Num(1000), json!("not an event"))
+        .await;
     let loaded = s.load().await.expect("broken records do not fail the load");
     let mut reported: Vec<(Table, Key)> = loaded
         .corrupt
