@@ -239,6 +239,19 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
             false,
         ));
     }
+    // The byte store opens and lists itself while IndexedDB loads: two independent reads.
+    // Safe at hub start, since no tab saves before the hub answered its hello.
+    let bytes_id = store_id.clone();
+    let bytes_ready = wasm_bindgen_futures::future_to_promise(async move {
+        let opened = async {
+            let bytes = ByteStore::open(&bytes_id).await?;
+            let listing = bytes.list().await?;
+            Ok::<_, crate::web::error::WebError>((bytes, listing))
+        };
+        let result = opened.await;
+        BYTES_AT_START.with(|slot| *slot.borrow_mut() = Some(result));
+        Ok(JsValue::UNDEFINED)
+    });
     let store = IdbStateStore::open(&store_id)
         .await
         .map_err(|e| info(e.code(), e.to_string(), false))?;
@@ -257,12 +270,10 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
             c
         }
     };
-    let bytes = ByteStore::open(&store_id)
-        .await
-        .map_err(|e| info(e.code(), e.to_string(), false))?;
-    let listing = bytes
-        .list()
-        .await
+    let _ = wasm_bindgen_futures::JsFuture::from(bytes_ready).await;
+    let (bytes, listing) = BYTES_AT_START
+        .with(|slot| slot.borrow_mut().take())
+        .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
     let mode = if config.local_only {
         Mode::LocalOnly
@@ -439,6 +450,9 @@ enum HubEvent {
 }
 
 thread_local! {
+    /// The byte store and its listing, opened in parallel with IndexedDB at start.
+    static BYTES_AT_START: RefCell<Option<Result<(ByteStore, crate::web::bytes::Listing), crate::web::error::WebError>>> =
+        const { RefCell::new(None) };
     static HUB_EVENTS: RefCell<Vec<HubEvent>> = const { RefCell::new(Vec::new()) };
     static HUB: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
 }
