@@ -223,27 +223,10 @@ impl LocalState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::FileInfo;
-    use crate::core::ids::{Millis, RemoteKey, StoreId};
     use TransferStatus::*;
 
     fn row(content: &[u8], uploaded: bool) -> FileRow {
-        let h = ContentHash::of(content);
-        FileRow {
-            id: FileId::new("f").unwrap(),
-            path: "p".into(),
-            content_hash: h,
-            remote_key: uploaded.then(|| RemoteKey::for_content(&StoreId::new("s").unwrap(), &h)),
-            info: FileInfo {
-                name: "n".into(),
-                mime_type: "".into(),
-                size: 1,
-            },
-            metadata_json: None,
-            created_at: Millis(0),
-            updated_at: Millis(0),
-            deleted_at: None,
-        }
+        crate::core::table::test_row("f", content, uploaded)
     }
 
     #[test]

@@ -112,27 +112,10 @@ impl DisplayState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::FileInfo;
-    use crate::core::ids::{ContentHash, Millis, RemoteKey, StoreId};
     use crate::core::local::{reconcile, SyncError};
 
     fn row(id: &str, uploaded: bool) -> FileRow {
-        let h = ContentHash::of(id.as_bytes());
-        FileRow {
-            id: FileId::new(id).unwrap(),
-            path: id.into(),
-            content_hash: h,
-            remote_key: uploaded.then(|| RemoteKey::for_content(&StoreId::new("s").unwrap(), &h)),
-            info: FileInfo {
-                name: "n".into(),
-                mime_type: "".into(),
-                size: 1,
-            },
-            metadata_json: None,
-            created_at: Millis(0),
-            updated_at: Millis(0),
-            deleted_at: None,
-        }
+        crate::core::table::test_row(id, id.as_bytes(), uploaded)
     }
 
     #[test]

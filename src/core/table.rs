@@ -357,6 +357,28 @@ impl FilesTable {
     }
 }
 
+/// A live row for tests: `id`'s path, one-byte info, uploaded or not, in store `s`.
+#[cfg(test)]
+pub(crate) fn test_row(id: &str, content: &[u8], uploaded: bool) -> FileRow {
+    let h = ContentHash::of(content);
+    let store = StoreId::new("s").expect("valid store id");
+    FileRow {
+        id: FileId::new(id).expect("valid file id"),
+        path: id.into(),
+        content_hash: h,
+        remote_key: uploaded.then(|| RemoteKey::for_content(&store, &h)),
+        info: FileInfo {
+            name: "n".into(),
+            mime_type: "".into(),
+            size: 1,
+        },
+        metadata_json: None,
+        created_at: Millis(0),
+        updated_at: Millis(0),
+        deleted_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

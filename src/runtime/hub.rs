@@ -122,26 +122,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
             }
             Phase::Failed(err) => {
                 let err = err.clone();
-                if let Some(req) = request_of(&msg) {
-                    s.outbox.push((
-                        port.clone(),
-                        ToTab::Reply {
-                            req,
-                            error: Some(err.clone()),
-                        },
-                    ));
-                }
-                if matches!(msg, ToHub::Hello { .. }) {
-                    s.outbox.push((
-                        port.clone(),
-                        ToTab::Event {
-                            event: AppEvent::StorageError {
-                                code: err.code.clone(),
-                                message: err.message.clone(),
-                            },
-                        },
-                    ));
-                }
+                refuse(&mut s.outbox, port, &msg, &err);
                 None
             }
             Phase::Ready(_) => {
@@ -184,26 +165,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
                 Err(err) => {
                     s.phase = Phase::Failed(err.clone());
                     for (port, msg) in queued {
-                        if let Some(req) = request_of(&msg) {
-                            s.outbox.push((
-                                port.clone(),
-                                ToTab::Reply {
-                                    req,
-                                    error: Some(err.clone()),
-                                },
-                            ));
-                        }
-                        if matches!(msg, ToHub::Hello { .. }) {
-                            s.outbox.push((
-                                port,
-                                ToTab::Event {
-                                    event: AppEvent::StorageError {
-                                        code: err.code.clone(),
-                                        message: err.message.clone(),
-                                    },
-                                },
-                            ));
-                        }
+                        refuse(&mut s.outbox, &port, &msg, &err);
                     }
                 }
             }
@@ -212,6 +174,27 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
         });
     }
     after(state);
+}
+
+/// Answers a message the hub cannot serve because it failed to start: requests get the error,
+/// a hello gets it as a `storage:error` event.
+fn refuse(
+    outbox: &mut Vec<(web_sys::MessagePort, ToTab)>,
+    port: &web_sys::MessagePort,
+    msg: &ToHub,
+    err: &ErrorInfo,
+) {
+    if let Some(req) = request_of(msg) {
+        let error = Some(err.clone());
+        outbox.push((port.clone(), ToTab::Reply { req, error }));
+    }
+    if matches!(msg, ToHub::Hello { .. }) {
+        let event = AppEvent::StorageError {
+            code: err.code.clone(),
+            message: err.message.clone(),
+        };
+        outbox.push((port.clone(), ToTab::Event { event }));
+    }
 }
 
 fn request_of(msg: &ToHub) -> Option<u64> {
