@@ -240,3 +240,56 @@ test('MIME preprocessors: exact beats type/* beats *, and their metadata is kept
   assert.deepEqual(metas, [{ by: 'exact', chars: 5, mine: 1 }, { by: 'family' }, { by: 'any' }]);
   await page.close();
 });
+
+test('a throwing listener breaks nothing; calls after dispose fail with code "disposed"', async () => {
+  const store = unique('robust');
+  const [a, b] = [await openTab(store), await openTab(store)];
+  const result = await b.evaluate(async () => {
+    let calls = 0;
+    window.fs.subscribe(() => {
+      calls += 1;
+      throw new Error('listener bug');
+    });
+    window.fs.on('*', () => {
+      throw new Error('event listener bug');
+    });
+    return calls;
+  });
+  assert.equal(result, 0);
+  await save(a, 'one.txt', '1');
+  await save(a, 'two.txt', '2');
+  // Tab b kept receiving changes despite its throwing listeners.
+  await waitForCount(b, 2);
+  const afterDispose = await b.evaluate(async () => {
+    window.fs.dispose();
+    const errors = [];
+    for (const call of [
+      () => window.fs.saveFile(new File(['x'], 'x.txt')),
+      () => window.fs.readFile('anything'),
+      () => window.fs.syncNow(),
+    ]) {
+      try {
+        await call();
+        errors.push(null);
+      } catch (e) {
+        errors.push(`${e.name}:${e.code}`);
+      }
+    }
+    return errors;
+  });
+  assert.deepEqual(afterDispose, ['FileSyncError:disposed', 'FileSyncError:disposed', 'FileSyncError:disposed']);
+  // The other tab is unaffected.
+  await save(a, 'three.txt', '3');
+  assert.equal(await fileCount(a), 3);
+  const bad = await a.evaluate(async () => {
+    try {
+      await window.filesync.openFileSync({ storeId: '../escape' });
+      return null;
+    } catch (e) {
+      return `${e.name}:${e.code}`;
+    }
+  });
+  assert.equal(bad, 'FileSyncError:invalid_id');
+  await a.close();
+  await b.close();
+});
