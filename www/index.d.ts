@@ -123,6 +123,8 @@ export interface OpenOptions {
   maxDownloads?: number;
   /** Where the wasm file is (default: next to the package's JS). */
   wasmUrl?: string | URL;
+  /** Where the hub's SharedWorker script is (default: `filesync-worker.js` next to the package's JS). */
+  workerUrl?: string;
   /**
    * Run before a file is saved or updated, chosen by MIME type: an exact type (`image/png`)
    * wins over a family (`image/*`), which wins over `*`. A preprocessor may return a

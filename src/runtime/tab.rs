@@ -146,7 +146,19 @@ impl Tab {
         let port = worker.port();
         let tab = random_uuid()?;
         let mut resolve = None;
-        let ready = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
+        let mut reject = None;
+        let ready = js_sys::Promise::new(&mut |r, j| {
+            resolve = Some(r);
+            reject = Some(j);
+        });
+        // A worker script that fails to load or throws at start never answers: fail the open
+        // instead of waiting forever.
+        let on_error = Closure::once_into_js(move |_: web_sys::Event| {
+            if let Some(j) = reject {
+                let _ = j.call0(&JsValue::UNDEFINED);
+            }
+        });
+        worker.set_onerror(Some(on_error.unchecked_ref()));
         let state = State {
             files: BTreeMap::new(),
             files_js: None,
@@ -197,9 +209,14 @@ impl Tab {
                 max_downloads: options.max_downloads,
             },
         });
-        JsFuture::from(ready)
-            .await
-            .map_err(|_| error("unavailable", "the hub did not answer", true))?;
+        JsFuture::from(ready).await.map_err(|_| {
+            error(
+                "unavailable",
+                format!("the hub worker {} failed to start", options.worker_url),
+                false,
+            )
+        })?;
+        worker.set_onerror(None);
         me.campaign(&store)?;
         Ok(me)
     }

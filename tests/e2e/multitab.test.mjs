@@ -290,6 +290,15 @@ test('a throwing listener breaks nothing; calls after dispose fail with code "di
     }
   });
   assert.equal(bad, 'FileSyncError:invalid_id');
+  const noWorker = await a.evaluate(async () => {
+    try {
+      await window.filesync.openFileSync({ storeId: 'no-worker', workerUrl: '/missing-worker.js' });
+      return null;
+    } catch (e) {
+      return `${e.name}:${e.code}`;
+    }
+  });
+  assert.equal(noWorker, 'FileSyncError:unavailable', 'a hub worker that cannot load fails the open');
   await a.close();
   await b.close();
 });
