@@ -222,16 +222,10 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
             false,
         ));
     }
-    // The byte store opens and lists itself while IndexedDB loads: two independent reads.
-    // Safe at hub start, since no tab saves before the hub answered its hello.
+    // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();
     let bytes_ready = wasm_bindgen_futures::future_to_promise(async move {
-        let opened = async {
-            let bytes = ByteStore::open(&bytes_id).await?;
-            let listing = bytes.list().await?;
-            Ok::<_, crate::web::error::WebError>((bytes, listing))
-        };
-        let result = opened.await;
+        let result = ByteStore::open(&bytes_id).await;
         BYTES_AT_START.with(|slot| *slot.borrow_mut() = Some(result));
         Ok(JsValue::UNDEFINED)
     });
@@ -254,7 +248,7 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
         }
     };
     let _ = wasm_bindgen_futures::JsFuture::from(bytes_ready).await;
-    let (bytes, listing) = BYTES_AT_START
+    let bytes = BYTES_AT_START
         .with(|slot| slot.borrow_mut().take())
         .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
@@ -275,18 +269,26 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
     }
     cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
     let mut engine = Engine::new(cfg, loaded.snapshot, now());
-    // What storage really holds wins over what rows say (see the engine's docs).
-    let _ = engine.handle(
-        now(),
-        Input::LocalInventory {
-            hashes: listing.hashes,
-        },
-    );
+    // What storage really holds wins over what rows say (see the engine's docs). Listing
+    // thousands of entries takes a while: the hub serves tabs meanwhile, and the engine
+    // applies what changes during the listing on top of it.
+    let _ = engine.handle(now(), Input::InventoryStarted);
+    let bytes = Rc::new(bytes);
+    let lister = bytes.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Ok(listing) = lister.list().await {
+            let input = Input::LocalInventory {
+                hashes: listing.hashes,
+            };
+            HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
+            wake();
+        }
+    });
     Ok(Ready {
         engine,
         store,
         storage: bytes.kind().as_str().to_string(),
-        bytes: Rc::new(bytes),
+        bytes,
         corrupt: loaded.corrupt,
         commits: BTreeMap::new(),
         next_op: 1,
@@ -434,7 +436,7 @@ enum HubEvent {
 
 thread_local! {
     /// The byte store and its listing, opened in parallel with IndexedDB at start.
-    static BYTES_AT_START: RefCell<Option<Result<(ByteStore, crate::web::bytes::Listing), crate::web::error::WebError>>> =
+    static BYTES_AT_START: RefCell<Option<Result<ByteStore, crate::web::error::WebError>>> =
         const { RefCell::new(None) };
     static HUB_EVENTS: RefCell<Vec<HubEvent>> = const { RefCell::new(Vec::new()) };
     static HUB: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
@@ -456,6 +458,7 @@ fn after(state: &Rc<RefCell<State>>) {
         let events: Vec<HubEvent> = HUB_EVENTS.with(|q| std::mem::take(&mut *q.borrow_mut()));
         let mut s = state.borrow_mut();
         let mut leader_changed = false;
+        let mut waiting = false;
         if let Phase::Ready(r) = &mut s.phase {
             for ev in events {
                 match ev {
@@ -474,6 +477,14 @@ fn after(state: &Rc<RefCell<State>>) {
                     HubEvent::Term(_, None) => {}
                 }
             }
+        } else if matches!(s.phase, Phase::Starting(_)) && !events.is_empty() {
+            // Results that arrive before the hub is ready wait for it.
+            HUB_EVENTS.with(|q| {
+                let mut q = q.borrow_mut();
+                let later = std::mem::replace(&mut *q, events);
+                q.extend(later);
+            });
+            waiting = true;
         }
         if leader_changed {
             broadcast_leader(&mut s);
@@ -484,7 +495,7 @@ fn after(state: &Rc<RefCell<State>>) {
         for (port, msg) in outbox {
             let _ = port.post_message(&to_js(&msg));
         }
-        if HUB_EVENTS.with(|q| q.borrow().is_empty()) {
+        if waiting || HUB_EVENTS.with(|q| q.borrow().is_empty()) {
             break;
         }
     }

@@ -188,6 +188,9 @@ pub enum Input {
     },
     /// Contents found in local storage at start; unreferenced ones are deleted.
     LocalInventory { hashes: Vec<ContentHash> },
+    /// The driver starts listing local storage for a `LocalInventory` while the engine runs:
+    /// contents stored or deleted from now on are applied on top of the listing.
+    InventoryStarted,
     /// Answer to `ListLocalBytes`: contents found in storage now. Unlike `LocalInventory` it
     /// may race with writes in progress, so it only reveals orphans (a dead leader's
     /// download, say), deleted if still unused after `orphan_grace_ms`.
@@ -465,6 +468,8 @@ pub struct Engine {
     bytes: BTreeSet<ContentHash>,
     /// Contents found in storage that nothing used, with when they were found.
     orphans: BTreeMap<ContentHash, Millis>,
+    /// Contents stored and deleted since a listing began (`InventoryStarted`).
+    journal: Option<(BTreeSet<ContentHash>, BTreeSet<ContentHash>)>,
     changed: BTreeSet<FileId>,
     busy: bool,
     out: VecDeque<Output>,
@@ -542,6 +547,7 @@ impl Engine {
             gc_local: BTreeSet::new(),
             bytes: BTreeSet::new(),
             orphans: BTreeMap::new(),
+            journal: None,
             changed: BTreeSet::new(),
             busy: false,
             out: VecDeque::new(),
@@ -735,7 +741,7 @@ impl Engine {
                 };
                 if let Err(e) = self.commit(event, true) {
                     // The driver stored the bytes before committing: collect them if unused.
-                    self.bytes.extend(stored);
+                    self.note_stored(stored);
                     self.gc_local.extend(stored);
                     return Err(e);
                 }
@@ -799,7 +805,7 @@ impl Engine {
             } => {
                 if let Err(e) = self.on_transfer_done(task, term, downloaded_hash) {
                     // Bytes a fenced-off or cancelled download stored are collected if unused.
-                    self.bytes.extend(downloaded_hash);
+                    self.note_stored(downloaded_hash);
                     self.gc_local.extend(downloaded_hash);
                     return Err(e);
                 }
@@ -817,6 +823,9 @@ impl Engine {
                 self.on_remote_delete_done(task, term, result)?
             }
             Input::LocalInventory { hashes } => self.take_inventory(hashes),
+            Input::InventoryStarted => {
+                self.journal = Some((BTreeSet::new(), BTreeSet::new()));
+            }
             Input::LocalBytesFound { hashes } => {
                 for h in hashes {
                     if !self.bytes.contains(&h) {
@@ -864,7 +873,7 @@ impl Engine {
         self.next_event_n += 1;
         self.dirty.meta = true;
         self.dirty.pending.insert(ev.id.clone());
-        self.bytes.extend(stored);
+        self.note_stored(stored);
         if let Some(h) = stored {
             self.orphans.remove(&h);
         }
@@ -1584,7 +1593,7 @@ impl Engine {
         match kind {
             TransferKind::Upload => self.attach_upload(hash),
             TransferKind::Download => {
-                self.bytes.insert(hash);
+                self.note_stored(Some(hash));
                 let ids: Vec<FileId> = self.table.view_refs(&hash).cloned().collect();
                 for id in ids {
                     let row = self.table.get(&id).cloned();
@@ -1739,7 +1748,11 @@ impl Engine {
     /// downloaded again), and a crash between storing bytes and committing leaves orphans
     /// (they are deleted, or used if a file has that content).
     fn take_inventory(&mut self, hashes: Vec<ContentHash>) {
-        let present: BTreeSet<ContentHash> = hashes.into_iter().collect();
+        let mut present: BTreeSet<ContentHash> = hashes.into_iter().collect();
+        if let Some((stored, deleted)) = self.journal.take() {
+            present.extend(stored);
+            present.retain(|h| !deleted.contains(h));
+        }
         let missing: Vec<FileId> = self
             .local
             .rows()
@@ -1760,6 +1773,27 @@ impl Engine {
         self.bytes = present;
     }
 
+    /// Records content now in local storage.
+    fn note_stored(&mut self, hashes: impl IntoIterator<Item = ContentHash>) {
+        for h in hashes {
+            self.bytes.insert(h);
+            if let Some((stored, deleted)) = &mut self.journal {
+                stored.insert(h);
+                deleted.remove(&h);
+            }
+        }
+    }
+
+    /// Emits the delete of local content.
+    fn delete_local_bytes(&mut self, h: ContentHash) {
+        self.bytes.remove(&h);
+        if let Some((stored, deleted)) = &mut self.journal {
+            stored.remove(&h);
+            deleted.insert(h);
+        }
+        self.emit_command(Command::DeleteLocalBytes { hash: h });
+    }
+
     /// Deletes the orphans that stayed unused through the grace period.
     fn expire_orphans(&mut self) {
         let limit = self.cfg.orphan_grace_ms;
@@ -1777,7 +1811,7 @@ impl Engine {
             if self.bytes.contains(&h) {
                 self.gc_local.insert(h);
             } else {
-                self.emit_command(Command::DeleteLocalBytes { hash: h });
+                self.delete_local_bytes(h);
             }
         }
     }
@@ -2034,8 +2068,8 @@ impl Engine {
     /// Deletes local contents still unused now that the state without them is durable.
     fn delete_local(&mut self, hashes: Vec<ContentHash>) {
         for h in hashes {
-            if self.is_unused_locally(&h) && self.bytes.remove(&h) {
-                self.emit_command(Command::DeleteLocalBytes { hash: h });
+            if self.is_unused_locally(&h) && self.bytes.contains(&h) {
+                self.delete_local_bytes(h);
             }
         }
     }

@@ -1174,3 +1174,37 @@ fn a_new_leader_looks_for_bytes_its_predecessor_left() {
     h.lead(1);
     assert!(h.commands().contains(&Command::ListLocalBytes));
 }
+
+#[test]
+fn a_listing_taken_while_the_engine_runs_does_not_undo_later_stores_or_deletes() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.save("old", "old content");
+    h.input(Input::InventoryStarted).unwrap();
+    // While storage is being listed: a save, and an edit that deletes the old bytes.
+    h.save("new", "new content");
+    h.edit("old", "edited");
+    let deleted = h.commands().contains(&Command::DeleteLocalBytes {
+        hash: hash("old content"),
+    });
+    assert!(deleted);
+    // The listing started before both: it has the old bytes and not the new ones.
+    h.input(Input::LocalInventory {
+        hashes: vec![hash("old content")],
+    })
+    .unwrap();
+    assert!(
+        h.local("new").has_local_copy(),
+        "stored after the listing began"
+    );
+    assert!(
+        h.local("old").has_local_copy(),
+        "edited content stored after it began"
+    );
+    h.advance(120_000);
+    assert!(
+        !h.commands().contains(&Command::DeleteLocalBytes {
+            hash: hash("new content")
+        }),
+        "bytes stored during the listing are not orphans"
+    );
+}
