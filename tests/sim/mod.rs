@@ -345,8 +345,19 @@ impl World {
             ops: BTreeMap::new(),
         });
         self.log(format!("b{b} hub start epoch {epoch}"));
+        // Like the runtime: the listing runs while the hub already serves tabs; the engine
+        // applies what changes meanwhile on top of it.
+        self.hub_input(b, Input::InventoryStarted);
         let hashes: Vec<ContentHash> = self.browsers[b].disk.bytes.iter().copied().collect();
-        self.hub_input(b, Input::LocalInventory { hashes });
+        let d = self.rng.below(2_000);
+        self.send(
+            d,
+            Msg::ToHub {
+                b,
+                epoch,
+                input: Input::LocalInventory { hashes },
+            },
+        );
         self.hub_input(b, Input::LiveConnected);
     }
 
