@@ -31,6 +31,10 @@ use super::table::FileRow;
 /// Version of the record layout. A store written by a newer version refuses to load.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// Confirmed events the audit log keeps: each event logged drops the one this many positions
+/// before it, so the log stays bounded whatever the store's history.
+pub const LOG_KEEP: u64 = 10_000;
+
 /// Meta keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schemaVersion";
@@ -323,6 +327,12 @@ pub fn batch_ops(b: &PersistBatch) -> Vec<Op> {
     }
     for e in &b.log {
         ops.push(put(Table::Log, Key::Num(e.seq.0), to_value(&e.to_wire())));
+        if e.seq.0 > LOG_KEEP {
+            ops.push(Op::Delete {
+                table: Table::Log,
+                key: Key::Num(e.seq.0 - LOG_KEEP),
+            });
+        }
     }
     for p in &b.pending_put {
         ops.push(put(
@@ -563,5 +573,43 @@ impl StateStore for MemoryStore {
         let last = records.get(&key).and_then(Value::as_u64).unwrap_or(0);
         records.insert(key, (last + 1).into());
         Ok(Term(last + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::{FileDeleted, FileEvent};
+    use crate::core::ids::EventId;
+
+    #[test]
+    fn the_audit_log_stays_bounded() {
+        let event = |seq| ConfirmedEvent {
+            seq: Seq(seq),
+            id: EventId {
+                client: ClientId::new("c").unwrap(),
+                n: seq,
+            },
+            event: FileEvent::Deleted(FileDeleted {
+                id: FileId::new("f").unwrap(),
+                deleted_at: Millis(0),
+            }),
+        };
+        let batch = PersistBatch {
+            log: vec![event(LOG_KEEP), event(LOG_KEEP + 1)],
+            ..PersistBatch::default()
+        };
+        let ops = batch_ops(&batch);
+        let deletes: Vec<&Key> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete {
+                    table: Table::Log,
+                    key,
+                } => Some(key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deletes, vec![&Key::Num(1)]);
     }
 }
