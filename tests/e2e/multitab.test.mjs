@@ -17,7 +17,7 @@ const ARGS = [
   '--disable-dev-shm-usage',
 ];
 
-let server, base, profile, context;
+let server, base, profile, context, cdp;
 
 before(async () => {
   server = await createStaticServer(root);
@@ -29,7 +29,19 @@ before(async () => {
     headless: true,
     args: ARGS,
   });
+  cdp = await context.browser().newBrowserCDPSession();
 });
+
+/** Resolves once no hub SharedWorker runs (every tab of every store closed). */
+async function hubsGone(limitMs = 15_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const { targetInfos } = await cdp.send('Target.getTargets');
+    if (!targetInfos.some((t) => t.type === 'shared_worker')) return;
+    if (Date.now() - t0 > limitMs) throw new Error(`a hub still runs after ${limitMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 after(async () => {
   await context?.close();
@@ -187,9 +199,9 @@ test('broken IndexedDB records are reported and skipped; the rest loads', async 
     db.close();
   }, `filesync:${store}`);
   await page.close();
-  // The SharedWorker may take a moment to go away after its last tab: wait for a fresh hub.
+  // The hub read the store before the damage: wait until it is gone, so a fresh one loads.
+  await hubsGone();
   page = await openTab(store);
-  await page.waitForFunction(() => window.fs.getStorageIssues().length === 2, null, { timeout: 10_000 }).catch(() => {});
   const issues = await page.evaluate(() => window.fs.getStorageIssues());
   assert.deepEqual(issues.map((i) => `${i.table}/${i.key}`).sort(), ['local/also-broken', 'rows/broken']);
   assert.deepEqual(await page.evaluate(() => window.fs.getFiles().map((f) => f.name)), ['good.txt']);
