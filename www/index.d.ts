@@ -126,6 +126,13 @@ export interface OpenOptions {
   /** Where the hub's SharedWorker script is (default: `filesync-worker.js` next to the package's JS). */
   workerUrl?: string;
   /**
+   * Where the hub runs: `'auto'` (default) uses a SharedWorker where the browser has one
+   * (not Android Chrome); `'tab'` makes one tab host it and the others reach it over
+   * BroadcastChannel (when that tab closes, another takes over; requests it had in flight
+   * fail with the retryable code `hub_changed`).
+   */
+  hub?: 'auto' | 'shared-worker' | 'tab';
+  /**
    * Run before a file is saved or updated, chosen by MIME type: an exact type (`image/png`)
    * wins over a family (`image/*`), which wins over `*`. A preprocessor may return a
    * replacement file and metadata, merged under the metadata the call passes.
@@ -183,6 +190,8 @@ export interface FileSync {
   isLeader(): boolean;
   leaderTabId(): string | undefined;
   tabId(): string;
+  /** Whether this tab hosts the hub (tab-hosted mode only). */
+  hostsHub(): boolean;
   storageKind(): 'opfs' | 'indexeddb';
   /** Leaves the store in this tab; later calls fail with code `disposed`. */
   dispose(): void;

@@ -208,6 +208,13 @@ impl FileSync {
         self.tab.leader()
     }
 
+    /// Whether this tab hosts the hub (only with `hub: "tab"`, or where SharedWorker is
+    /// missing).
+    #[wasm_bindgen(js_name = hostsHub)]
+    pub fn hosts_hub(&self) -> bool {
+        self.tab.hosts_hub()
+    }
+
     /// This tab's id.
     #[wasm_bindgen(js_name = tabId)]
     pub fn tab_id(&self) -> String {

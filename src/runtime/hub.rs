@@ -16,7 +16,10 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::protocol::{AppEvent, ErrorInfo, FileState, HubConfig, StorageIssue, ToHub, ToTab};
+use super::protocol::{
+    channel_names, AppEvent, ChannelToHub, ChannelToTab, ErrorInfo, FileState, HubConfig,
+    StorageIssue, ToHub, ToTab,
+};
 use crate::core::event::FileEvent;
 use crate::core::store::{batch_ops, client_id_op, CorruptRecord, StateStore};
 use crate::core::{
@@ -35,6 +38,34 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
         .unwrap_or(JsValue::NULL)
 }
 
+/// A tab as the hub reaches it: its MessagePort (SharedWorker), or its id on the tabs'
+/// BroadcastChannel (a hub hosted by a tab).
+#[derive(Clone)]
+pub enum Peer {
+    Port(web_sys::MessagePort),
+    Tab {
+        id: String,
+        channel: web_sys::BroadcastChannel,
+    },
+}
+
+impl Peer {
+    fn post(&self, msg: &ToTab) {
+        match self {
+            Peer::Port(p) => {
+                let _ = p.post_message(&to_js(msg));
+            }
+            Peer::Tab { id, channel } => {
+                let envelope = ChannelToTab {
+                    to: Some(id.clone()),
+                    msg: msg.clone(),
+                };
+                let _ = channel.post_message(&to_js(&envelope));
+            }
+        }
+    }
+}
+
 struct Ready {
     engine: Engine,
     store: IdbStateStore,
@@ -42,7 +73,7 @@ struct Ready {
     storage: String,
     corrupt: Vec<CorruptRecord>,
     /// App writes waiting to be durable: the tab port and its request number.
-    commits: BTreeMap<OpId, (web_sys::MessagePort, u64)>,
+    commits: BTreeMap<OpId, (Peer, u64)>,
     next_op: u64,
     leader: Option<(String, Term)>,
     timer: Option<gloo_timers::callback::Timeout>,
@@ -51,16 +82,16 @@ struct Ready {
 
 enum Phase {
     /// Waiting for the first tab's settings, then opening storage; messages wait too.
-    Starting(Vec<(web_sys::MessagePort, ToHub)>),
+    Starting(Vec<(Peer, ToHub)>),
     Ready(Box<Ready>),
     Failed(ErrorInfo),
 }
 
 struct State {
     phase: Phase,
-    ports: Vec<(String, web_sys::MessagePort)>,
+    ports: Vec<(String, Peer)>,
     /// Messages to post once the state is no longer borrowed.
-    outbox: Vec<(web_sys::MessagePort, ToTab)>,
+    outbox: Vec<(Peer, ToTab)>,
 }
 
 /// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
@@ -92,12 +123,12 @@ impl Hub {
     /// Serves a tab's port (from the SharedWorker's `connect` event).
     pub fn connect(&self, port: web_sys::MessagePort) {
         let state = self.state.clone();
-        let p = port.clone();
+        let peer = Peer::Port(port.clone());
         let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
                 // A message we cannot read is not from our tab code: ignore it.
                 if let Ok(msg) = serde_wasm_bindgen::from_value::<ToHub>(e.data()) {
-                    receive(&state, &p, msg);
+                    receive(&state, &peer, msg);
                 }
             });
         port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -105,9 +136,39 @@ impl Hub {
         on_message.forget();
         port.start();
     }
+
+    /// Serves the tabs of `store_id` over BroadcastChannels, for a hub hosted by a tab where
+    /// SharedWorker does not exist. Announces itself so tabs say hello.
+    pub fn serve_channel(&self, store_id: &str) -> Result<(), JsValue> {
+        let (to_hub, to_tabs) = channel_names(store_id);
+        let inbox = web_sys::BroadcastChannel::new(&to_hub)?;
+        let outbox = web_sys::BroadcastChannel::new(&to_tabs)?;
+        let state = self.state.clone();
+        let reply = outbox.clone();
+        let on_message =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                if let Ok(m) = serde_wasm_bindgen::from_value::<ChannelToHub>(e.data()) {
+                    let peer = Peer::Tab {
+                        id: m.from,
+                        channel: reply.clone(),
+                    };
+                    receive(&state, &peer, m.msg);
+                }
+            });
+        inbox.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // The hub serves until the page goes away.
+        on_message.forget();
+        std::mem::forget(inbox);
+        let ready = ChannelToTab {
+            to: None,
+            msg: ToTab::HubReady,
+        };
+        outbox.post_message(&to_js(&ready))?;
+        Ok(())
+    }
 }
 
-fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) {
+fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
     let start = {
         let mut s = state.borrow_mut();
         if let ToHub::Hello { tab, .. } = &msg {
@@ -116,7 +177,10 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
         }
         match &mut s.phase {
             Phase::Starting(queue) => {
-                let first = queue.is_empty();
+                // The first hello carries the settings and starts the hub; anything before it
+                // (a tab still talking to a hub that moved) waits in the queue.
+                let hello = |m: &ToHub| matches!(m, ToHub::Hello { .. });
+                let first = hello(&msg) && !queue.iter().any(|(_, m)| hello(m));
                 queue.push((port.clone(), msg.clone()));
                 first.then_some(msg)
             }
@@ -134,7 +198,6 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
     if let Some(first) = start {
         let state = state.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            // The first message decides the settings; tabs always start with a hello.
             let config = match first {
                 ToHub::Hello { config, .. } => Some(config),
                 _ => None,
@@ -178,12 +241,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &web_sys::MessagePort, msg: ToHub) 
 
 /// Answers a message the hub cannot serve because it failed to start: requests get the error,
 /// a hello gets it as a `storage:error` event.
-fn refuse(
-    outbox: &mut Vec<(web_sys::MessagePort, ToTab)>,
-    port: &web_sys::MessagePort,
-    msg: &ToHub,
-    err: &ErrorInfo,
-) {
+fn refuse(outbox: &mut Vec<(Peer, ToTab)>, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
     if let Some(req) = request_of(msg) {
         let error = Some(err.clone());
         outbox.push((port.clone(), ToTab::Reply { req, error }));
@@ -317,7 +375,7 @@ fn new_client_id() -> Result<ClientId, String> {
 }
 
 fn broadcast(s: &mut State, msg: ToTab) {
-    let ports: Vec<web_sys::MessagePort> = s.ports.iter().map(|(_, p)| p.clone()).collect();
+    let ports: Vec<Peer> = s.ports.iter().map(|(_, p)| p.clone()).collect();
     for p in ports {
         s.outbox.push((p, msg.clone()));
     }
@@ -328,7 +386,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
 }
 
 /// Handles one message with the hub ready.
-fn handle(s: &mut State, port: &web_sys::MessagePort, msg: ToHub) {
+fn handle(s: &mut State, port: &Peer, msg: ToHub) {
     let Phase::Ready(r) = &mut s.phase else {
         return;
     };
@@ -492,8 +550,8 @@ fn after(state: &Rc<RefCell<State>>) {
         drain(&mut s);
         let outbox = std::mem::take(&mut s.outbox);
         drop(s);
-        for (port, msg) in outbox {
-            let _ = port.post_message(&to_js(&msg));
+        for (peer, msg) in outbox {
+            peer.post(&msg);
         }
         if waiting || HUB_EVENTS.with(|q| q.borrow().is_empty()) {
             break;
@@ -511,7 +569,7 @@ fn drain(s: &mut State) {
         out.push(o);
     }
     // (port, message); no port: to every tab.
-    let mut msgs: Vec<(Option<web_sys::MessagePort>, ToTab)> = Vec::new();
+    let mut msgs: Vec<(Option<Peer>, ToTab)> = Vec::new();
     for o in out {
         match o {
             Output::Command(c) => perform(r, c),

@@ -341,6 +341,31 @@ pub enum ToTab {
     Event { event: AppEvent },
     /// The leader and its term (every tab learns who leads).
     Leader { tab: Option<String>, term: u64 },
+    /// A hub hosted by a tab (no SharedWorker) started: say hello again; requests sent to a
+    /// previous hub are lost.
+    HubReady,
+}
+
+/// A tab's message on the BroadcastChannel of a tab-hosted hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelToHub {
+    pub from: String,
+    pub msg: ToHub,
+}
+
+/// The hub's message on the BroadcastChannel of the tabs: to one tab, or to all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelToTab {
+    pub to: Option<String>,
+    pub msg: ToTab,
+}
+
+/// Names of the BroadcastChannels of a tab-hosted hub: (to the hub, to the tabs).
+pub fn channel_names(store_id: &str) -> (String, String) {
+    (
+        format!("filesync:{store_id}:hub"),
+        format!("filesync:{store_id}:tabs"),
+    )
 }
 
 #[cfg(test)]

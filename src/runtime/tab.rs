@@ -15,7 +15,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    AppEvent, Control, ErrorInfo, FileState, HubConfig, StorageIssue, ToHub, ToTab,
+    channel_names, AppEvent, ChannelToHub, ChannelToTab, Control, ErrorInfo, FileState, HubConfig,
+    StorageIssue, ToHub, ToTab,
 };
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
@@ -65,6 +66,11 @@ pub struct OpenOptions {
     pub max_uploads: Option<usize>,
     #[serde(default)]
     pub max_downloads: Option<usize>,
+    /// Where the hub runs: `"auto"` (default: a SharedWorker where the browser has one),
+    /// `"shared-worker"`, or `"tab"` (one tab hosts it; the others reach it over
+    /// BroadcastChannel).
+    #[serde(default)]
+    pub hub: Option<String>,
 }
 
 struct State {
@@ -85,13 +91,29 @@ struct State {
     disposed: bool,
 }
 
+/// How a tab reaches its hub.
+enum Link {
+    /// The SharedWorker's port.
+    Port(web_sys::MessagePort),
+    /// BroadcastChannels to and from a hub hosted by a tab (no SharedWorker).
+    Channel {
+        to_hub: web_sys::BroadcastChannel,
+        from_hub: web_sys::BroadcastChannel,
+    },
+}
+
 struct Inner {
     tab: String,
-    port: web_sys::MessagePort,
+    link: Link,
+    /// The hello, sent again to each new tab-hosted hub.
+    hello: ToHub,
     bytes: ByteStore,
     state: RefCell<State>,
     leadership: RefCell<Option<Leadership>>,
-    /// Handlers installed on the port; kept alive with the tab.
+    /// In tab-hosted mode: the campaign to host the hub, and the hub once this tab hosts it.
+    /// Never resigned before the page goes: two hubs must never run at once.
+    hosting: RefCell<(Option<Leadership>, Option<crate::runtime::hub::Hub>)>,
+    /// Handlers installed on the link; kept alive with the tab.
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
 }
 
@@ -130,20 +152,21 @@ impl Tab {
             ));
         }
         let bytes = ByteStore::open(&store).await.map_err(|e| web_error(&e))?;
-        let worker_options = web_sys::WorkerOptions::new();
-        worker_options.set_type(web_sys::WorkerType::Module);
-        worker_options.set_name(&format!("filesync:{store}"));
-        let worker =
-            web_sys::SharedWorker::new_with_worker_options(&options.worker_url, &worker_options)
-                .map_err(|e| {
-                    let e = crate::web::error::WebError::from_js("SharedWorker", &e);
-                    error(
-                        e.code(),
-                        format!("could not start the hub worker: {e}"),
-                        false,
-                    )
-                })?;
-        let port = worker.port();
+        let shared_worker_exists =
+            js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
+                .unwrap_or(false);
+        let tab_hosted = match options.hub.as_deref() {
+            None | Some("auto") => !shared_worker_exists,
+            Some("shared-worker") => false,
+            Some("tab") => true,
+            Some(other) => {
+                return Err(error(
+                    "invalid_options",
+                    format!("hub must be \"auto\", \"shared-worker\" or \"tab\", not {other:?}"),
+                    false,
+                ))
+            }
+        };
         let tab = random_uuid()?;
         let mut resolve = None;
         let mut reject = None;
@@ -151,14 +174,47 @@ impl Tab {
             resolve = Some(r);
             reject = Some(j);
         });
-        // A worker script that fails to load or throws at start never answers: fail the open
-        // instead of waiting forever.
-        let on_error = Closure::once_into_js(move |_: web_sys::Event| {
-            if let Some(j) = reject {
-                let _ = j.call0(&JsValue::UNDEFINED);
-            }
-        });
-        worker.set_onerror(Some(on_error.unchecked_ref()));
+        let (link, worker) = if tab_hosted {
+            let (to_hub, to_tabs) = channel_names(store.as_str());
+            let channel = |name: &str| {
+                web_sys::BroadcastChannel::new(name).map_err(|e| {
+                    web_error(&crate::web::error::WebError::from_js(
+                        "BroadcastChannel",
+                        &e,
+                    ))
+                })
+            };
+            let link = Link::Channel {
+                to_hub: channel(&to_hub)?,
+                from_hub: channel(&to_tabs)?,
+            };
+            (link, None)
+        } else {
+            let worker_options = web_sys::WorkerOptions::new();
+            worker_options.set_type(web_sys::WorkerType::Module);
+            worker_options.set_name(&format!("filesync:{store}"));
+            let worker = web_sys::SharedWorker::new_with_worker_options(
+                &options.worker_url,
+                &worker_options,
+            )
+            .map_err(|e| {
+                let e = crate::web::error::WebError::from_js("SharedWorker", &e);
+                error(
+                    e.code(),
+                    format!("could not start the hub worker: {e}"),
+                    false,
+                )
+            })?;
+            // A worker script that fails to load or throws at start never answers: fail the
+            // open instead of waiting forever.
+            let on_error = Closure::once_into_js(move |_: web_sys::Event| {
+                if let Some(j) = reject {
+                    let _ = j.call0(&JsValue::UNDEFINED);
+                }
+            });
+            worker.set_onerror(Some(on_error.unchecked_ref()));
+            (Link::Port(worker.port()), Some(worker))
+        };
         let state = State {
             files: BTreeMap::new(),
             files_js: None,
@@ -175,32 +231,8 @@ impl Tab {
             urls: HashMap::new(),
             disposed: false,
         };
-        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
-            let weak = weak.clone();
-            let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
-                move |e: web_sys::MessageEvent| {
-                    if let (Some(inner), Ok(msg)) = (
-                        weak.upgrade(),
-                        serde_wasm_bindgen::from_value::<ToTab>(e.data()),
-                    ) {
-                        Tab { inner }.receive(msg);
-                    }
-                },
-            );
-            port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            Inner {
-                tab: tab.clone(),
-                port: port.clone(),
-                bytes,
-                state: RefCell::new(state),
-                leadership: RefCell::new(None),
-                _on_message: on_message,
-            }
-        });
-        port.start();
-        let me = Tab { inner };
-        me.post(&ToHub::Hello {
-            tab,
+        let hello = ToHub::Hello {
+            tab: tab.clone(),
             config: HubConfig {
                 store_id: store.to_string(),
                 local_only: true,
@@ -208,7 +240,52 @@ impl Tab {
                 max_uploads: options.max_uploads,
                 max_downloads: options.max_downloads,
             },
+        };
+        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
+            let weak = weak.clone();
+            let me = tab.clone();
+            let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+                move |e: web_sys::MessageEvent| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let msg = match &inner.link {
+                        Link::Port(_) => serde_wasm_bindgen::from_value::<ToTab>(e.data()).ok(),
+                        Link::Channel { .. } => {
+                            serde_wasm_bindgen::from_value::<ChannelToTab>(e.data())
+                                .ok()
+                                .filter(|m| m.to.as_deref().is_none_or(|to| to == me))
+                                .map(|m| m.msg)
+                        }
+                    };
+                    if let Some(msg) = msg {
+                        Tab { inner }.receive(msg);
+                    }
+                },
+            );
+            match &link {
+                Link::Port(port) => port.set_onmessage(Some(on_message.as_ref().unchecked_ref())),
+                Link::Channel { from_hub, .. } => {
+                    from_hub.set_onmessage(Some(on_message.as_ref().unchecked_ref()))
+                }
+            }
+            Inner {
+                tab: tab.clone(),
+                link,
+                hello: hello.clone(),
+                bytes,
+                state: RefCell::new(state),
+                leadership: RefCell::new(None),
+                hosting: RefCell::new((None, None)),
+                _on_message: on_message,
+            }
         });
+        if let Link::Port(port) = &inner.link {
+            port.start();
+        }
+        let me = Tab { inner };
+        me.post(&hello);
+        if tab_hosted {
+            me.campaign_to_host(&store)?;
+        }
         JsFuture::from(ready).await.map_err(|_| {
             error(
                 "unavailable",
@@ -216,7 +293,9 @@ impl Tab {
                 false,
             )
         })?;
-        worker.set_onerror(None);
+        if let Some(w) = worker {
+            w.set_onerror(None);
+        }
         me.campaign(&store)?;
         Ok(me)
     }
@@ -239,8 +318,40 @@ impl Tab {
         Ok(())
     }
 
+    /// Where SharedWorker does not exist, one tab hosts the hub: the holder of the store's hub
+    /// lock. When it goes, the next tab takes the lock and starts a hub from IndexedDB.
+    fn campaign_to_host(&self, store: &StoreId) -> Result<(), ErrorInfo> {
+        let hub_lock = StoreId::new(format!("{store}.hub"))
+            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let weak = Rc::downgrade(&self.inner);
+        let store_id = store.to_string();
+        let campaign = Leadership::campaign(&hub_lock, move |ev| {
+            let Some(inner) = weak.upgrade() else { return };
+            if ev == LeaderEvent::Elected {
+                let hub = crate::runtime::hub::Hub::new();
+                if hub.serve_channel(&store_id).is_ok() {
+                    inner.hosting.borrow_mut().1 = Some(hub);
+                }
+            }
+        })
+        .map_err(|e| web_error(&e))?;
+        self.inner.hosting.borrow_mut().0 = Some(campaign);
+        Ok(())
+    }
+
     fn post(&self, msg: &ToHub) {
-        let _ = self.inner.port.post_message(&to_js(msg));
+        match &self.inner.link {
+            Link::Port(port) => {
+                let _ = port.post_message(&to_js(msg));
+            }
+            Link::Channel { to_hub, .. } => {
+                let envelope = ChannelToHub {
+                    from: self.inner.tab.clone(),
+                    msg: msg.clone(),
+                };
+                let _ = to_hub.post_message(&to_js(&envelope));
+            }
+        }
     }
 
     fn receive(&self, msg: ToTab) {
@@ -300,6 +411,37 @@ impl Tab {
                 }
                 ToTab::Event { event } => {
                     push_event(&s, &event, &mut calls);
+                }
+                ToTab::HubReady => {
+                    // A new tab-hosted hub: what the previous one had in flight is lost.
+                    let err = js_error(&error(
+                        "hub_changed",
+                        "the hub moved to another tab before answering; try again",
+                        true,
+                    ));
+                    calls.extend(
+                        s.pending
+                            .drain()
+                            .map(|(_, (_, reject))| (reject, err.clone())),
+                    );
+                    let hello = self.inner.hello.clone();
+                    let elected = self
+                        .inner
+                        .leadership
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|l| l.is_leader());
+                    drop(s);
+                    self.post(&hello);
+                    if elected {
+                        self.post(&ToHub::Elected {
+                            tab: self.inner.tab.clone(),
+                        });
+                    }
+                    for (f, v) in calls {
+                        let _ = f.call1(&JsValue::UNDEFINED, &v);
+                    }
+                    return;
                 }
                 ToTab::Leader { tab, .. } => {
                     let was = s.leader.as_deref() == Some(self.inner.tab.as_str());
@@ -407,6 +549,11 @@ impl Tab {
     /// This tab's id (random per page load, never copied by "Duplicate tab").
     pub fn id(&self) -> String {
         self.inner.tab.clone()
+    }
+
+    /// Whether this tab hosts the hub (tab-hosted mode only).
+    pub fn hosts_hub(&self) -> bool {
+        self.inner.hosting.borrow().1.is_some()
     }
 
     /// Stored records the hub skipped at start because they were broken.
@@ -647,7 +794,13 @@ impl Tab {
         self.post(&ToHub::Bye {
             tab: self.inner.tab.clone(),
         });
-        self.inner.port.close();
+        match &self.inner.link {
+            Link::Port(port) => port.close(),
+            Link::Channel { to_hub, from_hub } => {
+                to_hub.close();
+                from_hub.close();
+            }
+        }
         for (f, v) in calls {
             let _ = f.call1(&JsValue::UNDEFINED, &v);
         }

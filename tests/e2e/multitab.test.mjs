@@ -50,16 +50,16 @@ after(async () => {
 });
 
 /** A new tab with the harness page loaded and the store opened as `window.fs`. */
-async function openTab(storeId) {
+async function openTab(storeId, options = {}) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${base}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
-  await page.evaluate(async (storeId) => {
+  await page.evaluate(async ([storeId, options]) => {
     window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId });
+    window.fs = await window.filesync.openFileSync({ storeId, ...options });
     window.fs.on('*', (e) => window.events.push(e));
-  }, storeId);
+  }, [storeId, options]);
   return page;
 }
 
@@ -313,4 +313,34 @@ test('a throwing listener breaks nothing; calls after dispose fail with code "di
   assert.equal(noWorker, 'FileSyncError:unavailable', 'a hub worker that cannot load fails the open');
   await a.close();
   await b.close();
+});
+
+test('without SharedWorker, one tab hosts the hub and another takes over when it closes', async () => {
+  const store = unique('tab-hub');
+  const opts = { hub: 'tab' };
+  const tabs = [await openTab(store, opts), await openTab(store, opts), await openTab(store, opts)];
+  await Promise.all(tabs.map((t, i) => save(t, `t${i}.txt`, `from ${i}`)));
+  for (const t of tabs) await waitForCount(t, 3);
+  const hosts = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.hostsHub())));
+  assert.equal(hosts.filter(Boolean).length, 1, `one hub host among ${hosts}`);
+  // Close the host: another tab takes the hub lock and starts a hub from IndexedDB.
+  const [host] = tabs.splice(hosts.indexOf(true), 1);
+  await host.close();
+  const saved = await tabs[0].evaluate(async () => {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try {
+        return await window.fs.saveFile(new File(['after'], 'after.txt', { type: 'text/plain' }));
+      } catch (e) {
+        if (e.code !== 'hub_changed') throw e;
+      }
+    }
+    throw new Error('the hub never came back');
+  });
+  assert.equal(saved.name, 'after.txt');
+  await waitForCount(tabs[1], 4);
+  const after = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.hostsHub())));
+  assert.equal(after.filter(Boolean).length, 1, `one new hub host among ${after}`);
+  const text = await tabs[1].evaluate(async (id) => (await window.fs.readFile(id)).text(), saved.id);
+  assert.equal(text, 'after');
+  for (const t of tabs) await t.close();
 });
