@@ -29,6 +29,27 @@ use crate::core::{
 use crate::web::bytes::ByteStore;
 use crate::web::idb::IdbStateStore;
 
+#[wasm_bindgen(inline_js = r#"
+export function holdLock(name) {
+  // Resolves once granted; the lock stays held until this context dies.
+  return new Promise((granted) => {
+    navigator.locks.request(name, { mode: 'exclusive' }, () => {
+      granted();
+      return new Promise(() => {});
+    });
+  });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = holdLock)]
+    fn hold_lock(name: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The lock a hub holds for as long as it lives: tabs waiting on it learn that it died.
+pub fn alive_lock_name(store_id: &str) -> String {
+    format!("filesync:hub-alive:{store_id}")
+}
+
 fn now() -> Millis {
     Millis(js_sys::Date::now() as u64)
 }
@@ -279,6 +300,11 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
             "remote sync is not available in this version: open the store with remote: false",
             false,
         ));
+    }
+    // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
+    // shared, while its tabs live on). Taken before answering any tab.
+    if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
+        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
     }
     // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();

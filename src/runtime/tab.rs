@@ -25,6 +25,17 @@ use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
 use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
+#[wasm_bindgen(inline_js = r#"
+export function whenFree(name) {
+  // Resolves when nobody holds the lock exclusively: the hub that held it died.
+  return navigator.locks.request(name, { mode: 'shared' }, () => {});
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = whenFree)]
+    fn when_free(name: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
 /// A JS callback and the value to call it with, made after the state is released.
 type Call = (js_sys::Function, JsValue);
 
@@ -102,10 +113,21 @@ enum Link {
     },
 }
 
+impl Inner {
+    fn hello_store(&self) -> &str {
+        match &self.hello {
+            ToHub::Hello { config, .. } => &config.store_id,
+            _ => "",
+        }
+    }
+}
+
 struct Inner {
     tab: String,
-    link: Link,
-    /// The hello, sent again to each new tab-hosted hub.
+    link: RefCell<Link>,
+    /// The SharedWorker's script and name, to start it again if it dies.
+    worker: (String, String),
+    /// The hello, sent again to each new hub.
     hello: ToHub,
     bytes: ByteStore,
     state: RefCell<State>,
@@ -247,7 +269,7 @@ impl Tab {
             let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
                 move |e: web_sys::MessageEvent| {
                     let Some(inner) = weak.upgrade() else { return };
-                    let msg = match &inner.link {
+                    let msg = match &*inner.link.borrow() {
                         Link::Port(_) => serde_wasm_bindgen::from_value::<ToTab>(e.data()).ok(),
                         Link::Channel { .. } => {
                             serde_wasm_bindgen::from_value::<ChannelToTab>(e.data())
@@ -269,7 +291,8 @@ impl Tab {
             }
             Inner {
                 tab: tab.clone(),
-                link,
+                link: RefCell::new(link),
+                worker: (options.worker_url.clone(), format!("filesync:{store}")),
                 hello: hello.clone(),
                 bytes,
                 state: RefCell::new(state),
@@ -278,10 +301,10 @@ impl Tab {
                 _on_message: on_message,
             }
         });
-        if let Link::Port(port) = &inner.link {
+        let me = Tab { inner };
+        if let Link::Port(port) = &*me.inner.link.borrow() {
             port.start();
         }
-        let me = Tab { inner };
         me.post(&hello);
         if tab_hosted {
             me.campaign_to_host(&store)?;
@@ -339,8 +362,78 @@ impl Tab {
         Ok(())
     }
 
+    /// Waits on the lock the hub holds while it lives; when it is free, the SharedWorker died
+    /// (a renderer crash can take it while tabs live on): start it again and rejoin. Armed once
+    /// per hub, after its snapshot (the hub takes the lock before answering).
+    fn watch_hub(&self) {
+        let Ok(free) = when_free(&crate::runtime::hub::alive_lock_name(
+            self.inner.hello_store(),
+        )) else {
+            return;
+        };
+        let weak = Rc::downgrade(&self.inner);
+        wasm_bindgen_futures::spawn_local(async move {
+            if JsFuture::from(free).await.is_ok() {
+                if let Some(inner) = weak.upgrade() {
+                    Tab { inner }.restart_worker();
+                }
+            }
+        });
+    }
+
+    fn restart_worker(&self) {
+        if self.inner.state.borrow().disposed {
+            return;
+        }
+        let (url, name) = &self.inner.worker;
+        let options = web_sys::WorkerOptions::new();
+        options.set_type(web_sys::WorkerType::Module);
+        options.set_name(name);
+        let Ok(worker) = web_sys::SharedWorker::new_with_worker_options(url, &options) else {
+            return;
+        };
+        let port = worker.port();
+        port.set_onmessage(Some(self.inner._on_message.as_ref().unchecked_ref()));
+        port.start();
+        *self.inner.link.borrow_mut() = Link::Port(port);
+        self.rejoin();
+    }
+
+    /// Joins a new hub: what the previous one had in flight is lost (its requests fail with
+    /// the retryable `hub_changed`); say hello, and re-register as leader if this tab leads.
+    fn rejoin(&self) {
+        let err = js_error(&error(
+            "hub_changed",
+            "the hub restarted or moved before answering; try again",
+            true,
+        ));
+        let calls: Vec<Call> = self
+            .inner
+            .state
+            .borrow_mut()
+            .pending
+            .drain()
+            .map(|(_, (_, reject))| (reject, err.clone()))
+            .collect();
+        self.post(&self.inner.hello);
+        let leads = self
+            .inner
+            .leadership
+            .borrow()
+            .as_ref()
+            .is_some_and(|l| l.is_leader());
+        if leads {
+            self.post(&ToHub::Elected {
+                tab: self.inner.tab.clone(),
+            });
+        }
+        for (f, v) in calls {
+            let _ = f.call1(&JsValue::UNDEFINED, &v);
+        }
+    }
+
     fn post(&self, msg: &ToHub) {
-        match &self.inner.link {
+        match &*self.inner.link.borrow() {
             Link::Port(port) => {
                 let _ = port.post_message(&to_js(msg));
             }
@@ -374,6 +467,9 @@ impl Tab {
                     s.storage = storage;
                     if let Some(resolve) = s.ready.take() {
                         calls.push((resolve, JsValue::UNDEFINED));
+                    }
+                    if matches!(&*self.inner.link.borrow(), Link::Port(_)) {
+                        self.watch_hub();
                     }
                     calls.extend(
                         s.subscribers
@@ -413,34 +509,8 @@ impl Tab {
                     push_event(&s, &event, &mut calls);
                 }
                 ToTab::HubReady => {
-                    // A new tab-hosted hub: what the previous one had in flight is lost.
-                    let err = js_error(&error(
-                        "hub_changed",
-                        "the hub moved to another tab before answering; try again",
-                        true,
-                    ));
-                    calls.extend(
-                        s.pending
-                            .drain()
-                            .map(|(_, (_, reject))| (reject, err.clone())),
-                    );
-                    let hello = self.inner.hello.clone();
-                    let elected = self
-                        .inner
-                        .leadership
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|l| l.is_leader());
                     drop(s);
-                    self.post(&hello);
-                    if elected {
-                        self.post(&ToHub::Elected {
-                            tab: self.inner.tab.clone(),
-                        });
-                    }
-                    for (f, v) in calls {
-                        let _ = f.call1(&JsValue::UNDEFINED, &v);
-                    }
+                    self.rejoin();
                     return;
                 }
                 ToTab::Leader { tab, .. } => {
@@ -794,7 +864,7 @@ impl Tab {
         self.post(&ToHub::Bye {
             tab: self.inner.tab.clone(),
         });
-        match &self.inner.link {
+        match &*self.inner.link.borrow() {
             Link::Port(port) => port.close(),
             Link::Channel { to_hub, from_hub } => {
                 to_hub.close();

@@ -344,3 +344,50 @@ test('without SharedWorker, one tab hosts the hub and another takes over when it
   assert.equal(text, 'after');
   for (const t of tabs) await t.close();
 });
+
+test('a crashed leader tab hands leadership to another tab', { timeout: 60_000 }, async () => {
+  const store = unique('crash');
+  const tabs = [await openTab(store), await openTab(store)];
+  await tabs[0].waitForFunction(() => window.fs.leaderTabId() !== undefined, null, { timeout: 10_000 });
+  const leaderId = await tabs[0].evaluate(() => window.fs.leaderTabId());
+  const ids = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.tabId())));
+  const [leader] = tabs.splice(ids.indexOf(leaderId), 1);
+  // Kill the leader's renderer: no unload, no goodbye; the browser releases its lock.
+  const cdp = await context.newCDPSession(leader);
+  const crashed = new Promise((resolve) => leader.once('crash', resolve));
+  // The command's reply never comes (its renderer is gone): wait for the crash instead.
+  cdp.send('Page.crash').catch(() => {});
+  await crashed;
+  await tabs[0].waitForFunction(() => window.fs.isLeader(), null, { timeout: 10_000 });
+  await save(tabs[0], 'after-crash.txt', 'still here');
+  assert.equal(await fileCount(tabs[0]), 1);
+  await leader.close().catch(() => {});
+  await tabs[0].close();
+});
+
+test('a full disk is a typed quota_exceeded error and loses nothing else', { timeout: 60_000 }, async () => {
+  const store = unique('quota');
+  const page = await openTab(store);
+  await save(page, 'small.txt', 'fits');
+  const cdp = await context.newCDPSession(page);
+  const origin = new URL(base).origin;
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 4 * 1024 * 1024 });
+  try {
+    const err = await page.evaluate(async () => {
+      const big = new Uint8Array(24 * 1024 * 1024).fill(1);
+      try {
+        await window.fs.saveFile(new File([big], 'big.bin'));
+        return null;
+      } catch (e) {
+        return { name: e.name, code: e.code };
+      }
+    });
+    assert.deepEqual(err, { name: 'FileSyncError', code: 'quota_exceeded' });
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+  }
+  const names = await page.evaluate(() => window.fs.getFiles().map((f) => f.name));
+  assert.deepEqual(names, ['small.txt']);
+  assert.equal(await page.evaluate(async () => (await window.fs.readFile(window.fs.getFiles()[0].id)).text()), 'fits');
+  await page.close();
+});
