@@ -267,6 +267,16 @@ pub struct StorageIssue {
     pub message: String,
 }
 
+impl From<crate::core::DecodeError> for ErrorInfo {
+    fn from(e: crate::core::DecodeError) -> Self {
+        ErrorInfo {
+            code: e.code().into(),
+            message: e.to_string(),
+            retryable: false,
+        }
+    }
+}
+
 /// An app control, run by the hub's engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]

@@ -61,6 +61,12 @@ fn web_error(e: &crate::web::error::WebError) -> ErrorInfo {
     )
 }
 
+impl From<crate::web::error::WebError> for ErrorInfo {
+    fn from(e: crate::web::error::WebError) -> Self {
+        web_error(&e)
+    }
+}
+
 /// What an app passes when it opens a store.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -161,8 +167,7 @@ fn random_uuid() -> Result<String, ErrorInfo> {
 impl Tab {
     /// Opens the store in this tab: local byte store, hub connection, leader campaign.
     pub async fn open(options: OpenOptions) -> Result<Tab, ErrorInfo> {
-        let store = StoreId::new(options.store_id.clone())
-            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let store = StoreId::new(options.store_id.clone())?;
         if !matches!(
             options.remote,
             serde_json::Value::Bool(false) | serde_json::Value::Null
@@ -173,7 +178,7 @@ impl Tab {
                 false,
             ));
         }
-        let bytes = ByteStore::open(&store).await.map_err(|e| web_error(&e))?;
+        let bytes = ByteStore::open(&store).await?;
         let shared_worker_exists =
             js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
                 .unwrap_or(false);
@@ -335,8 +340,7 @@ impl Tab {
                 // The hub fences the old term when the next leader is elected.
                 LeaderEvent::Lost | LeaderEvent::Failed(_) => {}
             }
-        })
-        .map_err(|e| web_error(&e))?;
+        })?;
         *self.inner.leadership.borrow_mut() = Some(leadership);
         Ok(())
     }
@@ -344,8 +348,7 @@ impl Tab {
     /// Where SharedWorker does not exist, one tab hosts the hub: the holder of the store's hub
     /// lock. When it goes, the next tab takes the lock and starts a hub from IndexedDB.
     fn campaign_to_host(&self, store: &StoreId) -> Result<(), ErrorInfo> {
-        let hub_lock = StoreId::new(format!("{store}.hub"))
-            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let hub_lock = StoreId::new(format!("{store}.hub"))?;
         let weak = Rc::downgrade(&self.inner);
         let store_id = store.to_string();
         let campaign = Leadership::campaign(&hub_lock, move |ev| {
@@ -356,8 +359,7 @@ impl Tab {
                     inner.hosting.borrow_mut().1 = Some(hub);
                 }
             }
-        })
-        .map_err(|e| web_error(&e))?;
+        })?;
         self.inner.hosting.borrow_mut().0 = Some(campaign);
         Ok(())
     }
@@ -675,16 +677,10 @@ impl Tab {
     ) -> Result<FileState, ErrorInfo> {
         self.check_open()?;
         let info = Self::info_of(&file)?;
-        let path = check_path(path.unwrap_or_else(|| info.name.clone()))
-            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let path = check_path(path.unwrap_or_else(|| info.name.clone()))?;
         let metadata_json = Self::metadata_json(&metadata)?;
-        let hash = self
-            .inner
-            .bytes
-            .write(&file)
-            .await
-            .map_err(|e| web_error(&e))?;
-        let id = FileId::new(random_uuid()?).map_err(|e| error(e.code(), e.to_string(), false))?;
+        let hash = self.inner.bytes.write(&file).await?;
+        let id = FileId::new(random_uuid()?)?;
         let now = Millis(js_sys::Date::now() as u64);
         self.commit(FileEvent::Created(FileCreated {
             id: id.clone(),
@@ -716,13 +712,8 @@ impl Tab {
             Some(m) => MetadataPatch::Set(m),
             None => MetadataPatch::Keep,
         };
-        let hash = self
-            .inner
-            .bytes
-            .write(&file)
-            .await
-            .map_err(|e| web_error(&e))?;
-        let fid = FileId::new(id.to_string()).map_err(|e| error(e.code(), e.to_string(), false))?;
+        let hash = self.inner.bytes.write(&file).await?;
+        let fid = FileId::new(id.to_string())?;
         self.commit(FileEvent::Updated(FileUpdated {
             id: fid,
             path: current.path,
@@ -741,7 +732,7 @@ impl Tab {
     /// Deletes a file (its bytes go once nothing else references them).
     pub async fn delete(&self, id: &str) -> Result<(), ErrorInfo> {
         self.check_open()?;
-        let fid = FileId::new(id.to_string()).map_err(|e| error(e.code(), e.to_string(), false))?;
+        let fid = FileId::new(id.to_string())?;
         self.commit(FileEvent::Deleted(FileDeleted {
             id: fid,
             deleted_at: Millis(js_sys::Date::now() as u64),
@@ -757,8 +748,7 @@ impl Tab {
                 true,
             ));
         }
-        let hash = ContentHash::parse(&f.content_hash)
-            .map_err(|e| error(e.code(), e.to_string(), false))?;
+        let hash = ContentHash::parse(&f.content_hash)?;
         self.inner
             .bytes
             .read(&hash)
