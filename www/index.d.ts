@@ -110,11 +110,31 @@ export interface FileSyncError extends Error {
   retryable: boolean;
 }
 
+/** Where the server is and how to reach it. */
+export interface RemoteOptions {
+  /** Base URL of the signer API, relative to the page or absolute (default `'/api'`, as livestore-filesync's `signerBaseUrl`). */
+  baseUrl?: string;
+  /** Base URL of the event sync API (default: `baseUrl`). */
+  syncUrl?: string;
+  /** Sent as `Authorization: Bearer <token>` on API calls (never on signed blob URLs). */
+  authToken?: string;
+  /** Extra headers on API calls. */
+  headers?: Record<string, string>;
+  /** Send cookies with API calls (default `false`). */
+  includeCredentials?: boolean;
+  /** A request without an answer for this long fails with `timeout` (default 30000 ms). */
+  requestTimeoutMs?: number;
+}
+
 export interface OpenOptions {
   /** The store: every tab and device opening it sees the same files. */
   storeId: string;
-  /** Sync with a server. Only `false` (local-only) is available in this version. */
-  remote?: false;
+  /**
+   * The server to sync with (`filesync-server`, or any signer API of livestore-filesync for
+   * blobs plus our event sync API), or `false` for a local-only store whose data never
+   * leaves the browser (the default).
+   */
+  remote?: false | RemoteOptions;
   /** Least time between two progress events of a transfer, in ms (default 200). */
   progressThrottleMs?: number;
   /** Uploads at once (default 4). */

@@ -56,8 +56,10 @@ pub struct FileSync {
 
 #[wasm_bindgen]
 impl FileSync {
-    /// Opens a store: `{storeId, workerUrl, remote: false, progressThrottleMs?, maxUploads?,
-    /// maxDownloads?}`. Resolves to a `FileSync` once the hub answered.
+    /// Opens a store: `{storeId, workerUrl, remote?, progressThrottleMs?, maxUploads?,
+    /// maxDownloads?, hub?}` where `remote` is `false` (local-only, the default) or `{baseUrl?,
+    /// syncUrl?, authToken?, headers?, includeCredentials?, requestTimeoutMs?}` (see
+    /// `www/index.d.ts`). Resolves to a `FileSync` once the hub answered.
     pub fn open(options: JsValue) -> js_sys::Promise {
         console_error_panic_hook::set_once();
         future_to_promise(async move {

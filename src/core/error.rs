@@ -109,8 +109,14 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 /// How a network or storage operation failed, as the driver observed it. The retry policy
-/// decides from this alone whether and when to try again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// decides from this alone whether and when to try again. Travels between the leader tab and
+/// the hub as JSON (`{"kind": "server", "status": 503}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Failure {
     /// No network (fetch rejected, `navigator.onLine` false). Waits for connectivity, costs no retry.
@@ -127,6 +133,9 @@ pub enum Failure {
     NotFound,
     /// Another HTTP 4xx: the request itself is wrong; retrying the same request will not help.
     Rejected { status: u16 },
+    /// The server answered with something this client cannot read (not the JSON the protocol
+    /// says). Retried like a server error: it is usually a proxy or a deploy in progress.
+    Protocol { message: String },
     /// The downloaded bytes do not hash to the expected content hash.
     Integrity { actual: String },
     /// Local storage failed (quota, I/O). `quota` tells quota exhaustion apart.
@@ -146,6 +155,7 @@ impl Failure {
             Failure::Auth { .. } => "auth",
             Failure::NotFound => "remote_not_found",
             Failure::Rejected { .. } => "rejected",
+            Failure::Protocol { .. } => "bad_response",
             Failure::Integrity { .. } => "integrity",
             Failure::Storage { quota: true, .. } => "quota_exceeded",
             Failure::Storage { .. } => "storage",
@@ -176,6 +186,7 @@ impl fmt::Display for Failure {
             Failure::Auth { status } => write!(f, "not authorized (HTTP {status})"),
             Failure::NotFound => write!(f, "remote object not found"),
             Failure::Rejected { status } => write!(f, "request rejected (HTTP {status})"),
+            Failure::Protocol { message } => write!(f, "unreadable server response: {message}"),
             Failure::Integrity { actual } => {
                 write!(
                     f,

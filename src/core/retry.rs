@@ -41,6 +41,7 @@ impl RetryPolicy {
             Failure::Offline => return Decision::WaitOnline,
             Failure::Timeout
             | Failure::Server { .. }
+            | Failure::Protocol { .. }
             | Failure::RateLimited { .. }
             | Failure::NotFound
             | Failure::Integrity { .. } => true,

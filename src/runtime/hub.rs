@@ -18,8 +18,10 @@ use wasm_bindgen::JsCast;
 
 use super::protocol::{
     channel_names, AppEvent, ChannelToHub, ChannelToTab, ErrorInfo, FileState, HubConfig,
-    StorageIssue, ToHub, ToTab,
+    StorageIssue, ToHub, ToTab, TransferJob,
 };
+use super::remote::RemoteConfig;
+use super::sync;
 use crate::core::event::FileEvent;
 use crate::core::store::{batch_ops, client_id_op, CorruptRecord, StateStore};
 use crate::core::{
@@ -88,6 +90,8 @@ impl Peer {
 }
 
 struct Ready {
+    /// The server (`None`: local-only).
+    remote: Option<Rc<RemoteConfig>>,
     engine: Engine,
     store: IdbStateStore,
     bytes: Rc<ByteStore>,
@@ -294,13 +298,6 @@ fn info(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
 async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
     let store_id =
         StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
-    if !config.local_only {
-        return Err(info(
-            "unsupported",
-            "remote sync is not available in this version: open the store with remote: false",
-            false,
-        ));
-    }
     // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
     // shared, while its tabs live on). Taken before answering any tab.
     if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
@@ -336,10 +333,9 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
         .with(|slot| slot.borrow_mut().take())
         .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
-    let mode = if config.local_only {
-        Mode::LocalOnly
-    } else {
-        Mode::Remote
+    let mode = match config.remote {
+        None => Mode::LocalOnly,
+        Some(_) => Mode::Remote,
     };
     let mut cfg = Config::new(store_id, client, mode);
     if let Some(ms) = config.progress_interval_ms {
@@ -352,6 +348,7 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
         cfg.max_downloads = n.max(1);
     }
     cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
+    let store_for_sync = cfg.store.clone();
     let mut engine = Engine::new(cfg, loaded.snapshot, now());
     // What storage really holds wins over what rows say (see the engine's docs). Listing
     // thousands of entries takes a while: the hub serves tabs meanwhile, and the engine
@@ -368,7 +365,12 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
             wake();
         }
     });
+    if let Some(remote) = &config.remote {
+        sync::watch_network();
+        sync::run_live(remote.clone(), store_for_sync);
+    }
     Ok(Ready {
+        remote: config.remote.map(Rc::new),
         engine,
         store,
         storage: bytes.kind().as_str().to_string(),
@@ -497,6 +499,10 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         ToHub::Bye { tab } => {
             s.ports.retain(|(t, _)| *t != tab);
         }
+        ToHub::Transfer { report } => {
+            // Reports of a fenced-off term or an aborted task are refused by the engine.
+            let _ = r.engine.handle(now, report.into_input());
+        }
     }
     for m in replies {
         s.outbox.push((port.clone(), m));
@@ -596,9 +602,10 @@ fn drain(s: &mut State) {
     }
     // (port, message); no port: to every tab.
     let mut msgs: Vec<(Option<Peer>, ToTab)> = Vec::new();
+    let mut to_leader = Vec::new();
     for o in out {
         match o {
-            Output::Command(c) => perform(r, c),
+            Output::Command(c) => to_leader.extend(perform(r, c)),
             Output::Event(Event::Committed { op }) => {
                 if let Some((port, req)) = r.commits.remove(&op) {
                     msgs.push((Some(port), ToTab::Reply { req, error: None }));
@@ -630,6 +637,19 @@ fn drain(s: &mut State) {
             }
         }
     }
+    // Transfers go to the leader tab; without one (it just left) the engine hears
+    // `LeaderLost` and queues them again for the next leader.
+    let leader = r.leader.as_ref().map(|(t, _)| t.clone());
+    let leader_peer = s
+        .ports
+        .iter()
+        .find(|(t, _)| Some(t) == leader.as_ref())
+        .map(|(_, p)| p.clone());
+    if let Some(p) = leader_peer {
+        for msg in to_leader {
+            s.outbox.push((p.clone(), msg));
+        }
+    }
     for (port, msg) in msgs {
         match port {
             Some(p) => s.outbox.push((p, msg)),
@@ -638,8 +658,28 @@ fn drain(s: &mut State) {
     }
 }
 
-/// Performs one engine command asynchronously; its result comes back as an input.
-fn perform(r: &mut Ready, c: Command) {
+/// Queues an async result for the engine and wakes the hub.
+pub(super) fn feed(input: Input) {
+    HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
+    wake();
+}
+
+/// The engine's cursor (for the live channel), 0 before the hub is ready.
+pub(super) fn cursor() -> crate::core::Seq {
+    HUB.with(|h| {
+        h.borrow()
+            .as_ref()
+            .and_then(|state| match &state.borrow().phase {
+                Phase::Ready(r) => Some(r.engine.table().cursor()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Performs one engine command asynchronously; its result comes back as an input. Returns
+/// the message for the leader tab when the command is a transfer's.
+fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
     match c {
         Command::Persist(batch) => {
             let store = r.store.clone();
@@ -677,10 +717,49 @@ fn perform(r: &mut Ready, c: Command) {
                 }
             });
         }
-        // Remote sync is refused at start (local-only stores only), so the engine never asks
-        // for the network or for transfers.
-        _ => {}
+        Command::StartTransfer(order) => {
+            return Some(ToTab::Transfer {
+                job: TransferJob::from_order(&order),
+            })
+        }
+        Command::AbortTransfer { task } => return Some(ToTab::Abort { task: task.0 }),
+        Command::Push { request, events } => {
+            if let Some(remote) = &r.remote {
+                sync::push(
+                    remote.clone(),
+                    r.engine.config().store.clone(),
+                    request,
+                    events,
+                );
+            }
+        }
+        Command::Pull {
+            request,
+            after,
+            limit,
+        } => {
+            if let Some(remote) = &r.remote {
+                sync::pull(
+                    remote.clone(),
+                    r.engine.config().store.clone(),
+                    request,
+                    after,
+                    limit,
+                );
+            }
+        }
+        Command::CheckHealth => {
+            if let Some(remote) = &r.remote {
+                sync::check_health(remote.clone());
+            }
+        }
+        Command::DeleteRemote { task, term, key } => {
+            if let Some(remote) = &r.remote {
+                sync::delete_remote(remote.clone(), task, term, key);
+            }
+        }
     }
+    None
 }
 
 fn arm_timer(state: &Rc<RefCell<State>>) {

@@ -7,9 +7,16 @@
 //!   leader election, local bytes.
 
 pub mod protocol;
+pub mod remote;
 
 #[cfg(target_arch = "wasm32")]
 pub mod hub;
 
 #[cfg(target_arch = "wasm32")]
+mod sync;
+
+#[cfg(target_arch = "wasm32")]
 pub mod tab;
+
+#[cfg(target_arch = "wasm32")]
+mod transfer;

@@ -4,9 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::remote::RemoteConfig;
 use crate::core::event::WireEvent;
 use crate::core::local::{SyncError, TransferKind, TransferStatus};
-use crate::core::{Event, FileView, SyncStatus};
+use crate::core::{
+    ContentHash, Event, Failure, FileView, Input, SyncStatus, TaskId, Term, TransferOrder,
+};
 
 /// A file as apps see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -300,9 +303,8 @@ pub enum Control {
 #[serde(rename_all = "camelCase")]
 pub struct HubConfig {
     pub store_id: String,
-    /// Nothing leaves the browser. Only local-only stores are served until the remote
-    /// transport lands.
-    pub local_only: bool,
+    /// The server; `None`: local-only, nothing leaves the browser.
+    pub remote: Option<RemoteConfig>,
     pub progress_interval_ms: Option<u64>,
     pub max_uploads: Option<usize>,
     pub max_downloads: Option<usize>,
@@ -324,6 +326,99 @@ pub enum ToHub {
     Resigned { term: u64 },
     /// The tab is closing.
     Bye { tab: String },
+    /// The leader's report on a transfer the hub asked it to run.
+    Transfer { report: TransferReport },
+}
+
+/// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferJob {
+    pub task: u64,
+    pub term: u64,
+    pub kind: TransferKind,
+    pub hash: ContentHash,
+    pub key: String,
+    pub size: u64,
+    pub mime_type: String,
+}
+
+impl TransferJob {
+    pub fn from_order(o: &TransferOrder) -> TransferJob {
+        TransferJob {
+            task: o.task.0,
+            term: o.term.0,
+            kind: o.kind,
+            hash: o.hash,
+            key: o.key.as_str().to_string(),
+            size: o.size,
+            mime_type: o.mime_type.clone(),
+        }
+    }
+}
+
+/// What the leader tab reports about a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TransferReport {
+    Progress {
+        task: u64,
+        term: u64,
+        loaded: u64,
+        total: u64,
+    },
+    /// Downloads name the hash of the bytes they stored.
+    Done {
+        task: u64,
+        term: u64,
+        downloaded: Option<ContentHash>,
+    },
+    Failed {
+        task: u64,
+        term: u64,
+        failure: Failure,
+    },
+}
+
+impl TransferReport {
+    /// The engine input this report is.
+    pub fn into_input(self) -> Input {
+        match self {
+            TransferReport::Progress {
+                task,
+                term,
+                loaded,
+                total,
+            } => Input::TransferProgress {
+                task: TaskId(task),
+                term: Term(term),
+                loaded,
+                total,
+            },
+            TransferReport::Done {
+                task,
+                term,
+                downloaded,
+            } => Input::TransferDone {
+                task: TaskId(task),
+                term: Term(term),
+                downloaded_hash: downloaded,
+            },
+            TransferReport::Failed {
+                task,
+                term,
+                failure,
+            } => Input::TransferFailed {
+                task: TaskId(task),
+                term: Term(term),
+                failure,
+            },
+        }
+    }
 }
 
 /// Hub -> tab.
@@ -354,6 +449,10 @@ pub enum ToTab {
     /// A hub hosted by a tab (no SharedWorker) started: say hello again; requests sent to a
     /// previous hub are lost.
     HubReady,
+    /// To the leader: run this transfer.
+    Transfer { job: TransferJob },
+    /// To the leader: abort this transfer (its result will be ignored).
+    Abort { task: u64 },
 }
 
 /// A tab's message on the BroadcastChannel of a tab-hosted hub.
@@ -396,6 +495,33 @@ mod tests {
             serde_json::json!({"type": "control", "req": 3, "control": {"action": "prioritize", "fileId": "f"}})
         );
         assert_eq!(serde_json::from_value::<ToHub>(v).unwrap(), m);
+        let r = ToHub::Transfer {
+            report: TransferReport::Failed {
+                task: 2,
+                term: 1,
+                failure: Failure::Server { status: 503 },
+            },
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "transfer", "report": {"kind": "failed", "task": 2, "term": 1,
+                "failure": {"kind": "server", "status": 503}}})
+        );
+        assert_eq!(serde_json::from_value::<ToHub>(v).unwrap(), r);
+        assert!(matches!(
+            TransferReport::Done {
+                task: 2,
+                term: 1,
+                downloaded: None
+            }
+            .into_input(),
+            Input::TransferDone {
+                task: TaskId(2),
+                term: Term(1),
+                downloaded_hash: None
+            }
+        ));
         let e = AppEvent::UploadProgress {
             file_id: "f".into(),
             loaded: 1,

@@ -25,6 +25,24 @@ use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
 use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
+use super::remote::RemoteConfig;
+use super::transfer::Transfers;
+
+/// `url` made absolute against this page (or worker) location; `None` if it is not a URL.
+fn absolute_url(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let base = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("location"))
+        .ok()
+        .and_then(|l| js_sys::Reflect::get(&l, &JsValue::from_str("href")).ok())
+        .and_then(|h| h.as_string())?;
+    web_sys::Url::new_with_base(url, &base)
+        .ok()
+        .map(|u| u.href())
+        .filter(|h| h.starts_with("http://") || h.starts_with("https://"))
+}
+
 #[wasm_bindgen(inline_js = r#"
 export function whenFree(name) {
   // Resolves when nobody holds the lock exclusively: the hub that held it died.
@@ -74,7 +92,7 @@ pub struct OpenOptions {
     pub store_id: String,
     /// URL of the SharedWorker script shipped with the package.
     pub worker_url: String,
-    /// `false`: local-only. Remote configuration is not available in this version.
+    /// `false`: local-only; an object: the server (see `remote::parse_options`).
     #[serde(default)]
     pub remote: serde_json::Value,
     #[serde(default)]
@@ -135,7 +153,11 @@ struct Inner {
     worker: (String, String),
     /// The hello, sent again to each new hub.
     hello: ToHub,
-    bytes: ByteStore,
+    bytes: Rc<ByteStore>,
+    /// The server (`None`: local-only).
+    remote: Option<Rc<RemoteConfig>>,
+    /// Transfers this tab runs while it leads.
+    transfers: Rc<Transfers>,
     state: RefCell<State>,
     leadership: RefCell<Option<Leadership>>,
     /// In tab-hosted mode: the campaign to host the hub, and the hub once this tab hosts it.
@@ -168,17 +190,9 @@ impl Tab {
     /// Opens the store in this tab: local byte store, hub connection, leader campaign.
     pub async fn open(options: OpenOptions) -> Result<Tab, ErrorInfo> {
         let store = StoreId::new(options.store_id.clone())?;
-        if !matches!(
-            options.remote,
-            serde_json::Value::Bool(false) | serde_json::Value::Null
-        ) {
-            return Err(error(
-                "unsupported",
-                "remote sync is not available in this version: pass remote: false",
-                false,
-            ));
-        }
-        let bytes = ByteStore::open(&store).await?;
+        let remote = super::remote::parse_options(&options.remote, absolute_url)
+            .map_err(|m| error("invalid_options", m, false))?;
+        let bytes = Rc::new(ByteStore::open(&store).await?);
         let shared_worker_exists =
             js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
                 .unwrap_or(false);
@@ -262,7 +276,7 @@ impl Tab {
             tab: tab.clone(),
             config: HubConfig {
                 store_id: store.to_string(),
-                local_only: true,
+                remote: remote.clone(),
                 progress_interval_ms: options.progress_throttle_ms,
                 max_uploads: options.max_uploads,
                 max_downloads: options.max_downloads,
@@ -300,6 +314,8 @@ impl Tab {
                 worker: (options.worker_url.clone(), format!("filesync:{store}")),
                 hello: hello.clone(),
                 bytes,
+                remote: remote.map(Rc::new),
+                transfers: Rc::new(Transfers::default()),
                 state: RefCell::new(state),
                 leadership: RefCell::new(None),
                 hosting: RefCell::new((None, None)),
@@ -337,8 +353,9 @@ impl Tab {
                 LeaderEvent::Elected => tab.post(&ToHub::Elected {
                     tab: tab.inner.tab.clone(),
                 }),
-                // The hub fences the old term when the next leader is elected.
-                LeaderEvent::Lost | LeaderEvent::Failed(_) => {}
+                // The hub fences the old term when the next leader is elected; requests in
+                // flight stop now.
+                LeaderEvent::Lost | LeaderEvent::Failed(_) => tab.inner.transfers.abort_all(),
             }
         })?;
         *self.inner.leadership.borrow_mut() = Some(leadership);
@@ -515,6 +532,16 @@ impl Tab {
                     self.rejoin();
                     return;
                 }
+                ToTab::Transfer { job } => {
+                    drop(s);
+                    self.run_transfer(job);
+                    return;
+                }
+                ToTab::Abort { task } => {
+                    drop(s);
+                    self.inner.transfers.abort(task);
+                    return;
+                }
                 ToTab::Leader { tab, .. } => {
                     let was = s.leader.as_deref() == Some(self.inner.tab.as_str());
                     let is = tab.as_deref() == Some(self.inner.tab.as_str());
@@ -539,6 +566,32 @@ impl Tab {
             // A throwing callback must not break the runtime.
             let _ = f.call1(&JsValue::UNDEFINED, &v);
         }
+    }
+
+    /// Runs a transfer the hub asked for, if this tab still leads; its reports carry the
+    /// job's term, so the hub ignores them once another tab leads.
+    fn run_transfer(&self, job: super::protocol::TransferJob) {
+        let leads = self
+            .inner
+            .leadership
+            .borrow()
+            .as_ref()
+            .is_some_and(|l| l.is_leader());
+        let Some(remote) = self.inner.remote.clone() else {
+            return;
+        };
+        if !leads || self.inner.state.borrow().disposed {
+            return;
+        }
+        let weak = Rc::downgrade(&self.inner);
+        let report: super::transfer::Reporter = Rc::new(move |report| {
+            if let Some(inner) = weak.upgrade() {
+                Tab { inner }.post(&ToHub::Transfer { report });
+            }
+        });
+        self.inner
+            .transfers
+            .start(job, remote, self.inner.bytes.clone(), report);
     }
 
     fn check_open(&self) -> Result<(), ErrorInfo> {
@@ -848,6 +901,7 @@ impl Tab {
                 .map(|(_, (_, reject))| (reject, err.clone()))
                 .collect()
         };
+        self.inner.transfers.abort_all();
         if let Some(l) = self.inner.leadership.borrow_mut().take() {
             l.resign();
         }

@@ -95,8 +95,8 @@ impl StreamingHasher {
 pub const CHUNK_BYTES: u32 = 1024 * 1024;
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
-export function chunkReader(blob, size) {
-  const stream = blob.stream();
+export function chunkReader(source, size) {
+  const stream = source instanceof ReadableStream ? source : source.stream();
   let reader, buffer;
   try {
     // A BYOB reader fills one reused buffer: the default reader allocates a fresh buffer per
@@ -126,7 +126,7 @@ export function chunkReader(blob, size) {
 extern "C" {
     type ChunkReader;
     #[wasm_bindgen(catch, js_name = chunkReader)]
-    fn chunk_reader(blob: &web_sys::Blob, size: u32) -> Result<ChunkReader, JsValue>;
+    fn chunk_reader(source: &JsValue, size: u32) -> Result<ChunkReader, JsValue>;
     #[wasm_bindgen(method)]
     fn next(this: &ChunkReader) -> js_sys::Promise;
     #[wasm_bindgen(method)]
@@ -148,8 +148,17 @@ pub struct BlobChunks {
 impl BlobChunks {
     /// Starts reading `blob`.
     pub fn new(blob: &web_sys::Blob) -> Result<BlobChunks, WebError> {
-        let reader =
-            chunk_reader(blob, CHUNK_BYTES).map_err(|e| WebError::from_js("ReadableStream", &e))?;
+        BlobChunks::start(blob.as_ref())
+    }
+
+    /// Starts reading a byte stream (a `fetch` response body), which must not be locked.
+    pub fn of_stream(stream: &web_sys::ReadableStream) -> Result<BlobChunks, WebError> {
+        BlobChunks::start(stream.as_ref())
+    }
+
+    fn start(source: &JsValue) -> Result<BlobChunks, WebError> {
+        let reader = chunk_reader(source, CHUNK_BYTES)
+            .map_err(|e| WebError::from_js("ReadableStream", &e))?;
         Ok(BlobChunks {
             reader,
             done: false,

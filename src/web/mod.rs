@@ -6,5 +6,6 @@ pub mod bytes;
 pub mod error;
 pub mod global;
 pub mod hash;
+pub mod http;
 pub mod idb;
 pub mod locks;

@@ -39,3 +39,21 @@ export async function example(input: File): Promise<string[]> {
   fs.dispose();
   return [file.name, url, String(status.hasPending)];
 }
+
+// A store synced through a server: every remote option, typed.
+export async function synced(): Promise<void> {
+  const fs = await openFileSync({
+    storeId: 'photos',
+    remote: {
+      baseUrl: '/api',
+      syncUrl: 'https://sync.example/api',
+      authToken: 'token',
+      headers: { 'x-app': 'demo' },
+      includeCredentials: false,
+      requestTimeoutMs: 10_000,
+    },
+    maxUploads: 2,
+  });
+  fs.on('online', () => undefined);
+  fs.dispose();
+}

@@ -646,6 +646,11 @@ impl Engine {
         })
     }
 
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Aggregate status, derived from the per-client rows.
     pub fn status(&self) -> SyncStatus {
         SyncStatus::derive(self.local.rows())

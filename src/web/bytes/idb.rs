@@ -131,6 +131,18 @@ impl IdbBlobStore {
         Ok(hash)
     }
 
+    /// Stores a byte stream (a download) if it hashes to `expected`. IndexedDB stores blobs,
+    /// so the stream is gathered into one first: this fallback holds a download in memory.
+    pub(super) async fn write_stream(
+        &self,
+        stream: &web_sys::ReadableStream,
+        expected: ContentHash,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ContentHash, WriteError> {
+        let blob = super::gather(stream, progress).await?;
+        self.write(&blob, Some(expected)).await
+    }
+
     pub(super) async fn read(&self, hash: &ContentHash) -> Result<web_sys::Blob, WebError> {
         let tx = self.transaction(IdbTransactionMode::Readonly)?;
         let hex = hash.to_hex();

@@ -222,6 +222,21 @@ impl ByteStore {
         }
     }
 
+    /// Stores a byte stream (a download's body) only if it hashes to `expected`, hashing while
+    /// writing; `progress` gets the bytes read so far after each chunk. On a mismatch nothing
+    /// is stored. The stream is consumed (or cancelled on failure).
+    pub async fn write_stream(
+        &self,
+        stream: &web_sys::ReadableStream,
+        expected: ContentHash,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ContentHash, WriteError> {
+        match self {
+            ByteStore::Opfs(s) => s.write_stream(stream, expected, progress).await,
+            ByteStore::Idb(s) => s.write_stream(stream, expected, progress).await,
+        }
+    }
+
     /// The bytes stored under `hash`; [`WebError::NotFound`] when there are none.
     pub async fn read(&self, hash: &ContentHash) -> Result<web_sys::Blob, WebError> {
         match self {
@@ -305,4 +320,21 @@ fn check_expected(actual: ContentHash, expected: Option<ContentHash>) -> Result<
         Some(expected) if expected != actual => Err(WriteError::Mismatch { expected, actual }),
         _ => Ok(()),
     }
+}
+
+/// Reads a byte stream into one in-memory blob (for stores that can only take blobs).
+async fn gather(
+    stream: &web_sys::ReadableStream,
+    progress: &mut dyn FnMut(u64),
+) -> Result<web_sys::Blob, WebError> {
+    let mut chunks = crate::web::hash::BlobChunks::of_stream(stream)?;
+    let parts = js_sys::Array::new();
+    let mut loaded = 0u64;
+    while let Some(chunk) = chunks.next().await? {
+        // The reader reuses the chunk's memory: keep a copy.
+        parts.push(&chunk.slice(0, chunk.length()));
+        loaded += u64::from(chunk.length());
+        progress(loaded);
+    }
+    web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| WebError::from_js("Blob", &e))
 }

@@ -159,7 +159,7 @@ impl OpfsStore {
         let mut attempt = 1;
         loop {
             let result = if self.use_move.get() {
-                self.write_through_temp(blob, expected).await
+                self.write_through_temp(Source::Blob(blob), expected).await
             } else {
                 self.write_in_place(blob, expected).await
             };
@@ -177,10 +177,34 @@ impl OpfsStore {
         }
     }
 
+    /// Stores a byte stream (a download) if it hashes to `expected`, calling `progress` with
+    /// the bytes read so far. A stream cannot be read twice, so there is one attempt: a
+    /// contended write fails and the caller retries the download. Without `move()` the stream
+    /// is gathered into a blob first (see the module docs).
+    pub(super) async fn write_stream(
+        &self,
+        stream: &web_sys::ReadableStream,
+        expected: ContentHash,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ContentHash, WriteError> {
+        if !self.use_move.get() {
+            let blob = super::gather(stream, progress).await?;
+            return self.write(&blob, Some(expected)).await;
+        }
+        match self
+            .write_through_temp(Source::Stream(stream, progress), Some(expected))
+            .await
+        {
+            Ok(hash) => Ok(hash),
+            Err(Attempt::Contended(e)) => Err(e.into()),
+            Err(Attempt::Failed(e)) => Err(e),
+        }
+    }
+
     /// One attempt of the write with `move()` (module docs).
     async fn write_through_temp(
         &self,
-        blob: &web_sys::Blob,
+        source: Source<'_>,
         expected: Option<ContentHash>,
     ) -> Result<ContentHash, Attempt> {
         let name = temp_name();
@@ -195,7 +219,7 @@ impl OpfsStore {
         // Everything that can reject the write is decided while the writable is still open (the
         // browser locks the temp meanwhile); only then is it committed and renamed at once.
         let checked: Result<(ContentHash, bool), WriteError> = async {
-            let hash = fill(&writable, blob).await?;
+            let hash = fill(&writable, source).await?;
             check_expected(hash, expected)?;
             Ok((hash, self.has(&hash).await?))
         }
@@ -264,7 +288,7 @@ impl OpfsStore {
                 return Err(classify(e));
             }
         };
-        let written = match fill(&writable, blob).await {
+        let written = match fill(&writable, Source::Blob(blob)).await {
             Ok(again) if again == hash => await_js(writable.close()).await,
             Ok(again) => Err(WebError::Other {
                 name: "NotReadableError".into(),
@@ -389,11 +413,36 @@ impl OpfsStore {
     }
 }
 
-/// Streams `blob` into `writable`, hashing it in the same pass. Leaves the writable open.
+/// What a write stores: a blob (a save; can be read again) or a byte stream with a progress
+/// callback (a download; read once).
+enum Source<'a> {
+    Blob(&'a web_sys::Blob),
+    Stream(&'a web_sys::ReadableStream, &'a mut dyn FnMut(u64)),
+}
+
+/// Streams the source into `writable`, hashing it in the same pass. Leaves the writable open.
 async fn fill(
     writable: &FileSystemWritableFileStream,
-    blob: &web_sys::Blob,
+    source: Source<'_>,
 ) -> Result<ContentHash, WebError> {
+    let blob = match source {
+        Source::Blob(blob) => blob,
+        Source::Stream(stream, progress) => {
+            let mut chunks = hash::BlobChunks::of_stream(stream)?;
+            let mut hasher = hash::StreamingHasher::new();
+            let mut loaded = 0u64;
+            while let Some(chunk) = chunks.next().await? {
+                let written = writable
+                    .write_with_js_u8_array(&chunk)
+                    .map_err(|e| WebError::from_js(API, &e))?;
+                hasher.update_js(&chunk);
+                loaded += u64::from(chunk.length());
+                await_js(written).await?;
+                progress(loaded);
+            }
+            return Ok(hasher.finish());
+        }
+    };
     if blob.size() <= hash::WEBCRYPTO_MAX_BYTES as f64 && hash::webcrypto_available() {
         // Small: one buffer, WebCrypto's faster digest, one write.
         let buffer: js_sys::Object = await_value("Blob.arrayBuffer", blob.array_buffer())

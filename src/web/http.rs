@@ -1,0 +1,404 @@
+//! HTTP through the global scope's `fetch` (and `XMLHttpRequest` for uploads, the one browser
+//! API that reports upload progress without streaming request bodies, which need HTTP/2).
+//!
+//! Every call has a timeout and can be aborted; failures come back classified as
+//! [`Failure`] (no network, timeout, cancelled) or as the response's status and text for the
+//! caller to classify. Nothing here knows the protocol: see `crate::runtime::remote`.
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::core::Failure;
+
+#[wasm_bindgen(inline_js = r#"
+function init(method, headers, body, signal, credentials) {
+  return {
+    method,
+    headers,
+    body: body ?? undefined,
+    signal,
+    credentials: credentials ? 'include' : 'same-origin',
+    cache: 'no-store',
+  };
+}
+
+function failed(e, why) {
+  if (why.reason) return { failure: why.reason };
+  return { failure: 'offline', message: String(e && e.message || e) };
+}
+
+function answer(r) {
+  return { status: r.status, retryAfter: r.headers.get('retry-after') };
+}
+
+export function httpText(method, url, headers, body, credentials, timeoutMs) {
+  const ctrl = new AbortController();
+  const why = {};
+  const timer = setTimeout(() => { why.reason = 'timeout'; ctrl.abort(); }, timeoutMs);
+  const done = (async () => {
+    try {
+      const r = await fetch(url, init(method, headers, body, ctrl.signal, credentials));
+      const text = await r.text();
+      return { ...answer(r), text };
+    } catch (e) {
+      return failed(e, why);
+    } finally {
+      clearTimeout(timer);
+    }
+  })();
+  return { done, abort() { why.reason = why.reason || 'cancelled'; ctrl.abort(); } };
+}
+
+export function httpStream(url, headers, credentials, timeoutMs) {
+  // The timeout covers the response head only: a body may take long, and stalls are the
+  // engine's to detect.
+  const ctrl = new AbortController();
+  const why = {};
+  const timer = setTimeout(() => { why.reason = 'timeout'; ctrl.abort(); }, timeoutMs);
+  const done = (async () => {
+    try {
+      const r = await fetch(url, init('GET', headers, null, ctrl.signal, credentials));
+      clearTimeout(timer);
+      if (!r.ok || !r.body) {
+        const text = await r.text().catch(() => '');
+        return { ...answer(r), text };
+      }
+      const length = Number(r.headers.get('content-length'));
+      return { ...answer(r), body: r.body, length: Number.isFinite(length) ? length : null };
+    } catch (e) {
+      clearTimeout(timer);
+      return failed(e, why);
+    }
+  })();
+  return { done, abort() { why.reason = why.reason || 'cancelled'; ctrl.abort(); } };
+}
+
+export function xhrSend(method, url, headers, body, credentials, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const why = {};
+  const done = new Promise((resolve) => {
+    xhr.open(method, url);
+    xhr.withCredentials = !!credentials;
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : body.size);
+    xhr.onload = () => resolve({
+      status: xhr.status,
+      retryAfter: xhr.getResponseHeader('retry-after'),
+      text: xhr.responseText,
+    });
+    xhr.onerror = () => resolve({ failure: 'offline', message: 'network error' });
+    xhr.onabort = () => resolve({ failure: why.reason || 'cancelled' });
+    xhr.send(body);
+  });
+  return { done, abort() { why.reason = why.reason || 'cancelled'; xhr.abort(); } };
+}
+
+export function sseOpen(url, headers, credentials, onMessage) {
+  const ctrl = new AbortController();
+  const why = {};
+  const done = (async () => {
+    try {
+      const r = await fetch(url, init('GET', { ...headers, accept: 'text/event-stream' }, null,
+        ctrl.signal, credentials));
+      if (!r.ok || !r.body) {
+        const text = await r.text().catch(() => '');
+        return { ...answer(r), text };
+      }
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '', event = 'message', data = [];
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return { status: r.status, text: '' };
+        buf += value;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          let line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.endsWith('\r')) line = line.slice(0, -1);
+          if (line === '') {
+            if (data.length) onMessage(event, data.join('\n'));
+            event = 'message';
+            data = [];
+          } else if (!line.startsWith(':')) {
+            const c = line.indexOf(':');
+            const field = c < 0 ? line : line.slice(0, c);
+            let v = c < 0 ? '' : line.slice(c + 1);
+            if (v.startsWith(' ')) v = v.slice(1);
+            if (field === 'event') event = v;
+            else if (field === 'data') data.push(v);
+          }
+        }
+      }
+    } catch (e) {
+      return failed(e, why);
+    }
+  })();
+  return { done, abort() { why.reason = why.reason || 'cancelled'; ctrl.abort(); } };
+}
+"#)]
+extern "C" {
+    /// A request in flight: `done` resolves (never rejects) with a [`Raw`] answer.
+    pub type Call;
+    #[wasm_bindgen(method, getter)]
+    fn done(this: &Call) -> js_sys::Promise;
+    /// Aborts the request; its answer becomes `cancelled` (unless it already timed out).
+    #[wasm_bindgen(method)]
+    pub fn abort(this: &Call);
+
+    #[wasm_bindgen(js_name = httpText)]
+    fn http_text(
+        method: &str,
+        url: &str,
+        headers: &js_sys::Object,
+        body: Option<String>,
+        credentials: bool,
+        timeout_ms: u32,
+    ) -> Call;
+    #[wasm_bindgen(js_name = httpStream)]
+    fn http_stream(url: &str, headers: &js_sys::Object, credentials: bool, timeout_ms: u32)
+        -> Call;
+    #[wasm_bindgen(js_name = xhrSend)]
+    fn xhr_send(
+        method: &str,
+        url: &str,
+        headers: &js_sys::Object,
+        body: &web_sys::Blob,
+        credentials: bool,
+        on_progress: &js_sys::Function,
+    ) -> Call;
+    #[wasm_bindgen(js_name = sseOpen)]
+    fn sse_open(
+        url: &str,
+        headers: &js_sys::Object,
+        credentials: bool,
+        on_message: &js_sys::Function,
+    ) -> Call;
+}
+
+/// Where and how to send requests: extra headers (the bearer token among them) and whether
+/// cookies go along.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoint {
+    pub headers: Vec<(String, String)>,
+    pub credentials: bool,
+    pub timeout_ms: u32,
+}
+
+impl Endpoint {
+    fn headers_with(&self, extra: &[(String, String)]) -> js_sys::Object {
+        let o = js_sys::Object::new();
+        for (k, v) in self.headers.iter().chain(extra) {
+            let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &JsValue::from_str(v));
+        }
+        o
+    }
+}
+
+/// A response as received: its status, `Retry-After` and text (or body stream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub text: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAnswer {
+    status: Option<u16>,
+    retry_after: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    failure: Option<String>,
+    message: Option<String>,
+}
+
+fn failure_of(kind: &str, message: Option<String>) -> Failure {
+    match kind {
+        "timeout" => Failure::Timeout,
+        "cancelled" => Failure::Cancelled,
+        "offline" => Failure::Offline,
+        other => Failure::Protocol {
+            message: message.unwrap_or_else(|| other.to_string()),
+        },
+    }
+}
+
+async fn settle(call: &Call) -> Result<(Response, JsValue), Failure> {
+    let value = JsFuture::from(call.done())
+        .await
+        .map_err(|e| Failure::Protocol {
+            message: format!("{e:?}"),
+        })?;
+    let raw: RawAnswer =
+        serde_wasm_bindgen::from_value(value.clone()).map_err(|e| Failure::Protocol {
+            message: e.to_string(),
+        })?;
+    if let Some(kind) = raw.failure {
+        return Err(failure_of(&kind, raw.message));
+    }
+    Ok((
+        Response {
+            status: raw.status.unwrap_or(0),
+            retry_after: raw.retry_after,
+            text: raw.text.unwrap_or_default(),
+        },
+        value,
+    ))
+}
+
+/// A request whose whole answer is text (JSON calls). `body` is sent as `application/json`.
+pub struct TextRequest {
+    call: Call,
+}
+
+impl TextRequest {
+    pub fn start(endpoint: &Endpoint, method: &str, url: &str, body: Option<String>) -> Self {
+        let json = [("content-type".to_string(), "application/json".to_string())];
+        let extra: &[(String, String)] = if body.is_some() { &json } else { &[] };
+        TextRequest {
+            call: http_text(
+                method,
+                url,
+                &endpoint.headers_with(extra),
+                body,
+                endpoint.credentials,
+                endpoint.timeout_ms,
+            ),
+        }
+    }
+
+    pub fn abort(&self) {
+        self.call.abort();
+    }
+
+    pub async fn response(&self) -> Result<Response, Failure> {
+        settle(&self.call).await.map(|(r, _)| r)
+    }
+}
+
+/// A GET whose body is read as a stream (downloads).
+pub struct StreamRequest {
+    call: Call,
+}
+
+/// A response whose body is still to be read.
+pub struct StreamResponse {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// Set for a successful response (the error text is in `text` otherwise).
+    pub body: Option<web_sys::ReadableStream>,
+    pub length: Option<u64>,
+    pub text: String,
+}
+
+impl StreamRequest {
+    pub fn start(endpoint: &Endpoint, url: &str, headers: &[(String, String)]) -> Self {
+        StreamRequest {
+            call: http_stream(
+                url,
+                &endpoint.headers_with(headers),
+                endpoint.credentials,
+                endpoint.timeout_ms,
+            ),
+        }
+    }
+
+    pub fn abort(&self) {
+        self.call.abort();
+    }
+
+    pub async fn response(&self) -> Result<StreamResponse, Failure> {
+        let (r, raw) = settle(&self.call).await?;
+        let get = |k: &str| js_sys::Reflect::get(&raw, &JsValue::from_str(k)).ok();
+        Ok(StreamResponse {
+            status: r.status,
+            retry_after: r.retry_after,
+            body: get("body").and_then(|b| b.dyn_into().ok()),
+            length: get("length").and_then(|v| v.as_f64()).map(|n| n as u64),
+            text: r.text,
+        })
+    }
+}
+
+/// An upload of a blob with progress (`on_progress(loaded, total)`), through XHR.
+pub struct Upload {
+    call: Call,
+    _on_progress: Closure<dyn FnMut(f64, f64)>,
+}
+
+impl Upload {
+    pub fn start(
+        endpoint: &Endpoint,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &web_sys::Blob,
+        on_progress: impl FnMut(f64, f64) + 'static,
+    ) -> Self {
+        let on_progress = Closure::<dyn FnMut(f64, f64)>::new(on_progress);
+        // Signed URLs carry their own authorization: only the signer's headers go along.
+        let plain = Endpoint {
+            headers: Vec::new(),
+            ..endpoint.clone()
+        };
+        let call = xhr_send(
+            method,
+            url,
+            &plain.headers_with(headers),
+            body,
+            endpoint.credentials,
+            on_progress.as_ref().unchecked_ref(),
+        );
+        Upload {
+            call,
+            _on_progress: on_progress,
+        }
+    }
+
+    pub fn abort(&self) {
+        self.call.abort();
+    }
+
+    pub async fn response(&self) -> Result<Response, Failure> {
+        settle(&self.call).await.map(|(r, _)| r)
+    }
+}
+
+/// A server-sent events stream read through `fetch` (so it can carry the bearer token, which
+/// `EventSource` cannot). `on_message(event, data)` runs for every message.
+pub struct EventStream {
+    call: Call,
+    _on_message: Closure<dyn FnMut(String, String)>,
+}
+
+impl EventStream {
+    pub fn open(
+        endpoint: &Endpoint,
+        url: &str,
+        on_message: impl FnMut(String, String) + 'static,
+    ) -> Self {
+        let on_message = Closure::<dyn FnMut(String, String)>::new(on_message);
+        let call = sse_open(
+            url,
+            &endpoint.headers_with(&[]),
+            endpoint.credentials,
+            on_message.as_ref().unchecked_ref(),
+        );
+        EventStream {
+            call,
+            _on_message: on_message,
+        }
+    }
+
+    pub fn abort(&self) {
+        self.call.abort();
+    }
+
+    /// Resolves when the stream ends: with the response when the server refused it or closed
+    /// it, with the failure when the network dropped it.
+    pub async fn closed(&self) -> Result<Response, Failure> {
+        settle(&self.call).await.map(|(r, _)| r)
+    }
+}
