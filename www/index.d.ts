@@ -141,6 +141,11 @@ export interface OpenOptions {
   maxUploads?: number;
   /** Downloads at once (default 4). */
   maxDownloads?: number;
+  /**
+   * Remote content is deleted this long after the last file using it went (default 60000 ms),
+   * so an upload still in flight cannot land after the delete.
+   */
+  deleteGraceMs?: number;
   /** Where the wasm file is (default: next to the package's JS). */
   wasmUrl?: string | URL;
   /** Where the hub's SharedWorker script is (default: `filesync-worker.js` next to the package's JS). */

@@ -347,6 +347,9 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
     if let Some(n) = config.max_downloads {
         cfg.max_downloads = n.max(1);
     }
+    if let Some(ms) = config.delete_grace_ms {
+        cfg.delete_grace_ms = ms;
+    }
     cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
     let store_for_sync = cfg.store.clone();
     let mut engine = Engine::new(cfg, loaded.snapshot, now());

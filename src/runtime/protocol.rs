@@ -308,6 +308,7 @@ pub struct HubConfig {
     pub progress_interval_ms: Option<u64>,
     pub max_uploads: Option<usize>,
     pub max_downloads: Option<usize>,
+    pub delete_grace_ms: Option<u64>,
 }
 
 /// Tab -> hub.

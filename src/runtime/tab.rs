@@ -101,6 +101,9 @@ pub struct OpenOptions {
     pub max_uploads: Option<usize>,
     #[serde(default)]
     pub max_downloads: Option<usize>,
+    /// How long remote content stays after its last reference went (ms).
+    #[serde(default)]
+    pub delete_grace_ms: Option<u64>,
     /// Where the hub runs: `"auto"` (default: a SharedWorker where the browser has one),
     /// `"shared-worker"`, or `"tab"` (one tab hosts it; the others reach it over
     /// BroadcastChannel).
@@ -280,6 +283,7 @@ impl Tab {
                 progress_interval_ms: options.progress_throttle_ms,
                 max_uploads: options.max_uploads,
                 max_downloads: options.max_downloads,
+                delete_grace_ms: options.delete_grace_ms,
             },
         };
         let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
