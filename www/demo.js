@@ -94,6 +94,9 @@ function family(mimeType) {
 }
 
 const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+/** An error's message, with its code unless the message already says it. */
+const errorText = (code, message) => (message.toLowerCase().includes(code.replace(/_/g, ' '))
+  ? capitalize(message) : `${capitalize(message)} (${code})`);
 const time = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 const nameOf = (fileId) => state.fs?.getFile(fileId)?.name ?? `${fileId.slice(0, 8)}…`;
 const percentOf = (loaded, total) => (total > 0 ? Math.min(100, Math.floor((loaded / total) * 100)) : 100);
@@ -148,18 +151,19 @@ function createCard(f) {
   }, bar);
   const error = h('p', { class: 'error-msg', 'data-testid': 'file-error', role: 'alert', hidden: true });
   const edit = h('button', { type: 'button', class: 'button small', 'data-testid': 'file-edit', onclick: () => startEdit(f.id) }, 'Replace…');
-  const cancel = h('button', { type: 'button', class: 'button small ghost', 'data-testid': 'file-cancel', onclick: () => act('cancel', nameOf(f.id), () => state.fs.cancel(f.id)) }, 'Cancel');
+  const cancel = h('button', { type: 'button', class: 'button tiny ghost', 'data-testid': 'file-cancel', onclick: () => act('cancel', nameOf(f.id), () => state.fs.cancel(f.id)) }, 'Cancel');
   const del = h('button', { type: 'button', class: 'button small danger', 'data-testid': 'file-delete', onclick: () => act('deleteFile', nameOf(f.id), () => state.fs.deleteFile(f.id)) }, 'Delete');
   const card = h('li', { class: 'card', 'data-testid': 'file-card', dataset: { fileId: f.id } },
     thumb,
     h('div', { class: 'body' },
       name,
-      h('p', { class: 'meta muted small' }, type, h('span', { 'aria-hidden': 'true' }, ' · '), size),
-      h('p', { class: 'meta muted small' }, updated),
-      h('div', { class: 'status-row' }, pill, percent),
+      h('div', { class: 'meta muted small' },
+        h('p', {}, type, h('span', { 'aria-hidden': 'true' }, ' · '), size),
+        h('p', {}, updated)),
+      h('div', { class: 'status-row' }, pill, h('span', { class: 'status-right' }, cancel, percent)),
       progress,
       error,
-      h('div', { class: 'card-actions' }, edit, cancel, del)));
+      h('div', { class: 'card-actions' }, edit, del)));
   card._parts = { thumb, name, type, size, updated, pill, percent, bar, progress, error, edit, cancel, del };
   return card;
 }
@@ -191,8 +195,7 @@ function updateCard(card, f) {
   const err = f.lastSyncError;
   p.error.hidden = !err;
   p.error.dataset.code = err?.code ?? '';
-  p.error.textContent = !err ? '' : err.message.toLowerCase().includes(err.code.replace(/_/g, ' '))
-    ? capitalize(err.message) : `${capitalize(err.message)} (${err.code})`;
+  p.error.textContent = err ? errorText(err.code, err.message) : '';
   p.cancel.hidden = !(s.status === 'uploading' || s.status === 'downloading' || (s.status === 'queued' && f.downloadStatus !== 'pending'));
   for (const [b, verb] of [[p.edit, 'Replace the content of'], [p.cancel, 'Cancel the transfer of'], [p.del, 'Delete']]) {
     b.setAttribute('aria-label', `${verb} ${f.name}`);
@@ -309,13 +312,14 @@ function renderStatus() {
   syncing.textContent = s.isSyncing ? 'Syncing' : 'Idle';
   const pending = byTestId('pending');
   pending.dataset.pending = String(s.hasPending);
+  pending.dataset.errors = String(s.errorCount > 0);
   const work = s.uploadingCount + s.downloadingCount + s.queuedUploadCount + s.queuedDownloadCount + s.pendingUploadCount + s.pendingDownloadCount;
   pending.textContent = s.hasPending
     ? `${work} transfer${work === 1 ? '' : 's'} to do${s.errorCount ? `, ${s.errorCount} failed` : ''}.`
     : s.errorCount ? `${s.errorCount} transfer${s.errorCount === 1 ? '' : 's'} failed.` : 'Everything is in sync.';
   const list = byTestId('error-list');
   list.replaceChildren(...s.errors.map((e) => h('li', { 'data-testid': 'error-item' },
-    h('strong', {}, nameOf(e.fileId)), ' ', h('code', {}, e.code), h('span', { class: 'muted' }, ` ${e.error}`))));
+    h('strong', {}, nameOf(e.fileId)), h('span', {}, `: ${errorText(e.code, e.error)}`))));
   ui.retry.disabled = s.errorCount === 0;
   ui.syncNow.disabled = false;
 }
