@@ -115,6 +115,10 @@ enum Phase {
 struct State {
     phase: Phase,
     ports: Vec<(String, Peer)>,
+    /// When each tab last answered a ping (or said anything that names it).
+    seen: BTreeMap<String, Millis>,
+    /// The leader term a takeover was asked for (once per term).
+    takeover: Option<Term>,
     /// Messages to post once the state is no longer borrowed.
     outbox: Vec<(Peer, ToTab)>,
 }
@@ -140,6 +144,8 @@ impl Hub {
             state: Rc::new(RefCell::new(State {
                 phase: Phase::Starting(Vec::new()),
                 ports: Vec::new(),
+                seen: BTreeMap::new(),
+                takeover: None,
                 outbox: Vec::new(),
             })),
         }
@@ -200,6 +206,9 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
             s.ports.retain(|(t, _)| t != tab);
             s.ports.push((tab.clone(), port.clone()));
         }
+        if let ToHub::Hello { tab, .. } | ToHub::Pong { tab } | ToHub::Elected { tab } = &msg {
+            s.seen.insert(tab.clone(), now());
+        }
         match &mut s.phase {
             Phase::Starting(queue) => {
                 // The first hello carries the settings and starts the hub; anything before it
@@ -246,6 +255,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
             match result {
                 Ok(ready) => {
                     s.phase = Phase::Ready(Box::new(ready));
+                    watch_leader();
                     for (port, msg) in queued {
                         handle(&mut s, &port, msg);
                     }
@@ -501,7 +511,9 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         }
         ToHub::Bye { tab } => {
             s.ports.retain(|(t, _)| *t != tab);
+            s.seen.remove(&tab);
         }
+        ToHub::Pong { .. } => {}
         ToHub::Transfer { report } => {
             // Reports of a fenced-off term or an aborted task are refused by the engine.
             let _ = r.engine.handle(now, report.into_input());
@@ -658,6 +670,54 @@ fn drain(s: &mut State) {
             Some(p) => s.outbox.push((p, msg)),
             None => broadcast(s, msg),
         }
+    }
+}
+
+/// How often the hub pings its tabs.
+const PING_MS: u32 = 1_000;
+/// A leader that answered no ping for this long is taken over by a tab that did. Pings are
+/// messages, not timers, so a hidden tab (whose timers the browser throttles) still answers;
+/// a frozen or hung one does not.
+const LEASE_MS: u64 = 4_000;
+
+/// Pings every tab each [`PING_MS`] for as long as the hub lives, and moves leadership away
+/// from a leader that stopped answering (a frozen tab keeps its Web Lock forever, so the lock
+/// alone would never move): the freshest other tab is asked to steal the lock, and the term it
+/// then gets fences off whatever the frozen one sends when it wakes.
+fn watch_leader() {
+    let tick = gloo_timers::callback::Interval::new(PING_MS, || {
+        let Some(state) = HUB.with(|h| h.borrow().clone()) else {
+            return;
+        };
+        {
+            let mut s = state.borrow_mut();
+            broadcast(&mut s, ToTab::Ping);
+            check_lease(&mut s, now());
+        }
+        after(&state);
+    });
+    // Ticks for as long as the hub lives.
+    tick.forget();
+}
+
+fn check_lease(s: &mut State, now: Millis) {
+    let Phase::Ready(r) = &s.phase else { return };
+    let Some((leader, term)) = r.leader.clone() else {
+        return;
+    };
+    let fresh = |t: &str| s.seen.get(t).is_some_and(|at| now.since(*at) < LEASE_MS);
+    if fresh(&leader) || s.takeover == Some(term) {
+        return;
+    }
+    let heir = s
+        .ports
+        .iter()
+        .filter(|(t, _)| *t != leader && fresh(t))
+        .max_by_key(|(t, _)| s.seen.get(t).copied())
+        .map(|(_, p)| p.clone());
+    if let Some(heir) = heir {
+        s.takeover = Some(term);
+        s.outbox.push((heir, ToTab::TakeOver));
     }
 }
 

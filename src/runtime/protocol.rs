@@ -329,6 +329,8 @@ pub enum ToHub {
     Bye { tab: String },
     /// The leader's report on a transfer the hub asked it to run.
     Transfer { report: TransferReport },
+    /// Answer to `Ping`: this tab is alive (not frozen).
+    Pong { tab: String },
 }
 
 /// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).
@@ -454,6 +456,10 @@ pub enum ToTab {
     Transfer { job: TransferJob },
     /// To the leader: abort this transfer (its result will be ignored).
     Abort { task: u64 },
+    /// Are you alive? Answered with `Pong` (a frozen tab cannot).
+    Ping,
+    /// The leader stopped answering: take the leader lock from it (`steal`).
+    TakeOver,
 }
 
 /// A tab's message on the BroadcastChannel of a tab-hosted hub.

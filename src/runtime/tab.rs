@@ -359,7 +359,19 @@ impl Tab {
                 }),
                 // The hub fences the old term when the next leader is elected; requests in
                 // flight stop now.
-                LeaderEvent::Lost | LeaderEvent::Failed(_) => tab.inner.transfers.abort_all(),
+                LeaderEvent::Failed(_) => tab.inner.transfers.abort_all(),
+                // Taken over (this tab was frozen or hung): stop, and queue up again.
+                LeaderEvent::Lost => {
+                    tab.inner.transfers.abort_all();
+                    let store = StoreId::new(tab.inner.hello_store().to_string());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if let Ok(store) = store {
+                            if !tab.inner.state.borrow().disposed {
+                                let _ = tab.campaign(&store);
+                            }
+                        }
+                    });
+                }
             }
         })?;
         *self.inner.leadership.borrow_mut() = Some(leadership);
@@ -544,6 +556,21 @@ impl Tab {
                 ToTab::Abort { task } => {
                     drop(s);
                     self.inner.transfers.abort(task);
+                    return;
+                }
+                ToTab::Ping => {
+                    drop(s);
+                    self.post(&ToHub::Pong {
+                        tab: self.inner.tab.clone(),
+                    });
+                    return;
+                }
+                ToTab::TakeOver => {
+                    drop(s);
+                    if let Some(l) = &*self.inner.leadership.borrow() {
+                        // The hub fences the frozen leader with the term this tab gets.
+                        let _ = l.steal();
+                    }
                     return;
                 }
                 ToTab::Leader { tab, .. } => {

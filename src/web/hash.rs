@@ -112,10 +112,16 @@ export function chunkReader(source, size) {
         const r = await reader.read();
         return r.done ? null : r.value;
       }
-      const r = await reader.read(new Uint8Array(buffer, 0, buffer.byteLength));
-      if (r.done) return null;
-      buffer = r.value.buffer;
-      return r.value;
+      // Fill the whole buffer before handing it out: network streams yield small pieces
+      // (tens of KiB), and every piece handed out costs a storage write round trip.
+      let filled = 0;
+      while (filled < size) {
+        const r = await reader.read(new Uint8Array(buffer, filled, size - filled));
+        if (r.value) buffer = r.value.buffer;
+        if (r.done) break;
+        filled += r.value.byteLength;
+      }
+      return filled === 0 ? null : new Uint8Array(buffer, 0, filled);
     },
     cancel() {
       reader.cancel().catch(() => {});

@@ -391,3 +391,28 @@ test('a full disk is a typed quota_exceeded error and loses nothing else', { tim
   assert.equal(await page.evaluate(async () => (await window.fs.readFile(window.fs.getFiles()[0].id)).text()), 'fits');
   await page.close();
 });
+
+test('a hung leader loses leadership to a live tab, and learns it when it wakes', async () => {
+  const store = unique('hung');
+  const tabs = [await openTab(store), await openTab(store)];
+  await tabs[0].waitForFunction(() => window.fs.leaderTabId() !== undefined, null, { timeout: 10_000 });
+  const flags = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.isLeader())));
+  const leader = tabs[flags.indexOf(true)];
+  const other = tabs[flags.indexOf(false)];
+  const hungId = await leader.evaluate(() => window.fs.tabId());
+  // A hung page (its main thread stuck) keeps its Web Lock, but answers no ping. (CDP's
+  // "frozen" lifecycle state still delivers messages in headless Chromium, so it proves less.)
+  const hang = leader.evaluate(() => {
+    const end = Date.now() + 8_000;
+    while (Date.now() < end);
+  });
+  await other.waitForFunction(() => window.fs.isLeader(), null, { timeout: 15_000 });
+  assert.notEqual(await other.evaluate(() => window.fs.leaderTabId()), hungId);
+  await hang;
+  await leader.waitForFunction(() => window.events.some((e) => e.type === 'leader:lost'), null, { timeout: 10_000 });
+  assert.equal(await leader.evaluate(() => window.fs.isLeader()), false);
+  // Still exactly one leader once the old one runs again.
+  const after = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.isLeader())));
+  assert.deepEqual(after.filter(Boolean).length, 1);
+  for (const t of tabs) await t.close();
+});
