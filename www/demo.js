@@ -418,9 +418,11 @@ function onEvent(e) {
       });
       break;
     }
-    case 'online': case 'sync:complete':
+    case 'online':
       setConnection('online');
-      if (e.type === 'sync:complete') state.syncError = null;
+      break;
+    case 'sync:complete':
+      state.syncError = null;
       renderSyncError();
       break;
     case 'offline':

@@ -279,6 +279,16 @@ test('the demo shows saves, progress, previews, edits, deletes and errors across
     assert.equal(await card(page, 'notes.txt').getByTestId('file-size').textContent(), '27 B');
   }
 
+  // Dropping one file on a card replaces that file's content (here in the other tab of A).
+  const editedHash = await cardAttr(a2, 'notes.txt', 'data-hash');
+  await drop(a2, '[data-testid="file-card"][data-name="notes.txt"] .body', [{ name: 'notes.txt', mimeType: 'text/plain', text: 'Third version, dropped on the card' }]);
+  await b1.waitForFunction((old) => {
+    const el = document.querySelector('[data-name="notes.txt"]');
+    return el && el.dataset.hash !== old && el.dataset.status === 'done'
+      && el.querySelector('[data-testid="text-preview"]')?.textContent.startsWith('Third version');
+  }, editedHash, WAIT);
+  assert.equal(await a2.getByTestId('file-count').textContent(), '3', 'the drop on a card added no file');
+
   // 5. Delete through the UI of one tab: gone from every tab and device.
   await card(a2, 'gradient.png').getByTestId('file-delete').click();
   for (const page of [a1, a2, b1]) {
