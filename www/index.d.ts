@@ -212,6 +212,8 @@ export interface FileSync {
   syncNow(): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** Whether the server is believed reachable; `online` / `offline` events report changes (always true when local-only). */
+  isOnline(): boolean;
   isLeader(): boolean;
   leaderTabId(): string | undefined;
   tabId(): string;

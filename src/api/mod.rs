@@ -198,6 +198,13 @@ impl FileSync {
         self.control(Control::Resume)
     }
 
+    /// Whether the server is believed reachable (the hub decides; `online` / `offline` events
+    /// report changes). Always true for a local-only store.
+    #[wasm_bindgen(js_name = isOnline)]
+    pub fn is_online(&self) -> bool {
+        self.tab.is_online()
+    }
+
     /// Whether this tab is the leader.
     #[wasm_bindgen(js_name = isLeader)]
     pub fn is_leader(&self) -> bool {

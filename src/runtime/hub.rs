@@ -452,6 +452,7 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 leader: r.leader.as_ref().map(|(t, _)| t.clone()),
                 storage: r.storage.clone(),
                 issues,
+                online: r.engine.is_online(),
             });
         }
         ToHub::Commit { req, event } => match FileEvent::from_wire(&event) {

@@ -436,6 +436,8 @@ pub enum ToTab {
         storage: String,
         /// Stored records skipped at start because they were broken.
         issues: Vec<StorageIssue>,
+        /// Whether the server is believed reachable (always true for local-only stores).
+        online: bool,
     },
     /// Answer to `Commit` or `Control`: `error` unset on success.
     Reply { req: u64, error: Option<ErrorInfo> },

@@ -117,6 +117,11 @@ pub fn run_live(remote: RemoteConfig, store: StoreId) {
                 },
             );
             let closed = stream.closed().await;
+            if matches!(closed, Err(Failure::Offline)) {
+                // The connection dropped: the engine goes offline and probes, instead of
+                // finding out at its next push or pull.
+                feed(Input::NetworkHint { online: false });
+            }
             if accepted.get() {
                 failures = 0;
             } else {

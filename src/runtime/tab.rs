@@ -119,6 +119,8 @@ struct State {
     leader: Option<String>,
     storage: String,
     issues: Vec<StorageIssue>,
+    /// Whether the hub believes the server reachable.
+    online: bool,
     ready: Option<js_sys::Function>,
     next_req: u64,
     pending: HashMap<u64, (js_sys::Function, js_sys::Function)>,
@@ -266,6 +268,7 @@ impl Tab {
             leader: None,
             storage: bytes.kind().as_str().to_string(),
             issues: Vec::new(),
+            online: true,
             ready: resolve,
             next_req: 1,
             pending: HashMap::new(),
@@ -493,7 +496,9 @@ impl Tab {
                     leader,
                     storage,
                     issues,
+                    online,
                 } => {
+                    s.online = online;
                     s.issues = issues;
                     s.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
                     s.files_js = None;
@@ -541,6 +546,11 @@ impl Tab {
                     );
                 }
                 ToTab::Event { event } => {
+                    match event {
+                        AppEvent::Online => s.online = true,
+                        AppEvent::Offline => s.online = false,
+                        _ => {}
+                    }
                     push_event(&s, &event, &mut calls);
                 }
                 ToTab::HubReady => {
@@ -693,6 +703,10 @@ impl Tab {
     }
 
     /// Whether this tab is the leader (runs transfers).
+    pub fn is_online(&self) -> bool {
+        self.inner.state.borrow().online
+    }
+
     pub fn is_leader(&self) -> bool {
         self.inner.state.borrow().leader.as_deref() == Some(self.inner.tab.as_str())
     }
