@@ -1,0 +1,268 @@
+//! filesync-server: the reference backend of filesync.
+//!
+//! It implements docs/PROTOCOL.md: the event sync API (push, pull, live over SSE), the signer
+//! API of livestore-filesync (sign upload, sign download, delete) and, in proxy mode, the signed
+//! file URLs that move the bytes. Events are decoded and folded with the same code the clients
+//! run (`filesync::core`), so the server's files table is the one every client materializes.
+//!
+//! Layout:
+//! * [`events`]: the [`events::EventStore`] trait and its SQLite implementation.
+//! * [`blobs`]: the [`blobs::BlobStore`] trait over `object_store` (local disk by default).
+//! * [`routes`]: the HTTP API; [`error`]: errors with stable codes; [`auth`]: bearer tokens and
+//!   prefixes; [`keys`]: key validation; [`signing`]: HMAC-signed URLs; [`live`]: per-store
+//!   locks and broadcast.
+//!
+//! [`serve`] binds, starts serving in the background and returns a [`Running`] handle with the
+//! bound address; the binary (`src/main.rs`) is a thin CLI around it, and the tests start it on
+//! port 0 the same way.
+//!
+//! Data dir layout: `events.sqlite` (+ `-wal`, `-shm`), `blobs/<store>/<sha256>`,
+//! `signing-secret` (created when `--signing-secret` is not given).
+
+pub mod auth;
+pub mod blobs;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod live;
+pub mod routes;
+pub mod signing;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, Method};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Tokens;
+use crate::blobs::{BlobStore, ObjectStoreBlobs};
+use crate::events::{EventStore, SqliteEventStore};
+use crate::signing::Signer;
+
+/// Default largest blob: 5 GiB.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Default lifetime of signed URLs.
+pub const DEFAULT_URL_TTL_SECS: u64 = 900;
+/// Longest lifetime of signed URLs.
+pub const MAX_URL_TTL_SECS: u64 = 3600;
+/// File name of the event database inside the data dir.
+pub const EVENTS_DB: &str = "events.sqlite";
+/// Directory of blobs inside the data dir.
+pub const BLOBS_DIR: &str = "blobs";
+
+/// Everything [`serve`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port (see [`Running::addr`]).
+    pub addr: SocketAddr,
+    /// Where events, blobs and the generated signing secret live.
+    pub data_dir: PathBuf,
+    /// Static files served at `/` when the directory exists.
+    pub www_dir: Option<PathBuf>,
+    /// Base of signed URLs (`https://files.example.com`); `None`: `http://<Host header>`.
+    pub public_url: Option<String>,
+    /// Bearer tokens; empty: open mode.
+    pub tokens: Tokens,
+    /// HMAC secret of signed URLs; `None`: generated once per data dir.
+    pub signing_secret: Option<String>,
+    /// Largest blob accepted.
+    pub max_blob_bytes: u64,
+    /// Lifetime of signed URLs, capped at [`MAX_URL_TTL_SECS`].
+    pub url_ttl_secs: u64,
+    /// Interval of `: ping` comments on live streams.
+    pub ping_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a data dir: loopback port 8787, open mode, no static files.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: data_dir.into(),
+            www_dir: None,
+            public_url: None,
+            tokens: Tokens::open(),
+            signing_secret: None,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            url_ttl_secs: DEFAULT_URL_TTL_SECS,
+            ping_interval: routes::PING_INTERVAL,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+pub struct AppState {
+    pub events: Arc<dyn EventStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub tokens: Tokens,
+    pub signer: Signer,
+    pub public_url: Option<String>,
+    pub local_addr: SocketAddr,
+    pub max_blob_bytes: u64,
+    pub url_ttl_secs: u64,
+    pub ping_interval: Duration,
+    pub stores: live::Stores,
+    /// Cancelled on shutdown; ends live streams so graceful shutdown does not wait for them.
+    pub shutdown: CancellationToken,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The data dir or a file in it could not be created or read.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The event database could not be opened or migrated.
+    #[error("event store: {0}")]
+    Events(#[from] error::StoreError),
+    /// The address could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[must_use = "dropping the handle leaves the server running in the background"]
+pub struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, ends live streams, waits for requests in flight, then returns.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Builds the whole application: API routes, static files, CORS and request tracing.
+pub fn app(state: Arc<AppState>, www_dir: Option<&std::path::Path>) -> Router {
+    let mut router = routes::router(state);
+    router = match www_dir.filter(|d| d.is_dir()) {
+        Some(dir) => {
+            router.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true))
+        }
+        None => router.fallback(routes::not_found),
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::RANGE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::ETAG,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+        ])
+        .max_age(Duration::from_secs(86_400));
+    router.layer(TraceLayer::new_for_http()).layer(cors)
+}
+
+/// Opens the data dir, binds `config.addr` and serves in the background.
+pub async fn serve(config: Config) -> Result<Running, ServeError> {
+    let data_dir = config.data_dir.clone();
+    let dir_err = |source| ServeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
+    let signer = match &config.signing_secret {
+        Some(s) => Signer::new(s.as_bytes()),
+        None => Signer::load_or_create(&config.data_dir).map_err(dir_err)?,
+    };
+    let db_path = config.data_dir.join(EVENTS_DB);
+    let events = tokio::task::spawn_blocking(move || SqliteEventStore::open(&db_path))
+        .await
+        .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
+    let blobs = ObjectStoreBlobs::local(&config.data_dir.join(BLOBS_DIR)).map_err(dir_err)?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    if config.tokens.is_open() {
+        tracing::warn!("no tokens configured: the server is open, every request may read and write every store");
+    }
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(AppState {
+        events: Arc::new(events),
+        blobs: Arc::new(blobs),
+        tokens: config.tokens.clone(),
+        signer,
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+        local_addr: addr,
+        max_blob_bytes: config.max_blob_bytes,
+        url_ttl_secs: config.url_ttl_secs.clamp(1, MAX_URL_TTL_SECS),
+        ping_interval: config.ping_interval,
+        stores: live::Stores::default(),
+        shutdown: shutdown.clone(),
+    });
+    let app = app(state, config.www_dir.as_deref());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}

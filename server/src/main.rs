@@ -1,0 +1,150 @@
+//! `filesync-server` binary: flags and environment to [`filesync_server::Config`], logging,
+//! signals. Everything else is in the library.
+//!
+//! Once listening it prints exactly one line on stdout,
+//! `filesync-server listening on http://HOST:PORT`, for scripts and tests to read (logs go to
+//! stderr). SIGINT or SIGTERM stop it gracefully: no new connections, live streams end,
+//! requests in flight get up to 10 s to finish.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use filesync_server::auth::Tokens;
+use filesync_server::{Config, DEFAULT_MAX_BLOB_BYTES, MAX_URL_TTL_SECS};
+
+/// Reference server of filesync: event sync API, livestore-filesync signer API, blob storage.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "FILESYNC_ADDR", default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// Port to listen on, replacing the port of --addr (0: any free port).
+    #[arg(long, env = "FILESYNC_PORT")]
+    port: Option<u16>,
+    /// Directory of the event database, blobs and generated signing secret.
+    #[arg(long, env = "FILESYNC_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Static files served at / when the directory exists.
+    #[arg(long, env = "FILESYNC_WWW_DIR", default_value = "www")]
+    www_dir: PathBuf,
+    /// Base URL of signed file URLs (default: http://<Host header of the request>).
+    #[arg(long, env = "FILESYNC_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Bearer tokens and their key prefixes: "tok1=storeA/,storeB/;tok2=*" (none: open server).
+    #[arg(long, env = "FILESYNC_TOKENS", hide_env_values = true)]
+    tokens: Option<String>,
+    /// HMAC secret of signed URLs (default: random, kept in <data-dir>/signing-secret).
+    #[arg(long, env = "FILESYNC_SIGNING_SECRET", hide_env_values = true)]
+    signing_secret: Option<String>,
+    /// Largest blob accepted, in bytes.
+    #[arg(long, env = "FILESYNC_MAX_BLOB_BYTES", default_value_t = DEFAULT_MAX_BLOB_BYTES)]
+    max_blob_bytes: u64,
+    /// Lifetime of signed URLs in seconds (at most 3600).
+    #[arg(long, env = "FILESYNC_URL_TTL_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_URL_TTL_SECS))]
+    url_ttl_secs: u64,
+}
+
+async fn stop_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let tokens = match args.tokens.as_deref().map(Tokens::parse).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("filesync-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut addr = args.addr;
+    if let Some(port) = args.port {
+        addr.set_port(port);
+    }
+    let config = Config {
+        addr,
+        www_dir: Some(args.www_dir),
+        public_url: args.public_url,
+        tokens,
+        signing_secret: args.signing_secret.filter(|s| !s.is_empty()),
+        max_blob_bytes: args.max_blob_bytes,
+        url_ttl_secs: args.url_ttl_secs,
+        ..Config::new(args.data_dir)
+    };
+    let running = match filesync_server::serve(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("filesync-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("filesync-server listening on {}", running.url());
+    // Scripts wait for this line; make sure it is not stuck in a buffer.
+    let _ = std::io::stdout().flush();
+    tracing::info!(addr = %running.addr(), "listening");
+
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping");
+        token.cancel();
+    });
+    let stop = running.shutdown_token();
+    let done = running.wait();
+    tokio::pin!(done);
+    let result = tokio::select! {
+        r = &mut done => r,
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => {
+            tracing::warn!("requests still running after 10 s; exiting anyway");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("filesync-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! HTTP routes: health, the signer API, the event sync API and the proxy file URLs, exactly as
+//! docs/PROTOCOL.md describes them.
+//!
+//! Every handler returns `Result<_, ApiError>`; request data is decoded into typed values
+//! first (keys, store ids, events), so nothing later can be handed unchecked client text, and no
+//! request can reach a panic.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, WireEnvelope};
+use filesync::core::ids::{ContentHash, Seq, StoreId};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::Allowed;
+use crate::blobs::ByteRange;
+use crate::error::ApiError;
+use crate::keys::{self, BlobKey};
+use crate::live::LiveBatch;
+use crate::AppState;
+
+/// Largest events request body.
+pub const MAX_EVENTS_BODY: usize = 1024 * 1024;
+/// Most events in one push.
+pub const MAX_EVENTS_PER_PUSH: usize = 1000;
+/// Default and largest page of a pull.
+pub const DEFAULT_PULL_LIMIT: usize = 256;
+/// Largest page of a pull.
+pub const MAX_PULL_LIMIT: usize = 1000;
+/// Largest signer request body.
+const MAX_SIGNER_BODY: usize = 64 * 1024;
+/// Path of the proxy file URLs (livestore-filesync's name).
+pub const FILES_PATH: &str = "/livestore-filesync-files";
+
+type Shared = State<Arc<AppState>>;
+
+/// The API router (without CORS, tracing and static files; see `crate::app`).
+pub fn router(state: Arc<AppState>) -> Router {
+    let signer = Router::new()
+        .route("/v1/sign/upload", post(sign_upload))
+        .route("/v1/sign/download", post(sign_download))
+        .route("/v1/delete", post(delete_blob))
+        .layer(DefaultBodyLimit::max(MAX_SIGNER_BODY));
+    let events = Router::new()
+        .route("/v1/stores/{store}/events", post(push).get(pull))
+        .route("/v1/stores/{store}/events/live", get(live))
+        .layer(DefaultBodyLimit::max(MAX_EVENTS_BODY));
+    let api = Router::new()
+        .route("/health", get(health))
+        .merge(signer)
+        .merge(events);
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api", api)
+        .route(
+            &format!("{FILES_PATH}/{{*key}}"),
+            put(upload_file)
+                .get(download_file)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .with_state(state)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Allowed, ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state.tokens.authorize(auth)
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: limit as u64,
+            }
+        } else {
+            ApiError::Body(r.body_text())
+        }
+    })
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+fn store_id(raw: &str) -> Result<StoreId, ApiError> {
+    StoreId::new(raw).map_err(|e| ApiError::InvalidStore(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+async fn health(State(state): Shared) -> Json<serde_json::Value> {
+    Json(json!({
+        "ok": true,
+        "service": "filesync-server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "features": ["events", state.blobs.mode()],
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signer API
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignUploadRequest {
+    key: String,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    content_length: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct KeyRequest {
+    key: String,
+}
+
+/// Base of signed URLs: `--public-url`, else `http://<Host>` of the request.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(base) = &state.public_url {
+        return base.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .map_or_else(|| state.local_addr.to_string(), str::to_string);
+    format!("http://{host}")
+}
+
+fn signed_url(state: &AppState, headers: &HeaderMap, method: &str, key: &BlobKey) -> (String, u64) {
+    let exp = now_secs() + state.url_ttl_secs;
+    let key = key.as_string();
+    let sig = state.signer.sign(method, &key, exp);
+    let base = public_base(state, headers);
+    (format!("{base}{FILES_PATH}/{key}?exp={exp}&sig={sig}"), exp)
+}
+
+fn iso8601(unix_secs: u64) -> String {
+    let secs = i64::try_from(unix_secs).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Authorizes and parses the key of a signer request.
+fn signer_key(allowed: &Allowed, key: &str) -> Result<BlobKey, ApiError> {
+    keys::check_safe(key)?;
+    allowed.check_key(key)?;
+    keys::parse(key)
+}
+
+async fn sign_upload(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let req: SignUploadRequest = json_body(&body_bytes(body, MAX_SIGNER_BODY)?)?;
+    let key = signer_key(&allowed, &req.key)?;
+    if req.content_length.is_some_and(|n| n > state.max_blob_bytes) {
+        return Err(ApiError::TooLarge {
+            limit: state.max_blob_bytes,
+        });
+    }
+    let (url, exp) = signed_url(&state, &headers, "PUT", &key);
+    let mut resp = json!({"method": "PUT", "url": url, "expiresAt": iso8601(exp)});
+    if let Some(ct) = req.content_type.filter(|c| !c.is_empty()) {
+        resp["headers"] = json!({"Content-Type": ct});
+    }
+    Ok(Json(resp))
+}
+
+async fn sign_download(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let req: KeyRequest = json_body(&body_bytes(body, MAX_SIGNER_BODY)?)?;
+    let key = signer_key(&allowed, &req.key)?;
+    let (url, exp) = signed_url(&state, &headers, "GET", &key);
+    Ok(Json(json!({"url": url, "expiresAt": iso8601(exp)})))
+}
+
+async fn delete_blob(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let req: KeyRequest = json_body(&body_bytes(body, MAX_SIGNER_BODY)?)?;
+    let key = signer_key(&allowed, &req.key)?;
+    let slot = state.stores.slot(&key.store);
+    let _serialized = slot.lock.lock().await;
+    let events = state.events.clone();
+    let (store, hash) = (key.store.clone(), key.hash);
+    let referenced = tokio::task::spawn_blocking(move || events.is_referenced(&store, &hash))
+        .await
+        .map_err(|e| ApiError::internal("reference check task", e))??;
+    if referenced {
+        return Err(ApiError::Referenced);
+    }
+    state.blobs.delete(&key).await?;
+    tracing::info!(key = %key.as_string(), "blob deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event sync API
+
+#[derive(Deserialize)]
+struct PushRequest {
+    events: Vec<serde_json::Value>,
+}
+
+/// Decodes and validates every event; the first invalid one refuses the request.
+fn decode_push(store: &StoreId, bytes: &[u8]) -> Result<Vec<ClientEvent>, ApiError> {
+    let req: PushRequest = json_body(bytes)?;
+    if req.events.len() > MAX_EVENTS_PER_PUSH {
+        return Err(ApiError::TooManyEvents {
+            max: MAX_EVENTS_PER_PUSH,
+            got: req.events.len(),
+        });
+    }
+    req.events
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let bad = |code: &str, msg: String| {
+                ApiError::InvalidEvent(format!("events[{i}]: {code}: {msg}"))
+            };
+            let wire: WireEnvelope =
+                serde_json::from_value(v).map_err(|e| bad("malformed", e.to_string()))?;
+            let ev = ClientEvent::from_wire(&wire).map_err(|e| bad(e.code(), e.to_string()))?;
+            ev.event
+                .validate_for_store(store)
+                .map_err(|e| bad(e.code(), e.to_string()))?;
+            Ok(ev)
+        })
+        .collect()
+}
+
+fn envelopes(events: &[ConfirmedEvent]) -> Vec<WireEnvelope> {
+    events.iter().map(ConfirmedEvent::to_wire).collect()
+}
+
+async fn push(
+    State(state): Shared,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let store = store_id(&store)?;
+    allowed.check_store(store.as_str())?;
+    let events = decode_push(&store, &body_bytes(body, MAX_EVENTS_BODY)?)?;
+    if events.is_empty() {
+        return Ok(Json(json!({"events": []})));
+    }
+    let slot = state.stores.slot(&store);
+    let _serialized = slot.lock.lock().await;
+    // Blob presence for every attach in the request, checked under the store's lock so a
+    // delete cannot slip between this check and the store.
+    let wanted: BTreeSet<ContentHash> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            FileEvent::Updated(u) if u.remote_key.is_some() => Some(u.content_hash),
+            _ => None,
+        })
+        .collect();
+    let mut absent = BTreeSet::new();
+    for hash in wanted {
+        let key = BlobKey {
+            store: store.clone(),
+            hash,
+        };
+        if !state.blobs.exists(&key).await? {
+            absent.insert(hash);
+        }
+    }
+    let db = state.events.clone();
+    let store2 = store.clone();
+    let result = tokio::task::spawn_blocking(move || db.push(&store2, &events, &absent))
+        .await
+        .map_err(|e| ApiError::internal("push task", e))??;
+    if let (Some(first), Some(last)) = (result.new.first(), result.new.last()) {
+        tracing::info!(store = %store, first = first.seq.0, last = last.seq.0, "events stored");
+        // No receiver is fine: nobody is listening live.
+        let _ = slot.live.send(Arc::new(LiveBatch {
+            first_seq: first.seq.0,
+            last_seq: last.seq.0,
+            events: envelopes(&result.new),
+        }));
+    }
+    drop(_serialized);
+    Ok(Json(json!({"events": envelopes(&result.events)})))
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn pull(
+    State(state): Shared,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PullQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let store = store_id(&store)?;
+    allowed.check_store(store.as_str())?;
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_PULL_LIMIT)
+        .clamp(1, MAX_PULL_LIMIT);
+    let db = state.events.clone();
+    let mut events = tokio::task::spawn_blocking(move || db.pull(&store, Seq(q.after), limit + 1))
+        .await
+        .map_err(|e| ApiError::internal("pull task", e))??;
+    let has_more = events.len() > limit;
+    events.truncate(limit);
+    Ok(Json(
+        json!({"events": envelopes(&events), "hasMore": has_more}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LiveQuery {
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+async fn live(
+    State(state): Shared,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let allowed = authorize(&state, &headers)?;
+    let store = store_id(&store)?;
+    allowed.check_store(store.as_str())?;
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let after = q
+        .after
+        .or_else(|| {
+            headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    // Subscribe before reading the head, so no batch stored in between is missed.
+    let rx = state.stores.slot(&store).live.subscribe();
+    let db = state.events.clone();
+    let store2 = store.clone();
+    let head = tokio::task::spawn_blocking(move || db.head(&store2))
+        .await
+        .map_err(|e| ApiError::internal("head task", e))??;
+    let ready = Event::default()
+        .event("ready")
+        .data(json!({"head": head.0}).to_string());
+    let shutdown = state.shutdown.clone();
+    let batches = stream::unfold((rx, shutdown), move |(mut rx, shutdown)| {
+        let store = store.clone();
+        async move {
+            loop {
+                let batch = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    r = rx.recv() => r,
+                };
+                match batch {
+                    Ok(batch) => {
+                        if let Some(ev) = live_event(&batch, after) {
+                            return Some((ev, (rx, shutdown)));
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::info!(%store, skipped = n, "live subscriber lagged; closing its stream");
+                        return None;
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let events = stream::once(async move { ready })
+        .chain(batches)
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.ping_interval).text("ping"))
+        .into_response();
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(resp)
+}
+
+/// The `events` SSE message of a batch, with the events after `after` only.
+fn live_event(batch: &LiveBatch, after: u64) -> Option<Event> {
+    if batch.last_seq <= after {
+        return None;
+    }
+    let data = if batch.first_seq > after {
+        json!({"events": batch.events})
+    } else {
+        let tail: Vec<&WireEnvelope> = batch
+            .events
+            .iter()
+            .filter(|e| e.seq.is_some_and(|s| s > after))
+            .collect();
+        json!({"events": tail})
+    };
+    Some(
+        Event::default()
+            .event("events")
+            .id(batch.last_seq.to_string())
+            .data(data.to_string()),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy file URLs
+
+#[derive(Deserialize)]
+struct SignedQuery {
+    exp: Option<u64>,
+    sig: Option<String>,
+}
+
+/// Validates the key and the signature of a proxy URL.
+fn verify_signed(
+    state: &AppState,
+    method: &Method,
+    raw_key: &str,
+    query: Result<Query<SignedQuery>, QueryRejection>,
+) -> Result<BlobKey, ApiError> {
+    let key = keys::parse(raw_key)?;
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::BadSignature);
+    };
+    let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
+        return Err(ApiError::BadSignature);
+    };
+    state
+        .signer
+        .verify(method.as_str(), raw_key, exp, &sig, now_secs())?;
+    Ok(key)
+}
+
+fn etag(key: &BlobKey) -> HeaderValue {
+    // A hex hash in quotes is always a valid header value.
+    HeaderValue::from_str(&format!("\"{}\"", key.hash.to_hex()))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+async fn upload_file(
+    State(state): Shared,
+    Path(raw_key): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    query: Result<Query<SignedQuery>, QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = verify_signed(&state, &method, &raw_key, query)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_blob_bytes) {
+        return Err(ApiError::TooLarge {
+            limit: state.max_blob_bytes,
+        });
+    }
+    let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
+    state
+        .blobs
+        .put_verified(&key, stream, state.max_blob_bytes)
+        .await?;
+    tracing::info!(key = %key.as_string(), "blob stored");
+    Ok((StatusCode::OK, [(header::ETAG, etag(&key))]).into_response())
+}
+
+async fn download_file(
+    State(state): Shared,
+    Path(raw_key): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    query: Result<Query<SignedQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = verify_signed(&state, &method, &raw_key, query)?;
+    let tag = etag(&key);
+    let none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == tag.to_str().unwrap_or("") || t.trim() == "*")
+        });
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse);
+    let read = state.blobs.get(&key, range).await?;
+    if none_match {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let len = read.range.end - read.range.start;
+    let mut resp = Response::new(Body::from_stream(read.stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ETAG, tag);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // Content-addressed: the bytes under a key never change.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    if read.partial {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let cr = format!(
+            "bytes {}-{}/{}",
+            read.range.start,
+            read.range.end.saturating_sub(1),
+            read.size
+        );
+        if let Ok(v) = HeaderValue::from_str(&cr) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// JSON 404 for unknown paths when no static directory is served.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// How often live streams send a `: ping` comment by default.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
