@@ -53,7 +53,7 @@ const state = {
   cards: new Map(),
   /** fileId -> { hash, url } of the thumbnail shown (or being resolved). */
   thumbs: new Map(),
-  /** 'unknown' | 'online' | 'offline' (the API has no getter: callbacks and a first probe). */
+  /** 'unknown' | 'online' | 'offline': `isOnline()` at open, then the online/offline callbacks. */
   connection: 'unknown',
   /** Last `sync:error` until the next `sync:complete`. */
   syncError: null,
@@ -543,17 +543,6 @@ function wireInputs() {
 // ---------------------------------------------------------------------------------------------
 // Start
 
-async function probeServer() {
-  // The library reports connectivity only as events; a tab that joins after the store went
-  // online would not hear one, so ask the server once for the first state.
-  try {
-    const res = await fetch(`${apiUrl}/health`, { cache: 'no-store' });
-    if (state.connection === 'unknown') setConnection(res.ok ? 'online' : 'offline');
-  } catch {
-    if (state.connection === 'unknown') setConnection('offline');
-  }
-}
-
 async function main() {
   for (const el of document.querySelectorAll('[data-testid="store-id"], [data-testid="store-id-2"]')) el.textContent = storeId;
   byTestId('server-url').textContent = apiUrl;
@@ -587,8 +576,7 @@ async function main() {
   renderFiles();
   renderStatus();
   renderLeader();
-  probeServer();
-  window.addEventListener('offline', () => setConnection('offline'));
+  if (state.connection === 'unknown') setConnection(fs.isOnline() ? 'online' : 'offline');
   document.body.dataset.ready = 'true';
 }
 
