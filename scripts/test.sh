@@ -2,8 +2,9 @@
 # The project's one test command (CI runs it through .ci/run).
 #
 #   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
-#   (unit, simulation, doc tests), node tests, the package build, the multi-tab end-to-end
-#   tests (Playwright driving Debian's Chromium), and the browser suites:
+#   (unit, simulation, doc tests, the server's HTTP tests), node tests, the package build, the
+#   end-to-end tests (Playwright driving Debian's Chromium: multi-tab, and two devices syncing
+#   through the real filesync-server on loopback), and the browser suites:
 #   every tests/browser_*.rs file, run by wasm-bindgen-test in headless Chromium.
 #
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
@@ -45,6 +46,7 @@ step cargo-test cargo test --workspace
 step node-test npm run --silent test:node
 step build env SKIP_SETUP=1 bash scripts/build.sh
 step types npx --no-install tsc -p tests/types
+step server-build cargo build -p filesync-server
 step e2e node --test tests/e2e/
 if [ ${#browser_tests[@]} -gt 0 ]; then
     step browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \

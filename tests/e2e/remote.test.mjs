@@ -1,0 +1,332 @@
+// Remote sync end to end: the real filesync-server on loopback (it also serves the pages),
+// two persistent browser profiles = two devices, several tabs each.
+//   node --test tests/e2e/remote.test.mjs   (after the package and server builds)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer } from './server.mjs';
+
+const ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+const TOKEN = 'e2e-token';
+const WAIT = { timeout: 20_000 };
+
+let server;
+const devices = [];
+
+/** A browser profile of its own: a device. */
+async function device() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-device-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+  });
+  /** Blob requests (signed file URLs) this device made: [method, path]. */
+  const blobRequests = [];
+  context.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/livestore-filesync-files/')) blobRequests.push([r.method(), u.pathname]);
+  });
+  const d = { dir, context, blobRequests };
+  devices.push(d);
+  return d;
+}
+
+before(async () => {
+  server = await startServer({ tokens: `${TOKEN}=*` });
+});
+
+after(async () => {
+  for (const d of devices) {
+    await d.context.close().catch(() => {});
+    await rm(d.dir, { recursive: true, force: true });
+  }
+  await server?.close();
+});
+
+/** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
+async function openTab(dev, storeId, remote = { authToken: TOKEN }) {
+  const page = await dev.context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${server.url}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async ([storeId, remote]) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, [storeId, remote]);
+  return page;
+}
+
+function unique(name) {
+  return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+function save(page, name, text) {
+  return page.evaluate(
+    ({ name, text }) => window.fs.saveFile(new File([text], name, { type: 'text/plain' })),
+    { name, text },
+  );
+}
+
+const readText = (page, id) => page.evaluate(async (id) => (await window.fs.readFile(id)).text(), id);
+
+/** Waits until the file's bytes are in this browser with the given content hash. */
+const waitLocal = (page, id, hash) =>
+  page.waitForFunction(([id, hash]) => {
+    const f = window.fs.getFile(id);
+    return f && f.hasLocalCopy && (!hash || f.contentHash === hash);
+  }, [id, hash], WAIT);
+
+const waitUploaded = (page, id, hash) =>
+  page.waitForFunction(([id, hash]) => {
+    const f = window.fs.getFile(id);
+    return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
+  }, [id, hash], WAIT);
+
+test('a save in device A reaches every tab of A at once and device B with download progress', async () => {
+  const store = unique('sync');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const a2 = await openTab(a, store);
+  const b1 = await openTab(b, store);
+  const b2 = await openTab(b, store);
+  const text = 'hello from A '.repeat(1000);
+  const saved = await save(a1, 'hello.txt', text);
+  await a2.waitForFunction((id) => !!window.fs.getFile(id), saved.id, WAIT);
+  await waitUploaded(a1, saved.id);
+  await waitLocal(b1, saved.id);
+  await waitLocal(b2, saved.id);
+  assert.equal(await readText(b2, saved.id), text);
+  const file = await b1.evaluate((id) => window.fs.getFile(id), saved.id);
+  assert.equal(file.name, 'hello.txt');
+  assert.equal(file.mimeType, 'text/plain');
+  assert.equal(file.downloadStatus, 'done');
+  // Progress reached every tab of B, and ended at the whole size.
+  for (const tab of [b1, b2]) {
+    const events = await tab.evaluate((id) => window.events.filter((e) => e.fileId === id).map((e) => e.type), saved.id);
+    assert.ok(events.includes('download:start'), `download:start in ${events}`);
+    assert.ok(events.includes('download:complete'), `download:complete in ${events}`);
+    const last = await tab.evaluate((id) => window.events.filter((e) => e.type === 'download:progress' && e.fileId === id).at(-1), saved.id);
+    assert.ok(last, 'a download:progress event');
+    assert.equal(last.loaded, last.total);
+    assert.equal(last.total, text.length);
+  }
+  // One upload by A's leader, one download by B's leader: tabs do not duplicate transfers.
+  assert.deepEqual(a.blobRequests.filter(([m]) => m === 'PUT').length, 1);
+  assert.deepEqual(b.blobRequests.filter(([m]) => m === 'GET').length, 1);
+  for (const t of [a1, a2, b1, b2]) await t.close();
+});
+
+test('edits and deletes in A reach B; an edit never leaves the old key on the new content', async () => {
+  const store = unique('edit');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const b1 = await openTab(b, store);
+  const saved = await save(a1, 'doc.txt', 'version 1');
+  await waitLocal(b1, saved.id, saved.contentHash);
+  // Edit at once, and again while the first edit may still be uploading.
+  const v2 = await a1.evaluate((id) => window.fs.updateFile(id, new File(['version 2'], 'doc.txt', { type: 'text/plain' })), saved.id);
+  const v3 = await a1.evaluate((id) => window.fs.updateFile(id, new File(['version 3'], 'doc.txt', { type: 'text/plain' })), saved.id);
+  assert.notEqual(v2.contentHash, v3.contentHash);
+  await waitUploaded(a1, saved.id, v3.contentHash);
+  const state = await a1.evaluate((id) => window.fs.getFile(id), saved.id);
+  assert.ok(state.remoteKey.endsWith(v3.contentHash), `remote key ${state.remoteKey} names ${v3.contentHash}`);
+  await waitLocal(b1, saved.id, v3.contentHash);
+  assert.equal(await readText(b1, saved.id), 'version 3');
+  await a1.evaluate((id) => window.fs.deleteFile(id), saved.id);
+  await b1.waitForFunction((id) => !window.fs.getFile(id), saved.id, WAIT);
+  assert.equal(await b1.evaluate(() => window.fs.getFiles().length), 0);
+  await a1.close();
+  await b1.close();
+});
+
+test('files saved while the server is down upload after it restarts and reach B', async () => {
+  const store = unique('restart');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const b1 = await openTab(b, store);
+  const first = await save(a1, 'before.txt', 'before');
+  await waitLocal(b1, first.id);
+  await server.stop();
+  // The live channel drops with the server: the hub knows at once, and so does every tab.
+  await a1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
+  const saved = [];
+  for (let i = 0; i < 5; i++) saved.push(await save(a1, `offline-${i}.txt`, `offline ${i}`));
+  // Saves are local first: readable at once, without the server.
+  assert.equal(await readText(a1, saved[4].id), 'offline 4');
+  const t0 = Date.now();
+  await server.start();
+  // No user action: the health probes and the live channel's reconnects find the server.
+  for (const f of saved) await waitLocal(b1, f.id, f.contentHash);
+  assert.equal(await readText(b1, saved[2].id), 'offline 2');
+  assert.equal(await a1.evaluate(() => window.fs.isOnline()), true);
+  const events = await a1.evaluate(() => window.events.map((e) => e.type));
+  assert.ok(events.includes('offline') && events.includes('online'), `offline then online in ${events}`);
+  console.log(`# recovered ${Date.now() - t0} ms after the restart`);
+  await a1.close();
+  await b1.close();
+});
+
+test('a reloaded device does not download again what it already has', async () => {
+  const store = unique('reload');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  let b1 = await openTab(b, store);
+  const files = [];
+  for (let i = 0; i < 3; i++) files.push(await save(a1, `r-${i}.txt`, `reload ${i}`));
+  for (const f of files) await waitLocal(b1, f.id);
+  const gets = () => b.blobRequests.filter(([m, p]) => m === 'GET' && p.includes(store)).length;
+  assert.equal(gets(), 3);
+  await b1.close();
+  b1 = await openTab(b, store);
+  const later = await save(a1, 'after-reload.txt', 'after');
+  await waitLocal(b1, later.id);
+  for (const f of files) assert.equal(await readText(b1, f.id), `reload ${files.indexOf(f)}`);
+  assert.equal(gets(), 4, 'only the new file was downloaded after the reload');
+  await a1.close();
+  await b1.close();
+});
+
+test('a wrong token is a clear auth error through the callbacks, and nothing is lost locally', async () => {
+  const store = unique('auth');
+  const a = await device();
+  const tab = await openTab(a, store, { authToken: 'not-the-token' });
+  const saved = await save(tab, 'kept.txt', 'kept locally');
+  const err = await tab.waitForFunction(
+    () => window.events.find((e) => e.type === 'sync:error'),
+    null,
+    WAIT,
+  ).then((h) => h.jsonValue());
+  assert.equal(err.code, 'auth');
+  assert.equal(await readText(tab, saved.id), 'kept locally');
+  const status = await tab.evaluate(() => window.fs.getSyncStatus());
+  assert.equal(status.hasPending, true, 'the upload waits for valid credentials');
+  await tab.close();
+});
+
+/** Limits a tab's network throughput (bytes/s) through the DevTools protocol. */
+async function throttle(dev, page, { up = -1, down = -1 }) {
+  const cdp = await dev.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    uploadThroughput: up,
+    downloadThroughput: down,
+  });
+}
+
+/** The tab among `tabs` that leads its device. */
+async function leaderOf(tabs) {
+  await tabs[0].waitForFunction(() => window.fs.leaderTabId() !== undefined, null, WAIT);
+  const flags = await Promise.all(tabs.map((t) => t.evaluate(() => window.fs.isLeader())));
+  assert.equal(flags.filter(Boolean).length, 1, `one leader among ${flags}`);
+  return tabs[flags.indexOf(true)];
+}
+
+function saveBig(page, name, mib) {
+  return page.evaluate(({ name, mib }) => {
+    const bytes = new Uint8Array(mib * 1024 * 1024);
+    for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (i / 4096) % 251;
+    return window.fs.saveFile(new File([bytes], name, { type: 'application/octet-stream' }));
+  }, { name, mib });
+}
+
+test('closing the leader tab mid-upload: another tab of the device completes it, once', async () => {
+  const store = unique('handover');
+  const [a, b] = [await device(), await device()];
+  const tabs = [await openTab(a, store), await openTab(a, store)];
+  const b1 = await openTab(b, store);
+  const leader = await leaderOf(tabs);
+  const other = tabs.find((t) => t !== leader);
+  await throttle(a, leader, { up: 1024 * 1024 });
+  const okPuts = [];
+  a.context.on('requestfinished', async (r) => {
+    if (r.method() !== 'PUT' || !r.url().includes(store)) return;
+    const res = await r.response();
+    if (res && res.ok()) okPuts.push(r.url());
+  });
+  const saved = await saveBig(other, 'big.bin', 4);
+  // Progress is relayed to every tab: wait for a partial one, then close the leader.
+  await other.waitForFunction((id) => window.events.some(
+    (e) => e.type === 'upload:progress' && e.fileId === id && e.loaded > 0 && e.loaded < e.total,
+  ), saved.id, WAIT);
+  await leader.close();
+  await other.waitForFunction(() => window.fs.isLeader(), null, WAIT);
+  await waitUploaded(other, saved.id);
+  await waitLocal(b1, saved.id, saved.contentHash);
+  assert.equal(okPuts.length, 1, `one completed upload: ${okPuts}`);
+  await other.close();
+  await b1.close();
+});
+
+test('reloading the device in the middle of a download completes it after the reload', async () => {
+  const store = unique('midload');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  let b1 = await openTab(b, store);
+  await throttle(b, b1, { down: 1024 * 1024 });
+  const saved = await saveBig(a1, 'big.bin', 4);
+  await b1.waitForFunction((id) => window.events.some(
+    (e) => e.type === 'download:progress' && e.fileId === id && e.loaded > 0 && e.loaded < e.total,
+  ), saved.id, WAIT);
+  await b1.close();
+  b1 = await openTab(b, store);
+  await waitLocal(b1, saved.id, saved.contentHash);
+  const size = await b1.evaluate(async (id) => (await window.fs.readFile(id)).size, saved.id);
+  assert.equal(size, 4 * 1024 * 1024);
+  await a1.close();
+  await b1.close();
+});
+
+/** Whether the server holds the blob of `key` (through the signer API, as a client would). */
+async function serverHas(key) {
+  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+  const signed = await fetch(`${server.url}/api/v1/sign/download`, {
+    method: 'POST', headers, body: JSON.stringify({ key }),
+  }).then((r) => r.json());
+  const res = await fetch(new URL(signed.url, server.url));
+  await res.arrayBuffer();
+  return res.status === 200;
+}
+
+test('shared content stays remote while any file uses it, and goes when the last one does', async () => {
+  const store = unique('shared');
+  const [a, c] = [await device(), await device()];
+  const remote = { authToken: TOKEN };
+  const pageA = await a.context.newPage();
+  await pageA.goto(`${server.url}/e2e.html`);
+  await pageA.waitForSelector('body[data-ready="true"]');
+  await pageA.evaluate(async ([storeId, remote]) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote, deleteGraceMs: 0 });
+  }, [store, remote]);
+  const one = await save(pageA, 'one.txt', 'same bytes');
+  const two = await save(pageA, 'two.txt', 'same bytes');
+  await waitUploaded(pageA, one.id);
+  await waitUploaded(pageA, two.id);
+  const key = await pageA.evaluate((id) => window.fs.getFile(id).remoteKey, two.id);
+  await pageA.evaluate((id) => window.fs.deleteFile(id), one.id);
+  // A new device joins after the delete: the other file's bytes are still there for it.
+  const c1 = await openTab(c, store);
+  await waitLocal(c1, two.id);
+  assert.equal(await readText(c1, two.id), 'same bytes');
+  assert.equal(await serverHas(key), true);
+  await pageA.evaluate((id) => window.fs.deleteFile(id), two.id);
+  const t0 = Date.now();
+  while (await serverHas(key)) {
+    assert.ok(Date.now() - t0 < 20_000, 'the unused blob is deleted from the server');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await c1.waitForFunction(() => window.fs.getFiles().length === 0, null, WAIT);
+  await pageA.close();
+  await c1.close();
+});
