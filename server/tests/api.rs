@@ -686,6 +686,10 @@ async fn remote_key_is_cleared_when_the_blob_is_absent_and_deletes_respect_refer
     );
     assert_eq!(s.download("ta", &key).await.1, content);
     // The same content in another store does not count.
+    let (status, _) = s
+        .push("admin", "storeB", vec![created("c", 1, "g", content)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // Deleting f1 releases it.
     s.push("ta", "storeA", vec![deleted("c", 4, "f1")]).await;
     let (status, _) = s
@@ -934,5 +938,57 @@ async fn static_files_are_served_when_the_directory_exists() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "<h1>demo</h1>");
     assert_eq!(s.get_json(None, "/health").await.0, StatusCode::OK);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn empty_content_uploads_and_downloads() {
+    let s = start(TOKENS).await;
+    let key = s.upload("ta", "storeA", b"").await;
+    let url = s.sign_download("ta", &key).await;
+    let resp = s.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"], "0");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let resp = s
+        .http
+        .get(&url)
+        .header("Range", "bytes=0-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let etag = format!("\"{}\"", hash(b""));
+    let resp = s
+        .http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_get_gapless_sequence_numbers() {
+    let s = std::sync::Arc::new(start(TOKENS).await);
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 1..=5 {
+                let ev = created(&format!("c{c}"), n, &format!("f{c}-{n}"), b"x");
+                let (status, _) = s.push("ta", "storeA", vec![ev.clone(), ev]).await;
+                assert_eq!(status, StatusCode::OK);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, page) = s.pull("ta", "storeA", "limit=1000").await;
+    assert_eq!(seqs(&page), (1..=40).collect::<Vec<u64>>());
+    let s = std::sync::Arc::into_inner(s).unwrap();
     s.running.shutdown().await.unwrap();
 }
