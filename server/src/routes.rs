@@ -257,9 +257,28 @@ fn decode_push(store: &StoreId, bytes: &[u8]) -> Result<Vec<ClientEvent>, ApiErr
             ev.event
                 .validate_for_store(store)
                 .map_err(|e| bad(e.code(), e.to_string()))?;
+            check_numbers(&ev).map_err(|m| bad("invalid_field", m))?;
             Ok(ev)
         })
         .collect()
+}
+
+/// Numbers the database stores as signed 64-bit values (every real one is far below).
+fn check_numbers(ev: &ClientEvent) -> Result<(), String> {
+    const MAX: u64 = i64::MAX as u64;
+    let times = match &ev.event {
+        FileEvent::Created(c) => vec![c.created_at.0, c.updated_at.0],
+        FileEvent::Updated(u) => vec![u.updated_at.0],
+        FileEvent::Deleted(d) => vec![d.deleted_at.0],
+        _ => vec![],
+    };
+    if ev.id.n > MAX {
+        return Err(format!("id.n {} exceeds {MAX}", ev.id.n));
+    }
+    match times.into_iter().find(|t| *t > MAX) {
+        Some(t) => Err(format!("timestamp {t} exceeds {MAX}")),
+        None => Ok(()),
+    }
 }
 
 fn envelopes(events: &[ConfirmedEvent]) -> Vec<WireEnvelope> {
@@ -341,9 +360,11 @@ async fn pull(
         .unwrap_or(DEFAULT_PULL_LIMIT)
         .clamp(1, MAX_PULL_LIMIT);
     let db = state.events.clone();
-    let mut events = tokio::task::spawn_blocking(move || db.pull(&store, Seq(q.after), limit + 1))
-        .await
-        .map_err(|e| ApiError::internal("pull task", e))??;
+    let mut events = tokio::task::spawn_blocking(move || {
+        db.pull(&store, Seq(q.after.min(i64::MAX as u64)), limit + 1)
+    })
+    .await
+    .map_err(|e| ApiError::internal("pull task", e))??;
     let has_more = events.len() > limit;
     events.truncate(limit);
     Ok(Json(

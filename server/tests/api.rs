@@ -579,6 +579,20 @@ async fn push_validates_is_idempotent_and_pull_pages() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut huge_n = created("c1", u64::MAX, "f9", b"nine");
+    huge_n["args"]["createdAt"] = json!(u64::MAX);
+    for ev in [huge_n.clone(), {
+        huge_n["id"]["n"] = json!(9);
+        huge_n
+    }] {
+        let (status, body) = s.push("ta", "storeA", vec![ev]).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_event")
+        );
+    }
+    let (_, page) = s.pull("ta", "storeA", &format!("after={}", u64::MAX)).await;
+    assert_eq!(page["events"], json!([]));
     let (status, body) = s
         .post(
             Some("ta"),
