@@ -4,8 +4,8 @@
 #   engine: native benchmark of the sans-IO engine at 100,000 files (benches/engine.rs), built
 #           with the release profile by `cargo bench`. Prints a table and one line of JSON.
 #
-# Later benchmarks (browser runs of the wasm package, ...) are added below as further `bench`
-# steps. Every step runs even when an earlier one failed. The exit status is non-zero only if a
+# Then the browser benchmarks of the wasm package and the remote sync benchmarks, as further
+# `bench` steps. Every step runs even when an earlier one failed. The exit status is non-zero only if a
 # benchmark fails to build or run: timings are information, never a failure (no thresholds).
 #
 # Environment: BENCH_RUNS (timed runs per figure, default 7, after one warm-up run).
@@ -38,6 +38,17 @@ bench_browser() {
     node scripts/bench-browser.mjs
 }
 bench browser bench_browser
+
+# Remote sync between two browser profiles through the release server
+# (scripts/bench-sync.mjs): small files A to B, large-file throughput against plain fetch.
+bench_sync() {
+    if [ ! -f www/pkg/filesync_bg.wasm ]; then
+        SKIP_SETUP=1 bash scripts/build.sh || return 1
+    fi
+    cargo build --release -p filesync-server || return 1
+    node scripts/bench-sync.mjs
+}
+bench sync bench_sync
 
 printf '\n==== bench.sh summary\n'
 failed=0

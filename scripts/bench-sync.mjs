@@ -1,0 +1,248 @@
+// Remote sync benchmarks: two devices (persistent Chromium profiles) syncing through the real
+// filesync-server (release build) on loopback. Run by scripts/bench.sh; needs the package build
+// (www/pkg) and `cargo build --release -p filesync-server`.
+//
+//   node scripts/bench-sync.mjs
+//   BENCH_SYNC_ONLY=small node scripts/bench-sync.mjs      (sections: small, large, concurrency)
+//
+// * small: 1,000 files of 10 KiB saved in device A until device B holds all their bytes
+//   (files/s), next to the same bytes sent as plain signed PUTs from a page (the ceiling).
+// * large: 5 files of 50 MiB: upload and download throughput (transfer start to complete, from
+//   the callbacks) as a ratio of plain `fetch` PUT / GET of the same bytes to the same server,
+//   measured in the same run (target >= 0.8).
+// * concurrency: the small scenario (300 files) with 2, 4 and 8 transfers at once: the figures
+//   the defaults were picked from.
+//
+// Figures, not assertions: medians of BENCH_SYNC_RUNS runs (default 3); the exit status is
+// non-zero only when a section fails to run. Prints a table, then one line of JSON.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from '../tests/e2e/server.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+process.env.FILESYNC_SERVER_BIN ??= path.join(ROOT, 'target/release/filesync-server');
+const ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+const SECTIONS = ['small', 'large', 'concurrency'];
+const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+for (const s of only) {
+  if (!SECTIONS.includes(s)) {
+    console.error(`bench-sync: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
+    process.exit(2);
+  }
+}
+const wanted = (s) => only.length === 0 || only.includes(s);
+const RUNS = Number(process.env.BENCH_SYNC_RUNS ?? 3);
+const TOKEN = 'bench-token';
+const MiB = 1024 * 1024;
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const server = await startServer({ tokens: `${TOKEN}=*` });
+const devices = [];
+
+async function device() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-device-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+  });
+  devices.push({ dir, context });
+  return context;
+}
+
+async function openTab(context, storeId, extra = {}) {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async ([storeId, extra, token]) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote: { authToken: token }, ...extra });
+    window.fs.on('*', (e) => window.events.push({ ...e, at: performance.now() }));
+  }, [storeId, extra, TOKEN]);
+  return page;
+}
+
+const unique = (name) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+
+/** In a page: plain signed PUTs (and GETs) of generated content, the baseline of a transfer. */
+async function plainTransfers(page, storeId, sizes, concurrency) {
+  return page.evaluate(async ([storeId, sizes, concurrency, token]) => {
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const items = [];
+    for (let i = 0; i < sizes.length; i++) {
+      const bytes = new Uint8Array(sizes[i]);
+      crypto.getRandomValues(bytes.subarray(0, Math.min(bytes.length, 65536)));
+      bytes[bytes.length - 1] = i % 251;
+      const key = `${storeId}/${hex(await crypto.subtle.digest('SHA-256', bytes))}`;
+      items.push({ key, blob: new Blob([bytes]) });
+    }
+    const sign = (kind, body) => fetch(`/api/v1/sign/${kind}`, { method: 'POST', headers, body: JSON.stringify(body) })
+      .then((r) => r.json());
+    const pool = async (work) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (next < items.length) await work(items[next++]);
+      }));
+    };
+    let t0 = performance.now();
+    await pool(async ({ key, blob }) => {
+      const s = await sign('upload', { key, contentLength: blob.size });
+      const r = await fetch(s.url, { method: s.method, headers: s.headers ?? {}, body: blob });
+      if (!r.ok) throw new Error(`PUT ${r.status}`);
+    });
+    const put = performance.now() - t0;
+    t0 = performance.now();
+    await pool(async ({ key }) => {
+      const s = await sign('download', { key });
+      const r = await fetch(s.url, { headers: s.headers ?? {} });
+      const reader = r.body.getReader();
+      while (!(await reader.read()).done);
+    });
+    const get = performance.now() - t0;
+    return { put, get };
+  }, [storeId, sizes, concurrency, TOKEN]);
+}
+
+/**
+ * Device A saves `count` files of `size` bytes; resolves when device B holds them all. With
+ * `isolate`, each phase runs alone (A saves while paused, uploads, then B opens and
+ * downloads), so transfer figures are not shared with hashing elsewhere on the two cores.
+ */
+async function aToB({ count, size, extra = {}, isolate = false }) {
+  const [ca, cb] = [await device(), await device()];
+  const store = unique('bench');
+  const a = await openTab(ca, store, extra);
+  let b = isolate ? null : await openTab(cb, store, extra);
+  const t0 = Date.now();
+  const started = await a.evaluate(async ([count, size, isolate]) => {
+    if (isolate) await window.fs.pause();
+    const t = performance.now();
+    for (let i = 0; i < count; i++) {
+      const bytes = new Uint8Array(size);
+      bytes[0] = i & 255;
+      bytes[1] = i >> 8;
+      await window.fs.saveFile(new File([bytes], `f-${i}.bin`));
+    }
+    const saved = performance.now() - t;
+    if (isolate) {
+      await window.fs.resume();
+      await new Promise((resolve) => {
+        const done = () => window.fs.getFiles().every((f) => f.isUploaded);
+        if (done()) resolve();
+        const off = window.fs.subscribe(() => done() && (off(), resolve()));
+      });
+    }
+    return saved;
+  }, [count, size, isolate]);
+  b ??= await openTab(cb, store, extra);
+  await b.waitForFunction((count) => {
+    const files = window.fs.getFiles();
+    return files.length === count && files.every((f) => f.hasLocalCopy);
+  }, count, { timeout: 600_000, polling: 50 });
+  const total = Date.now() - t0;
+  const transfer = (page, kind) => page.evaluate((kind) => {
+    const starts = window.events.filter((e) => e.type === `${kind}:start`).map((e) => e.at);
+    const ends = window.events.filter((e) => e.type === `${kind}:complete`).map((e) => e.at);
+    return Math.max(...ends) - Math.min(...starts);
+  }, kind);
+  const result = { total, saves: started, upload: await transfer(a, 'upload'), download: await transfer(b, 'download'), a, b, store };
+  return result;
+}
+
+async function closeAll() {
+  for (const d of devices.splice(0)) {
+    await d.context.close().catch(() => {});
+    await rm(d.dir, { recursive: true, force: true });
+  }
+}
+
+const rows = [];
+const json = {};
+function report(name, value, unit, note = '') {
+  rows.push([name, typeof value === 'number' ? value.toFixed(value < 10 ? 2 : 0) : String(value), unit, note]);
+  json[name] = typeof value === 'number' ? Number(value.toFixed(3)) : value;
+}
+
+let failed = 0;
+async function section(name, fn) {
+  if (!wanted(name)) return;
+  try {
+    await fn();
+  } catch (e) {
+    failed++;
+    console.error(`bench-sync: section ${name} failed:`, e);
+  } finally {
+    await closeAll();
+  }
+}
+
+await section('small', async () => {
+  const totals = [], baselines = [];
+  for (let r = 0; r < RUNS; r++) {
+    const run = await aToB({ count: 1000, size: 10 * 1024 });
+    totals.push(run.total);
+    const plain = await plainTransfers(run.a, unique('plain'), Array(1000).fill(10 * 1024), 4);
+    baselines.push(plain.put + plain.get);
+    await closeAll();
+  }
+  const t = median(totals), base = median(baselines);
+  report('small.files', 1000, 'files', '10 KiB each, A saves, B downloads');
+  report('small.total_ms', t, 'ms', 'first save in A to all bytes in B');
+  report('small.files_per_s', 1000 / (t / 1000), 'files/s', 'anchor: 4.6 files/s (200 files)');
+  report('small.plain_put_get_ms', base, 'ms', 'same count and size: signed PUT then GET, 4 at once, no sync');
+  report('small.ratio_vs_plain', base / t, 'x', 'plain / ours (1 = as fast as bare transfers)');
+});
+
+await section('large', async () => {
+  const up = [], down = [], plainUp = [], plainDown = [];
+  const bytes = 5 * 50 * MiB;
+  for (let r = 0; r < RUNS; r++) {
+    const run = await aToB({ count: 5, size: 50 * MiB, isolate: true });
+    up.push(run.upload);
+    down.push(run.download);
+    const plain = await plainTransfers(run.a, unique('plain'), Array(5).fill(50 * MiB), 4);
+    plainUp.push(plain.put);
+    plainDown.push(plain.get);
+    await closeAll();
+  }
+  const mbps = (ms) => bytes / MiB / (ms / 1000);
+  report('large.upload_MiB_s', mbps(median(up)), 'MiB/s', '5 x 50 MiB, first upload:start to last upload:complete');
+  report('large.plain_put_MiB_s', mbps(median(plainUp)), 'MiB/s', 'fetch PUT of the same sizes, same server');
+  report('large.upload_ratio', median(plainUp) / median(up), 'x', 'target >= 0.8');
+  report('large.download_MiB_s', mbps(median(down)), 'MiB/s', 'B: first download:start to last download:complete (hash + store included)');
+  report('large.plain_get_MiB_s', mbps(median(plainDown)), 'MiB/s', 'fetch GET of the same sizes, body read and dropped');
+  report('large.download_ratio', median(plainDown) / median(down), 'x', 'target >= 0.8');
+});
+
+await section('concurrency', async () => {
+  for (const n of [2, 4, 8]) {
+    const totals = [];
+    for (let r = 0; r < RUNS; r++) {
+      const run = await aToB({ count: 300, size: 10 * 1024, extra: { maxUploads: n, maxDownloads: n } });
+      totals.push(run.total);
+      await closeAll();
+    }
+    report(`concurrency.${n}.files_per_s`, 300 / (median(totals) / 1000), 'files/s', `300 x 10 KiB A to B, ${n} uploads and ${n} downloads at once`);
+  }
+});
+
+await server.close();
+const width = Math.max(...rows.map((r) => r[0].length));
+console.log('\nbench-sync (medians of %d runs)', RUNS);
+for (const [name, value, unit, note] of rows) {
+  console.log(`  ${name.padEnd(width)}  ${value.padStart(9)} ${unit.padEnd(8)} ${note}`);
+}
+console.log(JSON.stringify({ bench: 'sync', runs: RUNS, ...json }));
+process.exit(failed ? 1 : 0);
