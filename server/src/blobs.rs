@@ -8,22 +8,43 @@
 //!   Storing content that is already present succeeds (same bytes, same key).
 //! * [`BlobStore::get`] streams the bytes, optionally one byte range of them.
 //! * [`BlobStore::delete`] succeeds when the object is already absent.
+//! * [`BlobStore::presign`] (presign mode only) returns a URL of the backend itself that allows
+//!   one method on one key until the expiry.
+//! * [`BlobStore::is_present`] is the push-time check: in proxy mode every stored object was
+//!   verified on the way in, so it is [`BlobStore::exists`]; in presign mode the bytes reached the
+//!   bucket without the server, so it also checks their hash once (see [`ObjectStoreBlobs`]).
 //!
 //! [`ObjectStoreBlobs`] implements it over any `object_store` backend. The body is written as a
-//! multipart upload (for the local file system: a staging file next to the target) while it is
-//! hashed; the upload is completed (renamed into place, fsynced) only after the hash matched, and
-//! aborted otherwise. The default backend is `LocalFileSystem` under `<data-dir>/blobs`, giving
-//! `<data-dir>/blobs/<store>/<hash>`. An S3 backend (`AmazonS3`) plugs in the same way; presign
-//! mode will add a `presign` method to this trait, used by the signer routes instead of the
-//! proxy URLs (S3 cannot check hashes before an upload lands).
+//! multipart upload (for the local file system: a staging file `<hash>#<n>` next to the target)
+//! while it is hashed; the upload is completed (renamed into place, fsynced) only after the hash
+//! matched, and aborted otherwise. The default backend is `LocalFileSystem` under
+//! `<data-dir>/blobs`, giving `<data-dir>/blobs/<store>/<hash>`; [`sweep_staging`] removes the
+//! staging files a crashed process left behind. [`ObjectStoreBlobs::s3`] uses `AmazonS3` (any
+//! S3-compatible endpoint), in proxy mode (the server streams to and from the bucket, verifying
+//! hashes exactly as on disk) or presign mode (SigV4 presigned URLs; the client talks to the
+//! bucket).
+//!
+//! Presign mode and integrity: S3 stores whatever a presigned `PUT` sends, so a client could put
+//! bytes under a key that is not their hash. Every client verifies the SHA-256 of what it
+//! downloads (a mismatch is an integrity error and the file is not marked present), so bad bytes
+//! never become a file's content; they can only keep the file from downloading. To catch that at
+//! the source, the push-time presence check (`v1.FileUpdated` with a `remoteKey`) verifies the
+//! object's hash the first time a key is referenced: objects up to
+//! [`S3Config::verify_max_bytes`] are read back from the bucket and hashed; a mismatch deletes the
+//! object and counts as absent, so the event is stored with its remote key cleared and the
+//! uploader uploads again. Verified keys are remembered in memory (a restart verifies again).
+//! Larger objects are only checked for presence (HEAD), to keep pushes fast.
 
+use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
@@ -115,6 +136,93 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes the object; absent is fine.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+
+    /// Whether `key` holds content a file may reference (the push-time check). Proxy mode
+    /// verified every object on the way in, so this is [`BlobStore::exists`].
+    async fn is_present(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        self.exists(key).await
+    }
+
+    /// A URL of the backend allowing `method` on `key` for `ttl` (presign mode only).
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &BlobKey,
+        ttl: Duration,
+    ) -> Result<String, BlobError> {
+        let _ = (method, key, ttl);
+        Err(BlobError::Backend(
+            "presigned URLs need presign mode".into(),
+        ))
+    }
+}
+
+/// The two methods a presigned URL may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresignMethod {
+    /// Upload.
+    Put,
+    /// Download (`HEAD` too).
+    Get,
+}
+
+/// Connection settings of an S3-compatible bucket.
+#[derive(Clone)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible server; `None`: AWS (`s3.<region>.amazonaws.com`).
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// `endpoint/bucket/key` (true) or `bucket.endpoint/key` (false, virtual-hosted).
+    pub path_style: bool,
+    /// Presign mode: objects up to this size are hashed when first referenced by a push.
+    pub verify_max_bytes: u64,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("path_style", &self.path_style)
+            .field("verify_max_bytes", &self.verify_max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default of [`S3Config::verify_max_bytes`]: 16 MiB.
+pub const DEFAULT_VERIFY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Removes the staging files (`<hash>#<n>`) of uploads a crashed process left in a local blob
+/// dir (`<dir>/<store>/`). Run at start, before serving: one process owns a data dir, so no
+/// upload is in flight then. Returns how many files were removed.
+pub fn sweep_staging(dir: &std::path::Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let stores = match std::fs::read_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for store in stores {
+        let store = store?;
+        if !store.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(store.path())? {
+            let file = file?;
+            if file.file_name().to_string_lossy().contains('#') && file.file_type()?.is_file() {
+                std::fs::remove_file(file.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Part size of uploads: S3's minimum, so the same code serves S3 multipart uploads.
@@ -126,12 +234,37 @@ const PARTS_IN_FLIGHT: usize = 2;
 #[derive(Debug, Clone)]
 pub struct ObjectStoreBlobs {
     store: Arc<dyn ObjectStore>,
+    /// Presign mode: the backend's URL signer.
+    signer: Option<Arc<dyn Signer>>,
+    /// Presign mode: objects up to this size are hashed when first referenced.
+    verify_max_bytes: u64,
+    /// Presign mode: keys whose content was verified (or found too large to verify).
+    verified: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Most keys remembered as verified before the memory is cleared (then verified again).
+const VERIFIED_CAPACITY: usize = 100_000;
 
 fn backend(e: object_store::Error) -> BlobError {
     match e {
         object_store::Error::NotFound { .. } => BlobError::NotFound,
         e => BlobError::Backend(e.to_string()),
+    }
+}
+
+/// rustls (used by object_store's HTTP client for `https` endpoints) is built without a default
+/// crypto provider, to avoid compiling aws-lc-sys; this installs ring's as the process default.
+/// [`crate::serve`] calls it; a program building its own `reqwest` client before that (in this
+/// dependency graph, reqwest has rustls without a provider) calls it first.
+pub fn install_tls_provider() {
+    // Err: a provider is already installed (by us or the embedding program); both are fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl ObjectStoreBlobs {
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // Nothing panics while this lock is held.
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -143,11 +276,59 @@ fn path(key: &BlobKey) -> ObjectPath {
 impl ObjectStoreBlobs {
     /// Wraps any backend.
     pub fn new(store: Arc<dyn ObjectStore>) -> ObjectStoreBlobs {
-        ObjectStoreBlobs { store }
+        ObjectStoreBlobs {
+            store,
+            signer: None,
+            verify_max_bytes: 0,
+            verified: Arc::default(),
+        }
+    }
+
+    /// An S3-compatible bucket; `presign` selects presign mode (else the server proxies).
+    pub fn s3(config: &S3Config, presign: bool) -> Result<ObjectStoreBlobs, BlobError> {
+        let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_virtual_hosted_style_request(!config.path_style);
+        if let Some(token) = &config.session_token {
+            b = b.with_token(token);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            let endpoint = endpoint.trim_end_matches('/');
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let s3 = Arc::new(b.build().map_err(backend)?);
+        let mut blobs = ObjectStoreBlobs::new(s3.clone());
+        if presign {
+            blobs.signer = Some(s3);
+            blobs.verify_max_bytes = config.verify_max_bytes;
+        }
+        Ok(blobs)
+    }
+
+    /// Hashes the stored object; `Ok(false)` when its bytes do not match the key.
+    async fn content_matches(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        let mut stream = self
+            .store
+            .get(&path(key))
+            .await
+            .map_err(backend)?
+            .into_stream();
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(chunk.map_err(backend)?);
+        }
+        let actual = filesync::core::ids::ContentHash::from_bytes(hasher.finalize().into());
+        Ok(actual == key.hash)
     }
 
     /// Local disk under `dir` (created if missing), fsyncing before an upload is acknowledged.
     pub fn local(dir: &std::path::Path) -> std::io::Result<ObjectStoreBlobs> {
+        // (`LocalFileSystem` has no presign mode.)
         std::fs::create_dir_all(dir)?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -160,7 +341,59 @@ impl ObjectStoreBlobs {
 #[async_trait]
 impl BlobStore for ObjectStoreBlobs {
     fn mode(&self) -> &'static str {
-        "proxy"
+        if self.signer.is_some() {
+            "presign"
+        } else {
+            "proxy"
+        }
+    }
+
+    async fn is_present(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        if self.signer.is_none() {
+            return self.exists(key).await;
+        }
+        let name = key.as_string();
+        if self.lock_verified().contains(&name) {
+            return self.exists(key).await;
+        }
+        let size = match self.store.head(&path(key)).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(backend(e)),
+        };
+        if size <= self.verify_max_bytes && !self.content_matches(key).await? {
+            tracing::warn!(key = %name, "presigned upload does not hash to its key; deleting it");
+            self.delete(key).await?;
+            return Ok(false);
+        }
+        let mut verified = self.lock_verified();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(name);
+        Ok(true)
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &BlobKey,
+        ttl: Duration,
+    ) -> Result<String, BlobError> {
+        let Some(signer) = &self.signer else {
+            return Err(BlobError::Backend(
+                "presigned URLs need presign mode".into(),
+            ));
+        };
+        let method = match method {
+            PresignMethod::Put => axum::http::Method::PUT,
+            PresignMethod::Get => axum::http::Method::GET,
+        };
+        let url = signer
+            .signed_url(method, &path(key), ttl)
+            .await
+            .map_err(backend)?;
+        Ok(url.to_string())
     }
 
     async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
@@ -249,6 +482,10 @@ impl BlobStore for ObjectStoreBlobs {
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        if self.signer.is_some() {
+            // Content under this key may be uploaded again, and must then be verified again.
+            self.lock_verified().remove(&key.as_string());
+        }
         match self.store.delete(&path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend(e)),

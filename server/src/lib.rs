@@ -7,7 +7,8 @@
 //!
 //! Layout:
 //! * [`events`]: the [`events::EventStore`] trait and its SQLite implementation.
-//! * [`blobs`]: the [`blobs::BlobStore`] trait over `object_store` (local disk by default).
+//! * [`blobs`]: the [`blobs::BlobStore`] trait over `object_store` (local disk by default, or an
+//!   S3-compatible bucket in proxy or presign mode).
 //! * [`routes`]: the HTTP API; [`error`]: errors with stable codes; [`auth`]: bearer tokens and
 //!   prefixes; [`keys`]: key validation; [`signing`]: HMAC-signed URLs; [`live`]: per-store
 //!   locks and broadcast.
@@ -41,7 +42,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Tokens;
-use crate::blobs::{BlobStore, ObjectStoreBlobs};
+use crate::blobs::{BlobStore, ObjectStoreBlobs, S3Config};
 use crate::events::{EventStore, SqliteEventStore};
 use crate::signing::Signer;
 
@@ -77,6 +78,21 @@ pub struct Config {
     pub url_ttl_secs: u64,
     /// Interval of `: ping` comments on live streams.
     pub ping_interval: Duration,
+    /// Blobs in an S3-compatible bucket instead of `<data-dir>/blobs`.
+    pub s3: Option<S3Config>,
+    /// Who moves the bytes; [`BlobMode::Presign`] needs [`Config::s3`].
+    pub blob_mode: BlobMode,
+}
+
+/// Who moves the bytes of blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlobMode {
+    /// This server: signer calls return its own HMAC-signed URLs and it streams the bytes to and
+    /// from the backend, verifying hashes on the way in.
+    #[default]
+    Proxy,
+    /// The bucket: signer calls return SigV4 presigned URLs of the S3 bucket.
+    Presign,
 }
 
 impl Config {
@@ -92,6 +108,8 @@ impl Config {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             url_ttl_secs: DEFAULT_URL_TTL_SECS,
             ping_interval: routes::PING_INTERVAL,
+            s3: None,
+            blob_mode: BlobMode::Proxy,
         }
     }
 }
@@ -125,6 +143,12 @@ pub enum ServeError {
     /// The event database could not be opened or migrated.
     #[error("event store: {0}")]
     Events(#[from] error::StoreError),
+    /// The configuration is inconsistent (presign mode without a bucket).
+    #[error("config: {0}")]
+    Config(String),
+    /// The blob backend could not be set up.
+    #[error("blob store: {0}")]
+    Blobs(#[from] error::BlobError),
     /// The address could not be bound.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -214,6 +238,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         source,
     };
     std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
+    blobs::install_tls_provider();
     let signer = match &config.signing_secret {
         Some(s) => Signer::new(s.as_bytes()),
         None => Signer::load_or_create(&config.data_dir).map_err(dir_err)?,
@@ -222,7 +247,28 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     let events = tokio::task::spawn_blocking(move || SqliteEventStore::open(&db_path))
         .await
         .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
-    let blobs = ObjectStoreBlobs::local(&config.data_dir.join(BLOBS_DIR)).map_err(dir_err)?;
+    let blobs = match (&config.s3, config.blob_mode) {
+        (Some(s3), mode) => {
+            tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, ?mode, "blobs in S3");
+            ObjectStoreBlobs::s3(s3, mode == BlobMode::Presign)?
+        }
+        (None, BlobMode::Presign) => {
+            return Err(ServeError::Config(
+                "presign mode needs an S3 bucket (--s3-bucket)".into(),
+            ))
+        }
+        (None, BlobMode::Proxy) => {
+            let dir = config.data_dir.join(BLOBS_DIR);
+            let swept = blobs::sweep_staging(&dir).map_err(dir_err)?;
+            if swept > 0 {
+                tracing::info!(
+                    files = swept,
+                    "removed staging files of interrupted uploads"
+                );
+            }
+            ObjectStoreBlobs::local(&dir).map_err(dir_err)?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServeError::Bind {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_server::auth::Tokens;
-use filesync_server::{Config, DEFAULT_MAX_BLOB_BYTES, MAX_URL_TTL_SECS};
+use filesync_server::blobs::{S3Config, DEFAULT_VERIFY_MAX_BYTES};
+use filesync_server::{BlobMode, Config, DEFAULT_MAX_BLOB_BYTES, MAX_URL_TTL_SECS};
 
 /// Reference server of filesync: event sync API, livestore-filesync signer API, blob storage.
 #[derive(Parser, Debug)]
@@ -48,6 +49,72 @@ struct Args {
     #[arg(long, env = "FILESYNC_URL_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=MAX_URL_TTL_SECS))]
     url_ttl_secs: u64,
+    /// Who moves blob bytes: this server (proxy) or the S3 bucket via presigned URLs (presign,
+    /// needs --s3-bucket).
+    #[arg(long, env = "FILESYNC_BLOB_MODE", value_enum, default_value_t = Mode::Proxy)]
+    blob_mode: Mode,
+    /// S3 bucket of the blobs (setting it moves blobs from the data dir to the bucket).
+    #[arg(long, env = "FILESYNC_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// http(s)://host:port of an S3-compatible server (default: AWS for --s3-region).
+    #[arg(long, env = "FILESYNC_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Region of the bucket (SigV4 signs it).
+    #[arg(long, env = "FILESYNC_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Access key id (default: $AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "FILESYNC_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// Secret access key (default: $AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "FILESYNC_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Session token of temporary credentials (default: $AWS_SESSION_TOKEN).
+    #[arg(long, env = "FILESYNC_S3_SESSION_TOKEN", hide_env_values = true)]
+    s3_session_token: Option<String>,
+    /// Path-style URLs (endpoint/bucket/key); false: virtual-hosted (bucket.endpoint/key).
+    #[arg(long, env = "FILESYNC_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    s3_path_style: bool,
+    /// Presign mode: objects up to this size are read back and hashed when a push first
+    /// references them.
+    #[arg(long, env = "FILESYNC_S3_VERIFY_MAX_BYTES", default_value_t = DEFAULT_VERIFY_MAX_BYTES)]
+    s3_verify_max_bytes: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Mode {
+    Proxy,
+    Presign,
+}
+
+/// The S3 settings when a bucket is given; credentials fall back to the AWS_* variables.
+fn s3_config(args: &Args) -> Result<Option<S3Config>, String> {
+    let Some(bucket) = args.s3_bucket.clone().filter(|b| !b.is_empty()) else {
+        return Ok(None);
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let access_key_id = args
+        .s3_access_key_id
+        .clone()
+        .or_else(|| env("AWS_ACCESS_KEY_ID"))
+        .ok_or("--s3-bucket needs an access key id (--s3-access-key-id or AWS_ACCESS_KEY_ID)")?;
+    let secret_access_key = args
+        .s3_secret_access_key
+        .clone()
+        .or_else(|| env("AWS_SECRET_ACCESS_KEY"))
+        .ok_or("--s3-bucket needs a secret (--s3-secret-access-key or AWS_SECRET_ACCESS_KEY)")?;
+    Ok(Some(S3Config {
+        endpoint: args.s3_endpoint.clone().filter(|e| !e.is_empty()),
+        bucket,
+        region: args.s3_region.clone(),
+        access_key_id,
+        secret_access_key,
+        session_token: args
+            .s3_session_token
+            .clone()
+            .or_else(|| env("AWS_SESSION_TOKEN")),
+        path_style: args.s3_path_style,
+        verify_max_bytes: args.s3_verify_max_bytes,
+    }))
 }
 
 async fn stop_signal() {
@@ -95,6 +162,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let s3 = match s3_config(&args) {
+        Ok(s3) => s3,
+        Err(e) => {
+            eprintln!("filesync-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut addr = args.addr;
     if let Some(port) = args.port {
         addr.set_port(port);
@@ -107,6 +181,11 @@ async fn main() -> ExitCode {
         signing_secret: args.signing_secret.filter(|s| !s.is_empty()),
         max_blob_bytes: args.max_blob_bytes,
         url_ttl_secs: args.url_ttl_secs,
+        s3,
+        blob_mode: match args.blob_mode {
+            Mode::Proxy => BlobMode::Proxy,
+            Mode::Presign => BlobMode::Presign,
+        },
         ..Config::new(args.data_dir)
     };
     let running = match filesync_server::serve(config).await {

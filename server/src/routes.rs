@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Allowed;
-use crate::blobs::ByteRange;
+use crate::blobs::{ByteRange, PresignMethod};
 use crate::error::ApiError;
 use crate::keys::{self, BlobKey};
 use crate::live::LiveBatch;
@@ -149,12 +149,28 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn signed_url(state: &AppState, headers: &HeaderMap, method: &str, key: &BlobKey) -> (String, u64) {
+/// The URL of a blob for `method` and its expiry (unix seconds): a SigV4 presigned URL of the
+/// bucket in presign mode, else this server's HMAC-signed file URL.
+async fn signed_url(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: PresignMethod,
+    key: &BlobKey,
+) -> Result<(String, u64), ApiError> {
     let exp = now_secs() + state.url_ttl_secs;
+    if state.blobs.mode() == "presign" {
+        let ttl = Duration::from_secs(state.url_ttl_secs);
+        let url = state.blobs.presign(method, key, ttl).await?;
+        return Ok((url, exp));
+    }
+    let method = match method {
+        PresignMethod::Put => "PUT",
+        PresignMethod::Get => "GET",
+    };
     let key = key.as_string();
     let sig = state.signer.sign(method, &key, exp);
     let base = public_base(state, headers);
-    (format!("{base}{FILES_PATH}/{key}?exp={exp}&sig={sig}"), exp)
+    Ok((format!("{base}{FILES_PATH}/{key}?exp={exp}&sig={sig}"), exp))
 }
 
 fn iso8601(unix_secs: u64) -> String {
@@ -184,7 +200,7 @@ async fn sign_upload(
             limit: state.max_blob_bytes,
         });
     }
-    let (url, exp) = signed_url(&state, &headers, "PUT", &key);
+    let (url, exp) = signed_url(&state, &headers, PresignMethod::Put, &key).await?;
     let mut resp = json!({"method": "PUT", "url": url, "expiresAt": iso8601(exp)});
     if let Some(ct) = req.content_type.filter(|c| !c.is_empty()) {
         resp["headers"] = json!({"Content-Type": ct});
@@ -200,7 +216,7 @@ async fn sign_download(
     let allowed = authorize(&state, &headers)?;
     let req: KeyRequest = json_body(&body_bytes(body, MAX_SIGNER_BODY)?)?;
     let key = signer_key(&allowed, &req.key)?;
-    let (url, exp) = signed_url(&state, &headers, "GET", &key);
+    let (url, exp) = signed_url(&state, &headers, PresignMethod::Get, &key).await?;
     Ok(Json(json!({"url": url, "expiresAt": iso8601(exp)})))
 }
 
@@ -315,7 +331,7 @@ async fn push(
             store: store.clone(),
             hash,
         };
-        if !state.blobs.exists(&key).await? {
+        if !state.blobs.is_present(&key).await? {
             absent.insert(hash);
         }
     }

@@ -884,6 +884,31 @@ async fn a_restart_keeps_events_blobs_and_signed_urls() {
 }
 
 #[tokio::test]
+async fn a_restart_removes_staging_files_of_interrupted_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), TOKENS);
+    let s = start_with(cfg.clone(), None).await;
+    let key = s.upload("ta", "storeA", b"kept").await;
+    s.running.shutdown().await.unwrap();
+    // What a process killed in the middle of an upload leaves: object_store's staging files.
+    let store_dir = dir.path().join("blobs/storeA");
+    let staging = store_dir.join(format!("{}#1", hash(b"cut short")));
+    let staging2 = store_dir.join(format!("{}#2", hash(b"kept")));
+    std::fs::write(&staging, b"cut sh").unwrap();
+    std::fs::write(&staging2, b"ke").unwrap();
+
+    let s = start_with(cfg, None).await;
+    assert!(!staging.exists() && !staging2.exists());
+    assert_eq!(
+        s.download("ta", &key).await,
+        (StatusCode::OK, b"kept".to_vec())
+    );
+    assert_eq!(walk(&dir.path().join("blobs")).len(), 1);
+    s.running.shutdown().await.unwrap();
+    drop(dir);
+}
+
+#[tokio::test]
 async fn cors_preflight_and_headers() {
     let s = start(TOKENS).await;
     let resp = s

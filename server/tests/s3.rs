@@ -1,0 +1,417 @@
+//! S3 mode against a real S3 server: `s3s-fs` (an S3 implementation on a local directory, with
+//! SigV4 header and presigned-URL authentication) started in-process on 127.0.0.1:0, and the
+//! filesync server started on port 0 in front of it. All traffic is real HTTP on loopback:
+//! presigned URLs are used with plain `PUT`/`GET` requests, as a browser would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use filesync::core::ids::ContentHash;
+use filesync_server::auth::Tokens;
+use filesync_server::blobs::{S3Config, DEFAULT_VERIFY_MAX_BYTES};
+use filesync_server::{serve, BlobMode, Config, Running};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const BUCKET: &str = "filesync-test";
+const ACCESS_KEY: &str = "AKIATESTFILESYNC";
+const SECRET_KEY: &str = "test-secret-access-key";
+const TOKENS: &str = "ta=storeA/;tb=storeB/;admin=*";
+
+/// An S3 server on a temp dir; the bucket is the directory `<root>/<BUCKET>`.
+struct S3 {
+    endpoint: String,
+    root: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl S3 {
+    async fn start() -> S3 {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(socket);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        S3 {
+            endpoint: format!("http://{addr}"),
+            root,
+            task,
+        }
+    }
+
+    fn config(&self) -> S3Config {
+        S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            access_key_id: ACCESS_KEY.into(),
+            secret_access_key: SECRET_KEY.into(),
+            session_token: None,
+            path_style: true,
+            verify_max_bytes: DEFAULT_VERIFY_MAX_BYTES,
+        }
+    }
+
+    /// Where s3s-fs keeps an object.
+    fn object_file(&self, key: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(key)
+    }
+}
+
+struct Server {
+    running: Running,
+    base: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(s3: &S3, mode: BlobMode, ttl: u64) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tokens: Tokens::parse(TOKENS).unwrap(),
+        signing_secret: Some("test-secret".into()),
+        max_blob_bytes: 64 * 1024,
+        url_ttl_secs: ttl,
+        s3: Some(s3.config()),
+        blob_mode: mode,
+        ..Config::new(dir.path())
+    };
+    let running = serve(cfg).await.expect("server starts");
+    Server {
+        base: running.url(),
+        running,
+        http: Client::new(),
+        _dir: dir,
+    }
+}
+
+fn hash(bytes: &[u8]) -> String {
+    ContentHash::of(bytes).to_hex()
+}
+
+fn created(n: u64, file: &str, content: &[u8]) -> Value {
+    json!({"id": {"client": "c", "n": n}, "name": "v1.FileCreated", "args": {
+        "id": file, "path": format!("docs/{file}"), "contentHash": hash(content), "name": "a.txt",
+        "mimeType": "text/plain", "size": content.len(), "metadataJson": null, "createdAt": 1,
+        "updatedAt": 1}})
+}
+
+fn attached(n: u64, file: &str, content: &[u8]) -> Value {
+    let h = hash(content);
+    json!({"id": {"client": "c", "n": n}, "name": "v1.FileUpdated", "args": {
+        "id": file, "path": format!("docs/{file}"), "remoteKey": format!("storeA/{h}"),
+        "contentHash": h, "name": "a.txt", "mimeType": "text/plain", "size": content.len(),
+        "updatedAt": 2, "expectedContentHash": h}})
+}
+
+fn deleted(n: u64, file: &str) -> Value {
+    json!({"id": {"client": "c", "n": n}, "name": "v1.FileDeleted",
+           "args": {"id": file, "deletedAt": 3}})
+}
+
+impl Server {
+    async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn sign(&self, token: &str, call: &str, key: &str) -> Value {
+        let (s, body) = self
+            .post(
+                Some(token),
+                &format!("/api/v1/sign/{call}"),
+                json!({"key": key, "contentLength": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn put(&self, key: &str, content: &[u8]) -> StatusCode {
+        let url = self.sign("ta", "upload", key).await["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let resp = self.http.put(url).body(content.to_vec()).send().await;
+        resp.unwrap().status()
+    }
+
+    async fn get(&self, key: &str) -> (StatusCode, Vec<u8>) {
+        let url = self.sign("ta", "download", key).await["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let resp = self.http.get(url).send().await.unwrap();
+        (resp.status(), resp.bytes().await.unwrap().to_vec())
+    }
+
+    async fn push(&self, events: Vec<Value>) -> Value {
+        let (s, body) = self
+            .post(
+                Some("ta"),
+                "/api/v1/stores/storeA/events",
+                json!({ "events": events }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn delete(&self, key: &str) -> StatusCode {
+        self.post(Some("ta"), "/api/v1/delete", json!({"key": key}))
+            .await
+            .0
+    }
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+#[tokio::test]
+async fn presigned_urls_round_trip_through_the_bucket() {
+    let s3 = S3::start().await;
+    let s = start(&s3, BlobMode::Presign, 900).await;
+    let health: Value = s
+        .http
+        .get(format!("{}/api/health", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["features"], json!(["events", "presign"]));
+
+    let content = b"bytes straight to the bucket".to_vec();
+    let key = format!("storeA/{}", hash(&content));
+    let signed = s.sign("ta", "upload", &key).await;
+    assert_eq!(signed["method"], "PUT");
+    let url = signed["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/{key}?", s3.endpoint)),
+        "{url}"
+    );
+    assert_eq!(query_param(url, "X-Amz-Expires").as_deref(), Some("900"));
+    assert!(query_param(url, "X-Amz-Signature").is_some());
+
+    // A tampered signature is refused by the bucket (the test server really checks SigV4).
+    let sig = query_param(url, "X-Amz-Signature").unwrap();
+    let forged = url.replace(&sig, &"0".repeat(sig.len()));
+    let resp = s
+        .http
+        .put(forged)
+        .body(content.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!s3.object_file(&key).exists());
+
+    let resp = s.http.put(url).body(content.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(s3.object_file(&key)).unwrap(), content);
+    let (status, bytes) = s.get(&key).await;
+    assert_eq!((status, bytes), (StatusCode::OK, content.clone()));
+    // A download URL does not allow an upload.
+    let get_url = s.sign("ta", "download", &key).await["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = s
+        .http
+        .put(get_url)
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(std::fs::read(s3.object_file(&key)).unwrap(), content);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn presign_expiry_is_capped_and_sign_calls_keep_auth_rules() {
+    let s3 = S3::start().await;
+    let s = start(&s3, BlobMode::Presign, 7200).await;
+    let key = format!("storeA/{}", hash(b"x"));
+    let before = chrono::Utc::now();
+    let signed = s.sign("ta", "download", &key).await;
+    let url = signed["url"].as_str().unwrap();
+    assert_eq!(query_param(url, "X-Amz-Expires").as_deref(), Some("3600"));
+    let expires: chrono::DateTime<chrono::Utc> =
+        signed["expiresAt"].as_str().unwrap().parse().unwrap();
+    let secs = (expires - before).num_seconds();
+    assert!((3599..=3601).contains(&secs), "{secs}");
+
+    let other = format!("storeB/{}", hash(b"x"));
+    for call in ["upload", "download"] {
+        let path = format!("/api/v1/sign/{call}");
+        let body = json!({"key": other, "contentLength": 1});
+        assert_eq!(
+            s.post(Some("ta"), &path, body.clone()).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            s.post(None, &path, body.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            s.post(Some("nope"), &path, body.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(s.post(Some("tb"), &path, body).await.0, StatusCode::OK);
+        let bad = json!({"key": "storeA/../storeB/x", "contentLength": 1});
+        assert_eq!(
+            s.post(Some("admin"), &path, bad).await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    let (status, _) = s
+        .post(Some("ta"), "/api/v1/delete", json!({"key": other}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn push_checks_presence_and_content_in_the_bucket_and_delete_respects_references() {
+    let s3 = S3::start().await;
+    let s = start(&s3, BlobMode::Presign, 900).await;
+    let content = b"referenced content".to_vec();
+    let key = format!("storeA/{}", hash(&content));
+    s.push(vec![created(1, "f1", &content)]).await;
+
+    // Not uploaded yet: the remote key is cleared (HEAD on the bucket).
+    let body = s.push(vec![attached(2, "f1", &content)]).await;
+    assert_eq!(body["events"][0]["args"]["remoteKey"], "");
+
+    // Wrong bytes under the key: the first reference hashes them, deletes the object and
+    // clears the remote key.
+    assert_eq!(s.put(&key, b"not the content").await, StatusCode::OK);
+    assert!(s3.object_file(&key).exists());
+    let body = s.push(vec![attached(3, "f1", &content)]).await;
+    assert_eq!(body["events"][0]["args"]["remoteKey"], "");
+    assert!(!s3.object_file(&key).exists());
+
+    // The real bytes: kept.
+    assert_eq!(s.put(&key, &content).await, StatusCode::OK);
+    let body = s.push(vec![attached(4, "f1", &content)]).await;
+    assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
+
+    // Referenced: 409, the object stays.
+    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+    assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
+    // Released by the delete of f1: 204, gone from the bucket; again: still 204.
+    s.push(vec![deleted(5, "f1")]).await;
+    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    assert!(!s3.object_file(&key).exists());
+    assert_eq!(s.get(&key).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn proxy_mode_streams_to_the_bucket_and_verifies_hashes() {
+    let s3 = S3::start().await;
+    let s = start(&s3, BlobMode::Proxy, 900).await;
+    let health: Value = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["features"], json!(["events", "proxy"]));
+    let content: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let key = format!("storeA/{}", hash(&content));
+    // Upload URLs are this server's own.
+    let url = s.sign("ta", "upload", &key).await["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(url.starts_with(&s.base), "{url}");
+    let bad = s
+        .http
+        .put(&url)
+        .body(b"wrong".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!s3.object_file(&key).exists());
+    let ok = s.http.put(&url).body(content.clone()).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(s3.object_file(&key)).unwrap(), content);
+    assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
+    // A range is read from the bucket.
+    let get_url = s.sign("ta", "download", &key).await["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = s
+        .http
+        .get(get_url)
+        .header("Range", "bytes=100-109")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resp.bytes().await.unwrap().to_vec(),
+        content[100..110].to_vec()
+    );
+    // Presence at push is a HEAD on the bucket.
+    s.push(vec![created(1, "f1", &content)]).await;
+    let body = s.push(vec![attached(2, "f1", &content)]).await;
+    assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
+    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn presign_mode_without_a_bucket_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        blob_mode: BlobMode::Presign,
+        ..Config::new(dir.path())
+    };
+    let err = serve(cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("presign"), "{err}");
+}
