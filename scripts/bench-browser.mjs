@@ -5,7 +5,7 @@
 //   node scripts/bench-browser.mjs
 //   BENCH_BROWSER_ONLY=hash,commit node scripts/bench-browser.mjs    (a subset, for profiling)
 //
-// Sections (keys of BENCH_BROWSER_ONLY): hash, memory, cold, commit, failover, bundle. Every
+// Sections (keys of BENCH_BROWSER_ONLY): hash, webcrypto, memory, cold, commit, failover, bundle. Every
 // figure is a median over several runs after a warm-up, next to a baseline measured in the same
 // run where there is one, and is compared with the issue's target FOR INFORMATION: nothing here
 // asserts, and the exit status is non-zero only when a section fails to run. Prints a table, then
@@ -13,7 +13,7 @@
 //
 // Environment: BENCH_BROWSER_ONLY (sections), BENCH_BROWSER_SMALL_FILES (files of the cold-start
 // store, default 10000), CHROMIUM (default /usr/bin/chromium).
-import { mkdtemp, rm, open, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, open, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir, loadavg, cpus } from 'node:os';
@@ -26,7 +26,8 @@ import { chromium } from 'playwright-core';
 import { createStaticServer } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const WWW = path.join(ROOT, 'www');
+// BENCH_BROWSER_WWW: serve another build (e.g. a copy of www/ built at another commit, for A/B runs).
+const WWW = process.env.BENCH_BROWSER_WWW ? path.resolve(process.env.BENCH_BROWSER_WWW) : path.join(ROOT, 'www');
 const MiB = 1024 * 1024;
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -37,7 +38,7 @@ const ARGS = [
   // window.gc(), to release dropped Blobs between runs (never called inside a timed step).
   '--js-flags=--expose-gc',
 ];
-const SECTIONS = ['hash', 'memory', 'cold', 'commit', 'failover', 'bundle'];
+const SECTIONS = ['hash', 'webcrypto', 'memory', 'cold', 'commit', 'failover', 'bundle'];
 const only = (process.env.BENCH_BROWSER_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -50,6 +51,15 @@ if (!Number.isInteger(SMALL_FILES) || SMALL_FILES < 1) {
   console.error(`bench-browser: BENCH_BROWSER_SMALL_FILES must be a positive integer, not ${process.env.BENCH_BROWSER_SMALL_FILES}`);
   process.exit(2);
 }
+/** BENCH_BROWSER_CPU_PROFILE=dir: CPU profiles of one cold start written there (see coldStarts). */
+const CPU_PROFILE_DIR = process.env.BENCH_BROWSER_CPU_PROFILE ? path.resolve(process.env.BENCH_BROWSER_CPU_PROFILE) : null;
+if (CPU_PROFILE_DIR) await mkdir(CPU_PROFILE_DIR, { recursive: true });
+/**
+ * BENCH_BROWSER_USER_DATA=dir: Chromium's profile dir, kept after the run (default: a temp dir,
+ * removed). With it, a second run finds the cold-start store filled and skips saving its files,
+ * so cold starts can be measured again in a minute (for profiling changes).
+ */
+const USER_DATA = process.env.BENCH_BROWSER_USER_DATA ? path.resolve(process.env.BENCH_BROWSER_USER_DATA) : null;
 /** Whole run: past this the script cleans up and exits non-zero. */
 const WATCHDOG_MS = 9 * 60_000;
 
@@ -129,7 +139,7 @@ function cleanup() {
   cleaning ??= (async () => {
     await timeout(context?.close() ?? Promise.resolve(), 20_000, 'closing the browser').catch((e) => log(String(e)));
     if (server) await new Promise((resolve) => server.close(resolve));
-    for (const dir of [profile, dataDir]) {
+    for (const dir of [USER_DATA ? null : profile, dataDir]) {
       // Retries: a dying browser may still write into its profile.
       if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }).catch((e) => log(`could not remove ${dir}: ${e}`));
     }
@@ -156,9 +166,10 @@ async function start() {
     throw new Error('www/pkg is missing: run `bash scripts/build.sh` first');
   }
   server = await createStaticServer(WWW);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  // A kept profile needs the same origin every run (storage is per origin): a fixed port.
+  await new Promise((resolve) => server.listen(USER_DATA ? 41_977 : 0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${server.address().port}`;
-  profile = await mkdtemp(path.join(tmpdir(), 'filesync-bench-profile-'));
+  profile = USER_DATA ?? await mkdtemp(path.join(tmpdir(), 'filesync-bench-profile-'));
   dataDir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-data-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -351,6 +362,74 @@ async function benchHash() {
 
 // ---------------------------------------------------------------------------------------------
 // 2. Memory while saving a 512 MiB disk-backed file
+
+// ---------------------------------------------------------------------------------------------
+// 1b. Where to switch from WebCrypto to streaming (WEBCRYPTO_MAX_BYTES in src/web/hash.rs)
+
+/**
+ * Both hash paths of src/web/hash.rs on the same in-memory blobs, 64 KiB .. 64 MiB, through the
+ * package's `benchHashBlob`: `webcrypto` (blob.arrayBuffer() + crypto.subtle.digest, the whole
+ * blob in one buffer) and `streaming` (BYOB reads into a 1 MiB buffer + sha2 in wasm). Time is
+ * the median of several runs after a warm-up, the two paths alternating; memory is what each
+ * path holds at its peak: for WebCrypto the JS heap growth right after arrayBuffer() (the
+ * buffer, measured in a JS replica of the same steps), for streaming the wasm memory growth.
+ * Prints the time crossover (if any) and the saving per size.
+ */
+async function benchWebcrypto() {
+  const page = await newHarnessPage();
+  await page.evaluate(async () => { window.wasm = await window.filesync.load(); });
+  const sizes = [64 * 1024, 256 * 1024, MiB, 4 * MiB, 8 * MiB, 16 * MiB, 32 * MiB, 64 * MiB];
+  const results = [];
+  for (const size of sizes) {
+    const runs = size <= MiB ? 15 : size <= 16 * MiB ? 9 : 5;
+    const r = await timeout(page.evaluate(async ({ size, runs }) => {
+      const pkg = window.filesyncPkg;
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i += 4096) bytes[i] = (i * 2654435761) >>> 24;
+      const blob = new Blob([bytes]);
+      const t = { webcrypto: [], streaming: [] };
+      let hex;
+      for (let run = 0; run <= runs; run++) {
+        for (const path of run % 2 ? ['webcrypto', 'streaming'] : ['streaming', 'webcrypto']) {
+          const t0 = performance.now();
+          const h = await pkg.benchHashBlob(blob, path);
+          const ms = performance.now() - t0;
+          if (hex && h !== hex) throw new Error(`the two paths disagree at ${size} B`);
+          hex = h;
+          if (run > 0) t[path].push(ms);
+        }
+      }
+      // Peak memory of each path.
+      window.gc?.();
+      const heap0 = performance.memory.usedJSHeapSize;
+      const buf = await blob.arrayBuffer();
+      const heapPeak = performance.memory.usedJSHeapSize - heap0;
+      await crypto.subtle.digest('SHA-256', buf);
+      const wasm0 = window.wasm.memory.buffer.byteLength;
+      await pkg.benchHashBlob(blob, 'streaming');
+      const wasmGrowth = window.wasm.memory.buffer.byteLength - wasm0;
+      return { t, heapPeak: Math.max(heapPeak, buf.byteLength), wasmGrowth };
+    }, { size, runs }), 180_000, `webcrypto vs streaming at ${size} B`);
+    const w = stats(r.t.webcrypto);
+    const st = stats(r.t.streaming);
+    const kib = size / 1024;
+    const label = kib >= 1024 ? `${kib / 1024}mib` : `${kib}kib`;
+    results.push({ size, label, webcrypto: w.median, streaming: st.median, heapPeak: r.heapPeak, wasmGrowth: r.wasmGrowth });
+    figure({ key: `hash_webcrypto_${label}_ms`, what: `hash_blob_webcrypto of ${label} (arrayBuffer + digest)`, unit: 'ms', s: w,
+      baseline: st.median, ratio: w.median / st.median, note: `baseline: hash_blob_streaming; peak buffer ${fmt(r.heapPeak / MiB)} MiB` });
+    figure({ key: `hash_streaming_${label}_ms`, what: `hash_blob_streaming of ${label} (BYOB 1 MiB reads + sha2 in wasm)`, unit: 'ms', s: st,
+      note: `wasm memory growth ${fmt(r.wasmGrowth / MiB)} MiB` });
+  }
+  const faster = results.filter((x) => x.webcrypto < x.streaming).map((x) => x.label);
+  const slower = results.filter((x) => x.webcrypto >= x.streaming).map((x) => x.label);
+  log(`webcrypto faster at: ${faster.join(', ') || 'none'}; streaming faster or equal at: ${slower.join(', ') || 'none'}`);
+  for (const x of results) {
+    log(`  ${x.label.padStart(6)}: webcrypto ${fmt(x.webcrypto)} ms (${fmt(x.size / 1e6 / (x.webcrypto / 1000))} MB/s, holds ${fmt(x.heapPeak / MiB)} MiB), ` +
+      `streaming ${fmt(x.streaming)} ms (${fmt(x.size / 1e6 / (x.streaming / 1000))} MB/s, wasm memory +${fmt(x.wasmGrowth / MiB)} MiB), saves ${fmt(x.streaming - x.webcrypto)} ms`);
+  }
+  json.hash_paths = results.map((x) => ({ size: x.size, webcrypto_ms: round(x.webcrypto), streaming_ms: round(x.streaming), webcrypto_peak_mib: round(x.heapPeak / MiB) }));
+  await page.close();
+}
 
 function rssKiB(pid) {
   try {
@@ -565,6 +644,10 @@ async function coldStarts(store, n, runs = 3) {
     await sleep(300);
     if (await hubRunning()) throw new Error('a hub started again with no tab open');
     const page = await newHarnessPage();
+    // BENCH_BROWSER_CPU_PROFILE: CPU profiles of the tab and of the hub's SharedWorker during
+    // the last timed cold start of a store with files (not timed differently: the profiler adds
+    // some overhead to that run).
+    const profiling = CPU_PROFILE_DIR && n > 0 && run === runs ? await startCpuProfiles(page) : null;
     const r = await timeout(page.evaluate(async ({ store, n }) => {
       const t0 = performance.now();
       window.wasm = await window.filesync.load();
@@ -591,24 +674,98 @@ async function coldStarts(store, n, runs = 3) {
     log(`cold start (${n} files) ${run === 0 ? 'warm-up' : `${run}/${runs}`}: ${fmt(r.total)} ms (wasm load in page ${fmt(r.load)} ms, ` +
       `openFileSync ${fmt(r.open)} ms with ${r.atOpen} files, first getFiles() ${fmt(r.firstGet)} ms, then waited ${fmt(r.wait)} ms for ${r.count}; ` +
       `${fmt(r.sinceNav)} ms since navigation start; hub gone ${fmt(gone)} ms after the last tab closed)`);
+    if (profiling) await stopCpuProfiles(profiling, `cold-${n}`);
     if (run === 0) continue;
     for (const k of Object.keys(cold)) cold[k].push(k === 'hubGone' ? gone : r[k]);
   }
   return cold;
 }
 
+/**
+ * Starts the CDP sampling profiler in `page` now, and in the hub's SharedWorker as soon as it
+ * appears (attached through the browser session; it misses the worker's first milliseconds).
+ */
+async function startCpuProfiles(page) {
+  const tab = await context.newCDPSession(page);
+  await tab.send('Profiler.enable');
+  await tab.send('Profiler.setSamplingInterval', { interval: 100 });
+  await tab.send('Profiler.start');
+  const hub = { sessionId: null, nextId: 1, waiting: new Map() };
+  hub.onMessage = ({ sessionId, message }) => {
+    if (sessionId !== hub.sessionId) return;
+    const m = JSON.parse(message);
+    const w = hub.waiting.get(m.id);
+    if (w) {
+      hub.waiting.delete(m.id);
+      if (m.error) w.reject(new Error(m.error.message));
+      else w.resolve(m.result);
+    }
+  };
+  hub.send = (method, params = {}) => new Promise((resolve, reject) => {
+    const id = hub.nextId++;
+    hub.waiting.set(id, { resolve, reject });
+    browserCdp.send('Target.sendMessageToTarget', { sessionId: hub.sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
+  });
+  hub.attached = new Promise((resolve) => {
+    hub.onCreated = async ({ targetInfo: t }) => {
+      if (hub.sessionId || t.type !== 'shared_worker' || !t.url.endsWith('/filesync-worker.js')) return;
+      hub.sessionId = 'pending';
+      const { sessionId } = await browserCdp.send('Target.attachToTarget', { targetId: t.targetId, flatten: false });
+      hub.sessionId = sessionId;
+      await hub.send('Profiler.enable');
+      await hub.send('Profiler.setSamplingInterval', { interval: 100 });
+      await hub.send('Profiler.start');
+      hub.startedAt = performance.now();
+      resolve();
+    };
+  });
+  browserCdp.on('Target.receivedMessageFromTarget', hub.onMessage);
+  browserCdp.on('Target.targetCreated', hub.onCreated);
+  await browserCdp.send('Target.setDiscoverTargets', { discover: true });
+  return { tab, hub };
+}
+
+/** Stops both profiles, writes them to CPU_PROFILE_DIR and logs where the time went. */
+async function stopCpuProfiles({ tab, hub }, name) {
+  await timeout(hub.attached, 10_000, 'attaching to the hub worker');
+  const profiles = {
+    tab: (await tab.send('Profiler.stop')).profile,
+    hub: (await hub.send('Profiler.stop')).profile,
+  };
+  browserCdp.off('Target.receivedMessageFromTarget', hub.onMessage);
+  browserCdp.off('Target.targetCreated', hub.onCreated);
+  await browserCdp.send('Target.setDiscoverTargets', { discover: false });
+  await browserCdp.send('Target.detachFromTarget', { sessionId: hub.sessionId }).catch(() => {});
+  await tab.detach().catch(() => {});
+  for (const [who, p] of Object.entries(profiles)) {
+    const file = path.join(CPU_PROFILE_DIR, `${name}-${who}.cpuprofile`);
+    await writeFile(file, JSON.stringify(p));
+    log(`CPU profile of the ${who} written to ${file}; where its time went:`);
+    for (const line of summarizeProfile(p)) log(`  ${who}: ${line}`);
+  }
+}
+
+/** Self time by function (top 25) of a CDP profile, as lines. */
+function summarizeProfile(p) {
+  const byNode = new Map(p.nodes.map((node) => [node.id, node]));
+  const self = new Map();
+  let total = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const dt = (p.timeDeltas[i + 1] ?? 0) / 1000;
+    total += dt;
+    const f = byNode.get(p.samples[i]).callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url ? `${path.basename(f.url)}:${f.lineNumber + 1}` : ''}`.trim();
+    self.set(key, (self.get(key) ?? 0) + dt);
+  }
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  return [`total ${fmt(total)} ms`, ...top.map(([k, ms]) => `${fmt(ms).padStart(8)} ms ${(100 * ms / total).toFixed(1).padStart(5)}%  ${k}`)];
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. 10,000 small files: saving them, then a cold start of the store
 
-async function benchCold() {
-  const store = 'bench-cold';
-  const n = SMALL_FILES;
-  // The fixed part of a cold start: an empty store (after one open created it).
-  await closeAll();
-  await (await openTab(`${store}-empty`)).close();
-  const empty = await coldStarts(`${store}-empty`, 0);
-  await closeAll();
-  let page = await openTab(store);
+/** Saves `n` small files in the store of `page` (window.fs), with its figures and baseline. */
+async function saveSmallFiles(page, n) {
   const batch = 1000;
   const concurrency = 16;
   // Baseline: what the byte store does per small file, done directly (temp file,
@@ -668,7 +825,25 @@ async function benchCold() {
   });
   figure({ key: 'save_small_first_batch_per_s', what: `same, first batch of ${batch} (empty store)`, unit: 'files/s', s: one(rates[0]) });
   figure({ key: 'save_small_last_batch_per_s', what: `same, last batch (store holds ${n - batch}+ files)`, unit: 'files/s', s: one(rates.at(-1)) });
+}
+
+async function benchCold() {
+  const store = 'bench-cold';
+  const n = SMALL_FILES;
+  // The fixed part of a cold start: an empty store (after one open created it).
+  await closeAll();
+  await (await openTab(`${store}-empty`)).close();
+  const empty = await coldStarts(`${store}-empty`, 0);
+  await closeAll();
+  let page = await openTab(store);
+  const held = await page.evaluate(() => window.fs.getFiles().length);
+  if (held === n && USER_DATA) {
+    log(`the store in ${USER_DATA} already holds ${n} files: not saving them again`);
+  } else {
+    await saveSmallFiles(page, n);
+  }
   const warm = await page.evaluate((n) => {
+
     const ts = [];
     let count = 0;
     for (let i = 0; i < 6; i++) {
@@ -1024,7 +1199,7 @@ const failures = [];
 const t0 = performance.now();
 try {
   await start();
-  const runners = { hash: benchHash, memory: benchMemory, cold: benchCold, commit: benchCommit, failover: benchFailover, bundle: benchBundle };
+  const runners = { hash: benchHash, webcrypto: benchWebcrypto, memory: benchMemory, cold: benchCold, commit: benchCommit, failover: benchFailover, bundle: benchBundle };
   for (const name of SECTIONS) {
     if (only.length && !only.includes(name)) continue;
     const ts = performance.now();

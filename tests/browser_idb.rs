@@ -4,15 +4,63 @@
 #[path = "common/state_store_conformance.rs"]
 mod conformance;
 
-use filesync::core::store::{Key, Table};
-use filesync::core::StoreId;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use filesync::core::store::{Key, Loaded, MemoryStore, Op, StateStore, StoreError, Table};
+use filesync::core::{Mode, StoreId, Term};
 use filesync::web::idb::IdbStateStore;
 use serde::Serialize;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-struct Idb;
+#[wasm_bindgen(inline_js = r#"
+export function makeLayout1(name, stores, records) {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => { for (const s of stores) r.result.createObjectStore(s); };
+    r.onsuccess = () => {
+      const db = r.result;
+      const tx = db.transaction(stores, 'readwrite');
+      for (const [t, k, v] of records) tx.objectStore(t).put(v, k);
+      tx.oncomplete = () => { db.close(); resolve(); };
+      tx.onerror = () => reject(tx.error);
+    };
+    r.onerror = () => reject(r.error);
+  });
+}
+export function readRaw(name, store, key) {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => {
+      const db = r.result;
+      const g = db.transaction([store]).objectStore(store).get(key);
+      g.onsuccess = () => { db.close(); resolve(g.result); };
+      g.onerror = () => reject(g.error);
+    };
+    r.onerror = () => reject(r.error);
+  });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = makeLayout1)]
+    fn make_layout_1(
+        name: &str,
+        stores: &js_sys::Array,
+        records: &js_sys::Array,
+    ) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = readRaw)]
+    fn read_raw(name: &str, store: &str, key: &JsValue) -> js_sys::Promise;
+}
+
+/// Plants raw records as the store writes them (JSON text), or, with `layout_1`, as plain JS
+/// values, the way layout 1 stored them (a database written before the upgrade, or a record
+/// planted by hand).
+struct Idb {
+    layout_1: bool,
+}
 
 impl conformance::Harness for Idb {
     type Store = IdbStateStore;
@@ -30,14 +78,21 @@ impl conformance::Harness for Idb {
         key: Key,
         value: serde_json::Value,
     ) {
-        let js = value
-            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .unwrap();
+        let js = if self.layout_1 {
+            js_value(&value)
+        } else {
+            JsValue::from_str(&value.to_string())
+        };
         store
             .put_raw(table, &key, &js)
             .await
             .expect("put a raw record");
     }
+}
+
+fn js_value(v: &serde_json::Value) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap()
 }
 
 fn unique(prefix: &str) -> String {
@@ -46,7 +101,133 @@ fn unique(prefix: &str) -> String {
 
 #[wasm_bindgen_test]
 async fn indexed_db_store_conforms() {
-    conformance::run_all(&Idb, &unique("idb")).await;
+    conformance::run_all(&Idb { layout_1: false }, &unique("idb")).await;
+}
+
+#[wasm_bindgen_test]
+async fn records_planted_as_js_objects_read_like_text() {
+    conformance::run_all(&Idb { layout_1: true }, &unique("idb-objects")).await;
+}
+
+/// A memory store that also keeps the last value written under every key.
+#[derive(Default)]
+struct Recorder {
+    mem: MemoryStore,
+    records: RefCell<BTreeMap<(Table, Key), String>>,
+}
+
+impl StateStore for Recorder {
+    async fn load(&self) -> Result<Loaded, StoreError> {
+        self.mem.load().await
+    }
+    async fn write(&self, ops: &[Op]) -> Result<(), StoreError> {
+        {
+            let mut records = self.records.borrow_mut();
+            for op in ops {
+                match op {
+                    Op::Put { table, key, value } => {
+                        records.insert((*table, key.clone()), value.clone());
+                    }
+                    Op::Delete { table, key } => {
+                        records.remove(&(*table, key.clone()));
+                    }
+                }
+            }
+        }
+        self.mem.write(ops).await
+    }
+    async fn next_term(&self) -> Result<Term, StoreError> {
+        self.mem.next_term().await
+    }
+}
+
+fn key_js(k: &Key) -> JsValue {
+    match k {
+        Key::Num(n) => JsValue::from_f64(*n as f64),
+        Key::Str(s) => JsValue::from_str(s),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_layout_1_database_is_converted_to_text_and_loads_the_same() {
+    // The state an engine writes, encoded as layout 1 did: each record a plain JS value.
+    let rec = Recorder::default();
+    conformance::drive(&rec, Mode::Remote).await;
+    let expected = rec.load().await.unwrap();
+    let records: js_sys::Array = rec
+        .records
+        .borrow()
+        .iter()
+        .map(|((t, k), v)| {
+            let value: serde_json::Value = serde_json::from_str(v).unwrap();
+            let row: js_sys::Array = [JsValue::from_str(t.name()), key_js(k), js_value(&value)]
+                .into_iter()
+                .collect();
+            JsValue::from(row)
+        })
+        .collect();
+    let stores: js_sys::Array = Table::ALL
+        .iter()
+        .map(|t| JsValue::from_str(t.name()))
+        .collect();
+    let id = StoreId::new(unique("idb-layout-1")).unwrap();
+    let name = filesync::web::idb::database_name(&id);
+    wasm_bindgen_futures::JsFuture::from(make_layout_1(&name, &stores, &records))
+        .await
+        .unwrap();
+    let raw = |table: Table, key: Key| {
+        let name = name.clone();
+        async move {
+            wasm_bindgen_futures::JsFuture::from(read_raw(&name, table.name(), &key_js(&key)))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(raw(Table::Meta, Key::Str("clientId".into()))
+        .await
+        .is_string());
+    assert!(raw(Table::Meta, Key::Str("cursor".into()))
+        .await
+        .as_f64()
+        .is_some());
+
+    let store = IdbStateStore::open(&id).await.expect("open and convert");
+    let loaded = store.load().await.expect("load the converted records");
+    assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+    assert_eq!(loaded, expected);
+    store.close();
+    // Every record is JSON text now.
+    assert_eq!(
+        raw(Table::Meta, Key::Str("clientId".into()))
+            .await
+            .as_string()
+            .as_deref(),
+        Some("\"client-1\"")
+    );
+    assert_eq!(
+        raw(Table::Meta, Key::Str("cursor".into()))
+            .await
+            .as_string()
+            .as_deref(),
+        Some("2")
+    );
+    let first_row = rec
+        .records
+        .borrow()
+        .keys()
+        .find(|(t, _)| *t == Table::Rows)
+        .cloned()
+        .unwrap();
+    let text = raw(first_row.0, first_row.1)
+        .await
+        .as_string()
+        .expect("a row as text");
+    assert!(text.starts_with('{'), "{text}");
+    // And it keeps loading the same, with terms still growing past the converted one.
+    let store = IdbStateStore::open(&id).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), expected);
+    let t = store.next_term().await.unwrap();
+    assert!(t > expected.last_term);
 }
 
 #[wasm_bindgen_test]

@@ -4,14 +4,18 @@
 //! A [`PersistBatch`] becomes a list of [`Op`]s that a store applies in one atomic write; a
 //! store loads back every record, and [`decode_records`] turns them into a [`Snapshot`]. A
 //! record that does not decode (hand-edited, truncated, wrong types) is reported as a
-//! [`CorruptRecord`] with its key and left out; the rest loads. Records are JSON-shaped
-//! (`serde_json::Value`), so any store that can hold JSON values can hold them, and tests can
-//! inject broken ones.
+//! [`CorruptRecord`] with its key and left out; the rest loads. Records are JSON text, so any
+//! store that can hold strings can hold them, and tests can inject broken ones.
+//!
+//! Decoding is the largest part of a cold start, so it goes straight from the text into typed
+//! records (strings borrowed from the text where they have no escapes), never through
+//! `serde_json::Value`.
 //!
 //! Tables: `rows` (files table, by file id), `log` (confirmed events, by seq), `pending`
 //! (this client's unconfirmed events, by number), `local` (per-client rows, by file id) and
 //! `meta` (schema version, cursor, counters, client id, leader term counter, GC sets).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -99,13 +103,13 @@ impl fmt::Display for Key {
     }
 }
 
-/// One write of an atomic batch.
+/// One write of an atomic batch. `value` is the record's JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Put {
         table: Table,
         key: Key,
-        value: Value,
+        value: String,
     },
     Delete {
         table: Table,
@@ -187,107 +191,120 @@ pub trait StateStore {
     async fn next_term(&self) -> Result<Term, StoreError>;
 }
 
+/// The stored shape of a files-table row. Strings are `Cow`: borrowed from the row when
+/// encoding, from the JSON text when decoding (unless they hold escapes).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RowRecord {
-    id: String,
-    path: String,
-    content_hash: String,
-    #[serde(default)]
-    remote_key: String,
-    name: String,
-    #[serde(default)]
-    mime_type: String,
+struct RowRecord<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow)]
+    content_hash: Cow<'a, str>,
+    #[serde(default, borrow)]
+    remote_key: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    mime_type: Cow<'a, str>,
     size: u64,
-    #[serde(default)]
-    metadata_json: Option<String>,
+    #[serde(default, borrow)]
+    metadata_json: Option<Cow<'a, str>>,
     created_at: u64,
     updated_at: u64,
     #[serde(default)]
     deleted_at: Option<u64>,
 }
 
+/// The stored shape of a per-client row.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LocalRecord {
-    file_id: String,
-    path: String,
-    content_hash: String,
-    #[serde(default)]
-    local_hash: Option<String>,
+struct LocalRecord<'a> {
+    #[serde(borrow)]
+    file_id: Cow<'a, str>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow)]
+    content_hash: Cow<'a, str>,
+    #[serde(default, borrow)]
+    local_hash: Option<Cow<'a, str>>,
     upload_status: TransferStatus,
     download_status: TransferStatus,
     #[serde(default)]
     last_sync_error: Option<SyncError>,
 }
 
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+fn to_text<T: Serialize + ?Sized>(v: &T) -> String {
+    // Our record types serialize infallibly (no maps with non-string keys, no failing impls).
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-fn from_value<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, DecodeError> {
-    T::deserialize(v).map_err(|e| DecodeError::Malformed {
+fn from_text<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
         message: e.to_string(),
     })
 }
 
-/// The record of a files-table row.
-pub fn row_record(r: &FileRow) -> Value {
-    to_value(&RowRecord {
-        id: r.id.to_string(),
-        path: r.path.clone(),
-        content_hash: r.content_hash.to_hex(),
+/// The record (JSON text) of a files-table row.
+pub fn row_record(r: &FileRow) -> String {
+    to_text(&RowRecord {
+        id: Cow::Borrowed(r.id.as_str()),
+        path: Cow::Borrowed(&r.path),
+        content_hash: Cow::Owned(r.content_hash.to_hex()),
         remote_key: r
             .remote_key
             .as_ref()
-            .map(|k| k.to_string())
-            .unwrap_or_default(),
-        name: r.info.name.clone(),
-        mime_type: r.info.mime_type.clone(),
+            .map_or(Cow::Borrowed(""), |k| Cow::Owned(k.to_string())),
+        name: Cow::Borrowed(&r.info.name),
+        mime_type: Cow::Borrowed(&r.info.mime_type),
         size: r.info.size,
-        metadata_json: r.metadata_json.clone(),
+        metadata_json: r.metadata_json.as_deref().map(Cow::Borrowed),
         created_at: r.created_at.0,
         updated_at: r.updated_at.0,
         deleted_at: r.deleted_at.map(|t| t.0),
     })
 }
 
-/// Decodes and validates a files-table row.
-pub fn decode_row(v: &Value) -> Result<FileRow, DecodeError> {
-    let r: RowRecord = from_value(v)?;
+/// Decodes and validates a files-table row from its JSON text.
+pub fn decode_row(text: &str) -> Result<FileRow, DecodeError> {
+    let r: RowRecord<'_> = from_text(text)?;
     let content_hash = ContentHash::parse(&r.content_hash)?;
     Ok(FileRow {
-        id: FileId::new(r.id)?,
-        path: check_path(r.path)?,
+        id: FileId::new(r.id.into_owned())?,
+        path: check_path(r.path.into_owned())?,
         remote_key: check_remote_key(&r.remote_key, &content_hash)?,
         content_hash,
-        info: check_info(r.name, r.mime_type, r.size)?,
-        metadata_json: r.metadata_json.map(check_metadata).transpose()?,
+        info: check_info(r.name.into_owned(), r.mime_type.into_owned(), r.size)?,
+        metadata_json: r
+            .metadata_json
+            .map(|m| check_metadata(m.into_owned()))
+            .transpose()?,
         created_at: Millis(r.created_at),
         updated_at: Millis(r.updated_at),
         deleted_at: r.deleted_at.map(Millis),
     })
 }
 
-/// The record of a per-client row.
-pub fn local_record(r: &LocalRow) -> Value {
-    to_value(&LocalRecord {
-        file_id: r.file_id.to_string(),
-        path: r.path.clone(),
-        content_hash: r.content_hash.to_hex(),
-        local_hash: r.local_hash.map(|h| h.to_hex()),
+/// The record (JSON text) of a per-client row.
+pub fn local_record(r: &LocalRow) -> String {
+    to_text(&LocalRecord {
+        file_id: Cow::Borrowed(r.file_id.as_str()),
+        path: Cow::Borrowed(&r.path),
+        content_hash: Cow::Owned(r.content_hash.to_hex()),
+        local_hash: r.local_hash.map(|h| Cow::Owned(h.to_hex())),
         upload_status: r.upload,
         download_status: r.download,
         last_sync_error: r.last_error.clone(),
     })
 }
 
-/// Decodes and validates a per-client row.
-pub fn decode_local(v: &Value) -> Result<LocalRow, DecodeError> {
-    let r: LocalRecord = from_value(v)?;
+/// Decodes and validates a per-client row from its JSON text.
+pub fn decode_local(text: &str) -> Result<LocalRow, DecodeError> {
+    let r: LocalRecord<'_> = from_text(text)?;
     Ok(LocalRow {
-        file_id: FileId::new(r.file_id)?,
-        path: check_path(r.path)?,
+        file_id: FileId::new(r.file_id.into_owned())?,
+        path: check_path(r.path.into_owned())?,
         content_hash: ContentHash::parse(&r.content_hash)?,
         local_hash: r
             .local_hash
@@ -300,16 +317,17 @@ pub fn decode_local(v: &Value) -> Result<LocalRow, DecodeError> {
     })
 }
 
-fn hashes_value(set: &[ContentHash]) -> Value {
-    Value::Array(set.iter().map(|h| Value::String(h.to_hex())).collect())
+fn hashes_text(set: &[ContentHash]) -> String {
+    let hex: Vec<String> = set.iter().map(|h| h.to_hex()).collect();
+    to_text(&hex)
 }
 
-fn decode_hashes(v: &Value) -> Result<Vec<ContentHash>, DecodeError> {
-    let list: Vec<String> = from_value(v)?;
+fn decode_hashes(text: &str) -> Result<Vec<ContentHash>, DecodeError> {
+    let list: Vec<Cow<'_, str>> = from_text(text)?;
     list.iter().map(|s| ContentHash::parse(s)).collect()
 }
 
-fn put(table: Table, key: Key, value: Value) -> Op {
+fn put(table: Table, key: Key, value: String) -> Op {
     Op::Put { table, key, value }
 }
 
@@ -326,7 +344,7 @@ pub fn batch_ops(b: &PersistBatch) -> Vec<Op> {
         ops.push(put(Table::Rows, Key::Str(r.id.to_string()), row_record(r)));
     }
     for e in &b.log {
-        ops.push(put(Table::Log, Key::Num(e.seq.0), to_value(&e.to_wire())));
+        ops.push(put(Table::Log, Key::Num(e.seq.0), to_text(&e.to_wire())));
         if e.seq.0 > LOG_KEEP {
             ops.push(Op::Delete {
                 table: Table::Log,
@@ -335,11 +353,7 @@ pub fn batch_ops(b: &PersistBatch) -> Vec<Op> {
         }
     }
     for p in &b.pending_put {
-        ops.push(put(
-            Table::Pending,
-            Key::Num(p.id.n),
-            to_value(&p.to_wire()),
-        ));
+        ops.push(put(Table::Pending, Key::Num(p.id.n), to_text(&p.to_wire())));
     }
     for id in &b.pending_delete {
         ops.push(Op::Delete {
@@ -363,45 +377,41 @@ pub fn batch_ops(b: &PersistBatch) -> Vec<Op> {
     ops.push(put(
         Table::Meta,
         meta_key(meta::SCHEMA_VERSION),
-        SCHEMA_VERSION.into(),
+        SCHEMA_VERSION.to_string(),
     ));
-    ops.push(put(Table::Meta, meta_key(meta::CURSOR), b.cursor.0.into()));
+    ops.push(put(
+        Table::Meta,
+        meta_key(meta::CURSOR),
+        b.cursor.0.to_string(),
+    ));
     ops.push(put(
         Table::Meta,
         meta_key(meta::NEXT_EVENT_N),
-        b.next_event_n.into(),
+        b.next_event_n.to_string(),
     ));
     if let Some(u) = &b.unattached {
-        ops.push(put(
-            Table::Meta,
-            meta_key(meta::UNATTACHED),
-            hashes_value(u),
-        ));
+        ops.push(put(Table::Meta, meta_key(meta::UNATTACHED), hashes_text(u)));
     }
     if let Some(g) = &b.garbage {
-        ops.push(put(Table::Meta, meta_key(meta::GARBAGE), hashes_value(g)));
+        ops.push(put(Table::Meta, meta_key(meta::GARBAGE), hashes_text(g)));
     }
     ops
 }
 
 /// The write that records this browser's client id.
 pub fn client_id_op(id: &ClientId) -> Op {
-    put(
-        Table::Meta,
-        meta_key(meta::CLIENT_ID),
-        Value::String(id.to_string()),
-    )
+    put(Table::Meta, meta_key(meta::CLIENT_ID), to_text(id.as_str()))
 }
 
 /// The write that records the last term handed out.
 pub fn last_term_op(term: Term) -> Op {
-    put(Table::Meta, meta_key(meta::LAST_TERM), term.0.into())
+    put(Table::Meta, meta_key(meta::LAST_TERM), term.0.to_string())
 }
 
-/// Decodes every record of a store. Fails only on a newer schema; anything else that does not
-/// decode is reported in `corrupt` and left out.
-pub fn decode_records(
-    records: impl IntoIterator<Item = (Table, Key, Value)>,
+/// Decodes every record (table, key, JSON text) of a store. Fails only on a newer schema;
+/// anything else that does not decode is reported in `corrupt` and left out.
+pub fn decode_records<'a>(
+    records: impl IntoIterator<Item = (Table, Key, &'a str)>,
 ) -> Result<Loaded, StoreError> {
     let mut out = Loaded::default();
     let mut corrupt = |table, key: &Key, error| {
@@ -415,30 +425,31 @@ pub fn decode_records(
     let mut client_id = None;
     let (mut cursor, mut next_n, mut last_term) = (Seq(0), 0u64, Term(0));
     let (mut unattached, mut garbage) = (Vec::new(), Vec::new());
+    let is_key = |key: &Key, id: &str| matches!(key, Key::Str(k) if k == id);
     for (table, key, value) in records {
         match table {
-            Table::Rows => match decode_row(&value) {
-                Ok(r) if Key::Str(r.id.to_string()) == key => rows.push(r),
+            Table::Rows => match decode_row(value) {
+                Ok(r) if is_key(&key, r.id.as_str()) => rows.push(r),
                 Ok(r) => corrupt(table, &key, mismatch("id", &r.id.to_string())),
                 Err(e) => corrupt(table, &key, e),
             },
-            Table::Log => match from_value::<WireEnvelope>(&value)
-                .and_then(|w| ConfirmedEvent::from_wire(&w))
-            {
-                // The log is kept for debugging and audit; the snapshot is the rows.
-                Ok(e) if key == Key::Num(e.seq.0) => {}
-                Ok(e) => corrupt(table, &key, mismatch("seq", &e.seq.0.to_string())),
-                Err(e) => corrupt(table, &key, e),
-            },
+            Table::Log => {
+                match from_text::<WireEnvelope>(value).and_then(|w| ConfirmedEvent::from_wire(&w)) {
+                    // The log is kept for debugging and audit; the snapshot is the rows.
+                    Ok(e) if key == Key::Num(e.seq.0) => {}
+                    Ok(e) => corrupt(table, &key, mismatch("seq", &e.seq.0.to_string())),
+                    Err(e) => corrupt(table, &key, e),
+                }
+            }
             Table::Pending => {
-                match from_value::<WireEnvelope>(&value).and_then(|w| ClientEvent::from_wire(&w)) {
+                match from_text::<WireEnvelope>(value).and_then(|w| ClientEvent::from_wire(&w)) {
                     Ok(e) if key == Key::Num(e.id.n) => pending.push(e),
                     Ok(e) => corrupt(table, &key, mismatch("n", &e.id.n.to_string())),
                     Err(e) => corrupt(table, &key, e),
                 }
             }
-            Table::Local => match decode_local(&value) {
-                Ok(r) if Key::Str(r.file_id.to_string()) == key => local.push(r),
+            Table::Local => match decode_local(value) {
+                Ok(r) if is_key(&key, r.file_id.as_str()) => local.push(r),
                 Ok(r) => corrupt(table, &key, mismatch("fileId", &r.file_id.to_string())),
                 Err(e) => corrupt(table, &key, e),
             },
@@ -447,40 +458,41 @@ pub fn decode_records(
                     corrupt(table, &key, mismatch("meta key", &key.to_string()));
                     continue;
                 };
-                let number = || from_value::<u64>(&value);
-                let result =
-                    match name.as_str() {
-                        meta::SCHEMA_VERSION => {
-                            number().map(|v| if v > SCHEMA_VERSION { Some(v) } else { None })
-                        }
-                        meta::CURSOR => number().map(|v| {
-                            cursor = Seq(v);
-                            None
-                        }),
-                        meta::NEXT_EVENT_N => number().map(|v| {
-                            next_n = v;
-                            None
-                        }),
-                        meta::LAST_TERM => number().map(|v| {
-                            last_term = Term(v);
-                            None
-                        }),
-                        meta::UNATTACHED => decode_hashes(&value).map(|v| {
-                            unattached = v;
-                            None
-                        }),
-                        meta::GARBAGE => decode_hashes(&value).map(|v| {
-                            garbage = v;
-                            None
-                        }),
-                        meta::CLIENT_ID => from_value::<String>(&value)
+                let number = || from_text::<u64>(value);
+                let result = match name.as_str() {
+                    meta::SCHEMA_VERSION => {
+                        number().map(|v| if v > SCHEMA_VERSION { Some(v) } else { None })
+                    }
+                    meta::CURSOR => number().map(|v| {
+                        cursor = Seq(v);
+                        None
+                    }),
+                    meta::NEXT_EVENT_N => number().map(|v| {
+                        next_n = v;
+                        None
+                    }),
+                    meta::LAST_TERM => number().map(|v| {
+                        last_term = Term(v);
+                        None
+                    }),
+                    meta::UNATTACHED => decode_hashes(value).map(|v| {
+                        unattached = v;
+                        None
+                    }),
+                    meta::GARBAGE => decode_hashes(value).map(|v| {
+                        garbage = v;
+                        None
+                    }),
+                    meta::CLIENT_ID => {
+                        from_text::<String>(value)
                             .and_then(ClientId::new)
                             .map(|id| {
                                 client_id = Some(id);
                                 None
-                            }),
-                        _ => Ok(None),
-                    };
+                            })
+                    }
+                    _ => Ok(None),
+                };
                 match result {
                     Ok(Some(found)) => {
                         return Err(StoreError::TooNew {
@@ -520,12 +532,12 @@ fn mismatch(field: &'static str, value: &str) -> DecodeError {
 }
 
 /// A state store in memory: for native tests and the simulation, and the reference the
-/// conformance suite holds other stores to. Records are kept encoded, like a real store, so
-/// tests can plant broken ones.
+/// conformance suite holds other stores to. Records are kept encoded (JSON text), like a real
+/// store, so tests can plant broken ones.
 /// Clones share the same records, like two handles on one database.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    records: std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<(Table, Key), Value>>>,
+    records: std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<(Table, Key), String>>>,
 }
 
 impl MemoryStore {
@@ -534,22 +546,24 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Writes a raw record, bypassing encoding (for corruption tests).
+    /// Writes a raw record (any JSON value, as its text), bypassing encoding (for corruption
+    /// tests).
     pub fn put_raw(&self, table: Table, key: Key, value: Value) {
-        self.records.borrow_mut().insert((table, key), value);
+        self.records
+            .borrow_mut()
+            .insert((table, key), value.to_string());
     }
 }
 
 impl StateStore for MemoryStore {
     async fn load(&self) -> Result<Loaded, StoreError> {
-        let records: Vec<(Table, Key, Value)> = self
-            .records
-            .borrow()
-            .iter()
-            .filter(|((t, _), _)| Table::LOADED.contains(t))
-            .map(|((t, k), v)| (*t, k.clone(), v.clone()))
-            .collect();
-        decode_records(records)
+        let records = self.records.borrow();
+        decode_records(
+            records
+                .iter()
+                .filter(|((t, _), _)| Table::LOADED.contains(t))
+                .map(|((t, k), v)| (*t, k.clone(), v.as_str())),
+        )
     }
 
     async fn write(&self, ops: &[Op]) -> Result<(), StoreError> {
@@ -570,8 +584,11 @@ impl StateStore for MemoryStore {
     async fn next_term(&self) -> Result<Term, StoreError> {
         let key = (Table::Meta, meta_key(meta::LAST_TERM));
         let mut records = self.records.borrow_mut();
-        let last = records.get(&key).and_then(Value::as_u64).unwrap_or(0);
-        records.insert(key, (last + 1).into());
+        let last = records
+            .get(&key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        records.insert(key, (last + 1).to_string());
         Ok(Term(last + 1))
     }
 }

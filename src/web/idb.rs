@@ -2,12 +2,19 @@
 //! tables of [`crate::core::store`] as object stores. Every engine batch is one `readwrite`
 //! transaction, so it lands whole or not at all.
 //!
-//! Records are JSON-shaped values written as plain JS objects. Loading reads each table with
-//! `getAllKeys` + `getAll` in one read-only transaction and hands the records to
-//! [`decode_records`]: broken ones are reported, not fatal. Durability is IndexedDB's default
-//! (survives a tab or browser crash; an OS crash may lose the last writes).
+//! Records are stored as JSON text (JS strings), since layout version 2. Loading reads each
+//! table with `getAllKeys` + `getAll` in one read-only transaction; JS packs each table into
+//! one string of `key<TAB>json` lines, so the records cross into wasm in four copies, not one
+//! call per field, and [`decode_records`] parses them straight into typed records: broken ones
+//! are reported, not fatal. (Layout 1 stored plain JS objects, which cost ~3x more to read:
+//! IndexedDB's structured clone of objects, then `serde_wasm_bindgen` into `serde_json::Value`
+//! field by field; see docs/BENCHMARKS.md.) Opening a layout-1 database converts every record
+//! to text in the upgrade transaction, once. A value that is not a string (a layout-1 record
+//! planted later, or anything odd) is read through `JSON.stringify`.
+//!
+//! Durability is IndexedDB's default (survives a tab or browser crash; an OS crash may lose
+//! the last writes).
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -19,9 +26,10 @@ use crate::core::store::{
 };
 use crate::core::{DecodeError, StoreId, Term};
 
-/// Version of the IndexedDB layout (object stores). A database created by a newer layout
-/// fails to open with `VersionError`, reported as `StoreError::TooNew`.
-const IDB_VERSION: u32 = 1;
+/// Version of the IndexedDB layout (object stores and how records are held). A database
+/// created by a newer layout fails to open with `VersionError`, reported as
+/// `StoreError::TooNew`. 1: records as JS objects; 2: records as JSON text.
+pub const IDB_VERSION: u32 = 2;
 
 #[wasm_bindgen(inline_js = r#"
 export function idbRequest(r) {
@@ -40,8 +48,24 @@ export function idbDone(tx) {
 export function idbOpen(factory, name, version, stores) {
   return new Promise((resolve, reject) => {
     const r = factory.open(name, version);
-    r.onupgradeneeded = () => {
+    r.onupgradeneeded = (e) => {
       const db = r.result;
+      // Layout 1 held records as JS values: rewrite each as its JSON text, in this upgrade
+      // transaction (all or nothing). A value JSON cannot express stays; loading reports it.
+      if (e.oldVersion === 1) {
+        for (const s of db.objectStoreNames) {
+          const os = r.transaction.objectStore(s);
+          const keys = os.getAllKeys();
+          const values = os.getAll();
+          values.onsuccess = () => {
+            for (let i = 0; i < values.result.length; i++) {
+              let text;
+              try { text = JSON.stringify(values.result[i]); } catch { text = undefined; }
+              if (typeof text === 'string') os.put(text, keys.result[i]);
+            }
+          };
+        }
+      }
       for (const s of stores) if (!db.objectStoreNames.contains(s)) db.createObjectStore(s);
     };
     r.onsuccess = () => {
@@ -51,6 +75,54 @@ export function idbOpen(factory, name, version, stores) {
       resolve(db);
     };
     r.onerror = () => reject(r.error);
+  });
+}
+// Every record of `tables`, read in one transaction, packed per table into one string for
+// one copy into wasm: `keys NUL values`, each side joined by newlines, when every key is text
+// (or every key a number) and every value is text (the fast path, all native joins). Rust
+// checks that both sides have as many lines as there are records; if not (a key or value
+// holding a newline), or if anything else is odd, the table comes as `\x01` and lines of
+// `JSON.stringify(key) TAB json-text`: JSON text never holds a raw newline inside a string,
+// and one outside is whitespace, as a carriage return is, so replacing them changes no
+// record's meaning, valid or broken. A value that is not text is read through JSON.stringify
+// (layout 1); one JSON cannot express becomes an empty text (reported).
+export function idbLoadText(db, tables, slowOnly) {
+  const slow = (k, v) => {
+    const lines = new Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      let text = v[i];
+      if (typeof text !== 'string') {
+        try { text = JSON.stringify(text); } catch { text = undefined; }
+        if (typeof text !== 'string') text = '';
+      }
+      if (text.includes('\n')) text = text.replaceAll('\n', '\r');
+      lines[i] = JSON.stringify(k[i]) + '\t' + text;
+    }
+    return '\x01' + lines.join('\n');
+  };
+  const fast = (k, v) => {
+    if (v.length === 0) return '';
+    const kind = typeof k[0];
+    if (kind !== 'string' && kind !== 'number') return null;
+    for (let i = 0; i < v.length; i++) {
+      if (typeof v[i] !== 'string' || typeof k[i] !== kind) return null;
+    }
+    return (kind === 'string' ? '\x02' : '\x03') + k.join('\n') + '\0' + v.join('\n');
+  };
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(tables, 'readonly');
+    const reads = tables.map((t) => {
+      const os = tx.objectStore(t);
+      return [os.getAllKeys(), os.getAll()];
+    });
+    tx.oncomplete = () => {
+      resolve(reads.map(([keys, values]) => {
+        const k = keys.result, v = values.result;
+        return [(slowOnly ? null : fast(k, v)) ?? slow(k, v), v.length];
+      }));
+    };
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
   });
 }
 export function idbDelete(factory, name) {
@@ -72,6 +144,12 @@ extern "C" {
         name: &str,
         version: u32,
         stores: &js_sys::Array,
+    ) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = idbLoadText)]
+    fn idb_load_text(
+        db: &web_sys::IdbDatabase,
+        tables: &js_sys::Array,
+        slow_only: bool,
     ) -> js_sys::Promise;
     #[wasm_bindgen(js_name = idbDelete)]
     fn idb_delete(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
@@ -98,19 +176,77 @@ fn key_js(k: &Key) -> JsValue {
     }
 }
 
-fn key_from_js(v: &JsValue) -> Option<Key> {
-    if let Some(s) = v.as_string() {
-        return Some(Key::Str(s));
+/// A key as `idbLoadText` writes it (`JSON.stringify(key)`): text or a whole number.
+fn key_from_json(k: &str) -> Option<Key> {
+    if k.starts_with('"') {
+        return serde_json::from_str::<String>(k).ok().map(Key::Str);
     }
-    let n = v.as_f64()?;
-    (n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0).then_some(Key::Num(n as u64))
+    let n = k.parse::<u64>().ok()?;
+    (n <= 9_007_199_254_740_991).then_some(Key::Num(n))
 }
 
-fn to_js(v: &serde_json::Value) -> Result<JsValue, StoreError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| StoreError::Io {
-            message: format!("could not convert a record: {e}"),
+/// The records of one table as `idbLoadText` packs them (`count` of them): (key, JSON text),
+/// or the broken records. `None` if the fast form does not split into `count` records each
+/// side (a key or a value holds a newline): read it again in the slow form.
+fn unpack<'a>(
+    table: Table,
+    text: &'a str,
+    count: usize,
+    records: &mut Vec<(Table, Key, &'a str)>,
+    unreadable: &mut Vec<CorruptRecord>,
+) -> Option<()> {
+    let mut bad = |key: Key, message: &str| {
+        unreadable.push(CorruptRecord {
+            table,
+            key,
+            error: DecodeError::Malformed {
+                message: message.into(),
+            },
         })
+    };
+    let Some(first) = text.chars().next() else {
+        return Some(());
+    };
+    let body = &text[first.len_utf8()..];
+    if first == '\u{1}' {
+        for line in body.split('\n') {
+            let (k, v) = line.split_once('\t').unwrap_or((line, ""));
+            let Some(key) = key_from_json(k) else {
+                bad(
+                    Key::Str(k.to_string()),
+                    "key is neither text nor a whole number",
+                );
+                continue;
+            };
+            if v.is_empty() {
+                bad(key, "the stored value is not JSON text");
+                continue;
+            }
+            records.push((table, key, v));
+        }
+        return Some(());
+    }
+    let (keys, values) = body.split_once('\0')?;
+    if keys.split('\n').count() != count || values.split('\n').count() != count {
+        return None;
+    }
+    let start = records.len();
+    for (k, v) in keys.split('\n').zip(values.split('\n')) {
+        let key = if first == '\u{2}' {
+            Key::Str(k.to_string())
+        } else {
+            match k.parse::<u64>() {
+                Ok(n) if n <= 9_007_199_254_740_991 => Key::Num(n),
+                _ => {
+                    // Not a whole number: read the table again in the slow form.
+                    records.truncate(start);
+                    return None;
+                }
+            }
+        };
+        records.push((table, key, v));
+    }
+    Some(())
 }
 
 /// The name of the database of a store.
@@ -199,52 +335,42 @@ impl IdbStateStore {
 
 impl StateStore for IdbStateStore {
     async fn load(&self) -> Result<Loaded, StoreError> {
-        let tx = self.transaction(&Table::LOADED, web_sys::IdbTransactionMode::Readonly)?;
-        let mut requests = Vec::new();
-        for t in Table::LOADED {
-            let os = tx
-                .object_store(t.name())
-                .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
-            let keys = os
-                .get_all_keys()
-                .map_err(|e| store_error("IDBObjectStore.getAllKeys", &e))?;
-            let values = os
-                .get_all()
-                .map_err(|e| store_error("IDBObjectStore.getAll", &e))?;
-            requests.push((t, idb_request(&keys), idb_request(&values)));
-        }
+        let names: js_sys::Array = Table::LOADED
+            .iter()
+            .map(|t| JsValue::from_str(t.name()))
+            .collect();
+        let packed: js_sys::Array = JsFuture::from(idb_load_text(&self.db, &names, false))
+            .await
+            .map_err(|e| store_error("IDBObjectStore.getAll", &e))?
+            .unchecked_into();
+        let read = |p: &js_sys::Array| -> Vec<(String, usize)> {
+            p.iter()
+                .map(|t| {
+                    let t: js_sys::Array = t.unchecked_into();
+                    let count = t.get(1).as_f64().unwrap_or(0.0) as usize;
+                    (t.get(0).as_string().unwrap_or_default(), count)
+                })
+                .collect()
+        };
+        let mut texts = read(&packed);
         let mut records = Vec::new();
         let mut unreadable = Vec::new();
-        for (table, keys, values) in requests {
-            let keys: js_sys::Array = JsFuture::from(keys)
-                .await
-                .map_err(|e| store_error("IDBObjectStore.getAllKeys", &e))?
-                .unchecked_into();
-            let values: js_sys::Array = JsFuture::from(values)
+        let mut again = false;
+        for (table, (text, count)) in Table::LOADED.into_iter().zip(&texts) {
+            again |= unpack(table, text, *count, &mut records, &mut unreadable).is_none();
+        }
+        if again {
+            // Rare (hand-planted records): every table in the slow form, one record a line.
+            drop(records);
+            let packed: js_sys::Array = JsFuture::from(idb_load_text(&self.db, &names, true))
                 .await
                 .map_err(|e| store_error("IDBObjectStore.getAll", &e))?
                 .unchecked_into();
-            for (k, v) in keys.iter().zip(values.iter()) {
-                let Some(key) = key_from_js(&k) else {
-                    unreadable.push(CorruptRecord {
-                        table,
-                        key: Key::Str(format!("{k:?}")),
-                        error: DecodeError::Malformed {
-                            message: "key is neither text nor a whole number".into(),
-                        },
-                    });
-                    continue;
-                };
-                match serde_wasm_bindgen::from_value::<serde_json::Value>(v) {
-                    Ok(value) => records.push((table, key, value)),
-                    Err(e) => unreadable.push(CorruptRecord {
-                        table,
-                        key,
-                        error: DecodeError::Malformed {
-                            message: e.to_string(),
-                        },
-                    }),
-                }
+            texts = read(&packed);
+            records = Vec::new();
+            unreadable.clear();
+            for (table, (text, count)) in Table::LOADED.into_iter().zip(&texts) {
+                let _ = unpack(table, text, *count, &mut records, &mut unreadable);
             }
         }
         let mut loaded = decode_records(records)?;
@@ -273,7 +399,7 @@ impl StateStore for IdbStateStore {
                         let os = tx
                             .object_store(table.name())
                             .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
-                        os.put_with_key(&to_js(value)?, &key_js(key))
+                        os.put_with_key(&JsValue::from_str(value), &key_js(key))
                             .map_err(|e| store_error("IDBObjectStore.put", &e))?;
                     }
                     Op::Delete { table, key } => {
@@ -312,11 +438,15 @@ impl StateStore for IdbStateStore {
         // Read and write in the same transaction: two tabs can never get the same term.
         let last = JsFuture::from(idb_request(&get))
             .await
-            .map_err(|e| store_error("IDBObjectStore.get", &e))?
-            .as_f64()
-            .unwrap_or(0.0) as u64;
+            .map_err(|e| store_error("IDBObjectStore.get", &e))?;
+        // JSON text; a number if planted by hand.
+        let last = last
+            .as_string()
+            .and_then(|t| t.parse::<u64>().ok())
+            .or_else(|| last.as_f64().map(|n| n as u64))
+            .unwrap_or(0);
         let next = last + 1;
-        os.put_with_key(&JsValue::from_f64(next as f64), &key)
+        os.put_with_key(&JsValue::from_str(&next.to_string()), &key)
             .map_err(|e| store_error("IDBObjectStore.put", &e))?;
         JsFuture::from(done)
             .await

@@ -62,7 +62,7 @@ fn created(id: &str, content: &str) -> FileEvent {
 
 /// Runs the engine through saves, an edit and a delete, writing every persist batch to the
 /// store, and returns the engine.
-async fn drive<S: StateStore>(store: &S, mode: Mode) -> Engine {
+pub async fn drive<S: StateStore>(store: &S, mode: Mode) -> Engine {
     let cfg = Config::new(
         StoreId::new("conformance").unwrap(),
         ClientId::new("client-1").unwrap(),

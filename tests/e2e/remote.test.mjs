@@ -3,11 +3,12 @@
 //   node --test tests/e2e/remote.test.mjs   (after the package and server builds)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { createStaticServer } from '../../scripts/serve.mjs';
 
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -329,4 +330,94 @@ test('shared content stays remote while any file uses it, and goes when the last
   await c1.waitForFunction(() => window.fs.getFiles().length === 0, null, WAIT);
   await pageA.close();
   await c1.close();
+});
+
+test('bytes that do not match their hash are refused as an integrity error and never shown', async () => {
+  const store = unique('integrity');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const saved = await save(a1, 'true.txt', 'the true bytes');
+  await waitUploaded(a1, saved.id);
+  // Corrupt the stored blob behind the server's back (same length, other bytes).
+  await writeFile(path.join(server.dataDir, 'blobs', store, saved.contentHash), 'the fake bytes');
+  const b1 = await openTab(b, store);
+  const err = await b1.waitForFunction(
+    (id) => window.events.find((e) => e.type === 'download:error' && e.fileId === id),
+    saved.id,
+    WAIT,
+  ).then((h) => h.jsonValue());
+  assert.equal(err.code, 'integrity');
+  const state = await b1.evaluate((id) => window.fs.getFile(id), saved.id);
+  assert.equal(state.hasLocalCopy, false);
+  const read = await b1.evaluate(async (id) => {
+    try {
+      await window.fs.readFile(id);
+      return 'read';
+    } catch (e) {
+      return e.code;
+    }
+  }, saved.id);
+  assert.equal(read, 'not_available');
+  await a1.close();
+  await b1.close();
+});
+
+test('a server answering garbage is a typed bad_response error; the store keeps working locally', async () => {
+  // A fake backend: the real pages, but every API answer malformed in its own way.
+  const www = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../www');
+  const fake = await createStaticServer(www);
+  const serveStatic = fake.listeners('request')[0];
+  fake.removeAllListeners('request');
+  let pushed;
+  const pushSeen = new Promise((resolve) => (pushed = resolve));
+  fake.on('request', (req, res) => {
+    if (!req.url.startsWith('/api/')) return serveStatic(req, res);
+    if (req.url === '/api/health') return res.end('ok');
+    if (req.url.includes('/live')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      return res.end('event: events\ndata: {"events": [{"seq": "one"}]}\n\n');
+    }
+    if (req.method === 'POST') {
+      pushed();
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<html>a proxy error page</html>');
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"events": [{"seq": 1, "id": {"client": "x", "n": 1}, "name": "v1.Nope", "args": {}}], "hasMore": false}');
+  });
+  await new Promise((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${fake.address().port}`;
+  const dev = await device();
+  const page = await dev.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${url}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async (storeId) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote: {} });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, unique('garbage'));
+  const first = await save(page, 'one.txt', 'first');
+  const err = await page.waitForFunction(
+    () => window.events.find((e) => e.type === 'sync:error' && e.code === 'bad_response'),
+    null,
+    WAIT,
+  ).then((h) => h.jsonValue());
+  assert.match(err.message, /unreadable server response/);
+  // Nothing broke: saves and reads go on, the pending work waits for a sane server.
+  const second = await save(page, 'two.txt', 'second');
+  assert.equal(await readText(page, first.id), 'first');
+  assert.equal(await readText(page, second.id), 'second');
+  assert.equal((await page.evaluate(() => window.fs.getSyncStatus())).hasPending, true);
+  // The push's answer (an HTML page) is refused the same way once the pull's backoff ends.
+  await pushSeen;
+  await page.waitForFunction(
+    () => window.events.filter((e) => e.type === 'sync:error' && e.code === 'bad_response').length >= 2,
+    null,
+    WAIT,
+  );
+  assert.deepEqual(errors, []);
+  await page.close();
+  await new Promise((resolve) => fake.close(resolve));
 });

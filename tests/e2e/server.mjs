@@ -21,6 +21,7 @@ export async function startServer({ tokens } = {}) {
   let addr = '127.0.0.1:0';
   const server = {
     url: '',
+    dataDir,
     async start() {
       const args = ['--addr', addr, '--data-dir', dataDir, '--www-dir', path.join(repo, 'www')];
       if (tokens) args.push('--tokens', tokens);
