@@ -1853,17 +1853,29 @@ impl Engine {
             message: Failure::Cancelled.to_string(),
         };
         let mut hash = None;
+        let mut stopped = Vec::new();
         self.update_local(file, |r| {
             for k in KINDS {
                 if r.status(k).is_active() {
                     r.set_status(k, TransferStatus::Error);
                     r.last_error = Some(err.clone());
+                    stopped.push(k);
                 }
             }
             hash = Some(r.content_hash);
         });
         if let Some(h) = hash {
             self.touched_hashes.insert(h);
+        }
+        // The app hears of it like any failed transfer, with no retry scheduled.
+        for kind in stopped {
+            self.emit_event(Event::TransferError {
+                kind,
+                file: file.clone(),
+                code: err.code.clone(),
+                message: err.message.clone(),
+                retry_in_ms: None,
+            });
         }
         Ok(())
     }

@@ -638,6 +638,12 @@ fn cancel_pause_and_resume() {
         .contains(&Command::AbortTransfer { task: t[0].task }));
     assert_eq!(h.local("a").upload, Error);
     assert_eq!(h.local("a").last_error.as_ref().unwrap().code, "cancelled");
+    assert!(
+        h.events().iter().any(|e| matches!(e, Event::TransferError {
+            kind: TransferKind::Upload, code, retry_in_ms: None, ..
+        } if code == "cancelled")),
+        "the app is told"
+    );
     assert_eq!(
         h.input(Input::TransferDone {
             task: t[0].task,
