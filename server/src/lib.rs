@@ -301,6 +301,13 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     });
     let app = app(state, config.www_dir.as_deref());
     let stop = shutdown.clone();
+    // TCP_NODELAY: a response is written as headers then body; with Nagle's algorithm the body
+    // of a small download waited for the client's delayed ACK (~40 ms per request).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%e, "cannot set TCP_NODELAY");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())

@@ -423,8 +423,30 @@ async fn live(
     let ready = Event::default()
         .event("ready")
         .data(json!({"head": head.0}).to_string());
-    let shutdown = state.shutdown.clone();
-    let batches = stream::unfold((rx, shutdown), move |(mut rx, shutdown)| {
+    let batches = live_batches(rx, after, state.shutdown.clone(), store);
+    let events = stream::once(async move { ready })
+        .chain(batches)
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.ping_interval).text("ping"))
+        .into_response();
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(resp)
+}
+
+/// The `events` messages of the batches `rx` receives (events after `after` only). Ends at
+/// shutdown, and when the subscriber lagged (missed batches): the client then reconnects and
+/// pulls, instead of silently missing events.
+fn live_batches(
+    rx: tokio::sync::broadcast::Receiver<Arc<LiveBatch>>,
+    after: u64,
+    shutdown: tokio_util::sync::CancellationToken,
+    store: StoreId,
+) -> impl futures_util::Stream<Item = Event> {
+    stream::unfold((rx, shutdown), move |(mut rx, shutdown)| {
         let store = store.clone();
         async move {
             loop {
@@ -446,18 +468,7 @@ async fn live(
                 }
             }
         }
-    });
-    let events = stream::once(async move { ready })
-        .chain(batches)
-        .map(Ok::<_, std::convert::Infallible>);
-    let mut resp = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(state.ping_interval).text("ping"))
-        .into_response();
-    resp.headers_mut().insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    Ok(resp)
+    })
 }
 
 /// The `events` SSE message of a batch, with the events after `after` only.
@@ -606,3 +617,40 @@ pub async fn not_found() -> ApiError {
 
 /// How often live streams send a `: ping` comment by default.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast;
+    use tokio_util::sync::CancellationToken;
+
+    fn batch(seq: u64) -> Arc<LiveBatch> {
+        Arc::new(LiveBatch {
+            first_seq: seq,
+            last_seq: seq,
+            events: vec![],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lagged_live_subscriber_has_its_stream_ended() {
+        let store = StoreId::new("s").unwrap();
+        let (tx, rx) = broadcast::channel(4);
+        // Five batches into a channel of four before the subscriber reads: it lagged.
+        for seq in 1..=5 {
+            tx.send(batch(seq)).unwrap();
+        }
+        let lagged = live_batches(rx, 0, CancellationToken::new(), store.clone());
+        // The sender is alive, so only the lag can end this stream (else it would wait).
+        assert_eq!(lagged.collect::<Vec<_>>().await.len(), 0);
+
+        // One that kept up gets every batch after its cursor, and ends with the channel.
+        let rx = tx.subscribe();
+        for seq in 6..=8 {
+            tx.send(batch(seq)).unwrap();
+        }
+        drop(tx);
+        let fine = live_batches(rx, 6, CancellationToken::new(), store);
+        assert_eq!(fine.collect::<Vec<_>>().await.len(), 2);
+    }
+}
