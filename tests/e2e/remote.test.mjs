@@ -421,3 +421,28 @@ test('a server answering garbage is a typed bad_response error; the store keeps 
   await page.close();
   await new Promise((resolve) => fake.close(resolve));
 });
+
+test('an edit while the old content uploads: the new content ends uploaded under its own hash', async () => {
+  const store = unique('edit-mid-upload');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  await throttle(a, a1, { up: 1024 * 1024 });
+  const saved = await saveBig(a1, 'doc.bin', 4);
+  await a1.waitForFunction((id) => window.events.some(
+    (e) => e.type === 'upload:progress' && e.fileId === id && e.loaded > 0 && e.loaded < e.total,
+  ), saved.id, WAIT);
+  const edited = await a1.evaluate(
+    (id) => window.fs.updateFile(id, new File(['the new, small content'], 'doc.txt', { type: 'text/plain' })),
+    saved.id,
+  );
+  await waitUploaded(a1, saved.id, edited.contentHash);
+  const state = await a1.evaluate((id) => window.fs.getFile(id), saved.id);
+  assert.ok(state.remoteKey.endsWith(edited.contentHash), `remote key ${state.remoteKey}`);
+  // B downloads and verifies the bytes under the new key: the old bytes never got its name.
+  const b1 = await openTab(b, store);
+  await waitLocal(b1, saved.id, edited.contentHash);
+  assert.equal(await readText(b1, saved.id), 'the new, small content');
+  assert.equal(await b1.evaluate(() => window.events.some((e) => e.type === 'download:error')), false);
+  await a1.close();
+  await b1.close();
+});
