@@ -4,7 +4,8 @@
 #   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
 #   (unit, simulation, doc tests, the server's HTTP tests), node tests, the package build, the
 #   end-to-end tests (Playwright driving Debian's Chromium: multi-tab, and two devices syncing
-#   through the real filesync-server on loopback), and the browser suites:
+#   through the real filesync-server on loopback), the npm package test (npm pack, installed
+#   into a Vite app, a plain page and a TypeScript consumer), and the browser suites:
 #   every tests/browser_*.rs file, run by wasm-bindgen-test in headless Chromium.
 #
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
@@ -48,6 +49,7 @@ step build env SKIP_SETUP=1 bash scripts/build.sh
 step types npx --no-install tsc -p tests/types
 step server-build cargo build -p filesync-server
 step e2e node --test tests/e2e/
+step package node --test tests/package/
 if [ ${#browser_tests[@]} -gt 0 ]; then
     step browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
         --mode no-install -- "${browser_tests[@]}"

@@ -3,14 +3,51 @@
 //   import { openFileSync } from 'filesync-wasm';
 //   const fs = await openFileSync({ storeId: 'photos', remote: false });
 //   const file = await fs.saveFile(input.files[0]);
+//
+// Assets: the wasm file and the hub's SharedWorker script are found with
+// `new URL('./…', import.meta.url)`, next to this file when it is served as is (a plain
+// `<script type="module">` with an import map or a path into node_modules), and emitted as
+// assets by bundlers that understand the pattern (Vite). `wasmUrl` and `workerUrl` override them.
 import init, { FileSync, version } from './pkg/filesync.js';
 
 let loading;
 
 /** Loads the WebAssembly module once (later calls reuse it). */
 export function load(wasmUrl) {
-  loading ??= init(wasmUrl === undefined ? undefined : { module_or_path: wasmUrl });
+  loading ??= init({ module_or_path: wasmUrl ?? new URL('./pkg/filesync_bg.wasm', import.meta.url) });
   return loading;
+}
+
+/** Stands in for `SharedWorker` in `defaultWorkerUrl`: keeps the URL, starts nothing. */
+class UrlOnly {
+  constructor(url) {
+    this.href = String(url);
+  }
+}
+
+/**
+ * The URL of the hub's SharedWorker script. It is written as the
+ * `new SharedWorker(new URL('…', import.meta.url), { type: 'module' })` pattern on purpose:
+ * Vite recognises it and builds the worker as its own chunk together with what it imports (the
+ * wasm glue, and through it the wasm as an asset), then rewrites the URL to that chunk. A plain
+ * `new URL()` would only copy the file and its imports would not resolve. The real worker is
+ * started (and restarted after a crash) by the wasm from the URL string, so `SharedWorker` is
+ * shadowed here by a stand-in that only keeps the URL.
+ */
+function defaultWorkerUrl() {
+  const SharedWorker = UrlOnly;
+  return new SharedWorker(new URL('./filesync-worker.js', import.meta.url), { type: 'module' }).href;
+}
+
+/**
+ * The hub worker's URL. A `wasmUrl` given to `openFileSync` is passed on to the worker (as its
+ * `wasm` query parameter, absolute) so the hub loads the same wasm file as the tab.
+ */
+function hubWorkerUrl(workerUrl, wasmUrl) {
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  const url = new URL(workerUrl ?? defaultWorkerUrl(), base);
+  if (wasmUrl !== undefined) url.searchParams.set('wasm', new URL(String(wasmUrl), base).href);
+  return url.href;
 }
 
 /**
@@ -39,12 +76,12 @@ async function preprocess(preprocessors, file, options) {
 
 /** Opens a store in this tab. See index.d.ts for the options and the API. */
 export async function openFileSync(options) {
-  const { wasmUrl, preprocessors, ...rest } = options ?? {};
+  const { wasmUrl, workerUrl, preprocessors, ...rest } = options ?? {};
   await load(wasmUrl);
   const raw = await FileSync.open({
-    workerUrl: new URL('./filesync-worker.js', import.meta.url).href,
     remote: false,
     ...rest,
+    workerUrl: hubWorkerUrl(workerUrl, wasmUrl),
   });
   if (!preprocessors) return raw;
   // Same object, with saves and updates passed through the preprocessors first.

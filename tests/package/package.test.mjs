@@ -1,0 +1,270 @@
+// The npm package as users get it. Run by scripts/test.sh after the build (www/pkg must exist):
+//   node --test tests/package/
+//
+// `npm pack`s the repository, installs the tarball into a throwaway consumer in a temp dir, and
+// checks that
+//   - the tarball holds the library (entry, types, SharedWorker script, wasm glue and snippets,
+//     wasm) and nothing of the demo, the tests or the sources;
+//   - a TypeScript consumer (consumer.ts) type-checks against the installed package, with both
+//     `bundler` and `nodenext` resolution, and the public types contain no `any`;
+//   - an app built by Vite (the repo's own vite, with `root` set to the consumer) and a plain
+//     page without a bundler (an import map into node_modules) each save a file in one tab and
+//     read it back (name, type, bytes) in another, through the hub's SharedWorker, with every
+//     asset served from where the loader said (no 404s);
+//   - `wasmUrl` overrides where both the tab and the hub worker load the wasm from.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+import ts from 'typescript';
+import { build } from 'vite';
+import { createStaticServer } from '../../scripts/serve.mjs';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+// npm reads the environment; keep it quiet and away from the network where it can.
+const NPM_ENV = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+
+let work, consumer, pkgDir, packed, context, cdp;
+const servers = [];
+
+/** Serves `root` on a free loopback port; `log` collects `[status, path]` of every request. */
+async function serve(root) {
+  const server = await createStaticServer(root);
+  const log = [];
+  server.prependListener('request', (req, res) => {
+    res.on('finish', () => log.push([res.statusCode, req.url]));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  return { base: `http://127.0.0.1:${server.address().port}`, log };
+}
+
+before(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'filesync-package-'));
+  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], {
+    cwd: repo,
+    env: NPM_ENV,
+  });
+  [packed] = JSON.parse(stdout);
+  const tarball = path.join(work, packed.filename);
+
+  consumer = path.join(work, 'consumer');
+  await mkdir(consumer);
+  await writeFile(
+    path.join(consumer, 'package.json'),
+    JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'filesync-wasm': `file:${tarball}` } }),
+  );
+  // The package has no dependencies: installing it needs no registry.
+  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts'], {
+    cwd: consumer,
+    env: NPM_ENV,
+  });
+  pkgDir = path.join(consumer, 'node_modules', 'filesync-wasm');
+  await cp(path.join(here, 'vite-app'), path.join(consumer, 'vite-app'), { recursive: true });
+  await cp(path.join(here, 'static'), path.join(consumer, 'static'), { recursive: true });
+
+  context = await chromium.launchPersistentContext(path.join(work, 'profile'), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+  });
+  cdp = await context.browser().newBrowserCDPSession();
+});
+
+after(async () => {
+  await context?.close();
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+test('the tarball holds the library and nothing else', async () => {
+  const files = packed.files.map((f) => f.path).sort();
+  const snippets = files.filter((f) => f.startsWith('www/pkg/snippets/'));
+  assert.ok(snippets.length > 0, 'the wasm glue imports its snippets: they must be packed');
+  assert.ok(snippets.every((f) => /^www\/pkg\/snippets\/[^/]+\/[^/]+\.js$/.test(f)), `snippets: ${snippets}`);
+  // The glue imports exactly the snippets that are packed.
+  const glue = await readFile(path.join(repo, 'www/pkg/filesync.js'), 'utf8');
+  const imported = new Set([...glue.matchAll(/from ['"]\.\/(snippets\/[^'"]+)['"]/g)].map((m) => `www/pkg/${m[1]}`));
+  assert.deepEqual([...imported].sort(), snippets);
+  assert.deepEqual(
+    files.filter((f) => !f.startsWith('www/pkg/snippets/')),
+    [
+      'README.md',
+      'package.json',
+      'www/filesync-worker.js',
+      'www/index.d.ts',
+      'www/index.js',
+      'www/pkg/filesync.js',
+      'www/pkg/filesync_bg.wasm',
+    ],
+  );
+
+  const manifest = JSON.parse(await readFile(path.join(pkgDir, 'package.json'), 'utf8'));
+  assert.equal(manifest.name, 'filesync-wasm');
+  assert.equal(manifest.type, 'module');
+  const main = manifest.exports['.'];
+  assert.equal(Object.keys(main)[0], 'types', 'the types condition must come first');
+  assert.equal(main.types, manifest.types);
+  // Every export target is in the package.
+  const targets = Object.values(manifest.exports).flatMap((t) => (typeof t === 'string' ? [t] : Object.values(t)));
+  for (const t of targets) assert.ok(files.includes(t.replace(/^\.\//, '')), `export target ${t} is packed`);
+  assert.ok(Array.isArray(manifest.sideEffects) && manifest.sideEffects.includes('./www/filesync-worker.js'));
+});
+
+test('a TypeScript consumer type-checks against the installed package; no any in the public types', async () => {
+  await copyFile(path.join(here, 'consumer.ts'), path.join(consumer, 'consumer.ts'));
+  const tsc = path.join(repo, 'node_modules/typescript/bin/tsc');
+  for (const [module, moduleResolution] of [['ES2022', 'bundler'], ['NodeNext', 'NodeNext']]) {
+    const config = `tsconfig.${moduleResolution.toLowerCase()}.json`;
+    await writeFile(
+      path.join(consumer, config),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022', module, moduleResolution, lib: ['ES2022', 'DOM'], types: [],
+          strict: true, noEmit: true, skipLibCheck: false,
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    const { stdout } = await run(process.execPath, [tsc, '-p', config, '--listFiles'], { cwd: consumer }).catch((e) => {
+      assert.fail(`tsc (${moduleResolution}) failed:\n${e.stdout}${e.stderr}`);
+    });
+    // Resolved through the installed package, and only its public declarations.
+    const fromPackage = stdout
+      .split('\n')
+      .filter((f) => f.includes('/node_modules/filesync-wasm/'))
+      .map((f) => path.relative(pkgDir, f.trim()));
+    assert.deepEqual(fromPackage, ['www/index.d.ts'], `${moduleResolution}: ${fromPackage}`);
+  }
+
+  const dts = path.join(pkgDir, 'www/index.d.ts');
+  const source = ts.createSourceFile(dts, await readFile(dts, 'utf8'), ts.ScriptTarget.Latest, true);
+  const anys = [];
+  const visit = (node) => {
+    if (node.kind === ts.SyntaxKind.AnyKeyword) {
+      const { line } = source.getLineAndCharacterOfPosition(node.getStart());
+      anys.push(`index.d.ts:${line + 1}: ${node.parent.getText()}`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  assert.deepEqual(anys, []);
+});
+
+/** Shared worker targets (their script URLs) running under `base`. */
+async function sharedWorkers(base) {
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  return targetInfos.filter((t) => t.type === 'shared_worker' && t.url.startsWith(base)).map((t) => t.url);
+}
+
+/**
+ * The wasm fetches in a request log. The server says `no-store`, so each of the two tabs and
+ * the hub worker fetches it once.
+ */
+function wasmFetches(log) {
+  return log.map(([, url]) => url).filter((url) => url.split('?')[0].endsWith('.wasm'));
+}
+
+/** A tab at `url` with the store opened as `window.fs`; page errors are collected in `errors`. */
+async function openTab(url, storeId, options, errors) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 15_000 });
+  await page.evaluate(async ([storeId, options]) => {
+    window.fs = await window.filesync.openFileSync({ storeId, remote: false, ...options });
+  }, [storeId, options]);
+  return page;
+}
+
+const BYTES = Array.from({ length: 1000 }, (_, i) => (i * 37 + 11) % 256);
+const NAME = 'résumé 2024.bin';
+const TYPE = 'application/x-filesync-test';
+
+/**
+ * Saves a file in one tab and reads it back in a second tab of the same origin: the second tab
+ * only learns of the file through the shared hub. Returns the shared workers seen meanwhile.
+ */
+async function saveInOneTabReadInAnother(url, base, options = {}) {
+  const storeId = `pkg-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+  const errors = [];
+  const a = await openTab(url, storeId, options, errors);
+  const b = await openTab(url, storeId, options, errors);
+  const workers = await sharedWorkers(base);
+  const hosts = await Promise.all([a, b].map((p) => p.evaluate(() => window.fs.hostsHub())));
+  assert.deepEqual(hosts, [false, false], 'the hub runs in the SharedWorker, not in a tab');
+
+  const saved = await a.evaluate(
+    ({ bytes, name, type }) => window.fs.saveFile(new File([new Uint8Array(bytes)], name, { type })),
+    { bytes: BYTES, name: NAME, type: TYPE },
+  );
+  assert.equal(saved.size, BYTES.length);
+  await b.waitForFunction((id) => window.fs.getFile(id)?.hasLocalCopy === true, saved.id, { timeout: 15_000 });
+  const read = await b.evaluate(async (id) => {
+    const f = await window.fs.readFile(id);
+    return { name: f.name, type: f.type, bytes: Array.from(new Uint8Array(await f.arrayBuffer())) };
+  }, saved.id);
+  assert.deepEqual(read, { name: NAME, type: TYPE, bytes: BYTES });
+  await a.close();
+  await b.close();
+  assert.deepEqual(errors, []);
+  return workers;
+}
+
+test('an app built by Vite saves a file in one tab and reads it back in another', async () => {
+  const outDir = path.join(work, 'vite-dist');
+  await build({
+    root: path.join(consumer, 'vite-app'),
+    configFile: false,
+    logLevel: 'warn',
+    build: { outDir, emptyOutDir: true },
+  });
+  const assets = await readdir(path.join(outDir, 'assets'));
+  const workerChunk = assets.find((f) => /^filesync-worker-.*\.js$/.test(f));
+  assert.ok(workerChunk, `the hub worker is emitted as a chunk: ${assets}`);
+  assert.equal(assets.filter((f) => f.endsWith('.wasm')).length, 1, `one wasm asset: ${assets}`);
+  // Built with its imports, not copied: nothing left to resolve next to the package.
+  const workerCode = await readFile(path.join(outDir, 'assets', workerChunk), 'utf8');
+  assert.ok(!/\bfrom\s*["'`]|\bimport\s*\(/.test(workerCode), 'the worker chunk imports nothing');
+  assert.ok(workerCode.includes('onconnect'), 'the worker chunk is the hub worker');
+
+  const { base, log } = await serve(outDir);
+  const workers = await saveInOneTabReadInAnother(`${base}/`, base);
+  assert.deepEqual(workers, [`${base}/assets/${workerChunk}`]);
+  assert.deepEqual(log.filter(([status]) => status !== 200), []);
+  const wasm = wasmFetches(log);
+  assert.equal(wasm.length, 3, `two tabs and the worker fetch the wasm: ${wasm}`);
+  assert.ok(wasm.every((u) => /^\/assets\/filesync_bg-[^/]+\.wasm$/.test(u)), `wasm: ${wasm}`);
+});
+
+test('a plain page without a bundler (import map into node_modules) saves and reads back across tabs', async () => {
+  const { base, log } = await serve(consumer);
+  const workers = await saveInOneTabReadInAnother(`${base}/static/`, base);
+  assert.deepEqual(workers, [`${base}/node_modules/filesync-wasm/www/filesync-worker.js`]);
+  assert.deepEqual(log.filter(([status]) => status !== 200), []);
+  assert.deepEqual(wasmFetches(log), Array(3).fill('/node_modules/filesync-wasm/www/pkg/filesync_bg.wasm'));
+});
+
+test('wasmUrl moves where the tab and the hub worker load the wasm from', async () => {
+  await mkdir(path.join(consumer, 'custom'), { recursive: true });
+  await copyFile(path.join(pkgDir, 'www/pkg/filesync_bg.wasm'), path.join(consumer, 'custom/engine.wasm'));
+  const { base, log } = await serve(consumer);
+  const workers = await saveInOneTabReadInAnother(`${base}/static/`, base, { wasmUrl: '/custom/engine.wasm' });
+  const wasmParam = encodeURIComponent(`${base}/custom/engine.wasm`);
+  assert.deepEqual(workers, [`${base}/node_modules/filesync-wasm/www/filesync-worker.js?wasm=${wasmParam}`]);
+  assert.deepEqual(log.filter(([status]) => status !== 200), []);
+  // Both tabs and the hub worker, all from the override.
+  assert.deepEqual(wasmFetches(log), Array(3).fill('/custom/engine.wasm'));
+});
