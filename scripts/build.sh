@@ -73,8 +73,11 @@ echo "build: ${cmd[*]}"
 : >"$out_dir/.npmignore"
 
 # What the package holds, from npm itself (the `files` of package.json), with sizes.
-pack_json="$(npm pack --dry-run --json --ignore-scripts 2>/dev/null)" || {
-    echo "build: npm pack --dry-run failed" >&2
+pack_err="$(mktemp)"
+trap 'rm -f "$pack_err"' EXIT
+pack_json="$(npm pack --dry-run --json --ignore-scripts 2>"$pack_err")" || {
+    echo "build: npm pack --dry-run failed:" >&2
+    cat "$pack_err" >&2
     exit 1
 }
 OUT_DIR="$out_dir" OUT_NAME="$out_name" node --input-type=module -e '

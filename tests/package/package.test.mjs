@@ -10,7 +10,8 @@
 //   - an app built by Vite (the repo's own vite, with `root` set to the consumer) and a plain
 //     page without a bundler (an import map into node_modules) each save a file in one tab and
 //     read it back (name, type, bytes) in another, through the hub's SharedWorker, with every
-//     asset served from where the loader said (no 404s);
+//     asset served from where the loader said (no 404s); so does the app on Vite's dev server
+//     (default config: the package goes through the dependency optimizer);
 //   - `wasmUrl` overrides where both the tab and the hub worker load the wasm from.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import ts from 'typescript';
-import { build } from 'vite';
+import { build, createServer } from 'vite';
 import { createStaticServer } from '../../scripts/serve.mjs';
 
 const run = promisify(execFile);
@@ -38,6 +39,7 @@ const NPM_ENV = { ...process.env, npm_config_update_notifier: 'false', npm_confi
 
 let work, consumer, pkgDir, packed, context, cdp;
 const servers = [];
+let viteDev;
 
 /** Serves `root` on a free loopback port; `log` collects `[status, path]` of every request. */
 async function serve(root) {
@@ -86,6 +88,7 @@ before(async () => {
 after(async () => {
   await context?.close();
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  await viteDev?.close();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -247,6 +250,20 @@ test('an app built by Vite saves a file in one tab and reads it back in another'
   const wasm = wasmFetches(log);
   assert.equal(wasm.length, 3, `two tabs and the worker fetch the wasm: ${wasm}`);
   assert.ok(wasm.every((u) => /^\/assets\/filesync_bg-[^/]+\.wasm$/.test(u)), `wasm: ${wasm}`);
+});
+
+test('the same app on the Vite dev server saves and reads back across tabs', async () => {
+  viteDev = await createServer({
+    root: path.join(consumer, 'vite-app'),
+    configFile: false,
+    logLevel: 'warn',
+    server: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
+  await viteDev.listen();
+  const base = viteDev.resolvedUrls.local[0].replace(/\/$/, '');
+  const workers = await saveInOneTabReadInAnother(`${base}/`, base);
+  assert.equal(workers.length, 1, `one hub worker: ${workers}`);
+  assert.match(workers[0], /\/node_modules\/filesync-wasm\/www\/filesync-worker\.js(\?.*)?$/);
 });
 
 test('a plain page without a bundler (import map into node_modules) saves and reads back across tabs', async () => {
