@@ -12,13 +12,19 @@ use filesync::core::{Mode, StoreId, Term};
 use filesync::web::idb::IdbStateStore;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen(inline_js = r#"
-export function makeLayout1(name, stores, records) {
-  return new Promise((resolve, reject) => {
+// Raw IndexedDB steps for the layout-1 test, as functions built at run time (no inline_js
+// snippet: an extra snippet module made the test page's module loading stall now and then
+// under wasm-bindgen-test-runner).
+fn js_fn(args: &str, body: &str) -> js_sys::Function {
+    js_sys::Function::new_with_args(args, body)
+}
+
+const MAKE_LAYOUT_1: &str = r#"  return new Promise((resolve, reject) => {
     const r = indexedDB.open(name, 1);
     r.onupgradeneeded = () => { for (const s of stores) r.result.createObjectStore(s); };
     r.onsuccess = () => {
@@ -30,9 +36,9 @@ export function makeLayout1(name, stores, records) {
     };
     r.onerror = () => reject(r.error);
   });
-}
-export function readRaw(name, store, key) {
-  return new Promise((resolve, reject) => {
+"#;
+
+const READ_RAW: &str = r#"  return new Promise((resolve, reject) => {
     const r = indexedDB.open(name);
     r.onsuccess = () => {
       const db = r.result;
@@ -42,17 +48,25 @@ export function readRaw(name, store, key) {
     };
     r.onerror = () => reject(r.error);
   });
+"#;
+
+fn make_layout_1(name: &str, stores: &js_sys::Array, records: &js_sys::Array) -> js_sys::Promise {
+    js_fn("name, stores, records", MAKE_LAYOUT_1)
+        .call3(&JsValue::NULL, &JsValue::from_str(name), stores, records)
+        .unwrap()
+        .unchecked_into()
 }
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = makeLayout1)]
-    fn make_layout_1(
-        name: &str,
-        stores: &js_sys::Array,
-        records: &js_sys::Array,
-    ) -> js_sys::Promise;
-    #[wasm_bindgen(js_name = readRaw)]
-    fn read_raw(name: &str, store: &str, key: &JsValue) -> js_sys::Promise;
+
+fn read_raw(name: &str, store: &str, key: &JsValue) -> js_sys::Promise {
+    js_fn("name, store, key", READ_RAW)
+        .call3(
+            &JsValue::NULL,
+            &JsValue::from_str(name),
+            &JsValue::from_str(store),
+            key,
+        )
+        .unwrap()
+        .unchecked_into()
 }
 
 /// Plants raw records as the store writes them (JSON text), or, with `layout_1`, as plain JS

@@ -28,10 +28,10 @@ use crate::core::ContentHash;
 ///
 /// Picked by the browser benchmark (`BENCH_BROWSER_ONLY=webcrypto node
 /// scripts/bench-browser.mjs`, docs/BENCHMARKS.md), headless Chromium 156 on the project's
-/// 2-core machine, medians of two runs, in-memory blobs (WebCrypto ms / streaming ms):
-/// 64 KiB 0.5-0.8 / 0.7-1.0, 1 MiB 2.9-3.0 / 4.3-4.4, 4 MiB 7.7-8.4 / 10.1-12.2,
-/// 8 MiB 13-15 / 20-23, 16 MiB 25-31 / 37-44, 64 MiB 88-103 / 145-157. WebCrypto is faster
-/// at every size (1.3-1.6x; no crossover in time), but holds the whole blob in one buffer
+/// 2-core machine, medians of three runs, in-memory blobs (WebCrypto ms / streaming ms):
+/// 64 KiB 0.5-0.8 / 0.7-1.0, 1 MiB 2.9-3.7 / 4.3-4.5, 4 MiB 7.7-8.4 / 10.1-12.2,
+/// 8 MiB 13-15 / 20-23, 16 MiB 24-31 / 37-44, 64 MiB 88-103 / 142-157. WebCrypto is faster
+/// at every size (1.2-1.6x; no crossover in time), but holds the whole blob in one buffer
 /// while streaming holds 1 MiB whatever the size. So the limit is a memory budget: at 16 MiB
 /// a save keeps ~14 ms of its ~44 ms, and four saves at once at the limit still fit the 64 MiB
 /// budget of the memory target; above it the gain (~0.8 ms per MiB) stays proportional while
