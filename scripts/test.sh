@@ -33,13 +33,6 @@ step() {
     printf '==== test.sh: %s: %s\n' "$name" "$status"
 }
 
-browser_tests=()
-for f in tests/browser_*.rs; do
-    [ -e "$f" ] || continue
-    name="$(basename "$f" .rs)"
-    browser_tests+=(--test "$name")
-done
-
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step clippy-wasm cargo clippy --target wasm32-unknown-unknown --lib --tests -- -D warnings
@@ -50,12 +43,7 @@ step types npx --no-install tsc -p tests/types
 step server-build cargo build -p filesync-server
 step e2e node --test tests/e2e/
 step package node --test tests/package/
-if [ ${#browser_tests[@]} -gt 0 ]; then
-    step browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
-        --mode no-install -- "${browser_tests[@]}"
-else
-    echo "test.sh: no tests/browser_*.rs files"
-fi
+step browser bash scripts/browser-tests.sh
 
 printf '\n==== test.sh summary (%s s)\n' "$((SECONDS - START))"
 failed=0
