@@ -11,14 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { CHROMIUM_ARGS } from './chromium.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = process.env.DEMO_SCREENSHOTS ?? path.join(repo, 'target/demo-screenshots');
-const ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
-];
+const ARGS = CHROMIUM_ARGS;
 const TOKEN = 'demo-e2e-token';
 const WAIT = { timeout: 20_000 };
 const POLL = { timeout: 20_000, polling: 50 };

@@ -9,12 +9,9 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
 import { createStaticServer } from '../../scripts/serve.mjs';
+import { CHROMIUM_ARGS } from './chromium.mjs';
 
-const ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
-];
+const ARGS = CHROMIUM_ARGS;
 const TOKEN = 'e2e-token';
 const WAIT = { timeout: 20_000 };
 

@@ -25,15 +25,12 @@ import { chromium } from 'playwright-core';
 import ts from 'typescript';
 import { build, createServer } from 'vite';
 import { createStaticServer } from '../../scripts/serve.mjs';
+import { CHROMIUM_ARGS } from '../e2e/chromium.mjs';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
-const ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
-];
+const ARGS = CHROMIUM_ARGS;
 // npm reads the environment; keep it quiet and away from the network where it can.
 const NPM_ENV = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
 
