@@ -6,7 +6,7 @@
 # loading its own scripts (the page still says "Loading scripts...", before any of our code
 # runs, and chromedriver waits 300 s for the renderer). It happens in a few percent of
 # browser starts on this machine, in binaries whose code did not change, and not in plain
-# Chromium. A binary whose page never loaded is started again (at most 6 attempts); any
+# Chromium. A binary whose page never loaded is started again (at most 10 attempts); any
 # other failure, a failing test above all, fails at once. Each retry is printed. (It became
 # frequent during session 2 without a change to the suites that hang; see the issue notes.)
 set -euo pipefail
@@ -16,7 +16,7 @@ cd "$ROOT"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-180}"
 # A binary that takes longer than this is stuck (the slowest takes ~15 s once built).
 LIMIT="${BROWSER_TEST_LIMIT:-45}"
-ATTEMPTS=6
+ATTEMPTS=10
 
 names=()
 for f in tests/browser_*.rs; do

@@ -1,4 +1,4 @@
-//! Timing of many small blobs through the proxy (not a correctness test, so `#[ignore]`):
+//! Timing of many small blobs through the proxy (a benchmark, not a correctness test: ignored by default, with its reason on the attribute):
 //!
 //! ```sh
 //! cargo test --release -p filesync-server --test bench_small_blobs -- --ignored --nocapture
