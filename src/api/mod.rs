@@ -3,13 +3,12 @@
 //! turns its typed errors into JS `Error`s with `code` and `retryable`. The package's
 //! `index.d.ts` gives the precise TypeScript types of what these return.
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::runtime::protocol::{Control, ErrorInfo};
-use crate::runtime::tab::{error, js_error, OpenOptions, Tab};
+use crate::runtime::tab::{error, js_error, to_js, OpenOptions, Tab};
 
 pub use crate::runtime::hub::Hub;
 
@@ -17,11 +16,6 @@ pub use crate::runtime::hub::Hub;
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
-}
-
-fn to_js<T: Serialize>(v: &T) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
 }
 
 fn reject(e: ErrorInfo) -> JsValue {
@@ -77,8 +71,7 @@ impl FileSync {
         let tab = self.tab.clone();
         future_to_promise(async move {
             let (opts, metadata) = options_of(&options).map_err(reject)?;
-            let f = tab.save(file, opts.path, metadata).await.map_err(reject)?;
-            Ok(to_js(&f))
+            tab.save(file, opts.path, metadata).await.map_err(reject)
         })
     }
 
@@ -93,8 +86,7 @@ impl FileSync {
         let tab = self.tab.clone();
         future_to_promise(async move {
             let (_, metadata) = options_of(&options).map_err(reject)?;
-            let f = tab.update(&id, file, metadata).await.map_err(reject)?;
-            Ok(to_js(&f))
+            tab.update(&id, file, metadata).await.map_err(reject)
         })
     }
 
@@ -133,13 +125,13 @@ impl FileSync {
     /// One file, or `undefined`.
     #[wasm_bindgen(js_name = getFile)]
     pub fn get_file(&self, id: String) -> JsValue {
-        self.tab.file(&id).map_or(JsValue::UNDEFINED, |f| to_js(&f))
+        self.tab.file_js(&id)
     }
 
     /// The aggregate sync status.
     #[wasm_bindgen(js_name = getSyncStatus)]
     pub fn get_sync_status(&self) -> JsValue {
-        to_js(&self.tab.status())
+        self.tab.status()
     }
 
     /// Calls `listener()` after every change; returns a function that unsubscribes.

@@ -110,13 +110,9 @@ impl std::error::Error for EngineError {}
 
 /// How a network or storage operation failed, as the driver observed it. The retry policy
 /// decides from this alone whether and when to try again. Travels between the leader tab and
-/// the hub as JSON (`{"kind": "server", "status": 503}`).
+/// the hub as JSON (`{"server": {"status": 503}}`, `"offline"`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 #[non_exhaustive]
 pub enum Failure {
     /// No network (fetch rejected, `navigator.onLine` false). Waits for connectivity, costs no retry.

@@ -12,13 +12,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::protocol::{
-    channel_names, AppEvent, ChannelToHub, ChannelToTab, ErrorInfo, FileState, HubConfig,
-    StorageIssue, ToHub, ToTab, TransferJob,
+    channel_names, encode, AppEvent, Envelope, ErrorInfo, FileState, HubConfig, StorageIssue,
+    ToHub, ToTab, TransferJob,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -56,11 +55,6 @@ fn now() -> Millis {
     Millis(js_sys::Date::now() as u64)
 }
 
-fn to_js<T: Serialize>(v: &T) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
-}
-
 /// A tab as the hub reaches it: its MessagePort (SharedWorker), or its id on the tabs'
 /// BroadcastChannel (a hub hosted by a tab).
 #[derive(Clone)]
@@ -73,19 +67,30 @@ pub enum Peer {
 }
 
 impl Peer {
-    fn post(&self, msg: &ToTab) {
-        match self {
-            Peer::Port(p) => {
-                let _ = p.post_message(&to_js(msg));
-            }
+    /// Posts a message's JSON text.
+    fn post(&self, msg: &str) {
+        let _ = match self {
+            Peer::Port(p) => p.post_message(&JsValue::from_str(msg)),
             Peer::Tab { id, channel } => {
-                let envelope = ChannelToTab {
-                    to: Some(id.clone()),
-                    msg: msg.clone(),
-                };
-                let _ = channel.post_message(&to_js(&envelope));
+                channel.post_message(&JsValue::from_str(&Envelope::wrap(Some(id), msg)))
             }
-        }
+        };
+    }
+}
+
+/// Messages to post once the state is no longer borrowed: each encoded once, whatever the
+/// number of tabs it goes to.
+#[derive(Default)]
+struct Outbox(Vec<(Peer, Rc<str>)>);
+
+impl Outbox {
+    fn push(&mut self, peer: Peer, msg: &ToTab) {
+        self.0.push((peer, encode(msg).into()));
+    }
+
+    fn push_all<'a>(&mut self, peers: impl Iterator<Item = &'a Peer>, msg: &ToTab) {
+        let text: Rc<str> = encode(msg).into();
+        self.0.extend(peers.map(|p| (p.clone(), text.clone())));
     }
 }
 
@@ -119,8 +124,7 @@ struct State {
     seen: BTreeMap<String, Millis>,
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
-    /// Messages to post once the state is no longer borrowed.
-    outbox: Vec<(Peer, ToTab)>,
+    outbox: Outbox,
 }
 
 /// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
@@ -146,7 +150,7 @@ impl Hub {
                 ports: Vec::new(),
                 seen: BTreeMap::new(),
                 takeover: None,
-                outbox: Vec::new(),
+                outbox: Outbox::default(),
             })),
         }
     }
@@ -158,7 +162,8 @@ impl Hub {
         let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
                 // A message we cannot read is not from our tab code: ignore it.
-                if let Ok(msg) = serde_wasm_bindgen::from_value::<ToHub>(e.data()) {
+                let msg = e.data().as_string();
+                if let Some(msg) = msg.and_then(|m| serde_json::from_str::<ToHub>(&m).ok()) {
                     receive(&state, &peer, msg);
                 }
             });
@@ -178,23 +183,30 @@ impl Hub {
         let reply = outbox.clone();
         let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                if let Ok(m) = serde_wasm_bindgen::from_value::<ChannelToHub>(e.data()) {
+                let Some(text) = e.data().as_string() else {
+                    return;
+                };
+                let Ok(Envelope {
+                    peer: Some(from),
+                    msg,
+                }) = serde_json::from_str(&text)
+                else {
+                    return;
+                };
+                if let Ok(msg) = serde_json::from_str::<ToHub>(msg.get()) {
                     let peer = Peer::Tab {
-                        id: m.from,
+                        id: from,
                         channel: reply.clone(),
                     };
-                    receive(&state, &peer, m.msg);
+                    receive(&state, &peer, msg);
                 }
             });
         inbox.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // The hub serves until the page goes away.
         on_message.forget();
         std::mem::forget(inbox);
-        let ready = ChannelToTab {
-            to: None,
-            msg: ToTab::HubReady,
-        };
-        outbox.post_message(&to_js(&ready))?;
+        let ready = Envelope::wrap(None, &encode(&ToTab::HubReady));
+        outbox.post_message(&JsValue::from_str(&ready))?;
         Ok(())
     }
 }
@@ -276,17 +288,17 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
 
 /// Answers a message the hub cannot serve because it failed to start: requests get the error,
 /// a hello gets it as a `storage:error` event.
-fn refuse(outbox: &mut Vec<(Peer, ToTab)>, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
+fn refuse(outbox: &mut Outbox, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
     if let Some(req) = request_of(msg) {
         let error = Some(err.clone());
-        outbox.push((port.clone(), ToTab::Reply { req, error }));
+        outbox.push(port.clone(), &ToTab::Reply { req, error });
     }
     if matches!(msg, ToHub::Hello { .. }) {
         let event = AppEvent::StorageError {
             code: err.code.clone(),
             message: err.message.clone(),
         };
-        outbox.push((port.clone(), ToTab::Event { event }));
+        outbox.push(port.clone(), &ToTab::event(&event));
     }
 }
 
@@ -415,11 +427,8 @@ fn new_client_id() -> Result<ClientId, String> {
     ClientId::new(id).map_err(|e| e.to_string())
 }
 
-fn broadcast(s: &mut State, msg: ToTab) {
-    let ports: Vec<Peer> = s.ports.iter().map(|(_, p)| p.clone()).collect();
-    for p in ports {
-        s.outbox.push((p, msg.clone()));
-    }
+fn broadcast(s: &mut State, msg: &ToTab) {
+    s.outbox.push_all(s.ports.iter().map(|(_, p)| p), msg);
 }
 
 fn engine_error(e: &EngineError) -> ErrorInfo {
@@ -520,8 +529,8 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             let _ = r.engine.handle(now, report.into_input());
         }
     }
-    for m in replies {
-        s.outbox.push((port.clone(), m));
+    for m in &replies {
+        s.outbox.push(port.clone(), m);
     }
 }
 
@@ -531,7 +540,7 @@ fn broadcast_leader(s: &mut State) {
         tab: r.leader.as_ref().map(|(t, _)| t.clone()),
         term: r.leader.as_ref().map_or(0, |(_, t)| t.0),
     };
-    broadcast(s, msg);
+    broadcast(s, &msg);
 }
 
 /// Results of async work, fed to the engine on the next turn.
@@ -598,7 +607,7 @@ fn after(state: &Rc<RefCell<State>>) {
         drain(&mut s);
         let outbox = std::mem::take(&mut s.outbox);
         drop(s);
-        for (peer, msg) in outbox {
+        for (peer, msg) in outbox.0 {
             peer.post(&msg);
         }
         if waiting || HUB_EVENTS.with(|q| q.borrow().is_empty()) {
@@ -648,7 +657,7 @@ fn drain(s: &mut State) {
             }
             Output::Event(e) => {
                 if let Some(event) = AppEvent::from_engine(&e) {
-                    msgs.push((None, ToTab::Event { event }));
+                    msgs.push((None, ToTab::event(&event)));
                 }
             }
         }
@@ -662,13 +671,13 @@ fn drain(s: &mut State) {
         .find(|(t, _)| Some(t) == leader.as_ref())
         .map(|(_, p)| p.clone());
     if let Some(p) = leader_peer {
-        for msg in to_leader {
-            s.outbox.push((p.clone(), msg));
+        for msg in &to_leader {
+            s.outbox.push(p.clone(), msg);
         }
     }
-    for (port, msg) in msgs {
+    for (port, msg) in &msgs {
         match port {
-            Some(p) => s.outbox.push((p, msg)),
+            Some(p) => s.outbox.push(p.clone(), msg),
             None => broadcast(s, msg),
         }
     }
@@ -692,7 +701,7 @@ fn watch_leader() {
         };
         {
             let mut s = state.borrow_mut();
-            broadcast(&mut s, ToTab::Ping);
+            broadcast(&mut s, &ToTab::Ping);
             check_lease(&mut s, now());
         }
         after(&state);
@@ -718,7 +727,7 @@ fn check_lease(s: &mut State, now: Millis) {
         .map(|(_, p)| p.clone());
     if let Some(heir) = heir {
         s.takeover = Some(term);
-        s.outbox.push((heir, ToTab::TakeOver));
+        s.outbox.push(heir, &ToTab::TakeOver);
     }
 }
 

@@ -1,8 +1,15 @@
 //! What the hub and the tabs say to each other over MessagePorts, and the JSON shapes the JS
 //! API hands to apps (files, status, events). Plain serde types: the same on both sides, and
 //! tested natively.
+//!
+//! Messages travel as JSON text (one `serde_json` string per message, posted as a JS string):
+//! encoding once serves every tab of a broadcast, a string is the cheapest thing to
+//! structured-clone, and tabs build the app's objects with the browser's `JSON.parse` of the
+//! same text. Message enums are externally tagged (`{"snapshot": {...}}`): serde decodes them
+//! in one pass, where an internally tagged enum would first buffer the whole message.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::remote::RemoteConfig;
 use crate::core::event::WireEvent;
@@ -75,8 +82,9 @@ impl FileState {
     }
 }
 
-/// The ephemeral events apps subscribe to, named as in livestore-filesync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The ephemeral events apps subscribe to, named as in livestore-filesync. Only encoded: tabs
+/// hand the JSON to apps as is ([`ToTab::Event`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type")]
 #[non_exhaustive]
 pub enum AppEvent {
@@ -282,7 +290,7 @@ impl From<crate::core::DecodeError> for ErrorInfo {
 
 /// An app control, run by the hub's engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Control {
     #[serde(rename_all = "camelCase")]
     Prioritize {
@@ -313,7 +321,7 @@ pub struct HubConfig {
 
 /// Tab -> hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ToHub {
     /// A tab connected; the hub answers with `Snapshot`.
     Hello { tab: String, config: HubConfig },
@@ -362,11 +370,7 @@ impl TransferJob {
 
 /// What the leader tab reports about a transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum TransferReport {
     Progress {
         task: u64,
@@ -425,8 +429,8 @@ impl TransferReport {
 }
 
 /// Hub -> tab.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ToTab {
     /// Everything a new tab needs.
     Snapshot {
@@ -447,8 +451,8 @@ pub enum ToTab {
         removed: Vec<String>,
         status: SyncStatus,
     },
-    /// An event for the app's callbacks.
-    Event { event: AppEvent },
+    /// An event for the app's callbacks: an [`AppEvent`]'s JSON, handed to apps as it is.
+    Event { event: Box<RawValue> },
     /// The leader and its term (every tab learns who leads).
     Leader { tab: Option<String>, term: u64 },
     /// A hub hosted by a tab (no SharedWorker) started: say hello again; requests sent to a
@@ -464,18 +468,36 @@ pub enum ToTab {
     TakeOver,
 }
 
-/// A tab's message on the BroadcastChannel of a tab-hosted hub.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChannelToHub {
-    pub from: String,
-    pub msg: ToHub,
+impl ToTab {
+    /// The message carrying an app event.
+    pub fn event(e: &AppEvent) -> ToTab {
+        ToTab::Event {
+            // An enum of strings and numbers always encodes.
+            event: serde_json::value::to_raw_value(e).unwrap_or_default(),
+        }
+    }
 }
 
-/// The hub's message on the BroadcastChannel of the tabs: to one tab, or to all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChannelToTab {
-    pub to: Option<String>,
-    pub msg: ToTab,
+/// A message's JSON text, as posted.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    // Messages hold strings, numbers and JSON values only: encoding cannot fail.
+    serde_json::to_string(msg).unwrap_or_default()
+}
+
+/// A message on a BroadcastChannel of a tab-hosted hub: `{"peer": ..., "msg": ...}` where
+/// `peer` is the sending tab (to the hub) or the receiving tab, `null` for all (to the tabs).
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    pub peer: Option<String>,
+    #[serde(borrow)]
+    pub msg: &'a RawValue,
+}
+
+impl Envelope<'_> {
+    /// Wraps a message's JSON text.
+    pub fn wrap(peer: Option<&str>, msg: &str) -> String {
+        format!(r#"{{"peer":{},"msg":{msg}}}"#, encode(&peer))
+    }
 }
 
 /// Names of the BroadcastChannels of a tab-hosted hub: (to the hub, to the tabs).
@@ -498,12 +520,12 @@ mod tests {
                 file_id: "f".into(),
             },
         };
-        let v = serde_json::to_value(&m).unwrap();
+        let text = encode(&m);
         assert_eq!(
-            v,
-            serde_json::json!({"type": "control", "req": 3, "control": {"action": "prioritize", "fileId": "f"}})
+            text,
+            r#"{"control":{"req":3,"control":{"prioritize":{"fileId":"f"}}}}"#
         );
-        assert_eq!(serde_json::from_value::<ToHub>(v).unwrap(), m);
+        assert_eq!(serde_json::from_str::<ToHub>(&text).unwrap(), m);
         let r = ToHub::Transfer {
             report: TransferReport::Failed {
                 task: 2,
@@ -511,13 +533,13 @@ mod tests {
                 failure: Failure::Server { status: 503 },
             },
         };
-        let v = serde_json::to_value(&r).unwrap();
+        let text = encode(&r);
         assert_eq!(
-            v,
-            serde_json::json!({"type": "transfer", "report": {"kind": "failed", "task": 2, "term": 1,
-                "failure": {"kind": "server", "status": 503}}})
+            text,
+            r#"{"transfer":{"report":{"failed":{"task":2,"term":1,"failure":{"server":{"status":503}}}}}}"#
         );
-        assert_eq!(serde_json::from_value::<ToHub>(v).unwrap(), r);
+        assert_eq!(serde_json::from_str::<ToHub>(&text).unwrap(), r);
+        assert_eq!(encode(&Failure::Offline), r#""offline""#);
         assert!(matches!(
             TransferReport::Done {
                 task: 2,
@@ -531,21 +553,85 @@ mod tests {
                 downloaded_hash: None
             }
         ));
+        let t = ToTab::Leader {
+            tab: Some("t1".into()),
+            term: 4,
+        };
+        assert!(matches!(
+            serde_json::from_str::<ToTab>(&encode(&t)).unwrap(),
+            ToTab::Leader { tab: Some(tab), term: 4 } if tab == "t1"
+        ));
+        assert_eq!(encode(&ToTab::Ping), r#""ping""#);
+    }
+
+    #[test]
+    fn app_events_reach_tabs_as_the_json_apps_get() {
         let e = AppEvent::UploadProgress {
             file_id: "f".into(),
             loaded: 1,
             total: 2,
         };
-        assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            serde_json::json!({"type": "upload:progress", "fileId": "f", "loaded": 1, "total": 2})
-        );
-        let t = ToTab::Leader {
-            tab: Some("t1".into()),
-            term: 4,
+        let app = r#"{"type":"upload:progress","fileId":"f","loaded":1,"total":2}"#;
+        assert_eq!(encode(&e), app);
+        let text = encode(&ToTab::event(&e));
+        assert_eq!(text, format!(r#"{{"event":{{"event":{app}}}}}"#));
+        match serde_json::from_str::<ToTab>(&text).unwrap() {
+            ToTab::Event { event } => assert_eq!(event.get(), app),
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn channel_envelopes_carry_the_message_text_untouched() {
+        let msg = encode(&ToTab::Abort { task: 7 });
+        let wrapped = Envelope::wrap(Some("tab \"1\""), &msg);
+        let e: Envelope<'_> = serde_json::from_str(&wrapped).unwrap();
+        assert_eq!(e.peer.as_deref(), Some("tab \"1\""));
+        assert_eq!(e.msg.get(), msg);
+        let wrapped = Envelope::wrap(None, &msg);
+        let all: Envelope<'_> = serde_json::from_str(&wrapped).unwrap();
+        assert_eq!(all.peer, None);
+    }
+
+    #[test]
+    fn a_snapshot_of_many_files_round_trips() {
+        let file = FileState {
+            id: "f".into(),
+            path: "a.txt".into(),
+            name: "a.txt".into(),
+            mime_type: "text/plain".into(),
+            size: 3,
+            content_hash: "ab".repeat(32),
+            remote_key: String::new(),
+            metadata: Some(serde_json::json!({"tags": ["x"]})),
+            created_at: 1,
+            updated_at: 2,
+            local_hash: String::new(),
+            upload_status: TransferStatus::Pending,
+            download_status: TransferStatus::Done,
+            last_sync_error: None,
+            has_local_copy: true,
+            is_uploaded: false,
+            can_display: true,
         };
-        let v = serde_json::to_value(&t).unwrap();
-        assert_eq!(serde_json::from_value::<ToTab>(v).unwrap(), t);
+        let files: Vec<FileState> = (0..100)
+            .map(|i| FileState {
+                id: format!("f{i}"),
+                ..file.clone()
+            })
+            .collect();
+        let snap = ToTab::Snapshot {
+            files: files.clone(),
+            status: SyncStatus::default(),
+            leader: None,
+            storage: "opfs".into(),
+            issues: Vec::new(),
+            online: true,
+        };
+        match serde_json::from_str::<ToTab>(&encode(&snap)).unwrap() {
+            ToTab::Snapshot { files: got, .. } => assert_eq!(got, files),
+            other => panic!("decoded {other:?}"),
+        }
     }
 
     #[test]

@@ -10,18 +10,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    channel_names, AppEvent, ChannelToHub, ChannelToTab, Control, ErrorInfo, FileState, HubConfig,
+    channel_names, encode, AppEvent, Control, Envelope, ErrorInfo, FileState, HubConfig,
     StorageIssue, ToHub, ToTab,
 };
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
 };
-use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
+use crate::core::{ContentHash, FileId, Millis, StoreId};
 use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
@@ -57,9 +58,25 @@ extern "C" {
 /// A JS callback and the value to call it with, made after the state is released.
 type Call = (js_sys::Function, JsValue);
 
-fn to_js<T: Serialize>(v: &T) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
+/// A value as the plain JS object apps get: its JSON through the browser's `JSON.parse`
+/// (faster than building the object field by field from wasm).
+pub fn to_js<T: Serialize>(v: &T) -> JsValue {
+    js_sys::JSON::parse(&encode(v)).unwrap_or(JsValue::NULL)
+}
+
+/// `value[key]`, frozen (objects the tab hands out are shared by every caller).
+fn frozen(value: &JsValue, key: &str) -> JsValue {
+    let v = js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    if v.is_object() {
+        js_sys::Object::freeze(v.unchecked_ref::<js_sys::Object>());
+    }
+    v
+}
+
+/// A file in the tab's replica: decoded, and as the frozen JS object apps get.
+struct Entry {
+    state: FileState,
+    js: JsValue,
 }
 
 /// A typed error.
@@ -112,10 +129,11 @@ pub struct OpenOptions {
 }
 
 struct State {
-    files: BTreeMap<String, FileState>,
+    files: BTreeMap<String, Entry>,
     /// `getFiles()`'s answer, built once per change (frozen objects, so callers share them).
     files_js: Option<js_sys::Array>,
-    status: SyncStatus,
+    /// `getSyncStatus()`'s answer (frozen; `null` before the first snapshot).
+    status: JsValue,
     leader: Option<String>,
     storage: String,
     issues: Vec<StorageIssue>,
@@ -264,7 +282,7 @@ impl Tab {
         let state = State {
             files: BTreeMap::new(),
             files_js: None,
-            status: SyncStatus::default(),
+            status: JsValue::NULL,
             leader: None,
             storage: bytes.kind().as_str().to_string(),
             issues: Vec::new(),
@@ -295,17 +313,20 @@ impl Tab {
             let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
                 move |e: web_sys::MessageEvent| {
                     let Some(inner) = weak.upgrade() else { return };
-                    let msg = match &*inner.link.borrow() {
-                        Link::Port(_) => serde_wasm_bindgen::from_value::<ToTab>(e.data()).ok(),
-                        Link::Channel { .. } => {
-                            serde_wasm_bindgen::from_value::<ChannelToTab>(e.data())
-                                .ok()
-                                .filter(|m| m.to.as_deref().is_none_or(|to| to == me))
-                                .map(|m| m.msg)
-                        }
+                    let Some(data) = e.data().as_string() else {
+                        return;
                     };
-                    if let Some(msg) = msg {
-                        Tab { inner }.receive(msg);
+                    let channel = matches!(&*inner.link.borrow(), Link::Channel { .. });
+                    let text = if channel {
+                        match serde_json::from_str::<Envelope<'_>>(&data) {
+                            Ok(m) if m.peer.as_deref().is_none_or(|to| to == me) => m.msg.get(),
+                            _ => return,
+                        }
+                    } else {
+                        data.as_str()
+                    };
+                    if let Ok(msg) = serde_json::from_str::<ToTab>(text) {
+                        Tab { inner }.receive(msg, text);
                     }
                 },
             );
@@ -471,38 +492,37 @@ impl Tab {
     }
 
     fn post(&self, msg: &ToHub) {
-        match &*self.inner.link.borrow() {
-            Link::Port(port) => {
-                let _ = port.post_message(&to_js(msg));
-            }
-            Link::Channel { to_hub, .. } => {
-                let envelope = ChannelToHub {
-                    from: self.inner.tab.clone(),
-                    msg: msg.clone(),
-                };
-                let _ = to_hub.post_message(&to_js(&envelope));
-            }
-        }
+        let text = encode(msg);
+        let _ = match &*self.inner.link.borrow() {
+            Link::Port(port) => port.post_message(&JsValue::from_str(&text)),
+            Link::Channel { to_hub, .. } => to_hub.post_message(&JsValue::from_str(
+                &Envelope::wrap(Some(&self.inner.tab), &text),
+            )),
+        };
     }
 
-    fn receive(&self, msg: ToTab) {
+    /// Handles a message from the hub; `text` is its JSON, which gives the app's objects.
+    fn receive(&self, msg: ToTab, text: &str) {
         let mut calls: Vec<Call> = Vec::new();
         {
             let mut s = self.inner.state.borrow_mut();
             match msg {
                 ToTab::Snapshot {
                     files,
-                    status,
                     leader,
                     storage,
                     issues,
                     online,
+                    ..
                 } => {
+                    let js = parsed(text, "snapshot");
                     s.online = online;
                     s.issues = issues;
-                    s.files = files.into_iter().map(|f| (f.id.clone(), f)).collect();
+                    s.files = entries(files, &js)
+                        .map(|e| (e.state.id.clone(), e))
+                        .collect();
                     s.files_js = None;
-                    s.status = status;
+                    s.status = frozen(&js, "status");
                     s.leader = leader;
                     s.storage = storage;
                     if let Some(resolve) = s.ready.take() {
@@ -525,19 +545,16 @@ impl Tab {
                         }
                     }
                 }
-                ToTab::Changed {
-                    files,
-                    removed,
-                    status,
-                } => {
-                    for f in files {
-                        s.files.insert(f.id.clone(), f);
+                ToTab::Changed { files, removed, .. } => {
+                    let js = parsed(text, "changed");
+                    for e in entries(files, &js) {
+                        s.files.insert(e.state.id.clone(), e);
                     }
                     for id in removed {
                         s.files.remove(&id);
                     }
                     s.files_js = None;
-                    s.status = status;
+                    s.status = frozen(&js, "status");
                     revoke_unused_urls(&mut s);
                     calls.extend(
                         s.subscribers
@@ -546,12 +563,13 @@ impl Tab {
                     );
                 }
                 ToTab::Event { event } => {
-                    match event {
-                        AppEvent::Online => s.online = true,
-                        AppEvent::Offline => s.online = false,
+                    let value = event_js(&event);
+                    match event_type(&value).as_str() {
+                        "online" => s.online = true,
+                        "offline" => s.online = false,
                         _ => {}
                     }
-                    push_event(&s, &event, &mut calls);
+                    push_event(&s, value, &mut calls);
                 }
                 ToTab::HubReady => {
                     drop(s);
@@ -593,7 +611,7 @@ impl Tab {
                         } else {
                             AppEvent::LeaderLost
                         };
-                        push_event(&s, &ev, &mut calls);
+                        push_event(&s, to_js(&ev), &mut calls);
                     }
                     calls.extend(
                         s.subscribers
@@ -671,9 +689,24 @@ impl Tab {
         self.request(|req| ToHub::Commit { req, event: wire }).await
     }
 
-    /// A file, as the app sees it.
+    /// A file of the replica.
     pub fn file(&self, id: &str) -> Option<FileState> {
-        self.inner.state.borrow().files.get(id).cloned()
+        self.inner
+            .state
+            .borrow()
+            .files
+            .get(id)
+            .map(|e| e.state.clone())
+    }
+
+    /// A file, as the (frozen) object apps get; `undefined` if there is none.
+    pub fn file_js(&self, id: &str) -> JsValue {
+        self.inner
+            .state
+            .borrow()
+            .files
+            .get(id)
+            .map_or(JsValue::UNDEFINED, |e| e.js.clone())
     }
 
     /// Every live file, by id, as a fresh JS array of frozen objects (cheap: the objects are
@@ -681,14 +714,7 @@ impl Tab {
     pub fn files_js(&self) -> js_sys::Array {
         let mut s = self.inner.state.borrow_mut();
         if s.files_js.is_none() {
-            let built: js_sys::Array = s
-                .files
-                .values()
-                .map(|f| {
-                    let v = to_js(f);
-                    JsValue::from(js_sys::Object::freeze(v.unchecked_ref::<js_sys::Object>()))
-                })
-                .collect();
+            let built: js_sys::Array = s.files.values().map(|e| e.js.clone()).collect();
             s.files_js = Some(built);
         }
         match &s.files_js {
@@ -697,8 +723,8 @@ impl Tab {
         }
     }
 
-    /// The aggregate status.
-    pub fn status(&self) -> SyncStatus {
+    /// The aggregate status (a frozen object shared until it changes).
+    pub fn status(&self) -> JsValue {
         self.inner.state.borrow().status.clone()
     }
 
@@ -772,7 +798,7 @@ impl Tab {
         file: web_sys::File,
         path: Option<String>,
         metadata: JsValue,
-    ) -> Result<FileState, ErrorInfo> {
+    ) -> Result<JsValue, ErrorInfo> {
         self.check_open()?;
         let info = Self::info_of(&file)?;
         let path = check_path(path.unwrap_or_else(|| info.name.clone()))?;
@@ -790,7 +816,13 @@ impl Tab {
             updated_at: now,
         }))
         .await?;
-        self.file(id.as_str())
+        self.saved(id.as_str())
+    }
+
+    /// The file a save or update just committed (its change arrives before the reply).
+    fn saved(&self, id: &str) -> Result<JsValue, ErrorInfo> {
+        Some(self.file_js(id))
+            .filter(|f| !f.is_undefined())
             .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
     }
 
@@ -800,7 +832,7 @@ impl Tab {
         id: &str,
         file: web_sys::File,
         metadata: JsValue,
-    ) -> Result<FileState, ErrorInfo> {
+    ) -> Result<JsValue, ErrorInfo> {
         self.check_open()?;
         let current = self
             .file(id)
@@ -823,8 +855,7 @@ impl Tab {
             expected_content_hash: None,
         }))
         .await?;
-        self.file(id)
-            .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
+        self.saved(id)
     }
 
     /// Deletes a file (its bytes go once nothing else references them).
@@ -966,12 +997,42 @@ impl Tab {
     }
 }
 
-fn push_event(s: &State, event: &AppEvent, calls: &mut Vec<Call>) {
-    let value = to_js(event);
-    let kind = js_sys::Reflect::get(&value, &JsValue::from_str("type"))
+/// The body of a message as JS objects: `JSON.parse(text)[variant]`.
+fn parsed(text: &str, variant: &str) -> JsValue {
+    js_sys::JSON::parse(text)
+        .and_then(|m| js_sys::Reflect::get(&m, &JsValue::from_str(variant)))
+        .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The message's files, each with its frozen JS object (`body.files`, in the same order).
+fn entries(files: Vec<FileState>, body: &JsValue) -> impl Iterator<Item = Entry> {
+    let objects: js_sys::Array = js_sys::Reflect::get(body, &JsValue::from_str("files"))
+        .ok()
+        .and_then(|a| a.dyn_into().ok())
+        .unwrap_or_default();
+    files.into_iter().enumerate().map(move |(i, state)| {
+        let js = objects.get(i as u32);
+        if js.is_object() {
+            js_sys::Object::freeze(js.unchecked_ref::<js_sys::Object>());
+        }
+        Entry { state, js }
+    })
+}
+
+/// An app event's JSON as the object handed to listeners.
+fn event_js(event: &RawValue) -> JsValue {
+    js_sys::JSON::parse(event.get()).unwrap_or(JsValue::NULL)
+}
+
+fn event_type(event: &JsValue) -> String {
+    js_sys::Reflect::get(event, &JsValue::from_str("type"))
         .ok()
         .and_then(|v| v.as_string())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn push_event(s: &State, value: JsValue, calls: &mut Vec<Call>) {
+    let kind = event_type(&value);
     for (_, k, f) in &s.handlers {
         if *k == kind || k == "*" {
             calls.push((f.clone(), value.clone()));
@@ -983,8 +1044,8 @@ fn revoke_unused_urls(s: &mut State) {
     let live: std::collections::HashSet<&str> = s
         .files
         .values()
-        .filter(|f| f.has_local_copy)
-        .map(|f| f.content_hash.as_str())
+        .filter(|e| e.state.has_local_copy)
+        .map(|e| e.state.content_hash.as_str())
         .collect();
     let gone: Vec<String> = s
         .urls
