@@ -283,3 +283,45 @@ async fn a_database_from_a_newer_layout_is_refused() {
     let err = IdbStateStore::open(&id).await.expect_err("newer layout");
     assert_eq!(err.code(), "schema_too_new");
 }
+
+#[wasm_bindgen_test]
+async fn the_files_view_lasts_until_the_next_batch() {
+    let id = StoreId::new(unique("idb-view")).unwrap();
+    let store = IdbStateStore::open(&id).await.unwrap();
+    assert_eq!(store.read_view().await.unwrap(), None);
+    assert!(store.save_view(r#"{"snapshot":1}"#).await.unwrap());
+    // The next hub (another connection) reads it.
+    let next = IdbStateStore::open(&id).await.unwrap();
+    assert_eq!(
+        next.read_view().await.unwrap().as_deref(),
+        Some(r#"{"snapshot":1}"#)
+    );
+    next.close();
+    let batch = |n: u32| {
+        vec![Op::Put {
+            table: Table::Rows,
+            key: Key::Str(format!("r{n}")),
+            value: "{}".into(),
+        }]
+    };
+    // The first batch after it deletes it, in the same transaction.
+    store.write(&batch(1)).await.unwrap();
+    assert_eq!(store.read_view().await.unwrap(), None);
+    // Saved while a batch is in flight, a view could miss that batch: refused.
+    let ops = batch(2);
+    let mut write = std::pin::pin!(store.write(&ops));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let started = std::future::Future::poll(write.as_mut(), &mut cx);
+    assert!(started.is_pending(), "the batch is in flight");
+    assert!(!store.save_view(r#"{"snapshot":2}"#).await.unwrap());
+    write.await.unwrap();
+    assert_eq!(store.read_view().await.unwrap(), None);
+    // Saved again, it lasts until the next batch again.
+    assert!(store.save_view(r#"{"snapshot":3}"#).await.unwrap());
+    assert_eq!(
+        store.read_view().await.unwrap().as_deref(),
+        Some(r#"{"snapshot":3}"#)
+    );
+    store.write(&batch(3)).await.unwrap();
+    assert_eq!(store.read_view().await.unwrap(), None);
+}

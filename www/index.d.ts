@@ -212,6 +212,16 @@ export interface FileSync {
   syncNow(): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /**
+   * Resolves once the hub has loaded the store's whole state from storage (storage issues
+   * known, interrupted transfers recovered). `openFileSync` may resolve before: on a cold
+   * start it shows the files as the previous hub last saved them (one IndexedDB record, much
+   * faster than loading every table), and the loaded state follows through `subscribe`.
+   * Rejects with code `disposed` if the store is disposed first.
+   */
+  whenLoaded(): Promise<void>;
+  /** Whether the hub has loaded the store's state (see `whenLoaded`). */
+  isLoaded(): boolean;
   /** Whether the server is believed reachable; `online` / `offline` events report changes (always true when local-only). */
   isOnline(): boolean;
   isLeader(): boolean;

@@ -190,6 +190,20 @@ impl FileSync {
         self.control(Control::Resume)
     }
 
+    /// Resolves once the hub has loaded the store's whole state from storage (storage issues
+    /// known, transfers recovered). `open` can resolve before, showing the files as the last
+    /// hub saved them; the loaded state follows through `subscribe`.
+    #[wasm_bindgen(js_name = whenLoaded)]
+    pub fn when_loaded(&self) -> js_sys::Promise {
+        self.tab.when_loaded()
+    }
+
+    /// Whether the hub has loaded the store's state (see `whenLoaded`).
+    #[wasm_bindgen(js_name = isLoaded)]
+    pub fn is_loaded(&self) -> bool {
+        self.tab.is_loaded()
+    }
+
     /// Whether the server is believed reachable (the hub decides; `online` / `offline` events
     /// report changes). Always true for a local-only store.
     #[wasm_bindgen(js_name = isOnline)]

@@ -88,6 +88,10 @@ impl Outbox {
         self.0.push((peer, encode(msg).into()));
     }
 
+    fn push_text(&mut self, peer: Peer, text: Rc<str>) {
+        self.0.push((peer, text));
+    }
+
     fn push_all<'a>(&mut self, peers: impl Iterator<Item = &'a Peer>, msg: &ToTab) {
         let text: Rc<str> = encode(msg).into();
         self.0.extend(peers.map(|p| (p.clone(), text.clone())));
@@ -108,6 +112,9 @@ struct Ready {
     leader: Option<(String, Term)>,
     timer: Option<gloo_timers::callback::Timeout>,
     timer_at: Option<Millis>,
+    /// Files changed since the files view was last saved; the save waits on this timer.
+    view_dirty: bool,
+    view_timer: Option<gloo_timers::callback::Timeout>,
 }
 
 enum Phase {
@@ -125,6 +132,9 @@ struct State {
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
+    /// While starting: the files view saved by the last hub (a provisional snapshot message),
+    /// the answer to every hello until the state is loaded.
+    view: Option<Rc<str>>,
 }
 
 /// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
@@ -151,6 +161,7 @@ impl Hub {
                 seen: BTreeMap::new(),
                 takeover: None,
                 outbox: Outbox::default(),
+                view: None,
             })),
         }
     }
@@ -221,6 +232,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
         if let ToHub::Hello { tab, .. } | ToHub::Pong { tab } | ToHub::Elected { tab } = &msg {
             s.seen.insert(tab.clone(), now());
         }
+        let view = s.view.clone();
         match &mut s.phase {
             Phase::Starting(queue) => {
                 // The first hello carries the settings and starts the hub; anything before it
@@ -228,6 +240,10 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                 let hello = |m: &ToHub| matches!(m, ToHub::Hello { .. });
                 let first = hello(&msg) && !queue.iter().any(|(_, m)| hello(m));
                 queue.push((port.clone(), msg.clone()));
+                // Once the last hub's view is read, tabs show it while the state loads.
+                if let (true, Some(view)) = (hello(&msg), view) {
+                    s.outbox.push_text(port.clone(), view);
+                }
                 first.then_some(msg)
             }
             Phase::Failed(err) => {
@@ -249,7 +265,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                 _ => None,
             };
             let result = match config {
-                Some(c) => start_ready(c).await,
+                Some(c) => start_ready(c, &state).await,
                 None => Err(ErrorInfo {
                     code: "invalid_config".into(),
                     message: "the first message from a tab must carry the store settings".into(),
@@ -264,6 +280,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                     Vec::new()
                 }
             };
+            s.view = None;
             match result {
                 Ok(ready) => {
                     s.phase = Phase::Ready(Box::new(ready));
@@ -317,7 +334,33 @@ fn info(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
     }
 }
 
-async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
+/// Answers the hellos waiting for the state with the files view the last hub saved (a
+/// provisional snapshot), and keeps it for the hellos that come before the state is loaded.
+fn serve_view(state: &Rc<RefCell<State>>, view: String) {
+    // Only ever a snapshot message written by `save_view`; anything else is not used.
+    if !view.starts_with(r#"{"snapshot":"#) {
+        return;
+    }
+    let view: Rc<str> = view.into();
+    {
+        let mut s = state.borrow_mut();
+        let Phase::Starting(queue) = &s.phase else {
+            return;
+        };
+        let hellos: Vec<Peer> = queue
+            .iter()
+            .filter(|(_, m)| matches!(m, ToHub::Hello { .. }))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in hellos {
+            s.outbox.push_text(p, view.clone());
+        }
+        s.view = Some(view);
+    }
+    after(state);
+}
+
+async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Ready, ErrorInfo> {
     let store_id =
         StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
     // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
@@ -335,6 +378,10 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
     let store = IdbStateStore::open(&store_id)
         .await
         .map_err(|e| info(e.code(), e.to_string(), false))?;
+    // The view is one record: tabs get it long before the tables are loaded.
+    if let Ok(Some(view)) = store.read_view().await {
+        serve_view(state, view);
+    }
     let loaded = store
         .load()
         .await
@@ -406,6 +453,9 @@ async fn start_ready(config: HubConfig) -> Result<Ready, ErrorInfo> {
         leader: None,
         timer: None,
         timer_at: None,
+        // The view read at start (if any) goes with the first batch; a fresh one is due.
+        view_dirty: true,
+        view_timer: None,
     })
 }
 
@@ -462,6 +512,7 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 storage: r.storage.clone(),
                 issues,
                 online: r.engine.is_online(),
+                provisional: false,
             });
         }
         ToHub::Commit { req, event } => match FileEvent::from_wire(&event) {
@@ -615,6 +666,59 @@ fn after(state: &Rc<RefCell<State>>) {
         }
     }
     arm_timer(state);
+    arm_view(state);
+}
+
+/// How long after a change of files the view is saved (at most one save per this period).
+const VIEW_DELAY_MS: u32 = 1_000;
+
+/// The snapshot a tab gets from the files view: what the state shows, before it is loaded.
+fn view_of(r: &Ready) -> String {
+    encode(&ToTab::Snapshot {
+        files: r.engine.files().map(|f| FileState::from_view(&f)).collect(),
+        status: r.engine.status(),
+        leader: None,
+        storage: r.storage.clone(),
+        issues: Vec::new(),
+        online: true,
+        provisional: true,
+    })
+}
+
+/// Saves the files view [`VIEW_DELAY_MS`] after files changed, so the next cold start shows
+/// them at once (see [`IdbStateStore::save_view`]).
+fn arm_view(state: &Rc<RefCell<State>>) {
+    let mut s = state.borrow_mut();
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    if !r.view_dirty || r.view_timer.is_some() {
+        return;
+    }
+    let state = state.clone();
+    r.view_timer = Some(gloo_timers::callback::Timeout::new(
+        VIEW_DELAY_MS,
+        move || {
+            let (store, view) = {
+                let mut s = state.borrow_mut();
+                let Phase::Ready(r) = &mut s.phase else {
+                    return;
+                };
+                r.view_timer = None;
+                r.view_dirty = false;
+                (r.store.clone(), view_of(r))
+            };
+            wasm_bindgen_futures::spawn_local(async move {
+                // Not saved (a batch was in flight, or storage failed): try again later.
+                if store.save_view(&view).await != Ok(true) {
+                    if let Phase::Ready(r) = &mut state.borrow_mut().phase {
+                        r.view_dirty = true;
+                    }
+                    arm_view(&state);
+                }
+            });
+        },
+    ));
 }
 
 fn drain(s: &mut State) {
@@ -637,6 +741,7 @@ fn drain(s: &mut State) {
                 }
             }
             Output::Event(Event::FilesChanged { files }) => {
+                r.view_dirty = true;
                 let mut changed = Vec::new();
                 let mut removed = Vec::new();
                 for id in files {

@@ -442,6 +442,11 @@ pub enum ToTab {
         issues: Vec<StorageIssue>,
         /// Whether the server is believed reachable (always true for local-only stores).
         online: bool,
+        /// The files view the last hub saved, sent while this hub loads the state: what the
+        /// state showed then (no issues, leader or connectivity yet). The loaded snapshot
+        /// follows.
+        #[serde(default)]
+        provisional: bool,
     },
     /// Answer to `Commit` or `Control`: `error` unset on success.
     Reply { req: u64, error: Option<ErrorInfo> },
@@ -627,6 +632,7 @@ mod tests {
             storage: "opfs".into(),
             issues: Vec::new(),
             online: true,
+            provisional: false,
         };
         match serde_json::from_str::<ToTab>(&encode(&snap)).unwrap() {
             ToTab::Snapshot { files: got, .. } => assert_eq!(got, files),

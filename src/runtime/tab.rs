@@ -140,6 +140,12 @@ struct State {
     /// Whether the hub believes the server reachable.
     online: bool,
     ready: Option<js_sys::Function>,
+    /// The hub has loaded the state (its snapshot is not the provisional view); until then,
+    /// `whenLoaded()` callers wait here.
+    loaded: bool,
+    on_loaded: Vec<(js_sys::Function, js_sys::Function)>,
+    /// The death of the current hub is watched for (armed once per hub).
+    watching_hub: bool,
     next_req: u64,
     pending: HashMap<u64, (js_sys::Function, js_sys::Function)>,
     next_listener: u64,
@@ -288,6 +294,9 @@ impl Tab {
             issues: Vec::new(),
             online: true,
             ready: resolve,
+            loaded: false,
+            on_loaded: Vec::new(),
+            watching_hub: false,
             next_req: 1,
             pending: HashMap::new(),
             next_listener: 1,
@@ -452,6 +461,7 @@ impl Tab {
             return;
         };
         let port = worker.port();
+        self.inner.state.borrow_mut().watching_hub = false;
         port.set_onmessage(Some(self.inner._on_message.as_ref().unchecked_ref()));
         port.start();
         *self.inner.link.borrow_mut() = Link::Port(port);
@@ -513,9 +523,15 @@ impl Tab {
                     storage,
                     issues,
                     online,
+                    provisional,
                     ..
                 } => {
                     let js = parsed(text, "snapshot");
+                    s.loaded = !provisional;
+                    if s.loaded {
+                        let waiting = s.on_loaded.drain(..);
+                        calls.extend(waiting.map(|(resolve, _)| (resolve, JsValue::UNDEFINED)));
+                    }
                     s.online = online;
                     s.issues = issues;
                     s.files = entries(files, &js)
@@ -528,7 +544,8 @@ impl Tab {
                     if let Some(resolve) = s.ready.take() {
                         calls.push((resolve, JsValue::UNDEFINED));
                     }
-                    if matches!(&*self.inner.link.borrow(), Link::Port(_)) {
+                    if !s.watching_hub && matches!(&*self.inner.link.borrow(), Link::Port(_)) {
+                        s.watching_hub = true;
                         self.watch_hub();
                     }
                     calls.extend(
@@ -728,11 +745,34 @@ impl Tab {
         self.inner.state.borrow().status.clone()
     }
 
-    /// Whether this tab is the leader (runs transfers).
+    /// Resolves once the hub has loaded the store's state: `open` may resolve before, with
+    /// the files view the last hub saved (see [`ToTab::Snapshot`]).
+    pub fn when_loaded(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        js_sys::Promise::new(&mut |resolve, reject| {
+            let mut s = inner.state.borrow_mut();
+            if s.disposed {
+                let err = js_error(&error("disposed", "this FileSync was disposed", false));
+                let _ = reject.call1(&JsValue::UNDEFINED, &err);
+            } else if s.loaded {
+                let _ = resolve.call0(&JsValue::UNDEFINED);
+            } else {
+                s.on_loaded.push((resolve, reject));
+            }
+        })
+    }
+
+    /// Whether the hub has loaded the store's state (see [`Tab::when_loaded`]).
+    pub fn is_loaded(&self) -> bool {
+        self.inner.state.borrow().loaded
+    }
+
+    /// Whether the server is believed reachable (the hub decides).
     pub fn is_online(&self) -> bool {
         self.inner.state.borrow().online
     }
 
+    /// Whether this tab is the leader (runs transfers).
     pub fn is_leader(&self) -> bool {
         self.inner.state.borrow().leader.as_deref() == Some(self.inner.tab.as_str())
     }
@@ -972,9 +1012,16 @@ impl Tab {
             s.subscribers.clear();
             s.handlers.clear();
             let err = js_error(&error("disposed", "this FileSync was disposed", false));
+            let waiting = s
+                .on_loaded
+                .drain(..)
+                .map(|(_, reject)| reject)
+                .collect::<Vec<_>>();
             s.pending
                 .drain()
-                .map(|(_, (_, reject))| (reject, err.clone()))
+                .map(|(_, (_, reject))| reject)
+                .chain(waiting)
+                .map(|reject| (reject, err.clone()))
                 .collect()
         };
         self.inner.transfers.abort_all();

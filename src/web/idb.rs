@@ -12,8 +12,16 @@
 //! to text in the upgrade transaction, once. A value that is not a string (a layout-1 record
 //! planted later, or anything odd) is read through `JSON.stringify`.
 //!
+//! Layout 3 adds the `view` object store: one record, the hub's last snapshot of the files as
+//! tabs see them ([`IdbStateStore::save_view`]), so a cold start can show them before the
+//! tables are loaded. It is a cache, never a source of truth: the first batch written after
+//! it deletes it in the same transaction, so a view that exists matches the tables.
+//!
 //! Durability is IndexedDB's default (survives a tab or browser crash; an OS crash may lose
 //! the last writes).
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -28,8 +36,13 @@ use crate::core::{DecodeError, StoreId, Term};
 
 /// Version of the IndexedDB layout (object stores and how records are held). A database
 /// created by a newer layout fails to open with `VersionError`, reported as
-/// `StoreError::TooNew`. 1: records as JS objects; 2: records as JSON text.
-pub const IDB_VERSION: u32 = 2;
+/// `StoreError::TooNew`. 1: records as JS objects; 2: records as JSON text; 3: adds the
+/// `view` object store.
+pub const IDB_VERSION: u32 = 3;
+
+/// The object store of the files view, and its one key.
+const VIEW: &str = "view";
+const VIEW_KEY: &str = "snapshot";
 
 #[wasm_bindgen(inline_js = r#"
 export function idbRequest(r) {
@@ -258,6 +271,19 @@ pub fn database_name(store: &StoreId) -> String {
 #[derive(Debug, Clone)]
 pub struct IdbStateStore {
     db: web_sys::IdbDatabase,
+    view: Rc<ViewState>,
+}
+
+/// What the store knows about the view record.
+#[derive(Debug, Default)]
+struct ViewState {
+    /// A view record may exist (read or saved since the last batch deleted it): the next batch
+    /// deletes it.
+    live: Cell<bool>,
+    /// Saves made, so a batch that completes after a newer save does not forget that one.
+    saves: Cell<u64>,
+    /// Batches in flight: a view saved now might not show them.
+    writing: Cell<u32>,
 }
 
 impl IdbStateStore {
@@ -268,7 +294,9 @@ impl IdbStateStore {
         })?;
         let names: js_sys::Array = Table::ALL
             .iter()
-            .map(|t| JsValue::from_str(t.name()))
+            .map(|t| t.name())
+            .chain([VIEW])
+            .map(JsValue::from_str)
             .collect();
         let db = JsFuture::from(idb_open(
             &factory,
@@ -281,7 +309,53 @@ impl IdbStateStore {
         let db: web_sys::IdbDatabase = db.dyn_into().map_err(|_| StoreError::Io {
             message: "indexedDB.open did not return a database".into(),
         })?;
-        Ok(IdbStateStore { db })
+        Ok(IdbStateStore {
+            db,
+            view: Rc::new(ViewState {
+                live: Cell::new(true),
+                ..ViewState::default()
+            }),
+        })
+    }
+
+    /// The files view saved by [`Self::save_view`], unless a batch was written since.
+    pub async fn read_view(&self) -> Result<Option<String>, StoreError> {
+        let tx = self
+            .db
+            .transaction_with_str(VIEW)
+            .map_err(|e| store_error("IDBDatabase.transaction", &e))?;
+        let get = tx
+            .object_store(VIEW)
+            .and_then(|os| os.get(&JsValue::from_str(VIEW_KEY)))
+            .map_err(|e| store_error("IDBObjectStore.get", &e))?;
+        let value = JsFuture::from(idb_request(&get))
+            .await
+            .map_err(|e| store_error("IDBObjectStore.get", &e))?;
+        Ok(value.as_string())
+    }
+
+    /// Saves the files view: `text` must show the state every batch written so far left.
+    /// Batches written after it delete it (IndexedDB runs transactions on the same object
+    /// store in the order they were made). Saves nothing and answers `false` while a batch is
+    /// in flight (it might land after the view): try again later.
+    pub async fn save_view(&self, text: &str) -> Result<bool, StoreError> {
+        if self.view.writing.get() > 0 {
+            return Ok(false);
+        }
+        self.view.live.set(true);
+        self.view.saves.set(self.view.saves.get() + 1);
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(VIEW, web_sys::IdbTransactionMode::Readwrite)
+            .map_err(|e| store_error("IDBDatabase.transaction", &e))?;
+        let done = idb_done(&tx);
+        tx.object_store(VIEW)
+            .and_then(|os| os.put_with_key(&JsValue::from_str(text), &JsValue::from_str(VIEW_KEY)))
+            .map_err(|e| store_error("IDBObjectStore.put", &e))?;
+        JsFuture::from(done)
+            .await
+            .map_err(|e| store_error("IDBTransaction", &e))?;
+        Ok(true)
     }
 
     /// Deletes the whole database of `store` (all of its state). Close open handles first.
@@ -305,10 +379,69 @@ impl IdbStateStore {
         tables: &[Table],
         mode: web_sys::IdbTransactionMode,
     ) -> Result<web_sys::IdbTransaction, StoreError> {
-        let names: js_sys::Array = tables.iter().map(|t| JsValue::from_str(t.name())).collect();
+        self.transaction_named(tables.iter().map(|t| t.name()), mode)
+    }
+
+    fn transaction_named<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+        mode: web_sys::IdbTransactionMode,
+    ) -> Result<web_sys::IdbTransaction, StoreError> {
+        let names: js_sys::Array = names.map(JsValue::from_str).collect();
         self.db
             .transaction_with_str_sequence_and_mode(&names, mode)
             .map_err(|e| store_error("IDBDatabase.transaction", &e))
+    }
+
+    /// One batch in one transaction, with the view's deletion when `drop_view`.
+    async fn write_batch(
+        &self,
+        ops: &[Op],
+        tables: &[Table],
+        drop_view: bool,
+    ) -> Result<(), StoreError> {
+        let names = tables
+            .iter()
+            .map(|t| t.name())
+            .chain(drop_view.then_some(VIEW));
+        let tx = self.transaction_named(names, web_sys::IdbTransactionMode::Readwrite)?;
+        let done = idb_done(&tx);
+        let result = (|| {
+            if drop_view {
+                tx.object_store(VIEW)
+                    .and_then(|os| os.delete(&JsValue::from_str(VIEW_KEY)))
+                    .map_err(|e| store_error("IDBObjectStore.delete", &e))?;
+            }
+            for op in ops {
+                match op {
+                    Op::Put { table, key, value } => {
+                        let os = tx
+                            .object_store(table.name())
+                            .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
+                        os.put_with_key(&JsValue::from_str(value), &key_js(key))
+                            .map_err(|e| store_error("IDBObjectStore.put", &e))?;
+                    }
+                    Op::Delete { table, key } => {
+                        let os = tx
+                            .object_store(table.name())
+                            .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
+                        os.delete(&key_js(key))
+                            .map_err(|e| store_error("IDBObjectStore.delete", &e))?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Nothing of the batch may land.
+            let _ = tx.abort();
+            let _ = JsFuture::from(done).await;
+            return Err(e);
+        }
+        JsFuture::from(done)
+            .await
+            .map_err(|e| store_error("IDBTransaction", &e))?;
+        Ok(())
     }
 
     /// Writes a raw value under a key, bypassing encoding: for tests that plant broken
@@ -390,39 +523,16 @@ impl StateStore for IdbStateStore {
         if tables.is_empty() {
             return Ok(());
         }
-        let tx = self.transaction(&tables, web_sys::IdbTransactionMode::Readwrite)?;
-        let done = idb_done(&tx);
-        let result = (|| {
-            for op in ops {
-                match op {
-                    Op::Put { table, key, value } => {
-                        let os = tx
-                            .object_store(table.name())
-                            .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
-                        os.put_with_key(&JsValue::from_str(value), &key_js(key))
-                            .map_err(|e| store_error("IDBObjectStore.put", &e))?;
-                    }
-                    Op::Delete { table, key } => {
-                        let os = tx
-                            .object_store(table.name())
-                            .map_err(|e| store_error("IDBTransaction.objectStore", &e))?;
-                        os.delete(&key_js(key))
-                            .map_err(|e| store_error("IDBObjectStore.delete", &e))?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            // Nothing of the batch may land.
-            let _ = tx.abort();
-            let _ = JsFuture::from(done).await;
-            return Err(e);
+        // The view no longer matches once this lands: it goes in the same transaction.
+        let view = &self.view;
+        let (drop_view, saves) = (view.live.get(), view.saves.get());
+        view.writing.set(view.writing.get() + 1);
+        let result = self.write_batch(ops, &tables, drop_view).await;
+        view.writing.set(view.writing.get() - 1);
+        if result.is_ok() && drop_view && view.saves.get() == saves {
+            view.live.set(false);
         }
-        JsFuture::from(done)
-            .await
-            .map_err(|e| store_error("IDBTransaction", &e))?;
-        Ok(())
+        result
     }
 
     async fn next_term(&self) -> Result<Term, StoreError> {

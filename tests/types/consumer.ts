@@ -14,6 +14,10 @@ export async function example(input: File): Promise<string[]> {
   });
   const saved: FileState = await fs.saveFile(input, { metadata: { album: 'summer', stars: 5 } });
   const status: SyncStatus = fs.getSyncStatus();
+  // The loaded state (open may show the files view the last hub saved first).
+  await fs.whenLoaded();
+  const loaded: boolean = fs.isLoaded();
+  void loaded;
   const off = fs.on("upload:progress", (e) => {
     // Narrowed: `loaded` and `total` exist on progress events only.
     const ratio: number = e.loaded / e.total;
