@@ -237,7 +237,12 @@ export interface FileSync {
 /** Loads the WebAssembly module (done by `openFileSync` too). */
 export function load(wasmUrl?: string | URL): Promise<unknown>;
 
-/** Opens a store in this tab. */
+/**
+ * Opens a store in this tab. Resolves once the hub answered with the store's files (on a cold
+ * start possibly the saved files view first: see `FileSync.whenLoaded`). Rejects with a
+ * `FileSyncError` whose `code` says why the store cannot open (`invalid_options`,
+ * `invalid_id`, `unavailable`, `schema_too_new`, ...); opening again tries again.
+ */
 export function openFileSync(options: OpenOptions): Promise<FileSync>;
 
 /** The library version. */

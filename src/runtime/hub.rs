@@ -233,6 +233,11 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
             s.seen.insert(tab.clone(), now());
         }
         let view = s.view.clone();
+        // A hub that failed to start tries again for each new hello (the cause may be gone:
+        // storage freed, a newer page closed); requests until then get the error.
+        if matches!((&s.phase, &msg), (Phase::Failed(_), ToHub::Hello { .. })) {
+            s.phase = Phase::Starting(Vec::new());
+        }
         match &mut s.phase {
             Phase::Starting(queue) => {
                 // The first hello carries the settings and starts the hub; anything before it
@@ -311,11 +316,8 @@ fn refuse(outbox: &mut Outbox, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
         outbox.push(port.clone(), &ToTab::Reply { req, error });
     }
     if matches!(msg, ToHub::Hello { .. }) {
-        let event = AppEvent::StorageError {
-            code: err.code.clone(),
-            message: err.message.clone(),
-        };
-        outbox.push(port.clone(), &ToTab::event(&event));
+        let error = err.clone();
+        outbox.push(port.clone(), &ToTab::HubFailed { error });
     }
 }
 
@@ -364,9 +366,12 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     let store_id =
         StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
     // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
-    // shared, while its tabs live on). Taken before answering any tab.
-    if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
-        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+    // shared, while its tabs live on). Taken before answering any tab; once (a start tried
+    // again after a failure already holds it).
+    if !ALIVE_HELD.with(|h| h.replace(true)) {
+        if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
+            let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+        }
     }
     // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();
@@ -605,6 +610,8 @@ thread_local! {
     static BYTES_AT_START: RefCell<Option<Result<ByteStore, crate::web::error::WebError>>> =
         const { RefCell::new(None) };
     static HUB_EVENTS: RefCell<Vec<HubEvent>> = const { RefCell::new(Vec::new()) };
+    /// This hub holds its alive lock.
+    static ALIVE_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static HUB: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
 }
 

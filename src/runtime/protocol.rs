@@ -460,6 +460,9 @@ pub enum ToTab {
     Event { event: Box<RawValue> },
     /// The leader and its term (every tab learns who leads).
     Leader { tab: Option<String>, term: u64 },
+    /// Answer to a hello: the hub could not load the store (the open fails with this error;
+    /// a tab already open reports it as `storage:error`). The next hello tries again.
+    HubFailed { error: ErrorInfo },
     /// A hub hosted by a tab (no SharedWorker) started: say hello again; requests sent to a
     /// previous hub are lost.
     HubReady,

@@ -139,7 +139,8 @@ struct State {
     issues: Vec<StorageIssue>,
     /// Whether the hub believes the server reachable.
     online: bool,
-    ready: Option<js_sys::Function>,
+    /// The open's promise, settled by the first snapshot (or the hub's failure).
+    ready: Option<(js_sys::Function, js_sys::Function)>,
     /// The hub has loaded the state (its snapshot is not the provisional view); until then,
     /// `whenLoaded()` callers wait here.
     loaded: bool,
@@ -277,6 +278,7 @@ impl Tab {
             })?;
             // A worker script that fails to load or throws at start never answers: fail the
             // open instead of waiting forever.
+            let reject = reject.clone();
             let on_error = Closure::once_into_js(move |_: web_sys::Event| {
                 if let Some(j) = reject {
                     let _ = j.call0(&JsValue::UNDEFINED);
@@ -293,7 +295,7 @@ impl Tab {
             storage: bytes.kind().as_str().to_string(),
             issues: Vec::new(),
             online: true,
-            ready: resolve,
+            ready: resolve.zip(reject),
             loaded: false,
             on_loaded: Vec::new(),
             watching_hub: false,
@@ -367,12 +369,17 @@ impl Tab {
         if tab_hosted {
             me.campaign_to_host(&store)?;
         }
-        JsFuture::from(ready).await.map_err(|_| {
-            error(
-                "unavailable",
-                format!("the hub worker {} failed to start", options.worker_url),
-                false,
-            )
+        JsFuture::from(ready).await.map_err(|e| {
+            if e.is_undefined() {
+                // The worker script failed to load or threw.
+                error(
+                    "unavailable",
+                    format!("the hub worker {} failed to start", options.worker_url),
+                    false,
+                )
+            } else {
+                from_js_error(&e)
+            }
         })?;
         if let Some(w) = worker {
             w.set_onerror(None);
@@ -541,7 +548,7 @@ impl Tab {
                     s.status = frozen(&js, "status");
                     s.leader = leader;
                     s.storage = storage;
-                    if let Some(resolve) = s.ready.take() {
+                    if let Some((resolve, _)) = s.ready.take() {
                         calls.push((resolve, JsValue::UNDEFINED));
                     }
                     if !s.watching_hub && matches!(&*self.inner.link.borrow(), Link::Port(_)) {
@@ -588,6 +595,16 @@ impl Tab {
                     }
                     push_event(&s, value, &mut calls);
                 }
+                ToTab::HubFailed { error } => match s.ready.take() {
+                    Some((_, reject)) => calls.push((reject, js_error(&error))),
+                    None => {
+                        let event = AppEvent::StorageError {
+                            code: error.code,
+                            message: error.message,
+                        };
+                        push_event(&s, to_js(&event), &mut calls);
+                    }
+                },
                 ToTab::HubReady => {
                     drop(s);
                     self.rejoin();

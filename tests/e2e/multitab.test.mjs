@@ -273,6 +273,47 @@ test('a cold start shows the files view the last hub saved, then the loaded stat
   await page.close();
 });
 
+test('storage that cannot load fails the open with its typed error; the next open tries again', async () => {
+  const store = unique('toonew');
+  const page = await context.newPage();
+  await page.goto(`${base}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const name = `filesync:${store}`;
+  // A database a newer filesync wrote (a higher IndexedDB version) cannot be opened by this one.
+  await page.evaluate(async (name) => {
+    const r = indexedDB.open(name, 99);
+    r.onupgradeneeded = () => r.result.createObjectStore('future');
+    await new Promise((resolve, reject) => { r.onsuccess = resolve; r.onerror = () => reject(r.error); });
+    r.result.close();
+  }, name);
+  const attempt = (storeId) => page.evaluate(async (storeId) => {
+    try {
+      window.fs = await window.filesync.openFileSync({ storeId });
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, name: e.name, code: e.code, retryable: e.retryable };
+    }
+  }, storeId);
+  assert.deepEqual(await attempt(store), { ok: false, name: 'FileSyncError', code: 'schema_too_new', retryable: false });
+  const hubs = async () => (await cdp.send('Target.getTargets')).targetInfos
+    .filter((t) => t.type === 'shared_worker').map((t) => t.targetId);
+  const hub = await hubs();
+  // The newer page "went away": the database is this version's again. The same hub, still
+  // running, loads the store for the next open instead of repeating its first failure.
+  await page.evaluate((name) => new Promise((resolve, reject) => {
+    const r = indexedDB.deleteDatabase(name);
+    r.onsuccess = resolve;
+    r.onerror = () => reject(r.error);
+  }), name);
+  assert.deepEqual(await attempt(store), { ok: true });
+  // No hub started meanwhile (other tests' hubs may have ended): the one that failed loaded it.
+  const now = await hubs();
+  assert.ok(now.length > 0 && now.every((id) => hub.includes(id)), `no new hub: ${hub} -> ${now}`);
+  await save(page, 'after.txt', 'ok');
+  assert.deepEqual(await page.evaluate(() => window.fs.getFiles().map((f) => f.name)), ['after.txt']);
+  await page.close();
+});
+
 test('local-only mode makes no network request beyond loading the page', async () => {
   const store = unique('offline');
   const requests = [];
