@@ -1,20 +1,60 @@
-// The SharedWorker of filesync: one per store and browser profile, shared by every tab. It
-// runs the hub (the engine, IndexedDB and the byte store) and serves each tab's port.
+// The worker script of filesync, in two roles:
+//
+// * As a SharedWorker (one per store and browser profile, shared by every tab): the hub. It
+//   runs the engine, IndexedDB and the byte store, and serves each tab's port.
+// * As a dedicated worker (one per page, started by the page on its first large save or
+//   download): the hash worker. It computes the SHA-256 of the chunks the page sends it, so
+//   hashing runs on another core while the page reads and writes the bytes.
 //
 // The wasm file is next to the glue (`new URL()` with `import.meta.url`, which Vite emits as an
 // asset when it builds this worker as a chunk), unless the page passed `wasmUrl` to
 // `openFileSync`: then it is this script's `wasm` query parameter.
-import init, { Hub } from './pkg/filesync.js';
+import init, { Hub, Sha256Stream } from './pkg/filesync.js';
 
 const wasmUrl = new URL(self.location.href).searchParams.get('wasm');
 const ready = init({ module_or_path: wasmUrl ?? new URL('./pkg/filesync_bg.wasm', import.meta.url) });
-let hub;
 
-self.onconnect = (event) => {
-  const port = event.ports[0];
-  // Messages the tab posts meanwhile wait in the port until the hub listens.
-  ready.then(() => {
-    hub ??= new Hub();
-    hub.connect(port);
-  });
-};
+if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWorkerGlobalScope) {
+  let hub;
+  self.onconnect = (event) => {
+    const port = event.ports[0];
+    // Messages the tab posts meanwhile wait in the port until the hub listens.
+    ready.then(() => {
+      hub ??= new Hub();
+      hub.connect(port);
+    });
+  };
+} else {
+  // Jobs by id: {id, chunk} feeds one (acknowledged with {id, hashed}), {id, end} answers
+  // {id, hex} and ends it, {id, discard} drops it. Messages are handled in order.
+  const jobs = new Map();
+  let failed = null;
+  ready.catch((e) => { failed = e; });
+  self.onmessage = async ({ data }) => {
+    try {
+      await ready;
+    } catch {
+      self.postMessage({ id: data.id, error: String(failed) });
+      return;
+    }
+    const { id } = data;
+    if (data.discard) {
+      jobs.get(id)?.free();
+      jobs.delete(id);
+      return;
+    }
+    let job = jobs.get(id);
+    if (!job) {
+      job = new Sha256Stream();
+      jobs.set(id, job);
+    }
+    if (data.chunk) {
+      job.update(data.chunk);
+      self.postMessage({ id, hashed: data.chunk.byteLength });
+    }
+    if (data.end) {
+      jobs.delete(id);
+      self.postMessage({ id, hex: job.finish() });
+    }
+  };
+}

@@ -9,6 +9,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::runtime::protocol::{Control, ErrorInfo};
 use crate::runtime::tab::{error, js_error, to_js, OpenOptions, Tab};
+use crate::web::hash::StreamingHasher;
 
 pub use crate::runtime::hub::Hub;
 
@@ -40,6 +41,31 @@ fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
     let parsed = serde_wasm_bindgen::from_value(rest.into())
         .map_err(|e| error("invalid_options", e.to_string(), false))?;
     Ok((parsed, metadata))
+}
+
+/// Incremental SHA-256 for the package's hash worker (`filesync-worker.js` started as a
+/// dedicated worker hashes large saves and downloads off the tab's thread). Not part of the
+/// documented API.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct Sha256Stream(StreamingHasher);
+
+#[wasm_bindgen]
+impl Sha256Stream {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Sha256Stream {
+        Sha256Stream::default()
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest, as 64 lowercase hex characters.
+    pub fn finish(self) -> String {
+        self.0.finish().to_hex()
+    }
 }
 
 /// A store opened in this tab.

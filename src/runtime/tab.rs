@@ -223,6 +223,8 @@ impl Tab {
         let remote = super::remote::parse_options(&options.remote, absolute_url)
             .map_err(|m| error("invalid_options", m, false))?;
         let bytes = Rc::new(ByteStore::open(&store).await?);
+        // Large saves and downloads hash in a dedicated worker running the same script.
+        crate::web::hash::use_hash_worker(&options.worker_url);
         let shared_worker_exists =
             js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
                 .unwrap_or(false);

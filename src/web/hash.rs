@@ -106,25 +106,101 @@ impl StreamingHasher {
 pub const CHUNK_BYTES: u32 = 1024 * 1024;
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+// The hash worker: the package's worker script started as a dedicated worker (it hashes
+// there, see www/filesync-worker.js), one per page, made on first use. A job's chunks are
+// copied and transferred to it; at most HASH_AHEAD bytes wait in it, then update() returns a
+// promise that resolves as it catches up. `null` when no worker can run (none configured, no
+// Worker, or it failed): the caller hashes on its own thread.
+const HASH_AHEAD = 8 * 1024 * 1024;
+let hashWorker;
+export function hashJob(url) {
+  if (!url || typeof Worker === 'undefined' || hashWorker?.dead) return null;
+  if (!hashWorker) {
+    try {
+      const worker = new Worker(url, { type: 'module', name: 'filesync-hash' });
+      const hw = { worker, next: 1, jobs: new Map(), dead: false };
+      const fail = (error) => {
+        hw.dead = true;
+        for (const job of hw.jobs.values()) job.fail(error);
+        hw.jobs.clear();
+      };
+      worker.onmessage = ({ data }) => {
+        const job = hw.jobs.get(data.id);
+        if (data.error !== undefined) return fail(new Error(`hash worker: ${data.error}`));
+        if (!job) return;
+        if (data.hashed !== undefined) {
+          job.ahead -= data.hashed;
+          if (job.ahead <= HASH_AHEAD && job.resume) job.resume();
+        } else if (data.hex !== undefined) {
+          hw.jobs.delete(data.id);
+          job.done(data.hex);
+        }
+      };
+      worker.onerror = (e) => {
+        e.preventDefault?.();
+        fail(new Error(`hash worker: ${e.message || 'failed to start'}`));
+      };
+      hashWorker = hw;
+    } catch {
+      hashWorker = { dead: true };
+      return null;
+    }
+  }
+  const hw = hashWorker;
+  const id = hw.next++;
+  let failed = null;
+  const job = { ahead: 0, resume: null, done: null, fail: null };
+  // One promise waits at a time: a caught-up worker (update) or the digest (finish).
+  const waitFor = (kind) => new Promise((resolve, reject) => {
+    job[kind] = (value) => { job[kind] = null; resolve(value); };
+    job.fail = (e) => { failed = e; reject(e); };
+  });
+  job.fail = (e) => { failed = e; };
+  hw.jobs.set(id, job);
+  return {
+    update(chunk) {
+      if (failed) return Promise.reject(failed);
+      const copy = chunk.slice();
+      job.ahead += copy.byteLength;
+      hw.worker.postMessage({ id, chunk: copy }, [copy.buffer]);
+      return job.ahead <= HASH_AHEAD ? undefined : waitFor('resume');
+    },
+    finish() {
+      if (failed) return Promise.reject(failed);
+      const done = waitFor('done');
+      hw.worker.postMessage({ id, end: true });
+      return done;
+    },
+    discard() {
+      if (hw.jobs.delete(id)) hw.worker.postMessage({ id, discard: true });
+    },
+  };
+}
+
 export function chunkReader(source, size) {
   const stream = source instanceof ReadableStream ? source : source.stream();
-  let reader, buffer;
+  let reader, buffers;
+  let turn = 0;
   try {
-    // A BYOB reader fills one reused buffer: the default reader allocates a fresh buffer per
-    // chunk, which V8 collects late (a 512 MiB save grew the heap by ~110 MiB that way).
+    // A BYOB reader fills reused buffers: the default reader allocates a fresh buffer per
+    // chunk, which V8 collects late (a 512 MiB save grew the heap by ~110 MiB that way). Two
+    // in turn, so the caller can write one while the next is read.
     reader = stream.getReader({ mode: 'byob' });
-    buffer = new ArrayBuffer(size);
+    buffers = [new ArrayBuffer(size), new ArrayBuffer(size)];
   } catch {
     reader = stream.getReader();
   }
   return {
     async next() {
-      if (!buffer) {
+      if (!buffers) {
         const r = await reader.read();
         return r.done ? null : r.value;
       }
       // Fill the whole buffer before handing it out: network streams yield small pieces
       // (tens of KiB), and every piece handed out costs a storage write round trip.
+      const slot = turn;
+      turn = 1 - turn;
+      let buffer = buffers[slot];
       let filled = 0;
       while (filled < size) {
         const r = await reader.read(new Uint8Array(buffer, filled, size - filled));
@@ -132,6 +208,7 @@ export function chunkReader(source, size) {
         if (r.done) break;
         filled += r.value.byteLength;
       }
+      buffers[slot] = buffer;
       return filled === 0 ? null : new Uint8Array(buffer, 0, filled);
     },
     cancel() {
@@ -141,6 +218,16 @@ export function chunkReader(source, size) {
 }
 "#)]
 extern "C" {
+    type HashJob;
+    #[wasm_bindgen(js_name = hashJob)]
+    fn hash_job(url: &str) -> Option<HashJob>;
+    #[wasm_bindgen(method)]
+    fn update(this: &HashJob, chunk: &js_sys::Uint8Array) -> JsValue;
+    #[wasm_bindgen(method)]
+    fn finish(this: &HashJob) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn discard(this: &HashJob);
+
     type ChunkReader;
     #[wasm_bindgen(catch, js_name = chunkReader)]
     fn chunk_reader(source: &JsValue, size: u32) -> Result<ChunkReader, JsValue>;
@@ -150,12 +237,13 @@ extern "C" {
     fn cancel(this: &ChunkReader);
 }
 
-/// Reads a blob chunk by chunk through `blob.stream()`, with a BYOB reader filling one reused
-/// [`CHUNK_BYTES`] buffer where the browser has one (bounded memory without garbage per chunk),
-/// the default reader otherwise.
+/// Reads a blob chunk by chunk through `blob.stream()`, with a BYOB reader filling two reused
+/// [`CHUNK_BYTES`] buffers in turn where the browser has one (bounded memory without garbage
+/// per chunk), the default reader otherwise.
 ///
-/// A chunk is valid until the next call to [`BlobChunks::next`], which reuses its memory:
-/// finish with it (copy it, await its write) first. Dropping the reader before the end cancels
+/// A chunk is valid until the call to [`BlobChunks::next`] after the next one, which reuses
+/// its memory: finish with it (copy it, await its write) by then. So a chunk can be written
+/// while the next one is read. Dropping the reader before the end cancels
 /// the stream, so an early return never leaves the browser reading ahead for nothing.
 pub struct BlobChunks {
     reader: ChunkReader,
@@ -213,6 +301,91 @@ impl Drop for BlobChunks {
     fn drop(&mut self) {
         if !self.done {
             self.reader.cancel();
+        }
+    }
+}
+
+thread_local! {
+    /// The script the hash worker runs (the package's worker script), once a tab set it.
+    static HASH_WORKER_URL: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Lets [`ChunkHasher`] hash in a dedicated worker running `url` (the package's worker
+/// script, which hashes when started as a dedicated worker).
+pub fn use_hash_worker(url: &str) {
+    HASH_WORKER_URL.with(|u| *u.borrow_mut() = Some(url.to_string()));
+}
+
+/// SHA-256 of a stream of chunks, for large saves and downloads: in the hash worker where one
+/// runs ([`use_hash_worker`]), so hashing (the slowest step, ~200 MB/s) runs on another core
+/// in parallel with reading and writing instead of after them on this thread; here
+/// otherwise. Either way the same digest.
+pub struct ChunkHasher(Hashing);
+
+enum Hashing {
+    Here(StreamingHasher),
+    Worker(HashJob),
+}
+
+impl ChunkHasher {
+    /// A hasher in the hash worker if there is one, here if not.
+    pub fn new() -> ChunkHasher {
+        let url = HASH_WORKER_URL.with(|u| u.borrow().clone());
+        match url.and_then(|u| hash_job(&u)) {
+            Some(job) => ChunkHasher(Hashing::Worker(job)),
+            None => ChunkHasher(Hashing::Here(StreamingHasher::new())),
+        }
+    }
+
+    /// Feeds a chunk. Its bytes are copied before this returns its future, so the caller may
+    /// reuse the chunk's memory once it awaited the future (which waits only when the worker
+    /// has fallen behind by more than a few MiB).
+    pub async fn update(&mut self, chunk: &js_sys::Uint8Array) -> Result<(), WebError> {
+        match &mut self.0 {
+            Hashing::Here(h) => h.update_js(chunk),
+            Hashing::Worker(job) => {
+                let wait = job.update(chunk);
+                if !wait.is_undefined() {
+                    JsFuture::from(js_sys::Promise::from(wait))
+                        .await
+                        .map_err(|e| WebError::from_js("hash worker", &e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest of every chunk fed.
+    pub async fn finish(mut self) -> Result<ContentHash, WebError> {
+        match &mut self.0 {
+            Hashing::Here(h) => Ok(std::mem::take(h).finish()),
+            Hashing::Worker(job) => {
+                let hex = JsFuture::from(job.finish())
+                    .await
+                    .map_err(|e| WebError::from_js("hash worker", &e))?;
+                let hex = hex.as_string().unwrap_or_default();
+                ContentHash::parse(&hex).map_err(|e| WebError::Other {
+                    name: "TypeError".into(),
+                    message: format!("hash worker: {e}"),
+                })
+            }
+        }
+    }
+}
+
+impl Default for ChunkHasher {
+    fn default() -> Self {
+        ChunkHasher::new()
+    }
+}
+
+impl Drop for ChunkHasher {
+    fn drop(&mut self) {
+        // A job dropped before its digest (an aborted write) frees its state in the worker;
+        // after the digest this does nothing.
+        if let Hashing::Worker(job) = &self.0 {
+            job.discard();
         }
     }
 }

@@ -314,6 +314,28 @@ test('storage that cannot load fails the open with its typed error; the next ope
   await page.close();
 });
 
+test('a large save is hashed in the hash worker, off the tab, to the same digest as WebCrypto', async () => {
+  const store = unique('hashworker');
+  const page = await openTab(store);
+  const workers = async () => (await cdp.send('Target.getTargets')).targetInfos
+    .filter((t) => t.type === 'worker' && t.title === 'filesync-hash' && t.url.startsWith(base));
+  const before = (await workers()).length;
+  // Above the WebCrypto limit (16 MiB): streamed, hashed chunk by chunk.
+  const r = await page.evaluate(async () => {
+    const bytes = new Uint8Array(24 * 1024 * 1024 + 123);
+    for (let i = 0; i < bytes.length; i += 997) bytes[i] = (i * 31) & 255;
+    const saved = await window.fs.saveFile(new File([bytes], 'big.bin'));
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const back = new Uint8Array(await (await window.fs.readFile(saved.id)).arrayBuffer());
+    return { saved: saved.contentHash, hex, same: back.length === bytes.length && back.every((b, i) => b === bytes[i]) };
+  });
+  assert.equal(r.saved, r.hex);
+  assert.ok(r.same, 'the stored bytes read back unchanged');
+  assert.equal((await workers()).length, before + 1, 'the tab started its hash worker');
+  await page.close();
+});
+
 test('local-only mode makes no network request beyond loading the page', async () => {
   const store = unique('offline');
   const requests = [];

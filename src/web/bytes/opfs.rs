@@ -428,19 +428,8 @@ async fn fill(
     let blob = match source {
         Source::Blob(blob) => blob,
         Source::Stream(stream, progress) => {
-            let mut chunks = hash::BlobChunks::of_stream(stream)?;
-            let mut hasher = hash::StreamingHasher::new();
-            let mut loaded = 0u64;
-            while let Some(chunk) = chunks.next().await? {
-                let written = writable
-                    .write_with_js_u8_array(&chunk)
-                    .map_err(|e| WebError::from_js(API, &e))?;
-                hasher.update_js(&chunk);
-                loaded += u64::from(chunk.length());
-                await_js(written).await?;
-                progress(loaded);
-            }
-            return Ok(hasher.finish());
+            let chunks = hash::BlobChunks::of_stream(stream)?;
+            return write_chunks(writable, chunks, progress).await;
         }
     };
     if blob.size() <= hash::WEBCRYPTO_MAX_BYTES as f64 && hash::webcrypto_available() {
@@ -455,17 +444,37 @@ async fn fill(
         await_js(written).await?;
         return hash;
     }
-    let mut chunks = hash::BlobChunks::new(blob)?;
-    let mut hasher = hash::StreamingHasher::new();
+    write_chunks(writable, hash::BlobChunks::new(blob)?, &mut |_| {}).await
+}
+
+/// Writes every chunk, hashing it meanwhile (in the hash worker where there is one), with the
+/// next chunk read while one is written: storage writes are the slowest step after the hash.
+async fn write_chunks(
+    writable: &FileSystemWritableFileStream,
+    mut chunks: hash::BlobChunks,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ContentHash, WebError> {
+    let mut hasher = hash::ChunkHasher::new();
+    let mut loaded = 0u64;
+    let mut writing: Option<(js_sys::Promise, u64)> = None;
     while let Some(chunk) = chunks.next().await? {
-        // The browser writes while wasm hashes.
+        // The previous chunk's buffer is read into next: its write must be done by then.
+        if let Some((written, at)) = writing.take() {
+            await_js(written).await?;
+            progress(at);
+        }
         let written = writable
             .write_with_js_u8_array(&chunk)
             .map_err(|e| WebError::from_js(API, &e))?;
-        hasher.update_js(&chunk);
-        await_js(written).await?;
+        hasher.update(&chunk).await?;
+        loaded += u64::from(chunk.length());
+        writing = Some((written, loaded));
     }
-    Ok(hasher.finish())
+    if let Some((written, at)) = writing {
+        await_js(written).await?;
+        progress(at);
+    }
+    hasher.finish().await
 }
 
 /// Aborts a writable: its data is discarded and the file's lock released. Rejects when the
