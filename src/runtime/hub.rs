@@ -712,6 +712,12 @@ fn arm_view(state: &Rc<RefCell<State>>) {
                     return;
                 };
                 r.view_timer = None;
+                if r.store.writing() {
+                    // It would be refused: build it once the batches are done.
+                    drop(s);
+                    arm_view(&state);
+                    return;
+                }
                 r.view_dirty = false;
                 (r.store.clone(), view_of(r))
             };

@@ -334,12 +334,17 @@ impl IdbStateStore {
         Ok(value.as_string())
     }
 
+    /// Whether a batch is in flight (a view saved now would be refused).
+    pub fn writing(&self) -> bool {
+        self.view.writing.get() > 0
+    }
+
     /// Saves the files view: `text` must show the state every batch written so far left.
     /// Batches written after it delete it (IndexedDB runs transactions on the same object
     /// store in the order they were made). Saves nothing and answers `false` while a batch is
     /// in flight (it might land after the view): try again later.
     pub async fn save_view(&self, text: &str) -> Result<bool, StoreError> {
-        if self.view.writing.get() > 0 {
+        if self.writing() {
             return Ok(false);
         }
         self.view.live.set(true);
