@@ -154,7 +154,7 @@ export interface OpenOptions {
    * Where the hub runs: `'auto'` (default) uses a SharedWorker where the browser has one
    * (not Android Chrome); `'tab'` makes one tab host it and the others reach it over
    * BroadcastChannel (when that tab closes, another takes over; requests it had in flight
-   * fail with the retryable code `hub_changed`).
+   * are settled by the new one: nothing lost, nothing applied twice).
    */
   hub?: 'auto' | 'shared-worker' | 'tab';
   /**

@@ -148,12 +148,33 @@ struct State {
     /// The death of the current hub is watched for (armed once per hub).
     watching_hub: bool,
     next_req: u64,
-    pending: HashMap<u64, (js_sys::Function, js_sys::Function)>,
+    pending: HashMap<u64, Pending>,
     next_listener: u64,
     subscribers: Vec<(u64, js_sys::Function)>,
     handlers: Vec<(u64, String, js_sys::Function)>,
     urls: HashMap<String, String>,
     disposed: bool,
+}
+
+/// A request waiting for the hub's reply.
+struct Pending {
+    resolve: js_sys::Function,
+    reject: js_sys::Function,
+    msg: ToHub,
+    /// The write it carries, if any: how to tell, after the hub moved, whether it landed.
+    write: Option<Write>,
+    /// The hub moved before answering: settled when the next hub's loaded snapshot shows
+    /// whether it landed, else sent again.
+    moved: bool,
+    /// Sent to a second hub: "already exists" / "not found" then mean it landed before.
+    resent: bool,
+}
+
+/// A file write in flight, as needed to tell whether a hub that went away committed it.
+struct Write {
+    event: FileEvent,
+    /// For an update, the content it replaced.
+    base: Option<ContentHash>,
 }
 
 /// How a tab reaches its hub.
@@ -477,22 +498,13 @@ impl Tab {
         self.rejoin();
     }
 
-    /// Joins a new hub: what the previous one had in flight is lost (its requests fail with
-    /// the retryable `hub_changed`); say hello, and re-register as leader if this tab leads.
+    /// Joins a new hub: say hello, and re-register as leader if this tab leads. Requests the
+    /// previous hub had not answered wait for the new hub's state, which tells whether they
+    /// landed ([`Tab::settle_moved`]).
     fn rejoin(&self) {
-        let err = js_error(&error(
-            "hub_changed",
-            "the hub restarted or moved before answering; try again",
-            true,
-        ));
-        let calls: Vec<Call> = self
-            .inner
-            .state
-            .borrow_mut()
-            .pending
-            .drain()
-            .map(|(_, (_, reject))| (reject, err.clone()))
-            .collect();
+        for p in self.inner.state.borrow_mut().pending.values_mut() {
+            p.moved = true;
+        }
         self.post(&self.inner.hello);
         let leads = self
             .inner
@@ -505,8 +517,54 @@ impl Tab {
                 tab: self.inner.tab.clone(),
             });
         }
-        for (f, v) in calls {
-            let _ = f.call1(&JsValue::UNDEFINED, &v);
+    }
+
+    /// Settles the requests a hub that went away left unanswered, now that the next hub's
+    /// loaded state is in: a write it shows (or that a later write superseded) resolves; one it
+    /// does not show is sent again, an update only if the file still has the content it
+    /// replaced; controls are sent again. So nothing is lost and nothing applies twice.
+    fn settle_moved(&self, s: &mut State, calls: &mut Vec<Call>) {
+        let moved: Vec<u64> = s
+            .pending
+            .iter()
+            .filter(|(_, p)| p.moved)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in moved {
+            let Some(mut p) = s.pending.remove(&req) else {
+                continue;
+            };
+            let landed = p.write.as_ref().map(|w| {
+                let row = s.files.get(w.event.file_id().as_str()).map(|e| &e.state);
+                match (&w.event, row) {
+                    (FileEvent::Created(_), row) => row.is_some(),
+                    (FileEvent::Deleted(_), row) => row.is_none(),
+                    // Gone since: it was applied, or it would have been overwritten anyway.
+                    (FileEvent::Updated(_), None) => true,
+                    (FileEvent::Updated(u), Some(r)) => {
+                        let applied = r.updated_at == u.updated_at.0
+                            && r.content_hash == u.content_hash.to_hex();
+                        let untouched = w.base.is_some_and(|b| r.content_hash == b.to_hex());
+                        applied || !untouched
+                    }
+                }
+            });
+            if landed == Some(true) {
+                calls.push((p.resolve, JsValue::UNDEFINED));
+                continue;
+            }
+            if let (ToHub::Commit { event, .. }, Some(w)) = (&mut p.msg, &p.write) {
+                if let FileEvent::Updated(u) = &w.event {
+                    // Only over the content it replaced: a write that came since wins.
+                    let mut u = u.clone();
+                    u.expected_content_hash = w.base;
+                    *event = FileEvent::Updated(u).to_wire();
+                }
+            }
+            self.post(&p.msg);
+            p.moved = false;
+            p.resent = true;
+            s.pending.insert(req, p);
         }
     }
 
@@ -548,6 +606,9 @@ impl Tab {
                         .collect();
                     s.files_js = None;
                     s.status = frozen(&js, "status");
+                    if !provisional {
+                        self.settle_moved(&mut s, &mut calls);
+                    }
                     s.leader = leader;
                     s.storage = storage;
                     if let Some((resolve, _)) = s.ready.take() {
@@ -564,10 +625,18 @@ impl Tab {
                     );
                 }
                 ToTab::Reply { req, error } => {
-                    if let Some((resolve, reject)) = s.pending.remove(&req) {
+                    if let Some(p) = s.pending.remove(&req) {
+                        // A resent write the previous hub had committed after all.
+                        let landed = |e: &ErrorInfo| {
+                            p.resent
+                                && matches!(
+                                    (&p.write, e.code.as_str()),
+                                    (Some(_), "already_exists" | "not_found")
+                                )
+                        };
                         match error {
-                            None => calls.push((resolve, JsValue::UNDEFINED)),
-                            Some(e) => calls.push((reject, js_error(&e))),
+                            Some(e) if !landed(&e) => calls.push((p.reject, js_error(&e))),
+                            _ => calls.push((p.resolve, JsValue::UNDEFINED)),
                         }
                     }
                 }
@@ -600,6 +669,17 @@ impl Tab {
                 ToTab::HubFailed { error } => match s.ready.take() {
                     Some((_, reject)) => calls.push((reject, js_error(&error))),
                     None => {
+                        let moved: Vec<u64> = s
+                            .pending
+                            .iter()
+                            .filter(|(_, p)| p.moved)
+                            .map(|(req, _)| *req)
+                            .collect();
+                        for req in moved {
+                            if let Some(p) = s.pending.remove(&req) {
+                                calls.push((p.reject, js_error(&error)));
+                            }
+                        }
                         let event = AppEvent::StorageError {
                             code: error.code,
                             message: error.message,
@@ -697,32 +777,47 @@ impl Tab {
     }
 
     /// Sends a request to the hub and waits for its reply.
-    async fn request(&self, make: impl FnOnce(u64) -> ToHub) -> Result<(), ErrorInfo> {
+    async fn request(
+        &self,
+        make: impl FnOnce(u64) -> ToHub,
+        write: Option<Write>,
+    ) -> Result<(), ErrorInfo> {
         self.check_open()?;
         let req = {
             let mut s = self.inner.state.borrow_mut();
             s.next_req += 1;
             s.next_req
         };
+        let msg = make(req);
+        self.post(&msg);
         let inner = self.inner.clone();
+        let mut pending = Some((msg, write));
         let promise = js_sys::Promise::new(&mut |resolve, reject| {
-            inner
-                .state
-                .borrow_mut()
-                .pending
-                .insert(req, (resolve, reject));
+            if let Some((msg, write)) = pending.take() {
+                let p = Pending {
+                    resolve,
+                    reject,
+                    msg,
+                    write,
+                    moved: false,
+                    resent: false,
+                };
+                inner.state.borrow_mut().pending.insert(req, p);
+            }
         });
-        self.post(&make(req));
         JsFuture::from(promise)
             .await
             .map(|_| ())
             .map_err(|e| from_js_error(&e))
     }
 
-    /// Stores the bytes, then commits the event; returns once the write is durable.
-    async fn commit(&self, event: FileEvent) -> Result<(), ErrorInfo> {
+    /// Commits the event (its bytes are stored); returns once the write is durable. `base`:
+    /// for an update, the content it replaces.
+    async fn commit(&self, event: FileEvent, base: Option<ContentHash>) -> Result<(), ErrorInfo> {
         let wire = event.to_wire();
-        self.request(|req| ToHub::Commit { req, event: wire }).await
+        let write = Write { event, base };
+        self.request(|req| ToHub::Commit { req, event: wire }, Some(write))
+            .await
     }
 
     /// A file of the replica.
@@ -865,15 +960,18 @@ impl Tab {
         let hash = self.inner.bytes.write(&file).await?;
         let id = FileId::new(random_uuid()?)?;
         let now = Millis(js_sys::Date::now() as u64);
-        self.commit(FileEvent::Created(FileCreated {
-            id: id.clone(),
-            path,
-            content_hash: hash,
-            info,
-            metadata_json,
-            created_at: now,
-            updated_at: now,
-        }))
+        self.commit(
+            FileEvent::Created(FileCreated {
+                id: id.clone(),
+                path,
+                content_hash: hash,
+                info,
+                metadata_json,
+                created_at: now,
+                updated_at: now,
+            }),
+            None,
+        )
         .await?;
         self.saved(id.as_str())
     }
@@ -903,16 +1001,19 @@ impl Tab {
         };
         let hash = self.inner.bytes.write(&file).await?;
         let fid = FileId::new(id.to_string())?;
-        self.commit(FileEvent::Updated(FileUpdated {
-            id: fid,
-            path: current.path,
-            remote_key: None,
-            content_hash: hash,
-            info,
-            metadata,
-            updated_at: Millis(js_sys::Date::now() as u64),
-            expected_content_hash: None,
-        }))
+        self.commit(
+            FileEvent::Updated(FileUpdated {
+                id: fid,
+                path: current.path,
+                remote_key: None,
+                content_hash: hash,
+                info,
+                metadata,
+                updated_at: Millis(js_sys::Date::now() as u64),
+                expected_content_hash: None,
+            }),
+            ContentHash::parse(&current.content_hash).ok(),
+        )
         .await?;
         self.saved(id)
     }
@@ -921,10 +1022,13 @@ impl Tab {
     pub async fn delete(&self, id: &str) -> Result<(), ErrorInfo> {
         self.check_open()?;
         let fid = FileId::new(id.to_string())?;
-        self.commit(FileEvent::Deleted(FileDeleted {
-            id: fid,
-            deleted_at: Millis(js_sys::Date::now() as u64),
-        }))
+        self.commit(
+            FileEvent::Deleted(FileDeleted {
+                id: fid,
+                deleted_at: Millis(js_sys::Date::now() as u64),
+            }),
+            None,
+        )
         .await
     }
 
@@ -988,7 +1092,8 @@ impl Tab {
 
     /// Runs an app control in the hub.
     pub async fn control(&self, control: Control) -> Result<(), ErrorInfo> {
-        self.request(|req| ToHub::Control { req, control }).await
+        self.request(|req| ToHub::Control { req, control }, None)
+            .await
     }
 
     /// Calls `f` after every change of files, status or leader. Returns a listener id.
@@ -1038,7 +1143,7 @@ impl Tab {
                 .collect::<Vec<_>>();
             s.pending
                 .drain()
-                .map(|(_, (_, reject))| reject)
+                .map(|(_, p)| p.reject)
                 .chain(waiting)
                 .map(|reject| (reject, err.clone()))
                 .collect()
