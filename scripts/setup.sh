@@ -3,8 +3,10 @@
 #
 #   wasm32-unknown-unknown target, rustfmt, clippy       (rustup)
 #   wasm-pack 0.15.1                                     (cargo install --locked)
-#   wasm-bindgen CLI = the wasm-bindgen version in Cargo.lock (cargo install, NOT --locked:
-#                      its lock names a webpki-roots release the registry does not serve)
+#   wasm-bindgen CLI = the wasm-bindgen version in Cargo.lock, built from its crate source
+#                      with tiny_http's thread pool fixed (see install_bindgen_cli below);
+#                      NOT --locked: its lock names a webpki-roots release the registry does
+#                      not serve
 #   chromium + chromium-driver                           (apt-get)
 #   node_modules                                         (npm ci)
 #
@@ -92,13 +94,72 @@ if [ "$have_wasm_pack" != "wasm-pack $WASM_PACK_VERSION" ]; then
 fi
 
 # --- wasm-bindgen CLI (also provides wasm-bindgen-test-runner) ---------------------------
+# wasm-bindgen-test-runner serves the test page with rouille on tiny_http 0.12.0 (the newest),
+# whose thread pool (src/util/task_pool.rs) loses connections: spawn() queues a connection
+# when `waiting_tasks` > 0, but a thread woken for an earlier connection stays counted there
+# until it retakes the lock. When Chromium opens several connections at once (one per ES
+# module: run.js, wasm-bindgen-test.js and one per `inline_js` snippet), the last one can be
+# queued behind threads that each hold a keep-alive connection forever: its module never
+# loads, the page stays at "Loading scripts..." and chromedriver waits 300 s. With 5 snippets
+# (4 new connections, 3 idle threads) this hung 15 of 28 starts of browser_smoke; with the fix
+# below 0 of 34. The fix queues only while more threads wait than connections are queued.
+# The marker file records which runner binary carries the fix; scripts/browser-tests.sh
+# checks it.
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+RUNNER_PATCH="tiny_http-0.12.0-task-pool-fix-1"
+RUNNER_MARKER="$CARGO_BIN/wasm-bindgen-test-runner.patch"
+runner_patched() {
+    local runner
+    runner="$(command -v wasm-bindgen-test-runner 2>/dev/null)" || return 1
+    [ -f "$RUNNER_MARKER" ] &&
+        [ "$(cat "$RUNNER_MARKER")" = "$RUNNER_PATCH $(sha256sum <"$runner" | cut -d' ' -f1)" ]
+}
+install_bindgen_cli() {
+    local dir="$LOGDIR/bindgen-src" cli tiny
+    mkdir -p "$dir/fetch/src"
+    # A throwaway package makes cargo download and unpack both crates; cargo metadata says where.
+    cat >"$dir/fetch/Cargo.toml" <<EOF
+[package]
+name = "fetch-bindgen-cli"
+version = "0.0.0"
+edition = "2021"
+[dependencies]
+wasm-bindgen-cli = "=$WASM_BINDGEN_VERSION"
+tiny_http = "=0.12.0"
+EOF
+    touch "$dir/fetch/src/lib.rs"
+    cargo metadata --manifest-path "$dir/fetch/Cargo.toml" --format-version 1 >"$dir/metadata.json"
+    crate_dir() {
+        node -e '
+            const [file, name, version] = process.argv.slice(1);
+            const p = require(file).packages.find(p => p.name === name && p.version === version);
+            if (!p) { console.error(`no ${name} ${version} in cargo metadata`); process.exit(1); }
+            console.log(require("path").dirname(p.manifest_path));
+        ' "$dir/metadata.json" "$1" "$2"
+    }
+    cli="$(crate_dir wasm-bindgen-cli "$WASM_BINDGEN_VERSION")" || return 1
+    tiny="$(crate_dir tiny_http 0.12.0)" || return 1
+    cp -r "$cli" "$dir/cli"
+    cp -r "$tiny" "$dir/tiny_http"
+    chmod -R u+w "$dir/cli" "$dir/tiny_http"
+    local pool="$dir/tiny_http/src/util/task_pool.rs"
+    sed -i 's/if self\.sharing\.waiting_tasks\.load(Ordering::Acquire) == 0 {/if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {/' "$pool"
+    grep -q 'waiting_tasks.load(Ordering::Acquire) <= queue.len()' "$pool" ||
+        { echo "tiny_http's task_pool.rs changed: the patch no longer applies" >&2; return 1; }
+    printf '\n[patch.crates-io]\ntiny_http = { path = "%s" }\n' "$dir/tiny_http" >>"$dir/cli/Cargo.toml"
+    # No --locked: see the header.
+    cargo install --path "$dir/cli" --target-dir "$dir/target" --force
+    echo "$RUNNER_PATCH $(sha256sum <"$CARGO_BIN/wasm-bindgen-test-runner" | cut -d' ' -f1)" >"$RUNNER_MARKER"
+}
 have_bindgen="$(wasm-bindgen --version 2>/dev/null || true)"
 have_runner="$(wasm-bindgen-test-runner --version 2>/dev/null || true)"
 if [ "$have_bindgen" != "wasm-bindgen $WASM_BINDGEN_VERSION" ] ||
     [ "$have_runner" != "wasm-bindgen-test-runner $WASM_BINDGEN_VERSION" ]; then
     say "wasm-bindgen CLI: have '${have_bindgen:-none}', want $WASM_BINDGEN_VERSION (from Cargo.lock)"
-    # No --locked: see the header.
-    start wasm-bindgen-cli cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    start wasm-bindgen-cli install_bindgen_cli
+elif ! runner_patched; then
+    say "wasm-bindgen-test-runner $WASM_BINDGEN_VERSION lacks the tiny_http thread pool fix"
+    start wasm-bindgen-cli install_bindgen_cli
 fi
 
 # --- Chromium and its driver --------------------------------------------------------------
@@ -136,6 +197,7 @@ done
 # --- final checks: fail loudly if anything is still not right -----------------------------
 [ "$(wasm-pack --version)" = "wasm-pack $WASM_PACK_VERSION" ] || die "wasm-pack version mismatch"
 [ "$(wasm-bindgen --version)" = "wasm-bindgen $WASM_BINDGEN_VERSION" ] || die "wasm-bindgen version mismatch"
+runner_patched || die "wasm-bindgen-test-runner lacks the tiny_http fix ($RUNNER_MARKER)"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || die "wasm32 target missing"
 { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || die "chromium/chromedriver missing"
 if command -v wasm-opt >/dev/null && wasm-opt --version 2>/dev/null | grep -q 'version 1[01][0-9]\b'; then
