@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -112,6 +112,7 @@ struct Ready {
     leader: Option<(String, Term)>,
     timer: Option<gloo_timers::callback::Timeout>,
     timer_at: Option<Millis>,
+    feed: Feed,
     /// Files changed since the files view was last saved; the save waits on this timer.
     view_dirty: bool,
     view_timer: Option<gloo_timers::callback::Timeout>,
@@ -135,6 +136,43 @@ struct State {
     /// While starting: the files view saved by the last hub (a provisional snapshot message),
     /// the answer to every hello until the state is loaded.
     view: Option<Rc<str>>,
+    feed: Feed,
+    /// This hub holds its alive lock (a start tried again after a failure holds it already).
+    alive_held: bool,
+}
+
+/// How the hub's async work (storage, network, leases) hands its results back: a queue the
+/// hub drains on its next turn, and a weak link to wake it. Each hub has its own, so a page
+/// can host the hubs of several stores.
+#[derive(Clone)]
+pub(super) struct Feed {
+    events: Rc<RefCell<Vec<HubEvent>>>,
+    hub: Weak<RefCell<State>>,
+}
+
+impl Feed {
+    fn push(&self, event: HubEvent) {
+        self.events.borrow_mut().push(event);
+        if let Some(state) = self.hub.upgrade() {
+            after(&state);
+        }
+    }
+
+    /// Queues an engine input and wakes the hub.
+    pub(super) fn input(&self, input: Input) {
+        self.push(HubEvent::Input(input));
+    }
+
+    /// The engine's cursor (for the live channel), 0 before the hub is ready.
+    pub(super) fn cursor(&self) -> crate::core::Seq {
+        self.hub
+            .upgrade()
+            .and_then(|state| match &state.borrow().phase {
+                Phase::Ready(r) => Some(r.engine.table().cursor()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
@@ -155,14 +193,21 @@ impl Hub {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Hub {
         Hub {
-            state: Rc::new(RefCell::new(State {
-                phase: Phase::Starting(Vec::new()),
-                ports: Vec::new(),
-                seen: BTreeMap::new(),
-                takeover: None,
-                outbox: Outbox::default(),
-                view: None,
-            })),
+            state: Rc::new_cyclic(|hub| {
+                RefCell::new(State {
+                    phase: Phase::Starting(Vec::new()),
+                    ports: Vec::new(),
+                    seen: BTreeMap::new(),
+                    takeover: None,
+                    outbox: Outbox::default(),
+                    view: None,
+                    feed: Feed {
+                        events: Rc::default(),
+                        hub: hub.clone(),
+                    },
+                    alive_held: false,
+                })
+            }),
         }
     }
 
@@ -289,7 +334,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
             match result {
                 Ok(ready) => {
                     s.phase = Phase::Ready(Box::new(ready));
-                    watch_leader();
+                    watch_leader(&state);
                     for (port, msg) in queued {
                         handle(&mut s, &port, msg);
                     }
@@ -368,16 +413,21 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
     // shared, while its tabs live on). Taken before answering any tab; once (a start tried
     // again after a failure already holds it).
-    if !ALIVE_HELD.with(|h| h.replace(true)) {
+    let (held, feed) = {
+        let mut s = state.borrow_mut();
+        (std::mem::replace(&mut s.alive_held, true), s.feed.clone())
+    };
+    if !held {
         if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
             let _ = wasm_bindgen_futures::JsFuture::from(p).await;
         }
     }
     // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();
+    let opened = Rc::new(RefCell::new(None));
+    let slot = opened.clone();
     let bytes_ready = wasm_bindgen_futures::future_to_promise(async move {
-        let result = ByteStore::open(&bytes_id).await;
-        BYTES_AT_START.with(|slot| *slot.borrow_mut() = Some(result));
+        *slot.borrow_mut() = Some(ByteStore::open(&bytes_id).await);
         Ok(JsValue::UNDEFINED)
     });
     let store = IdbStateStore::open(&store_id)
@@ -403,8 +453,8 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         }
     };
     let _ = wasm_bindgen_futures::JsFuture::from(bytes_ready).await;
-    let bytes = BYTES_AT_START
-        .with(|slot| slot.borrow_mut().take())
+    let bytes = opened
+        .take()
         .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
     let mode = match config.remote {
@@ -433,18 +483,17 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     let _ = engine.handle(now(), Input::InventoryStarted);
     let bytes = Rc::new(bytes);
     let lister = bytes.clone();
+    let listed = feed.clone();
     wasm_bindgen_futures::spawn_local(async move {
         if let Ok(listing) = lister.list().await {
-            let input = Input::LocalInventory {
+            listed.input(Input::LocalInventory {
                 hashes: listing.hashes,
-            };
-            HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
-            wake();
+            });
         }
     });
     if let Some(remote) = &config.remote {
-        sync::watch_network();
-        sync::run_live(remote.clone(), store_for_sync);
+        sync::watch_network(feed.clone());
+        sync::run_live(remote.clone(), store_for_sync, feed.clone());
     }
     Ok(Ready {
         remote: config.remote.map(Rc::new),
@@ -458,6 +507,7 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         leader: None,
         timer: None,
         timer_at: None,
+        feed,
         // The view read at start (if any) goes with the first batch; a fresh one is due.
         view_dirty: true,
         view_timer: None,
@@ -561,11 +611,11 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         ToHub::Elected { tab } => {
             let store = r.store.clone();
             let state_tab = tab.clone();
+            let feed = r.feed.clone();
             // Terms come from storage, atomically: never reused, even across hub restarts.
             wasm_bindgen_futures::spawn_local(async move {
                 let term = store.next_term().await;
-                HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Term(state_tab, term.ok())));
-                wake();
+                feed.push(HubEvent::Term(state_tab, term.ok()));
             });
         }
         ToHub::Resigned { term } => {
@@ -605,30 +655,11 @@ enum HubEvent {
     Term(String, Option<Term>),
 }
 
-thread_local! {
-    /// The byte store and its listing, opened in parallel with IndexedDB at start.
-    static BYTES_AT_START: RefCell<Option<Result<ByteStore, crate::web::error::WebError>>> =
-        const { RefCell::new(None) };
-    static HUB_EVENTS: RefCell<Vec<HubEvent>> = const { RefCell::new(Vec::new()) };
-    /// This hub holds its alive lock.
-    static ALIVE_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static HUB: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
-}
-
-/// Feeds queued async results to the hub of this worker.
-fn wake() {
-    if let Some(state) = HUB.with(|h| h.borrow().clone()) {
-        after(&state);
-    }
-}
-
 /// Drains the engine and the queues, performs commands, posts messages, re-arms the timer.
 fn after(state: &Rc<RefCell<State>>) {
-    HUB.with(|h| {
-        h.borrow_mut().get_or_insert_with(|| state.clone());
-    });
+    let queue = state.borrow().feed.events.clone();
     loop {
-        let events: Vec<HubEvent> = HUB_EVENTS.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        let events: Vec<HubEvent> = std::mem::take(&mut *queue.borrow_mut());
         let mut s = state.borrow_mut();
         let mut leader_changed = false;
         let mut waiting = false;
@@ -652,11 +683,9 @@ fn after(state: &Rc<RefCell<State>>) {
             }
         } else if matches!(s.phase, Phase::Starting(_)) && !events.is_empty() {
             // Results that arrive before the hub is ready wait for it.
-            HUB_EVENTS.with(|q| {
-                let mut q = q.borrow_mut();
-                let later = std::mem::replace(&mut *q, events);
-                q.extend(later);
-            });
+            let mut q = queue.borrow_mut();
+            let later = std::mem::replace(&mut *q, events);
+            q.extend(later);
             waiting = true;
         }
         if leader_changed {
@@ -668,7 +697,7 @@ fn after(state: &Rc<RefCell<State>>) {
         for (peer, msg) in outbox.0 {
             peer.post(&msg);
         }
-        if waiting || HUB_EVENTS.with(|q| q.borrow().is_empty()) {
+        if waiting || queue.borrow().is_empty() {
             break;
         }
     }
@@ -812,9 +841,10 @@ const LEASE_MS: u64 = 4_000;
 /// from a leader that stopped answering (a frozen tab keeps its Web Lock forever, so the lock
 /// alone would never move): the freshest other tab is asked to steal the lock, and the term it
 /// then gets fences off whatever the frozen one sends when it wakes.
-fn watch_leader() {
-    let tick = gloo_timers::callback::Interval::new(PING_MS, || {
-        let Some(state) = HUB.with(|h| h.borrow().clone()) else {
+fn watch_leader(state: &Rc<RefCell<State>>) {
+    let hub = Rc::downgrade(state);
+    let tick = gloo_timers::callback::Interval::new(PING_MS, move || {
+        let Some(state) = hub.upgrade() else {
             return;
         };
         {
@@ -849,28 +879,10 @@ fn check_lease(s: &mut State, now: Millis) {
     }
 }
 
-/// Queues an async result for the engine and wakes the hub.
-pub(super) fn feed(input: Input) {
-    HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
-    wake();
-}
-
-/// The engine's cursor (for the live channel), 0 before the hub is ready.
-pub(super) fn cursor() -> crate::core::Seq {
-    HUB.with(|h| {
-        h.borrow()
-            .as_ref()
-            .and_then(|state| match &state.borrow().phase {
-                Phase::Ready(r) => Some(r.engine.table().cursor()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    })
-}
-
 /// Performs one engine command asynchronously; its result comes back as an input. Returns
 /// the message for the leader tab when the command is a transfer's.
 fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
+    let feed = r.feed.clone();
     match c {
         Command::Persist(batch) => {
             let store = r.store.clone();
@@ -885,8 +897,7 @@ fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
                         },
                     },
                 };
-                HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
-                wake();
+                feed.input(input);
             });
         }
         Command::DeleteLocalBytes { hash } => {
@@ -900,11 +911,9 @@ fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
             let bytes = r.bytes.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 if let Ok(listing) = bytes.list().await {
-                    let input = Input::LocalBytesFound {
+                    feed.input(Input::LocalBytesFound {
                         hashes: listing.hashes,
-                    };
-                    HUB_EVENTS.with(|q| q.borrow_mut().push(HubEvent::Input(input)));
-                    wake();
+                    });
                 }
             });
         }
@@ -921,6 +930,7 @@ fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
                     r.engine.config().store.clone(),
                     request,
                     events,
+                    feed,
                 );
             }
         }
@@ -936,17 +946,18 @@ fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
                     request,
                     after,
                     limit,
+                    feed,
                 );
             }
         }
         Command::CheckHealth => {
             if let Some(remote) = &r.remote {
-                sync::check_health(remote.clone());
+                sync::check_health(remote.clone(), feed);
             }
         }
         Command::DeleteRemote { task, term, key } => {
             if let Some(remote) = &r.remote {
-                sync::delete_remote(remote.clone(), task, term, key);
+                sync::delete_remote(remote.clone(), task, term, key, feed);
             }
         }
     }

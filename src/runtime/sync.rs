@@ -1,7 +1,7 @@
 //! The hub's link to the server: pushes, pulls, health probes and remote deletes the engine
 //! asks for, and the live channel, which the hub keeps open on its own (one connection per
 //! browser, whatever the number of tabs). Every result goes back to the engine as an input
-//! through [`super::hub::feed`].
+//! through the hub's [`Feed`].
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -9,7 +9,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::hub::{cursor, feed};
+use super::hub::Feed;
 use super::remote::{self, Live, RemoteConfig};
 use crate::core::event::ClientEvent;
 use crate::core::{Failure, Input, RemoteKey, RequestId, Seq, StoreId, TaskId, Term};
@@ -36,13 +36,14 @@ pub fn push(
     store: StoreId,
     request: RequestId,
     events: Vec<ClientEvent>,
+    feed: Feed,
 ) {
     wasm_bindgen_futures::spawn_local(async move {
         let body = remote::push_body(&events);
         let result = call(&remote, "POST", &remote.events_url(&store), Some(body))
             .await
             .and_then(|text| remote::parse_pushed(&text, events.len()));
-        feed(match result {
+        feed.input(match result {
             Ok(confirmed) => Input::Pushed { request, confirmed },
             Err(failure) => Input::SyncFailed { request, failure },
         });
@@ -55,12 +56,13 @@ pub fn pull(
     request: RequestId,
     after: Seq,
     limit: usize,
+    feed: Feed,
 ) {
     wasm_bindgen_futures::spawn_local(async move {
         let result = call(&remote, "GET", &remote.pull_url(&store, after, limit), None)
             .await
             .and_then(|text| remote::parse_pulled(&text));
-        feed(match result {
+        feed.input(match result {
             Ok((events, has_more)) => Input::Pulled {
                 request,
                 events,
@@ -71,16 +73,22 @@ pub fn pull(
     });
 }
 
-pub fn check_health(remote: Rc<RemoteConfig>) {
+pub fn check_health(remote: Rc<RemoteConfig>, feed: Feed) {
     wasm_bindgen_futures::spawn_local(async move {
         let ok = call(&remote, "GET", &remote.health_url(), None)
             .await
             .is_ok();
-        feed(Input::Health { ok });
+        feed.input(Input::Health { ok });
     });
 }
 
-pub fn delete_remote(remote: Rc<RemoteConfig>, task: TaskId, term: Term, key: RemoteKey) {
+pub fn delete_remote(
+    remote: Rc<RemoteConfig>,
+    task: TaskId,
+    term: Term,
+    key: RemoteKey,
+    feed: Feed,
+) {
     wasm_bindgen_futures::spawn_local(async move {
         let result = call(
             &remote,
@@ -90,37 +98,38 @@ pub fn delete_remote(remote: Rc<RemoteConfig>, task: TaskId, term: Term, key: Re
         )
         .await
         .map(drop);
-        feed(Input::RemoteDeleteDone { task, term, result });
+        feed.input(Input::RemoteDeleteDone { task, term, result });
     });
 }
 
 /// Keeps the live channel open for as long as the hub lives: reconnects with a jittered
 /// backoff from 1 s to a minute, reset once a connection was accepted.
-pub fn run_live(remote: RemoteConfig, store: StoreId) {
+pub fn run_live(remote: RemoteConfig, store: StoreId, feed: Feed) {
     wasm_bindgen_futures::spawn_local(async move {
         let mut failures = 0u32;
         loop {
             let accepted = Rc::new(Cell::new(false));
             let seen = accepted.clone();
+            let on_event = feed.clone();
             let stream = EventStream::open(
                 &remote.endpoint(),
-                &remote.live_url(&store, cursor()),
+                &remote.live_url(&store, feed.cursor()),
                 move |event, data| match remote::parse_live(&event, &data) {
                     Ok(Live::Ready) => {
                         seen.set(true);
-                        feed(Input::LiveConnected);
+                        on_event.input(Input::LiveConnected);
                     }
-                    Ok(Live::Events(events)) => feed(Input::Live { events }),
+                    Ok(Live::Events(events)) => on_event.input(Input::Live { events }),
                     Ok(Live::Other) => {}
                     // Unreadable: catch up by pulling instead.
-                    Err(_) => feed(Input::LiveConnected),
+                    Err(_) => on_event.input(Input::LiveConnected),
                 },
             );
             let closed = stream.closed().await;
             if matches!(closed, Err(Failure::Offline)) {
                 // The connection dropped: the engine goes offline and probes, instead of
                 // finding out at its next push or pull.
-                feed(Input::NetworkHint { online: false });
+                feed.input(Input::NetworkHint { online: false });
             }
             if accepted.get() {
                 failures = 0;
@@ -139,10 +148,11 @@ pub fn run_live(remote: RemoteConfig, store: StoreId) {
 }
 
 /// Feeds the browser's `online` / `offline` signals to the engine.
-pub fn watch_network() {
+pub fn watch_network(feed: Feed) {
     let global: web_sys::EventTarget = js_sys::global().unchecked_into();
     for (name, online) in [("online", true), ("offline", false)] {
-        let f = Closure::<dyn FnMut()>::new(move || feed(Input::NetworkHint { online }));
+        let feed = feed.clone();
+        let f = Closure::<dyn FnMut()>::new(move || feed.input(Input::NetworkHint { online }));
         let _ = global.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
         // Listens for as long as the hub lives.
         f.forget();

@@ -466,6 +466,42 @@ test('without SharedWorker, one tab hosts the hub and another takes over when it
   for (const t of tabs) await t.close();
 });
 
+test('one page hosts the hubs of two stores, each with its own files', async () => {
+  const stores = [unique('page-a'), unique('page-b')];
+  const open = async () => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e));
+    await page.goto(`${base}/e2e.html`);
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.evaluate(async (stores) => {
+      window.stores = await Promise.all(stores.map((storeId) => window.filesync.openFileSync({ storeId, hub: 'tab' })));
+    }, stores);
+    return page;
+  };
+  const first = await open();
+  const hosted = await first.evaluate(async () => {
+    const [a, b] = window.stores;
+    await Promise.all([
+      a.saveFile(new File(['a1'], 'a1.txt')), b.saveFile(new File(['b1'], 'b1.txt')),
+      a.saveFile(new File(['a2'], 'a2.txt')),
+    ]);
+    return window.stores.map((s) => s.hostsHub());
+  });
+  assert.deepEqual(hosted, [true, true], 'this page hosts both hubs');
+  const second = await open();
+  const seen = await second.evaluate(async () => {
+    const [a, b] = window.stores;
+    await b.saveFile(new File(['b2'], 'b2.txt'));
+    const names = (s) => s.getFiles().map((f) => f.name).sort();
+    return { hosts: window.stores.map((s) => s.hostsHub()), a: names(a), b: names(b) };
+  });
+  assert.deepEqual(seen, { hosts: [false, false], a: ['a1.txt', 'a2.txt'], b: ['b1.txt', 'b2.txt'] });
+  await first.waitForFunction(() => window.stores[1].getFiles().length === 2);
+  assert.deepEqual(await first.evaluate(() => window.stores[0].getFiles().length), 2);
+  await second.close();
+  await first.close();
+});
+
 test('writes in flight when the hub moves land exactly once, with no error', async () => {
   const store = unique('moving-hub');
   const opts = { hub: 'tab' };
