@@ -81,6 +81,8 @@ export type FileSyncEvent =
   | { type: 'sync:recovery'; fileIds: string[] }
   | { type: 'sync:error-retry-start'; fileIds: string[] }
   | { type: 'storage:error'; code: string; message: string }
+  /** A stored record was broken and skipped when the state loaded (see `getStorageIssues`). */
+  | { type: 'storage:issue'; table: string; key: string; code: string; message: string }
   | { type: 'leader:gained' }
   | { type: 'leader:lost' };
 

@@ -149,6 +149,15 @@ pub enum AppEvent {
     ErrorRetryStart { file_ids: Vec<String> },
     #[serde(rename = "storage:error")]
     StorageError { code: String, message: String },
+    /// A stored record was broken and skipped when the hub loaded the state (the rest
+    /// loaded) — emitted by the tab for each of the snapshot's issues.
+    #[serde(rename = "storage:issue")]
+    StorageIssue {
+        table: String,
+        key: String,
+        code: String,
+        message: String,
+    },
     /// This tab became the leader (runs transfers) — emitted by the tab itself.
     #[serde(rename = "leader:gained")]
     LeaderGained,

@@ -608,6 +608,7 @@ impl Tab {
                     s.status = frozen(&js, "status");
                     if !provisional {
                         self.settle_moved(&mut s, &mut calls);
+                        self.report_issues(&s.issues);
                     }
                     s.leader = leader;
                     s.storage = storage;
@@ -741,6 +742,37 @@ impl Tab {
             // A throwing callback must not break the runtime.
             let _ = f.call1(&JsValue::UNDEFINED, &v);
         }
+    }
+
+    /// Emits a `storage:issue` event per broken record the hub skipped, on the next task: after
+    /// `open` resolved and the app's listeners were added.
+    fn report_issues(&self, issues: &[StorageIssue]) {
+        if issues.is_empty() {
+            return;
+        }
+        let events: Vec<JsValue> = issues
+            .iter()
+            .map(|i| {
+                to_js(&AppEvent::StorageIssue {
+                    table: i.table.clone(),
+                    key: i.key.clone(),
+                    code: i.code.clone(),
+                    message: i.message.clone(),
+                })
+            })
+            .collect();
+        let weak = Rc::downgrade(&self.inner);
+        gloo_timers::callback::Timeout::new(0, move || {
+            let Some(inner) = weak.upgrade() else { return };
+            let mut calls = Vec::new();
+            for e in events {
+                push_event(&inner.state.borrow(), e, &mut calls);
+            }
+            for (f, v) in calls {
+                let _ = f.call1(&JsValue::UNDEFINED, &v);
+            }
+        })
+        .forget();
     }
 
     /// Runs a transfer the hub asked for, if this tab still leads; its reports carry the

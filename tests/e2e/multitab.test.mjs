@@ -205,6 +205,11 @@ test('broken IndexedDB records are reported and skipped; the rest loads', async 
     return window.fs.getStorageIssues();
   });
   assert.deepEqual(issues.map((i) => `${i.table}/${i.key}`).sort(), ['local/also-broken', 'rows/broken']);
+  // And as events, to the listener added right after the open.
+  await page.waitForFunction(() => window.events.filter((e) => e.type === 'storage:issue').length === 2);
+  const reported = await page.evaluate(() => window.events.filter((e) => e.type === 'storage:issue'));
+  assert.deepEqual(reported.map((e) => `${e.table}/${e.key}`).sort(), ['local/also-broken', 'rows/broken']);
+  assert.ok(reported.every((e) => e.code && e.message), 'each with its code and message');
   assert.deepEqual(await page.evaluate(() => window.fs.getFiles().map((f) => f.name)), ['good.txt']);
   await page.close();
 });
