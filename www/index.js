@@ -7,7 +7,8 @@
 // Assets: the wasm file and the hub's SharedWorker script are found with
 // `new URL('./…', import.meta.url)`, next to this file when it is served as is (a plain
 // `<script type="module">` with an import map or a path into node_modules), and emitted as
-// assets by bundlers that understand the pattern (Vite). `wasmUrl` and `workerUrl` override them.
+// assets by bundlers that understand the pattern (Vite, webpack 5). `wasmUrl` and `workerUrl`
+// override them.
 import init, { FileSync, version } from './pkg/filesync.js';
 
 let loading;
@@ -28,15 +29,27 @@ class UrlOnly {
 /**
  * The URL of the hub's SharedWorker script. It is written as the
  * `new SharedWorker(new URL('…', import.meta.url), { type: 'module' })` pattern on purpose:
- * Vite recognises it and builds the worker as its own chunk together with what it imports (the
- * wasm glue, and through it the wasm as an asset), then rewrites the URL to that chunk. A plain
- * `new URL()` would only copy the file and its imports would not resolve. The real worker is
- * started (and restarted after a crash) by the wasm from the URL string, so `SharedWorker` is
- * shadowed here by a stand-in that only keeps the URL.
+ * bundlers recognise it and build the worker as its own chunk together with what it imports
+ * (the wasm glue, and through it the wasm as an asset), then rewrite the URL to that chunk. A
+ * plain `new URL()` would only copy the file and its imports would not resolve. The real worker
+ * is started (and restarted after a crash) by the wasm from the URL string, so here
+ * `SharedWorker` must be a stand-in that only keeps the URL.
+ *
+ * The stand-in replaces the global for the duration of this one synchronous expression (and is
+ * put back, or removed where the browser has no SharedWorker, before anything else can run)
+ * rather than shadowing the name with a local binding: Vite matches the pattern by its text,
+ * but webpack 5 matches `new SharedWorker(…)` only where `SharedWorker` is the global, and
+ * would treat a locally bound name as an ordinary call (the script copied as a lone asset).
  */
 function defaultWorkerUrl() {
-  const SharedWorker = UrlOnly;
-  return new SharedWorker(new URL('./filesync-worker.js', import.meta.url), { type: 'module' }).href;
+  const had = Object.getOwnPropertyDescriptor(globalThis, 'SharedWorker');
+  Object.defineProperty(globalThis, 'SharedWorker', { value: UrlOnly, configurable: true, writable: true });
+  try {
+    return new SharedWorker(new URL('./filesync-worker.js', import.meta.url), { type: 'module' }).href;
+  } finally {
+    if (had) Object.defineProperty(globalThis, 'SharedWorker', had);
+    else delete globalThis.SharedWorker;
+  }
 }
 
 /**

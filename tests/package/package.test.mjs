@@ -7,7 +7,8 @@
 //     wasm) and nothing of the demo, the tests or the sources;
 //   - a TypeScript consumer (consumer.ts) type-checks against the installed package, with both
 //     `bundler` and `nodenext` resolution, and the public types contain no `any`;
-//   - an app built by Vite (the repo's own vite, with `root` set to the consumer) and a plain
+//   - an app built by Vite (the repo's own vite, with `root` set to the consumer), an app built
+//     by webpack 5 (its Node API, production mode, no loader or plugin configured) and a plain
 //     page without a bundler (an import map into node_modules) each save a file in one tab and
 //     read it back (name, type, bytes) in another, through the hub's SharedWorker, with every
 //     asset served from where the loader said (no 404s); so does the app on Vite's dev server
@@ -24,6 +25,7 @@ import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import ts from 'typescript';
 import { build, createServer } from 'vite';
+import webpack from 'webpack';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import { CHROMIUM_ARGS } from '../e2e/chromium.mjs';
 
@@ -72,6 +74,7 @@ before(async () => {
   });
   pkgDir = path.join(consumer, 'node_modules', 'filesync-wasm');
   await cp(path.join(here, 'vite-app'), path.join(consumer, 'vite-app'), { recursive: true });
+  await cp(path.join(here, 'webpack-app'), path.join(consumer, 'webpack-app'), { recursive: true });
   await cp(path.join(here, 'static'), path.join(consumer, 'static'), { recursive: true });
 
   context = await chromium.launchPersistentContext(path.join(work, 'profile'), {
@@ -223,6 +226,28 @@ async function saveInOneTabReadInAnother(url, base, options = {}) {
   return workers;
 }
 
+/**
+ * A bundler's output, served as is: the hub worker chunk (`workerPath`, relative to `outDir`)
+ * was built with its imports, and the two-tab check runs with the hub in that chunk, the wasm
+ * fetched by both tabs and the worker from paths matching `wasmPath`, and no request failing.
+ */
+async function builtAppSavesAndReadsBack(outDir, workerPath, wasmPath) {
+  // Built with its imports, not copied: nothing left to resolve next to the package.
+  const workerCode = await readFile(path.join(outDir, workerPath), 'utf8');
+  assert.ok(!/\bfrom\s*["'`]|\bimport\s*\(/.test(workerCode), 'the worker chunk imports nothing');
+  // The wasm starts it as a module worker, where importScripts throws.
+  assert.ok(!/\bimportScripts\s*\(/.test(workerCode), 'the worker chunk loads no other chunk');
+  assert.ok(workerCode.includes('onconnect'), 'the worker chunk is the hub worker');
+
+  const { base, log } = await serve(outDir);
+  const workers = await saveInOneTabReadInAnother(`${base}/`, base);
+  assert.deepEqual(workers, [`${base}/${workerPath}`]);
+  assert.deepEqual(log.filter(([status]) => status !== 200), []);
+  const wasm = wasmFetches(log);
+  assert.equal(wasm.length, 3, `two tabs and the worker fetch the wasm: ${wasm}`);
+  assert.ok(wasm.every((u) => wasmPath.test(u)), `wasm: ${wasm}`);
+}
+
 test('an app built by Vite saves a file in one tab and reads it back in another', async () => {
   const outDir = path.join(work, 'vite-dist');
   await build({
@@ -235,18 +260,36 @@ test('an app built by Vite saves a file in one tab and reads it back in another'
   const workerChunk = assets.find((f) => /^filesync-worker-.*\.js$/.test(f));
   assert.ok(workerChunk, `the hub worker is emitted as a chunk: ${assets}`);
   assert.equal(assets.filter((f) => f.endsWith('.wasm')).length, 1, `one wasm asset: ${assets}`);
-  // Built with its imports, not copied: nothing left to resolve next to the package.
-  const workerCode = await readFile(path.join(outDir, 'assets', workerChunk), 'utf8');
-  assert.ok(!/\bfrom\s*["'`]|\bimport\s*\(/.test(workerCode), 'the worker chunk imports nothing');
-  assert.ok(workerCode.includes('onconnect'), 'the worker chunk is the hub worker');
+  await builtAppSavesAndReadsBack(outDir, `assets/${workerChunk}`, /^\/assets\/filesync_bg-[^/]+\.wasm$/);
+});
 
-  const { base, log } = await serve(outDir);
-  const workers = await saveInOneTabReadInAnother(`${base}/`, base);
-  assert.deepEqual(workers, [`${base}/assets/${workerChunk}`]);
-  assert.deepEqual(log.filter(([status]) => status !== 200), []);
-  const wasm = wasmFetches(log);
-  assert.equal(wasm.length, 3, `two tabs and the worker fetch the wasm: ${wasm}`);
-  assert.ok(wasm.every((u) => /^\/assets\/filesync_bg-[^/]+\.wasm$/.test(u)), `wasm: ${wasm}`);
+test('an app built by webpack 5 saves a file in one tab and reads it back in another', async () => {
+  const outDir = path.join(work, 'webpack-dist');
+  const app = path.join(consumer, 'webpack-app');
+  // What a user's webpack.config.js would hold: an entry and an output directory, nothing about
+  // workers, wasm or this package. (Size hints off: the wasm is over the default 244 KiB budget.)
+  const compiler = webpack({
+    mode: 'production',
+    context: app,
+    entry: './main.js',
+    output: { path: outDir, clean: true },
+    performance: { hints: false },
+  });
+  const stats = await new Promise((resolve, reject) => {
+    compiler.run((err, result) => (err ? reject(err) : resolve(result)));
+  });
+  await new Promise((resolve, reject) => compiler.close((err) => (err ? reject(err) : resolve())));
+  const { errors, warnings } = stats.toJson({ all: false, errors: true, warnings: true });
+  assert.deepEqual([...errors, ...warnings].map((e) => e.message), [], 'webpack: no errors or warnings');
+  await copyFile(path.join(app, 'index.html'), path.join(outDir, 'index.html'));
+
+  // main.js, the hub worker as its own chunk (not the script copied as a lone asset), one wasm.
+  const assets = (await readdir(outDir)).filter((f) => f !== 'index.html');
+  const scripts = assets.filter((f) => f.endsWith('.js') && f !== 'main.js');
+  assert.equal(scripts.length, 1, `main.js and one worker chunk: ${assets}`);
+  assert.equal(assets.filter((f) => f.endsWith('.wasm')).length, 1, `one wasm asset: ${assets}`);
+  assert.equal(assets.length, 3, `nothing else: ${assets}`);
+  await builtAppSavesAndReadsBack(outDir, scripts[0], /^\/[^/]+\.wasm$/);
 });
 
 test('the same app on the Vite dev server saves and reads back across tabs', async () => {
