@@ -243,7 +243,8 @@ impl Tab {
         let store = StoreId::new(options.store_id.clone())?;
         let remote = super::remote::parse_options(&options.remote, absolute_url)
             .map_err(|m| error("invalid_options", m, false))?;
-        let bytes = Rc::new(ByteStore::open(&store).await?);
+        // The files view the last hub saved, read while the hub starts (see `show_view`).
+        let view = crate::web::idb::peek_view(&store);
         // Large saves and downloads hash in a dedicated worker running the same script.
         crate::web::hash::use_hash_worker(&options.worker_url);
         let shared_worker_exists =
@@ -310,6 +311,8 @@ impl Tab {
             worker.set_onerror(Some(on_error.unchecked_ref()));
             (Link::Port(worker.port()), Some(worker))
         };
+        // The hub worker loads meanwhile (messages wait in its port).
+        let bytes = Rc::new(ByteStore::open(&store).await?);
         let state = State {
             files: BTreeMap::new(),
             files_js: None,
@@ -360,7 +363,7 @@ impl Tab {
                         data.as_str()
                     };
                     if let Ok(msg) = serde_json::from_str::<ToTab>(text) {
-                        Tab { inner }.receive(msg, text);
+                        Tab { inner }.receive(msg, text, true);
                     }
                 },
             );
@@ -392,6 +395,7 @@ impl Tab {
         if tab_hosted {
             me.campaign_to_host(&store)?;
         }
+        me.show_view(view).await;
         JsFuture::from(ready).await.map_err(|e| {
             if e.is_undefined() {
                 // The worker script failed to load or threw.
@@ -524,16 +528,7 @@ impl Tab {
     /// does not show is sent again, an update only if the file still has the content it
     /// replaced; controls are sent again. So nothing is lost and nothing applies twice.
     fn settle_moved(&self, s: &mut State, calls: &mut Vec<Call>) {
-        let moved: Vec<u64> = s
-            .pending
-            .iter()
-            .filter(|(_, p)| p.moved)
-            .map(|(req, _)| *req)
-            .collect();
-        for req in moved {
-            let Some(mut p) = s.pending.remove(&req) else {
-                continue;
-            };
+        for (req, mut p) in take_moved(s) {
             let landed = p.write.as_ref().map(|w| {
                 let row = s.files.get(w.event.file_id().as_str()).map(|e| &e.state);
                 match (&w.event, row) {
@@ -578,8 +573,27 @@ impl Tab {
         };
     }
 
-    /// Handles a message from the hub; `text` is its JSON, which gives the app's objects.
-    fn receive(&self, msg: ToTab, text: &str) {
+    /// Shows the files view the last hub saved (read by `peek_view`) if nothing better came
+    /// meanwhile: the open resolves with it, as with the hub's own provisional snapshot, and
+    /// the hub's loaded snapshot replaces it. The tab reads it itself so the open does not wait
+    /// for the hub worker to start.
+    async fn show_view(&self, view: js_sys::Promise) {
+        let Some(text) = JsFuture::from(view).await.ok().and_then(|v| v.as_string()) else {
+            return;
+        };
+        if let Ok(
+            msg @ ToTab::Snapshot {
+                provisional: true, ..
+            },
+        ) = serde_json::from_str::<ToTab>(&text)
+        {
+            self.receive(msg, &text, false);
+        }
+    }
+
+    /// Handles a message; `text` is its JSON, which gives the app's objects. `from_hub`:
+    /// false for the files view this tab read itself.
+    fn receive(&self, msg: ToTab, text: &str, from_hub: bool) {
         let mut calls: Vec<Call> = Vec::new();
         {
             let mut s = self.inner.state.borrow_mut();
@@ -593,6 +607,11 @@ impl Tab {
                     provisional,
                     ..
                 } => {
+                    // A view shows what the state was; once a snapshot is in, it has nothing
+                    // to add.
+                    if provisional && s.ready.is_none() {
+                        return;
+                    }
                     let js = parsed(text, "snapshot");
                     s.loaded = !provisional;
                     if s.loaded {
@@ -615,7 +634,8 @@ impl Tab {
                     if let Some((resolve, _)) = s.ready.take() {
                         calls.push((resolve, JsValue::UNDEFINED));
                     }
-                    if !s.watching_hub && matches!(&*self.inner.link.borrow(), Link::Port(_)) {
+                    let port = matches!(&*self.inner.link.borrow(), Link::Port(_));
+                    if from_hub && port && !s.watching_hub {
                         s.watching_hub = true;
                         self.watch_hub();
                     }
@@ -670,17 +690,8 @@ impl Tab {
                 ToTab::HubFailed { error } => match s.ready.take() {
                     Some((_, reject)) => calls.push((reject, js_error(&error))),
                     None => {
-                        let moved: Vec<u64> = s
-                            .pending
-                            .iter()
-                            .filter(|(_, p)| p.moved)
-                            .map(|(req, _)| *req)
-                            .collect();
-                        for req in moved {
-                            if let Some(p) = s.pending.remove(&req) {
-                                calls.push((p.reject, js_error(&error)));
-                            }
-                        }
+                        let failed = take_moved(&mut s).into_iter();
+                        calls.extend(failed.map(|(_, p)| (p.reject, js_error(&error))));
                         let event = AppEvent::StorageError {
                             code: error.code,
                             message: error.message,
@@ -1198,6 +1209,20 @@ impl Tab {
             let _ = f.call1(&JsValue::UNDEFINED, &v);
         }
     }
+}
+
+/// Removes the requests a hub that went away left unanswered.
+fn take_moved(s: &mut State) -> Vec<(u64, Pending)> {
+    let moved: Vec<u64> = s
+        .pending
+        .iter()
+        .filter(|(_, p)| p.moved)
+        .map(|(req, _)| *req)
+        .collect();
+    moved
+        .into_iter()
+        .filter_map(|req| s.pending.remove(&req).map(|p| (req, p)))
+        .collect()
 }
 
 /// The body of a message as JS objects: `JSON.parse(text)[variant]`.

@@ -138,6 +138,30 @@ export function idbLoadText(db, tables, slowOnly) {
     tx.onabort = () => reject(tx.error || new DOMException('transaction aborted', 'AbortError'));
   });
 }
+// The files view, read without creating or upgrading the database: null if there is none
+// (no database: the open's upgrade is aborted, so none is created).
+export function idbPeekView(factory, name) {
+  return new Promise((resolve) => {
+    let r;
+    try { r = factory.open(name); } catch { resolve(null); return; }
+    r.onupgradeneeded = () => r.transaction.abort();
+    r.onerror = () => resolve(null);
+    r.onsuccess = () => {
+      const db = r.result;
+      // Never hold up the hub's upgrade.
+      db.onversionchange = () => db.close();
+      const done = (value) => { db.close(); resolve(value); };
+      try {
+        if (!db.objectStoreNames.contains('view')) return done(null);
+        const g = db.transaction('view').objectStore('view').get('snapshot');
+        g.onsuccess = () => done(typeof g.result === 'string' ? g.result : null);
+        g.onerror = () => done(null);
+      } catch {
+        done(null);
+      }
+    };
+  });
+}
 export function idbDelete(factory, name) {
   return new Promise((resolve, reject) => {
     const r = factory.deleteDatabase(name);
@@ -164,6 +188,8 @@ extern "C" {
         tables: &js_sys::Array,
         slow_only: bool,
     ) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = idbPeekView)]
+    fn idb_peek_view(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = idbDelete)]
     fn idb_delete(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
 }
@@ -260,6 +286,16 @@ fn unpack<'a>(
         records.push((table, key, v));
     }
     Some(())
+}
+
+/// The files view of `store` as the last hub saved it (see [`IdbStateStore::save_view`]),
+/// read by a tab while its hub starts: resolves to the text, or `null` when there is none (or
+/// no database; none is created). Never rejects.
+pub fn peek_view(store: &StoreId) -> js_sys::Promise {
+    match global::indexed_db() {
+        Ok(factory) => idb_peek_view(&factory, &database_name(store)),
+        Err(_) => js_sys::Promise::resolve(&JsValue::NULL),
+    }
 }
 
 /// The name of the database of a store.

@@ -46,12 +46,18 @@ after(async () => {
   if (profile) await rm(profile, { recursive: true, force: true });
 });
 
-/** A new tab with the harness page loaded and the store opened as `window.fs`. */
-async function openTab(storeId, options = {}) {
+/** A fresh tab on the harness page, the package loaded, no store open yet. */
+async function harnessPage() {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${base}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
+  return page;
+}
+
+/** A new tab with the harness page loaded and the store opened as `window.fs`. */
+async function openTab(storeId, options = {}) {
+  const page = await harnessPage();
   await page.evaluate(async ([storeId, options]) => {
     window.events = [];
     window.fs = await window.filesync.openFileSync({ storeId, ...options });
@@ -254,9 +260,7 @@ test('a cold start shows the files view the last hub saved, then the loaded stat
   // which proves the view is what a cold start shows first.
   const ghost = { ...view.snapshot.files[0], id: 'ghost', name: 'ghost.txt', path: 'ghost.txt' };
   view.snapshot.files.push(ghost);
-  page = await context.newPage();
-  await page.goto(`${base}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
+  page = await harnessPage();
   const seen = await page.evaluate(async ([name, storeId, text]) => {
     const db = await new Promise((resolve, reject) => {
       const r = indexedDB.open(name);
@@ -280,9 +284,7 @@ test('a cold start shows the files view the last hub saved, then the loaded stat
 
 test('storage that cannot load fails the open with its typed error; the next open tries again', async () => {
   const store = unique('toonew');
-  const page = await context.newPage();
-  await page.goto(`${base}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
+  const page = await harnessPage();
   const name = `filesync:${store}`;
   // A database a newer filesync wrote (a higher IndexedDB version) cannot be opened by this one.
   await page.evaluate(async (name) => {
@@ -364,9 +366,7 @@ test('local-only mode makes no network request beyond loading the page', async (
 
 test('MIME preprocessors: exact beats type/* beats *, and their metadata is kept', async () => {
   const store = unique('pre');
-  const page = await context.newPage();
-  await page.goto(`${base}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
+  const page = await harnessPage();
   const metas = await page.evaluate(async (storeId) => {
     const fs = await window.filesync.openFileSync({
       storeId,
@@ -474,10 +474,7 @@ test('without SharedWorker, one tab hosts the hub and another takes over when it
 test('one page hosts the hubs of two stores, each with its own files', async () => {
   const stores = [unique('page-a'), unique('page-b')];
   const open = async () => {
-    const page = await context.newPage();
-    page.on('pageerror', (e) => console.error('page error:', e));
-    await page.goto(`${base}/e2e.html`);
-    await page.waitForSelector('body[data-ready="true"]');
+    const page = await harnessPage();
     await page.evaluate(async (stores) => {
       window.stores = await Promise.all(stores.map((storeId) => window.filesync.openFileSync({ storeId, hub: 'tab' })));
     }, stores);
