@@ -116,6 +116,8 @@ struct Ready {
     /// Files changed since the files view was last saved; the save waits on this timer.
     view_dirty: bool,
     view_timer: Option<gloo_timers::callback::Timeout>,
+    /// How long after a change the view is saved: grows with what a save costs.
+    view_delay_ms: u32,
 }
 
 enum Phase {
@@ -511,6 +513,7 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         // The view read at start (if any) goes with the first batch; a fresh one is due.
         view_dirty: true,
         view_timer: None,
+        view_delay_ms: VIEW_DELAY_MS,
     })
 }
 
@@ -705,8 +708,11 @@ fn after(state: &Rc<RefCell<State>>) {
     arm_view(state);
 }
 
-/// How long after a change of files the view is saved (at most one save per this period).
+/// How long after a change of files the view is saved, at least (at most one save per this
+/// period). A large store's view costs more to build and write (10,000 files: ~5 MB of JSON,
+/// tens of ms), so the period grows to keep saves under ~5% of the time, up to a minute.
 const VIEW_DELAY_MS: u32 = 1_000;
+const VIEW_MAX_DELAY_MS: u32 = 60_000;
 
 /// The snapshot a tab gets from the files view: what the state shows, before it is loaded.
 fn view_of(r: &Ready) -> String {
@@ -733,8 +739,9 @@ fn arm_view(state: &Rc<RefCell<State>>) {
     }
     let state = state.clone();
     r.view_timer = Some(gloo_timers::callback::Timeout::new(
-        VIEW_DELAY_MS,
+        r.view_delay_ms,
         move || {
+            let started = js_sys::Date::now();
             let (store, view) = {
                 let mut s = state.borrow_mut();
                 let Phase::Ready(r) = &mut s.phase else {
@@ -751,13 +758,19 @@ fn arm_view(state: &Rc<RefCell<State>>) {
                 (r.store.clone(), view_of(r))
             };
             wasm_bindgen_futures::spawn_local(async move {
-                // Not saved (a batch was in flight, or storage failed): try again later.
-                if store.save_view(&view).await != Ok(true) {
-                    if let Phase::Ready(r) = &mut state.borrow_mut().phase {
-                        r.view_dirty = true;
+                let saved = store.save_view(&view).await;
+                let cost = (js_sys::Date::now() - started) as u32;
+                if let Phase::Ready(r) = &mut state.borrow_mut().phase {
+                    r.view_delay_ms = match saved {
+                        Ok(_) => cost.saturating_mul(20).max(VIEW_DELAY_MS),
+                        // Storage refused it (quota?): try again, less often.
+                        Err(_) => r.view_delay_ms.saturating_mul(2),
                     }
-                    arm_view(&state);
+                    .min(VIEW_MAX_DELAY_MS);
+                    // Not saved (a batch was in flight, or storage failed): later.
+                    r.view_dirty |= saved != Ok(true);
                 }
+                arm_view(&state);
             });
         },
     ));
