@@ -24,6 +24,13 @@
 //! hashes exactly as on disk) or presign mode (SigV4 presigned URLs; the client talks to the
 //! bucket).
 //!
+//! Object-key prefix: with [`S3Config::prefix`] (e.g. `apps/photos/`) every object lives at
+//! `<prefix><store>/<sha256>`. The bucket is wrapped in `object_store`'s `PrefixStore`, which is
+//! both the store (reads, writes, heads, deletes, the presign-mode verification) and the signer:
+//! its `Signer::signed_url` hands the prefixed path to `AmazonS3`, so the prefix is part of the
+//! presigned URL's path and of its SigV4 signature. Keys on the wire (the signer API) never carry
+//! it: [`BlobKey`]s stay `<store>/<sha256>`.
+//!
 //! Presign mode and integrity: S3 stores whatever a presigned `PUT` sends, so a client could put
 //! bytes under a key that is not their hash. Every client verifies the SHA-256 of what it
 //! downloads (a mismatch is an integrity error and the file is not marked present), so bad bytes
@@ -44,6 +51,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
@@ -181,6 +189,9 @@ pub struct S3Config {
     pub path_style: bool,
     /// Presign mode: objects up to this size are hashed when first referenced by a push.
     pub verify_max_bytes: u64,
+    /// Object-key prefix (`apps/photos/`) under which every object lives; `None`: the bucket
+    /// root. Checked by [`normalize_s3_prefix`] (a missing trailing `/` is added).
+    pub prefix: Option<String>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -192,12 +203,60 @@ impl std::fmt::Debug for S3Config {
             .field("access_key_id", &self.access_key_id)
             .field("path_style", &self.path_style)
             .field("verify_max_bytes", &self.verify_max_bytes)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
 
 /// Default of [`S3Config::verify_max_bytes`]: 16 MiB.
 pub const DEFAULT_VERIFY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Longest [`S3Config::prefix`], in bytes (S3 keys are at most 1,024; `<store>/<sha256>` needs
+/// the rest).
+pub const MAX_S3_PREFIX_BYTES: usize = 512;
+
+/// Checks an object-key prefix and returns it normalized, ending with `/`: a relative path of
+/// non-empty segments, none of them `.` or `..`, without control characters, at most
+/// [`MAX_S3_PREFIX_BYTES`] long. `apps/photos` becomes `apps/photos/`.
+pub fn normalize_s3_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.is_empty() {
+        return Err("the S3 prefix is empty".into());
+    }
+    if prefix.starts_with('/') {
+        return Err(format!(
+            "the S3 prefix {prefix:?} starts with '/'; give a relative path like apps/photos/"
+        ));
+    }
+    if let Some(c) = prefix.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the S3 prefix {prefix:?} contains the control character {c:?}"
+        ));
+    }
+    let body = prefix.strip_suffix('/').unwrap_or(prefix);
+    for segment in body.split('/') {
+        match segment {
+            "" => {
+                return Err(format!(
+                    "the S3 prefix {prefix:?} has an empty segment ('//')"
+                ))
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "the S3 prefix {prefix:?} has a {segment:?} segment; give a normalized path"
+                ))
+            }
+            _ => {}
+        }
+    }
+    let normalized = format!("{body}/");
+    if normalized.len() > MAX_S3_PREFIX_BYTES {
+        return Err(format!(
+            "the S3 prefix is {} bytes long; at most {MAX_S3_PREFIX_BYTES} are allowed",
+            normalized.len()
+        ));
+    }
+    Ok(normalized)
+}
 
 /// Removes the staging files (`<hash>#<n>`) of uploads a crashed process left in a local blob
 /// dir (`<dir>/<store>/`). Run at start, before serving: one process owns a data dir, so no
@@ -285,7 +344,12 @@ impl ObjectStoreBlobs {
     }
 
     /// An S3-compatible bucket; `presign` selects presign mode (else the server proxies).
+    /// Objects live under [`S3Config::prefix`], in both modes and in presigned URLs.
     pub fn s3(config: &S3Config, presign: bool) -> Result<ObjectStoreBlobs, BlobError> {
+        let prefix = match &config.prefix {
+            Some(p) => normalize_s3_prefix(p).map_err(BlobError::Backend)?,
+            None => String::new(),
+        };
         let mut b = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
@@ -301,7 +365,12 @@ impl ObjectStoreBlobs {
                 .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        let s3 = Arc::new(b.build().map_err(backend)?);
+        // An empty prefix is the bucket root. `Path::parse` keeps the validated segments as they
+        // are (no percent-encoding), so the object key is exactly `<prefix><store>/<sha256>`.
+        let prefix = ObjectPath::parse(&prefix).map_err(|e| BlobError::Backend(e.to_string()))?;
+        // One value is both the store and the signer, so the prefix cannot apply to one and not
+        // the other.
+        let s3 = Arc::new(PrefixStore::new(b.build().map_err(backend)?, prefix));
         let mut blobs = ObjectStoreBlobs::new(s3.clone());
         if presign {
             blobs.signer = Some(s3);
@@ -496,6 +565,80 @@ impl BlobStore for ObjectStoreBlobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_prefixes_are_normalized_or_refused() {
+        for (given, expected) in [
+            ("apps/photos/", "apps/photos/"),
+            ("apps/photos", "apps/photos/"),
+            ("a", "a/"),
+            ("deploy-1/blobs.v2/", "deploy-1/blobs.v2/"),
+            ("données/", "données/"),
+        ] {
+            assert_eq!(
+                normalize_s3_prefix(given).as_deref(),
+                Ok(expected),
+                "{given}"
+            );
+        }
+        for bad in [
+            "",
+            "/",
+            "/apps/",
+            "apps//photos/",
+            "apps/photos//",
+            "../apps/",
+            "apps/../x/",
+            "./apps",
+            "apps/./x",
+            "apps\nx/",
+            "apps/\u{7f}/",
+            "apps\tx",
+        ] {
+            assert!(normalize_s3_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_s3_prefix(&"a".repeat(MAX_S3_PREFIX_BYTES)).is_err());
+        assert!(normalize_s3_prefix(&"a".repeat(MAX_S3_PREFIX_BYTES - 1)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_carry_the_prefix() {
+        install_tls_provider();
+        let config = |prefix: Option<&str>| S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "AKIA".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+            path_style: true,
+            verify_max_bytes: 0,
+            prefix: prefix.map(str::to_string),
+        };
+        let key = crate::keys::parse(&format!("s/{}", "a".repeat(64))).unwrap();
+        let key = &key;
+        let ttl = Duration::from_secs(60);
+        let url = |prefix| async move {
+            ObjectStoreBlobs::s3(&config(prefix), true)
+                .unwrap()
+                .presign(PresignMethod::Put, key, ttl)
+                .await
+                .unwrap()
+        };
+        let plain = url(None).await;
+        assert!(plain.starts_with(&format!("http://127.0.0.1:9/b/s/{}?", "a".repeat(64))));
+        let prefixed = url(Some("apps/photos")).await;
+        assert!(
+            prefixed.starts_with(&format!(
+                "http://127.0.0.1:9/b/apps/photos/s/{}?",
+                "a".repeat(64)
+            )),
+            "{prefixed}"
+        );
+        let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).map(str::to_string);
+        assert_ne!(sig(&plain), sig(&prefixed));
+        assert!(ObjectStoreBlobs::s3(&config(Some("../x")), false).is_err());
+    }
 
     #[test]
     fn ranges_parse_and_resolve() {

@@ -143,7 +143,7 @@ pub enum ServeError {
     /// The event database could not be opened or migrated.
     #[error("event store: {0}")]
     Events(#[from] error::StoreError),
-    /// The configuration is inconsistent (presign mode without a bucket).
+    /// The configuration is inconsistent (presign mode without a bucket, a bad S3 prefix).
     #[error("config: {0}")]
     Config(String),
     /// The blob backend could not be set up.
@@ -249,7 +249,13 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
     let blobs = match (&config.s3, config.blob_mode) {
         (Some(s3), mode) => {
-            tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, ?mode, "blobs in S3");
+            let prefix = s3
+                .prefix
+                .as_deref()
+                .map(blobs::normalize_s3_prefix)
+                .transpose()
+                .map_err(|e| ServeError::Config(format!("--s3-prefix: {e}")))?;
+            tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, ?prefix, ?mode, "blobs in S3");
             ObjectStoreBlobs::s3(s3, mode == BlobMode::Presign)?
         }
         (None, BlobMode::Presign) => {

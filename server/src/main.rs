@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_server::auth::Tokens;
-use filesync_server::blobs::{S3Config, DEFAULT_VERIFY_MAX_BYTES};
+use filesync_server::blobs::{normalize_s3_prefix, S3Config, DEFAULT_VERIFY_MAX_BYTES};
 use filesync_server::{BlobMode, Config, DEFAULT_MAX_BLOB_BYTES, MAX_URL_TTL_SECS};
 
 /// Reference server of filesync: event sync API, livestore-filesync signer API, blob storage.
@@ -78,6 +78,10 @@ struct Args {
     /// references them.
     #[arg(long, env = "FILESYNC_S3_VERIFY_MAX_BYTES", default_value_t = DEFAULT_VERIFY_MAX_BYTES)]
     s3_verify_max_bytes: u64,
+    /// Object-key prefix in the bucket (apps/photos/): objects are <prefix><store>/<sha256>.
+    /// A relative path; a missing trailing / is added. Needs --s3-bucket.
+    #[arg(long, env = "FILESYNC_S3_PREFIX")]
+    s3_prefix: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -88,7 +92,19 @@ enum Mode {
 
 /// The S3 settings when a bucket is given; credentials fall back to the AWS_* variables.
 fn s3_config(args: &Args) -> Result<Option<S3Config>, String> {
+    let prefix = args
+        .s3_prefix
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(normalize_s3_prefix)
+        .transpose()
+        .map_err(|e| format!("--s3-prefix: {e}"))?;
     let Some(bucket) = args.s3_bucket.clone().filter(|b| !b.is_empty()) else {
+        if prefix.is_some() {
+            return Err(
+                "--s3-prefix needs --s3-bucket (blobs in the data dir have no prefix)".into(),
+            );
+        }
         return Ok(None);
     };
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -114,6 +130,7 @@ fn s3_config(args: &Args) -> Result<Option<S3Config>, String> {
             .or_else(|| env("AWS_SESSION_TOKEN")),
         path_style: args.s3_path_style,
         verify_max_bytes: args.s3_verify_max_bytes,
+        prefix,
     }))
 }
 

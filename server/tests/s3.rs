@@ -62,7 +62,8 @@ impl S3 {
         }
     }
 
-    fn config(&self) -> S3Config {
+    /// Settings of this server's bucket; `prefix`: the object-key prefix (`--s3-prefix`).
+    fn config(&self, prefix: Option<&str>) -> S3Config {
         S3Config {
             endpoint: Some(self.endpoint.clone()),
             bucket: BUCKET.into(),
@@ -72,12 +73,33 @@ impl S3 {
             session_token: None,
             path_style: true,
             verify_max_bytes: DEFAULT_VERIFY_MAX_BYTES,
+            prefix: prefix.map(str::to_string),
         }
     }
 
-    /// Where s3s-fs keeps an object.
+    /// Where s3s-fs keeps an object (`key`: the full object key, prefix included).
     fn object_file(&self, key: &str) -> PathBuf {
         self.root.path().join(BUCKET).join(key)
+    }
+
+    /// Every file in the bucket, as object keys (`a/b/c`), sorted.
+    fn object_keys(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
+                let key = format!("{rel}{name}");
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&entry.path(), &format!("{key}/"), out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root.path().join(BUCKET), "", &mut out);
+        out.sort();
+        out
     }
 }
 
@@ -88,19 +110,31 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-async fn start(s3: &S3, mode: BlobMode, ttl: u64) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
+fn config(
+    s3: &S3,
+    mode: BlobMode,
+    ttl: u64,
+    prefix: Option<&str>,
+    dir: &std::path::Path,
+) -> Config {
+    Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         tokens: Tokens::parse(TOKENS).unwrap(),
         signing_secret: Some("test-secret".into()),
         max_blob_bytes: 64 * 1024,
         url_ttl_secs: ttl,
-        s3: Some(s3.config()),
+        s3: Some(s3.config(prefix)),
         blob_mode: mode,
-        ..Config::new(dir.path())
-    };
-    let running = serve(cfg).await.expect("server starts");
+        ..Config::new(dir)
+    }
+}
+
+/// Starts the server in front of `s3`; `prefix`: `--s3-prefix`.
+async fn start(s3: &S3, mode: BlobMode, ttl: u64, prefix: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let running = serve(config(s3, mode, ttl, prefix, dir.path()))
+        .await
+        .expect("server starts");
     Server {
         base: running.url(),
         running,
@@ -204,7 +238,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 #[tokio::test]
 async fn presigned_urls_round_trip_through_the_bucket() {
     let s3 = S3::start().await;
-    let s = start(&s3, BlobMode::Presign, 900).await;
+    let s = start(&s3, BlobMode::Presign, 900, None).await;
     let health: Value = s
         .http
         .get(format!("{}/api/health", s.base))
@@ -266,7 +300,7 @@ async fn presigned_urls_round_trip_through_the_bucket() {
 #[tokio::test]
 async fn presign_expiry_is_capped_and_sign_calls_keep_auth_rules() {
     let s3 = S3::start().await;
-    let s = start(&s3, BlobMode::Presign, 7200).await;
+    let s = start(&s3, BlobMode::Presign, 7200, None).await;
     let key = format!("storeA/{}", hash(b"x"));
     let before = chrono::Utc::now();
     let signed = s.sign("ta", "download", &key).await;
@@ -310,7 +344,7 @@ async fn presign_expiry_is_capped_and_sign_calls_keep_auth_rules() {
 #[tokio::test]
 async fn push_checks_presence_and_content_in_the_bucket_and_delete_respects_references() {
     let s3 = S3::start().await;
-    let s = start(&s3, BlobMode::Presign, 900).await;
+    let s = start(&s3, BlobMode::Presign, 900, None).await;
     let content = b"referenced content".to_vec();
     let key = format!("storeA/{}", hash(&content));
     s.push(vec![created(1, "f1", &content)]).await;
@@ -347,7 +381,7 @@ async fn push_checks_presence_and_content_in_the_bucket_and_delete_respects_refe
 #[tokio::test]
 async fn proxy_mode_streams_to_the_bucket_and_verifies_hashes() {
     let s3 = S3::start().await;
-    let s = start(&s3, BlobMode::Proxy, 900).await;
+    let s = start(&s3, BlobMode::Proxy, 900, None).await;
     let health: Value = s
         .http
         .get(format!("{}/health", s.base))
@@ -414,4 +448,146 @@ async fn presign_mode_without_a_bucket_refuses_to_start() {
     };
     let err = serve(cfg).await.err().expect("refused");
     assert!(err.to_string().contains("presign"), "{err}");
+}
+
+/// With `--s3-prefix`, the client-visible round trip of `mode` (sign upload, PUT, push, sign
+/// download, GET, delete) uses keys without the prefix, while every object sits under it.
+async fn prefixed_round_trip(mode: BlobMode) {
+    let s3 = S3::start().await;
+    // Given without its trailing '/': the server adds it.
+    let s = start(&s3, mode, 900, Some("apps/photos")).await;
+    let prefix = "apps/photos/";
+    let content = format!("bytes under a prefix, {mode:?}").into_bytes();
+    let key = format!("storeA/{}", hash(&content));
+    let object = format!("{prefix}{key}");
+
+    let signed = s.sign("ta", "upload", &key).await;
+    let url = signed["url"].as_str().unwrap().to_string();
+    if mode == BlobMode::Presign {
+        // The presigned URL names the prefixed object, and its signature covers that path
+        // (s3s-fs checks it).
+        assert!(
+            url.starts_with(&format!("{}/{BUCKET}/{object}?", s3.endpoint)),
+            "{url}"
+        );
+        // Wrong bytes: the push-time verification reads the prefixed object, hashes it and
+        // deletes it.
+        let resp = s.http.put(&url).body(b"not it".to_vec()).send().await;
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+        assert!(s3.object_file(&object).exists());
+        s.push(vec![created(1, "f1", &content)]).await;
+        let body = s.push(vec![attached(2, "f1", &content)]).await;
+        assert_eq!(body["events"][0]["args"]["remoteKey"], "");
+        assert!(!s3.object_file(&object).exists());
+    } else {
+        assert!(url.starts_with(&s.base), "{url}");
+        s.push(vec![created(1, "f1", &content)]).await;
+    }
+    let resp = s.http.put(&url).body(content.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(std::fs::read(s3.object_file(&object)).unwrap(), content);
+    assert!(!s3.object_file(&key).exists());
+    assert_eq!(s3.object_keys(), vec![object.clone()]);
+
+    // The push references the key without the prefix, and the presence check finds it.
+    let body = s.push(vec![attached(3, "f1", &content)]).await;
+    assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
+    assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
+    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+
+    s.push(vec![deleted(4, "f1")]).await;
+    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    assert!(!s3.object_file(&object).exists());
+    assert_eq!(s3.object_keys(), Vec::<String>::new());
+    assert_eq!(s.get(&key).await.0, StatusCode::NOT_FOUND);
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn presign_mode_keeps_objects_under_the_prefix() {
+    prefixed_round_trip(BlobMode::Presign).await;
+}
+
+#[tokio::test]
+async fn proxy_mode_keeps_objects_under_the_prefix() {
+    prefixed_round_trip(BlobMode::Proxy).await;
+}
+
+#[tokio::test]
+async fn bad_prefixes_are_refused_at_start() {
+    let s3 = S3::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "/apps/",
+        "apps//photos/",
+        "../apps/",
+        "apps/../x",
+        "apps\nx/",
+        "",
+    ] {
+        for mode in [BlobMode::Proxy, BlobMode::Presign] {
+            let err = serve(config(&s3, mode, 900, Some(bad), dir.path()))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(err.to_string().contains("--s3-prefix"), "{bad:?}: {err}");
+        }
+    }
+}
+
+/// Runs the binary with `args` (no FILESYNC_* or AWS_* variables) and returns its exit code
+/// and stderr; it must exit on its own within 30 s.
+fn run_binary(args: &[&str]) -> (Option<i32>, String) {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filesync-server"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FILESYNC_") || name.starts_with("AWS_") {
+            cmd.env_remove(name);
+        }
+    }
+    let mut child = cmd
+        .args(["--port", "0", "--data-dir"])
+        .arg(data.path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?}: the server started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_refuses_a_bad_prefix_and_a_prefix_without_a_bucket() {
+    let (code, stderr) = run_binary(&["--s3-prefix", "apps/photos/"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--s3-prefix needs --s3-bucket"), "{stderr}");
+    let bucket = [
+        "--s3-bucket",
+        BUCKET,
+        "--s3-endpoint",
+        "http://127.0.0.1:9",
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+    ];
+    for bad in ["/apps", "apps/../x/", "a//b"] {
+        let mut args = bucket.to_vec();
+        args.extend(["--s3-prefix", bad]);
+        let (code, stderr) = run_binary(&args);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--s3-prefix:"), "{bad}: {stderr}");
+    }
 }
