@@ -260,26 +260,37 @@ test('a cold start shows the files view the last hub saved, then the loaded stat
   // which proves the view is what a cold start shows first.
   const ghost = { ...view.snapshot.files[0], id: 'ghost', name: 'ghost.txt', path: 'ghost.txt' };
   view.snapshot.files.push(ghost);
-  page = await harnessPage();
-  const seen = await page.evaluate(async ([name, storeId, text]) => {
-    const db = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const tx = db.transaction('view', 'readwrite');
-    tx.objectStore('view').put(text, 'snapshot');
-    await new Promise((resolve) => (tx.oncomplete = resolve));
-    db.close();
-    const fs = await window.filesync.openFileSync({ storeId });
-    const names = () => fs.getFiles().map((f) => f.name).sort();
-    const first = { names: names(), loaded: fs.isLoaded() };
-    await fs.whenLoaded();
-    return { first, loaded: { names: names(), loaded: fs.isLoaded() } };
-  }, [`filesync:${store}`, store, JSON.stringify(view)]);
+  /** Plants `view` as the view record (no hub running), opens the store in a fresh tab. */
+  const openWithView = async (view) => {
+    await hubsGone();
+    const page = await harnessPage();
+    const seen = await page.evaluate(async ([name, storeId, view]) => {
+      const db = await new Promise((resolve, reject) => {
+        const r = indexedDB.open(name);
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const tx = db.transaction('view', 'readwrite');
+      tx.objectStore('view').put(view, 'snapshot');
+      await new Promise((resolve) => (tx.oncomplete = resolve));
+      db.close();
+      const fs = await window.filesync.openFileSync({ storeId });
+      const names = () => fs.getFiles().map((f) => f.name).sort();
+      const first = { names: names(), loaded: fs.isLoaded() };
+      await fs.whenLoaded();
+      return { first, loaded: { names: names(), loaded: fs.isLoaded() } };
+    }, [`filesync:${store}`, store, view]);
+    await page.close();
+    return seen;
+  };
+  const seen = await openWithView(JSON.stringify(view));
   assert.deepEqual(seen.first, { names: ['a.txt', 'b.txt', 'ghost.txt'], loaded: false });
   assert.deepEqual(seen.loaded, { names: ['a.txt', 'b.txt'], loaded: true });
-  await page.close();
+  // A broken view is ignored: the open waits for the loaded state instead.
+  const whole = { names: ['a.txt', 'b.txt'], loaded: true };
+  for (const broken of ['{"snapshot":{"files":[', 'garbage', '{"changed":{"files":[],"removed":[]}}', 42]) {
+    assert.deepEqual(await openWithView(broken), { first: whole, loaded: whole }, `view ${broken}`);
+  }
 });
 
 test('storage that cannot load fails the open with its typed error; the next open tries again', async () => {
