@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::FileId;
-use super::local::{LocalRow, TransferStatus};
+use super::local::{LocalRow, SyncError, TransferStatus};
 use super::table::FileRow;
 
 /// A file in error, with its message.
@@ -43,6 +43,17 @@ pub struct SyncStatus {
 impl SyncStatus {
     /// Derives the status from every per-client row.
     pub fn derive<'a>(rows: impl IntoIterator<Item = &'a LocalRow>) -> SyncStatus {
+        SyncStatus::from_transfers(rows.into_iter().map(|r| TransferStates {
+            file_id: &r.file_id,
+            upload: r.upload,
+            download: r.download,
+            last_error: r.last_error.as_ref(),
+        }))
+    }
+
+    /// Derives the status from the transfer states of every file, in file order (a tab
+    /// derives it from its replica of the files, as the engine does from its rows).
+    pub fn from_transfers<'a>(rows: impl IntoIterator<Item = TransferStates<'a>>) -> SyncStatus {
         use TransferStatus::*;
         let mut s = SyncStatus::default();
         for r in rows {
@@ -62,7 +73,6 @@ impl SyncStatus {
             if r.upload == Error || r.download == Error {
                 let (code, error) = r
                     .last_error
-                    .as_ref()
                     .map(|e| (e.code.clone(), e.message.clone()))
                     .unwrap_or_else(|| ("unknown".into(), "transfer failed".into()));
                 s.errors.push(FileError {
@@ -85,6 +95,15 @@ impl SyncStatus {
             || s.pending_upload_count + s.pending_download_count > 0;
         s
     }
+}
+
+/// What the status reads of one file's per-client state.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferStates<'a> {
+    pub file_id: &'a FileId,
+    pub upload: TransferStatus,
+    pub download: TransferStatus,
+    pub last_error: Option<&'a SyncError>,
 }
 
 /// Whether the app can show a file: `canDisplay = hasLocalCopy || isUploaded`.

@@ -565,7 +565,6 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 .collect();
             replies.push(ToTab::Snapshot {
                 files,
-                status: r.engine.status(),
                 leader: r.leader.as_ref().map(|(t, _)| t.clone()),
                 storage: r.storage.clone(),
                 issues,
@@ -718,7 +717,6 @@ const VIEW_MAX_DELAY_MS: u32 = 60_000;
 fn view_of(r: &Ready) -> String {
     encode(&ToTab::Snapshot {
         files: r.engine.files().map(|f| FileState::from_view(&f)).collect(),
-        status: r.engine.status(),
         leader: None,
         storage: r.storage.clone(),
         issues: Vec::new(),
@@ -805,13 +803,11 @@ fn drain(s: &mut State) {
                         None => removed.push(id.to_string()),
                     }
                 }
-                let status = r.engine.status();
                 msgs.push((
                     None,
                     ToTab::Changed {
                         files: changed,
                         removed,
-                        status,
                     },
                 ));
             }

@@ -15,14 +15,14 @@ use super::remote::RemoteConfig;
 use crate::core::event::WireEvent;
 use crate::core::local::{SyncError, TransferKind, TransferStatus};
 use crate::core::{
-    ContentHash, Event, Failure, FileView, Input, SyncStatus, TaskId, Term, TransferOrder,
+    ContentHash, Event, Failure, FileId, FileView, Input, TaskId, Term, TransferOrder,
 };
 
 /// A file as apps see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileState {
-    pub id: String,
+    pub id: FileId,
     pub path: String,
     /// Original file name.
     pub name: String,
@@ -51,7 +51,7 @@ impl FileState {
         let r = v.row;
         let local = v.local;
         FileState {
-            id: r.id.to_string(),
+            id: r.id.clone(),
             path: r.path.clone(),
             name: r.info.name.clone(),
             mime_type: r.info.mime_type.clone(),
@@ -444,7 +444,6 @@ pub enum ToTab {
     /// Everything a new tab needs.
     Snapshot {
         files: Vec<FileState>,
-        status: SyncStatus,
         leader: Option<String>,
         storage: String,
         /// Stored records skipped at start because they were broken.
@@ -459,11 +458,11 @@ pub enum ToTab {
     },
     /// Answer to `Commit` or `Control`: `error` unset on success.
     Reply { req: u64, error: Option<ErrorInfo> },
-    /// Files that changed (new or updated) and ids of files that are gone, with the new status.
+    /// Files that changed (new or updated) and ids of files that are gone. (Tabs derive the
+    /// sync status from their files: the same rows the engine derives it from.)
     Changed {
         files: Vec<FileState>,
         removed: Vec<String>,
-        status: SyncStatus,
     },
     /// An event for the app's callbacks: an [`AppEvent`]'s JSON, handed to apps as it is.
     Event { event: Box<RawValue> },
@@ -528,6 +527,7 @@ pub fn channel_names(store_id: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::SyncStatus;
 
     #[test]
     fn messages_have_the_documented_json_shape() {
@@ -613,7 +613,7 @@ mod tests {
     #[test]
     fn a_snapshot_of_many_files_round_trips() {
         let file = FileState {
-            id: "f".into(),
+            id: FileId::new("f").unwrap(),
             path: "a.txt".into(),
             name: "a.txt".into(),
             mime_type: "text/plain".into(),
@@ -633,13 +633,12 @@ mod tests {
         };
         let files: Vec<FileState> = (0..100)
             .map(|i| FileState {
-                id: format!("f{i}"),
+                id: FileId::new(format!("f{i}")).unwrap(),
                 ..file.clone()
             })
             .collect();
         let snap = ToTab::Snapshot {
             files: files.clone(),
-            status: SyncStatus::default(),
             leader: None,
             storage: "opfs".into(),
             issues: Vec::new(),
@@ -650,6 +649,53 @@ mod tests {
             ToTab::Snapshot { files: got, .. } => assert_eq!(got, files),
             other => panic!("decoded {other:?}"),
         }
+    }
+
+    #[test]
+    fn tabs_derive_the_engines_status_from_the_files_they_get() {
+        use crate::core::local::{reconcile, SyncError};
+        use crate::core::status::TransferStates;
+        use crate::core::{ClientId, Config, Engine, Millis, Mode, Seq, Snapshot, StoreId};
+        let rows: Vec<_> = (0..8)
+            .map(|i| {
+                let id = format!("f{i}");
+                crate::core::table::test_row(&id, id.as_bytes(), i % 2 == 0)
+            })
+            .collect();
+        let mut local: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| reconcile(r, None, i % 3 == 0))
+            .collect();
+        local[1].upload = TransferStatus::Error;
+        local[1].last_error = Some(SyncError {
+            code: "auth".into(),
+            message: "no".into(),
+        });
+        local[2].download = TransferStatus::InProgress;
+        local[5].download = TransferStatus::Error;
+        let cfg = Config::new(
+            StoreId::new("s").unwrap(),
+            ClientId::new("c").unwrap(),
+            Mode::Remote,
+        );
+        let snap = Snapshot {
+            rows,
+            local,
+            cursor: Seq(8),
+            ..Snapshot::default()
+        };
+        let engine = Engine::new(cfg, snap, Millis(0));
+        let files: Vec<FileState> = engine.files().map(|f| FileState::from_view(&f)).collect();
+        let derived = SyncStatus::from_transfers(files.iter().map(|f| TransferStates {
+            file_id: &f.id,
+            upload: f.upload_status,
+            download: f.download_status,
+            last_error: f.last_sync_error.as_ref(),
+        }));
+        let status = engine.status();
+        assert_eq!(derived, status);
+        assert!(status.error_count == 2 && status.has_pending, "{status:?}");
     }
 
     #[test]

@@ -22,7 +22,8 @@ use super::protocol::{
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
 };
-use crate::core::{ContentHash, FileId, Millis, StoreId};
+use crate::core::status::TransferStates;
+use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
 use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
@@ -62,15 +63,6 @@ type Call = (js_sys::Function, JsValue);
 /// (faster than building the object field by field from wasm).
 pub fn to_js<T: Serialize>(v: &T) -> JsValue {
     js_sys::JSON::parse(&encode(v)).unwrap_or(JsValue::NULL)
-}
-
-/// `value[key]`, frozen (objects the tab hands out are shared by every caller).
-fn frozen(value: &JsValue, key: &str) -> JsValue {
-    let v = js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
-    if v.is_object() {
-        js_sys::Object::freeze(v.unchecked_ref::<js_sys::Object>());
-    }
-    v
 }
 
 /// A file in the tab's replica: decoded, and as the frozen JS object apps get.
@@ -132,8 +124,8 @@ struct State {
     files: BTreeMap<String, Entry>,
     /// `getFiles()`'s answer, built once per change (frozen objects, so callers share them).
     files_js: Option<js_sys::Array>,
-    /// `getSyncStatus()`'s answer (frozen; `null` before the first snapshot).
-    status: JsValue,
+    /// `getSyncStatus()`'s answer, derived from the files once per change (frozen).
+    status: Option<JsValue>,
     leader: Option<String>,
     storage: String,
     issues: Vec<StorageIssue>,
@@ -316,7 +308,7 @@ impl Tab {
         let state = State {
             files: BTreeMap::new(),
             files_js: None,
-            status: JsValue::NULL,
+            status: None,
             leader: None,
             storage: bytes.kind().as_str().to_string(),
             issues: Vec::new(),
@@ -621,10 +613,10 @@ impl Tab {
                     s.online = online;
                     s.issues = issues;
                     s.files = entries(files, &js)
-                        .map(|e| (e.state.id.clone(), e))
+                        .map(|e| (e.state.id.to_string(), e))
                         .collect();
                     s.files_js = None;
-                    s.status = frozen(&js, "status");
+                    s.status = None;
                     if !provisional {
                         self.settle_moved(&mut s, &mut calls);
                         self.report_issues(&s.issues);
@@ -664,13 +656,13 @@ impl Tab {
                 ToTab::Changed { files, removed, .. } => {
                     let js = parsed(text, "changed");
                     for e in entries(files, &js) {
-                        s.files.insert(e.state.id.clone(), e);
+                        s.files.insert(e.state.id.to_string(), e);
                     }
                     for id in removed {
                         s.files.remove(&id);
                     }
                     s.files_js = None;
-                    s.status = frozen(&js, "status");
+                    s.status = None;
                     revoke_unused_urls(&mut s);
                     calls.extend(
                         s.subscribers
@@ -897,9 +889,22 @@ impl Tab {
         }
     }
 
-    /// The aggregate status (a frozen object shared until it changes).
+    /// The aggregate status (a frozen object shared until the files change), derived from the
+    /// replica: each file carries its transfer states, the rows the engine derives it from.
     pub fn status(&self) -> JsValue {
-        self.inner.state.borrow().status.clone()
+        let mut s = self.inner.state.borrow_mut();
+        if s.status.is_none() {
+            let status = SyncStatus::from_transfers(s.files.values().map(|e| TransferStates {
+                file_id: &e.state.id,
+                upload: e.state.upload_status,
+                download: e.state.download_status,
+                last_error: e.state.last_sync_error.as_ref(),
+            }));
+            let js = to_js(&status);
+            js_sys::Object::freeze(js.unchecked_ref::<js_sys::Object>());
+            s.status = Some(js);
+        }
+        s.status.clone().unwrap_or(JsValue::NULL)
     }
 
     /// Resolves once the hub has loaded the store's state: `open` may resolve before, with
