@@ -655,15 +655,21 @@ impl Tab {
                 }
                 ToTab::Changed { files, removed, .. } => {
                     let js = parsed(text, "changed");
+                    // Contents with an object URL that a changed or removed file held: the
+                    // URL goes if no file holds them any more.
+                    let mut released = Vec::new();
                     for e in entries(files, &js) {
-                        s.files.insert(e.state.id.to_string(), e);
+                        let id = e.state.id.to_string();
+                        released.extend(held_url(&s, &id));
+                        s.files.insert(id, e);
                     }
                     for id in removed {
+                        released.extend(held_url(&s, &id));
                         s.files.remove(&id);
                     }
                     s.files_js = None;
                     s.status = None;
-                    revoke_unused_urls(&mut s);
+                    revoke_unused_urls(&mut s, released);
                     calls.extend(
                         s.subscribers
                             .iter()
@@ -1273,22 +1279,24 @@ fn push_event(s: &State, value: JsValue, calls: &mut Vec<Call>) {
     }
 }
 
-fn revoke_unused_urls(s: &mut State) {
-    let live: std::collections::HashSet<&str> = s
-        .files
-        .values()
-        .filter(|e| e.state.has_local_copy)
-        .map(|e| e.state.content_hash.as_str())
-        .collect();
-    let gone: Vec<String> = s
-        .urls
-        .keys()
-        .filter(|h| !live.contains(h.as_str()))
-        .cloned()
-        .collect();
-    for h in gone {
-        if let Some(url) = s.urls.remove(&h) {
-            let _ = web_sys::Url::revoke_object_url(&url);
+/// The content of file `id` if an object URL was made for it (before the file changes).
+fn held_url(s: &State, id: &str) -> Option<String> {
+    let hash = &s.files.get(id)?.state.content_hash;
+    s.urls.contains_key(hash).then(|| hash.clone())
+}
+
+/// Revokes the object URLs of `released` contents no file holds any more (a change only
+/// looks at the contents it released: no pass over every file).
+fn revoke_unused_urls(s: &mut State, released: Vec<String>) {
+    for h in released {
+        let held = s
+            .files
+            .values()
+            .any(|e| e.state.has_local_copy && e.state.content_hash == h);
+        if !held {
+            if let Some(url) = s.urls.remove(&h) {
+                let _ = web_sys::Url::revoke_object_url(&url);
+            }
         }
     }
 }

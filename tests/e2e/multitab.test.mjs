@@ -354,6 +354,36 @@ test('a large save is hashed in the hash worker, off the tab, to the same digest
   await page.close();
 });
 
+test('object URLs: one per content, kept while a file holds it, revoked when none does', async () => {
+  const store = unique('urls');
+  const page = await openTab(store);
+  const r = await page.evaluate(async () => {
+    const fs = window.fs;
+    const live = (url) => fetch(url).then((res) => res.text(), () => null);
+    const a1 = await fs.saveFile(new File(['same'], 'a1.txt', { type: 'text/plain' }));
+    const a2 = await fs.saveFile(new File(['same'], 'a2.txt', { type: 'text/plain' }));
+    const b = await fs.saveFile(new File(['other'], 'b.txt', { type: 'text/plain' }));
+    const [u1, u2, ub] = [await fs.resolveFileUrl(a1.id), await fs.resolveFileUrl(a2.id), await fs.resolveFileUrl(b.id)];
+    const out = { shared: u1 === u2, distinct: u1 !== ub, before: await live(u1) };
+    await fs.deleteFile(a1.id);
+    out.afterOneDelete = await live(u1);
+    await fs.deleteFile(a2.id);
+    out.afterBothDeletes = await live(u1);
+    // New content for b: its old content's URL goes, the new one is another URL.
+    await fs.updateFile(b.id, new File(['changed'], 'b.txt', { type: 'text/plain' }));
+    out.oldOfUpdated = await live(ub);
+    const nb = await fs.resolveFileUrl(b.id);
+    out.newOfUpdated = nb !== ub ? await live(nb) : 'same url';
+    return out;
+  });
+  assert.deepEqual(r, {
+    shared: true, distinct: true, before: 'same',
+    afterOneDelete: 'same', afterBothDeletes: null,
+    oldOfUpdated: null, newOfUpdated: 'changed',
+  });
+  await page.close();
+});
+
 test('local-only mode makes no network request beyond loading the page', async () => {
   const store = unique('offline');
   const requests = [];
