@@ -4,11 +4,8 @@
 #[path = "common/state_store_conformance.rs"]
 mod conformance;
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-
-use filesync::core::store::{Key, Loaded, MemoryStore, Op, StateStore, StoreError, Table};
-use filesync::core::{Mode, StoreId, Term};
+use filesync::core::store::{Key, MemoryStore, Op, StateStore, Table};
+use filesync::core::{Mode, StoreId};
 use filesync::web::idb::IdbStateStore;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -123,38 +120,6 @@ async fn records_planted_as_js_objects_read_like_text() {
     conformance::run_all(&Idb { layout_1: true }, &unique("idb-objects")).await;
 }
 
-/// A memory store that also keeps the last value written under every key.
-#[derive(Default)]
-struct Recorder {
-    mem: MemoryStore,
-    records: RefCell<BTreeMap<(Table, Key), String>>,
-}
-
-impl StateStore for Recorder {
-    async fn load(&self) -> Result<Loaded, StoreError> {
-        self.mem.load().await
-    }
-    async fn write(&self, ops: &[Op]) -> Result<(), StoreError> {
-        {
-            let mut records = self.records.borrow_mut();
-            for op in ops {
-                match op {
-                    Op::Put { table, key, value } => {
-                        records.insert((*table, key.clone()), value.clone());
-                    }
-                    Op::Delete { table, key } => {
-                        records.remove(&(*table, key.clone()));
-                    }
-                }
-            }
-        }
-        self.mem.write(ops).await
-    }
-    async fn next_term(&self) -> Result<Term, StoreError> {
-        self.mem.next_term().await
-    }
-}
-
 fn key_js(k: &Key) -> JsValue {
     match k {
         Key::Num(n) => JsValue::from_f64(*n as f64),
@@ -165,14 +130,13 @@ fn key_js(k: &Key) -> JsValue {
 #[wasm_bindgen_test]
 async fn a_layout_1_database_is_converted_to_text_and_loads_the_same() {
     // The state an engine writes, encoded as layout 1 did: each record a plain JS value.
-    let rec = Recorder::default();
+    let rec = MemoryStore::new();
     conformance::drive(&rec, Mode::Remote).await;
     let expected = rec.load().await.unwrap();
     let records: js_sys::Array = rec
-        .records
-        .borrow()
+        .records()
         .iter()
-        .map(|((t, k), v)| {
+        .map(|(t, k, v)| {
             let value: serde_json::Value = serde_json::from_str(v).unwrap();
             let row: js_sys::Array = [JsValue::from_str(t.name()), key_js(k), js_value(&value)]
                 .into_iter()
@@ -225,17 +189,12 @@ async fn a_layout_1_database_is_converted_to_text_and_loads_the_same() {
             .as_deref(),
         Some("2")
     );
-    let first_row = rec
-        .records
-        .borrow()
-        .keys()
-        .find(|(t, _)| *t == Table::Rows)
-        .cloned()
+    let (table, key, _) = rec
+        .records()
+        .into_iter()
+        .find(|(t, _, _)| *t == Table::Rows)
         .unwrap();
-    let text = raw(first_row.0, first_row.1)
-        .await
-        .as_string()
-        .expect("a row as text");
+    let text = raw(table, key).await.as_string().expect("a row as text");
     assert!(text.starts_with('{'), "{text}");
     // And it keeps loading the same, with terms still growing past the converted one.
     let store = IdbStateStore::open(&id).await.unwrap();

@@ -546,6 +546,15 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// Every record as stored (table, key, JSON text), in key order: for tests and tools.
+    pub fn records(&self) -> Vec<(Table, Key, String)> {
+        self.records
+            .borrow()
+            .iter()
+            .map(|((t, k), v)| (*t, k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Writes a raw record (any JSON value, as its text), bypassing encoding (for corruption
     /// tests).
     pub fn put_raw(&self, table: Table, key: Key, value: Value) {
