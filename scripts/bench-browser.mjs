@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { gzipSync, brotliCompressSync, constants as zc } from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, launchProfile } from '../tests/e2e/chromium.mjs';
 import { createStaticServer } from './serve.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,9 +30,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WWW = process.env.BENCH_BROWSER_WWW ? path.resolve(process.env.BENCH_BROWSER_WWW) : path.join(ROOT, 'www');
 const MiB = 1024 * 1024;
 const ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-dev-shm-usage',
+  ...CHROMIUM_ARGS,
   // Exact (not bucketed) performance.memory figures.
   '--enable-precise-memory-info',
   // window.gc(), to release dropped Blobs between runs (never called inside a timed step).
@@ -171,9 +169,7 @@ async function start() {
   base = `http://127.0.0.1:${server.address().port}`;
   profile = USER_DATA ?? await mkdtemp(path.join(tmpdir(), 'filesync-bench-profile-'));
   dataDir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-data-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
+  context = await launchProfile(profile, {
     args: ARGS,
     // Our own handlers close the browser first, then remove its profile.
     handleSIGINT: false,

@@ -19,13 +19,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startServer } from '../tests/e2e/server.mjs';
-import { CHROMIUM_ARGS } from '../tests/e2e/chromium.mjs';
+import { launchProfile } from '../tests/e2e/chromium.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.env.FILESYNC_SERVER_BIN ??= path.join(ROOT, 'target/release/filesync-server');
-const ARGS = CHROMIUM_ARGS;
 const SECTIONS = ['small', 'large', 'concurrency'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
@@ -49,11 +47,7 @@ const devices = [];
 
 async function device() {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-device-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-  });
+  const context = await launchProfile(dir);
   devices.push({ dir, context });
   return context;
 }

@@ -9,13 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
-import { CHROMIUM_ARGS } from './chromium.mjs';
+import { launchProfile } from './chromium.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = process.env.DEMO_SCREENSHOTS ?? path.join(repo, 'target/demo-screenshots');
-const ARGS = CHROMIUM_ARGS;
 const TOKEN = 'demo-e2e-token';
 const WAIT = { timeout: 20_000 };
 const POLL = { timeout: 20_000, polling: 50 };
@@ -39,10 +37,7 @@ after(async () => {
 /** A browser profile of its own: a device. */
 async function device() {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-demo-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
+  const context = await launchProfile(dir, {
     viewport: { width: 1280, height: 860 },
   });
   const d = { dir, context };

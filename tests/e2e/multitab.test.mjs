@@ -7,12 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { createStaticServer } from '../../scripts/serve.mjs';
-import { CHROMIUM_ARGS } from './chromium.mjs';
+import { launchProfile } from './chromium.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
-const ARGS = CHROMIUM_ARGS;
 
 let server, base, profile, context, cdp;
 
@@ -21,11 +19,7 @@ before(async () => {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${server.address().port}`;
   profile = await mkdtemp(path.join(tmpdir(), 'filesync-e2e-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-  });
+  context = await launchProfile(profile);
   cdp = await context.browser().newBrowserCDPSession();
 });
 

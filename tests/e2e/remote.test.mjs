@@ -6,12 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
 import { createStaticServer } from '../../scripts/serve.mjs';
-import { CHROMIUM_ARGS } from './chromium.mjs';
+import { launchProfile } from './chromium.mjs';
 
-const ARGS = CHROMIUM_ARGS;
 const TOKEN = 'e2e-token';
 const WAIT = { timeout: 20_000 };
 
@@ -21,11 +19,7 @@ const devices = [];
 /** A browser profile of its own: a device. */
 async function device() {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-device-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-  });
+  const context = await launchProfile(dir);
   /** Blob requests (signed file URLs) this device made: [method, path]. */
   const blobRequests = [];
   context.on('request', (r) => {

@@ -22,17 +22,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
 import ts from 'typescript';
 import { build, createServer } from 'vite';
 import webpack from 'webpack';
 import { createStaticServer } from '../../scripts/serve.mjs';
-import { CHROMIUM_ARGS } from '../e2e/chromium.mjs';
+import { launchProfile } from '../e2e/chromium.mjs';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
-const ARGS = CHROMIUM_ARGS;
 // npm reads the environment; keep it quiet and away from the network where it can.
 const NPM_ENV = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
 
@@ -77,11 +75,7 @@ before(async () => {
   await cp(path.join(here, 'webpack-app'), path.join(consumer, 'webpack-app'), { recursive: true });
   await cp(path.join(here, 'static'), path.join(consumer, 'static'), { recursive: true });
 
-  context = await chromium.launchPersistentContext(path.join(work, 'profile'), {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-  });
+  context = await launchProfile(path.join(work, 'profile'));
   cdp = await context.browser().newBrowserCDPSession();
 });
 
