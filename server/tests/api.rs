@@ -2,159 +2,15 @@
 
 use std::time::Duration;
 
-use filesync::core::ids::ContentHash;
-use filesync_server::auth::Tokens;
 use filesync_server::signing::Signer;
-use filesync_server::{serve, Config, Running};
+use filesync_server::Config;
 use futures_util::StreamExt;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SECRET: &str = "test-secret";
-
-struct Server {
-    running: Running,
-    base: String,
-    http: Client,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn config(dir: &std::path::Path, tokens: &str) -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: Tokens::parse(tokens).unwrap(),
-        signing_secret: Some(SECRET.into()),
-        max_blob_bytes: 64 * 1024,
-        ..Config::new(dir)
-    }
-}
-
-async fn start_with(cfg: Config, dir: Option<tempfile::TempDir>) -> Server {
-    let running = serve(cfg).await.expect("server starts");
-    Server {
-        base: running.url(),
-        running,
-        http: Client::new(),
-        _dir: dir,
-    }
-}
-
-async fn start(tokens: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), tokens);
-    start_with(cfg, Some(dir)).await
-}
-
-const TOKENS: &str = "ta=storeA/;tb=storeB/;admin=*";
-
-fn hash(bytes: &[u8]) -> String {
-    ContentHash::of(bytes).to_hex()
-}
-
-fn created(client: &str, n: u64, file: &str, content: &[u8]) -> Value {
-    json!({"id": {"client": client, "n": n}, "name": "v1.FileCreated", "args": {
-        "id": file, "path": format!("docs/{file}"), "contentHash": hash(content), "name": "a.txt",
-        "mimeType": "text/plain", "size": content.len(), "metadataJson": null, "createdAt": 1,
-        "updatedAt": 1}})
-}
-
-fn attached(store: &str, client: &str, n: u64, file: &str, content: &[u8]) -> Value {
-    let h = hash(content);
-    json!({"id": {"client": client, "n": n}, "name": "v1.FileUpdated", "args": {
-        "id": file, "path": format!("docs/{file}"), "remoteKey": format!("{store}/{h}"),
-        "contentHash": h, "name": "a.txt", "mimeType": "text/plain", "size": content.len(),
-        "updatedAt": 2, "expectedContentHash": h}})
-}
-
-fn deleted(client: &str, n: u64, file: &str) -> Value {
-    json!({"id": {"client": client, "n": n}, "name": "v1.FileDeleted",
-           "args": {"id": file, "deletedAt": 3}})
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
-        let mut req = self.http.post(self.url(path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get_json(&self, token: Option<&str>, path: &str) -> (StatusCode, Value) {
-        let mut req = self.http.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn push(&self, token: &str, store: &str, events: Vec<Value>) -> (StatusCode, Value) {
-        self.post(
-            Some(token),
-            &format!("/api/v1/stores/{store}/events"),
-            json!({ "events": events }),
-        )
-        .await
-    }
-
-    async fn pull(&self, token: &str, store: &str, query: &str) -> (StatusCode, Value) {
-        self.get_json(
-            Some(token),
-            &format!("/api/v1/stores/{store}/events?{query}"),
-        )
-        .await
-    }
-
-    async fn sign_upload(&self, token: &str, key: &str, len: usize) -> String {
-        let (s, body) = self
-            .post(
-                Some(token),
-                "/api/v1/sign/upload",
-                json!({"key": key, "contentLength": len}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        body["url"].as_str().unwrap().to_string()
-    }
-
-    async fn sign_download(&self, token: &str, key: &str) -> String {
-        let (s, body) = self
-            .post(Some(token), "/api/v1/sign/download", json!({"key": key}))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        body["url"].as_str().unwrap().to_string()
-    }
-
-    async fn upload(&self, token: &str, store: &str, content: &[u8]) -> String {
-        let key = format!("{store}/{}", hash(content));
-        let url = self.sign_upload(token, &key, content.len()).await;
-        let resp = self
-            .http
-            .put(url)
-            .body(content.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        key
-    }
-
-    async fn download(&self, token: &str, key: &str) -> (StatusCode, Vec<u8>) {
-        let url = self.sign_download(token, key).await;
-        let resp = self.http.get(url).send().await.unwrap();
-        (resp.status(), resp.bytes().await.unwrap().to_vec())
-    }
-}
+mod common;
+use common::{attached, config, created, deleted, hash, start, start_with, Server, SECRET, TOKENS};
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
@@ -242,34 +98,16 @@ async fn signer_contract_upload_download_and_range() {
     );
     assert_eq!(resp.bytes().await.unwrap().as_ref(), &content[..]);
 
-    let resp = s
-        .http
-        .get(url)
-        .header("Range", "bytes=7-14")
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_with(url, "Range", "bytes=7-14").await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         resp.headers()["content-range"],
         format!("bytes 7-14/{}", content.len()).as_str()
     );
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"filesync");
-    let resp = s
-        .http
-        .get(url)
-        .header("Range", "bytes=-4")
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_with(url, "Range", "bytes=-4").await;
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"sync");
-    let resp = s
-        .http
-        .get(url)
-        .header("Range", "bytes=999-")
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_with(url, "Range", "bytes=999-").await;
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(
         resp.headers()["content-range"],
@@ -351,7 +189,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 impl Server {
     fn running_dir(&self) -> std::path::PathBuf {
-        self._dir.as_ref().unwrap().path().to_path_buf()
+        self.dir.as_ref().unwrap().path().to_path_buf()
     }
 }
 
@@ -691,9 +529,7 @@ async fn remote_key_is_cleared_when_the_blob_is_absent_and_deletes_respect_refer
     assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
 
     // Referenced by f1: refused.
-    let (status, body) = s
-        .post(Some("ta"), "/api/v1/delete", json!({"key": key}))
-        .await;
+    let (status, body) = s.delete("ta", &key).await;
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::CONFLICT, "referenced")
@@ -706,15 +542,11 @@ async fn remote_key_is_cleared_when_the_blob_is_absent_and_deletes_respect_refer
     assert_eq!(status, StatusCode::OK);
     // Deleting f1 releases it.
     s.push("ta", "storeA", vec![deleted("c", 4, "f1")]).await;
-    let (status, _) = s
-        .post(Some("ta"), "/api/v1/delete", json!({"key": key}))
-        .await;
+    let (status, _) = s.delete("ta", &key).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(s.download("ta", &key).await.0, StatusCode::NOT_FOUND);
     // Already absent: still 204.
-    let (status, _) = s
-        .post(Some("ta"), "/api/v1/delete", json!({"key": key}))
-        .await;
+    let (status, _) = s.delete("ta", &key).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     s.running.shutdown().await.unwrap();
 }
@@ -875,9 +707,7 @@ async fn a_restart_keeps_events_blobs_and_signed_urls() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"durable");
     // The reference state was rebuilt from storage: f1 is deleted, so the blob can go.
-    let (status, _) = s
-        .post(Some("ta"), "/api/v1/delete", json!({"key": key}))
-        .await;
+    let (status, _) = s.delete("ta", &key).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     s.running.shutdown().await.unwrap();
     drop(dir);
@@ -989,22 +819,10 @@ async fn empty_content_uploads_and_downloads() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-length"], "0");
     assert!(resp.bytes().await.unwrap().is_empty());
-    let resp = s
-        .http
-        .get(&url)
-        .header("Range", "bytes=0-")
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_with(&url, "Range", "bytes=0-").await;
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let etag = format!("\"{}\"", hash(b""));
-    let resp = s
-        .http
-        .get(&url)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get_with(&url, "If-None-Match", &etag).await;
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     s.running.shutdown().await.unwrap();
 }

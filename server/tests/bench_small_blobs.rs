@@ -8,13 +8,14 @@
 //! each, over real HTTP on loopback against a local data dir. Set `BENCH_FSYNC=0` to compare
 //! with durability off (`BENCH_N`, `BENCH_SIZE`, `BENCH_CONCURRENCY` change the shape).
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use filesync::core::ids::ContentHash;
-use filesync_server::auth::Tokens;
-use filesync_server::{serve, Config};
 use futures_util::{stream, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod common;
+use common::{hash, loopback, start_with, url_of};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -33,71 +34,35 @@ async fn small_blobs_through_the_proxy() {
     );
     let dir =
         tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
-    let cfg = Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: Tokens::parse("t=*").unwrap(),
-        ..Config::new(dir.path())
-    };
-    let running = serve(cfg).await.unwrap();
-    let base = running.url();
-    let http = reqwest::Client::new();
+    let cfg = loopback(dir.path(), "t=*");
+    let server = start_with(cfg, Some(dir)).await;
     let blobs: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
             let mut b = vec![0u8; size];
             b[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            (format!("bench/{}", ContentHash::of(&b).to_hex()), b)
+            (format!("bench/{}", hash(&b)), b)
         })
         .collect();
-    let sign = |call: &'static str, key: String| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let body: Value = http
-                .post(format!("{base}/api/v1/sign/{call}"))
-                .bearer_auth("t")
-                .json(&json!({"key": key, "contentLength": size}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["url"].as_str().unwrap().to_string()
-        }
+    let s = &server;
+    let sign = |call: &'static str, key: String| async move {
+        let body = json!({"key": key, "contentLength": size});
+        url_of(&s.sign("t", call, body).await)
     };
+    let sign = &sign;
 
-    let t = Instant::now();
-    stream::iter(blobs.iter().cloned())
-        .map(|(key, bytes)| {
-            let http = http.clone();
-            let sign = &sign;
-            async move {
-                let url = sign("upload", key).await;
-                let r = http.put(url).body(bytes).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-            }
-        })
-        .buffer_unordered(conc)
-        .collect::<Vec<()>>()
-        .await;
-    let put = t.elapsed();
-
-    let t = Instant::now();
-    stream::iter(blobs.iter().cloned())
-        .map(|(key, bytes)| {
-            let http = http.clone();
-            let sign = &sign;
-            async move {
-                let url = sign("download", key).await;
-                let r = http.get(url).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                assert_eq!(r.bytes().await.unwrap().len(), bytes.len());
-            }
-        })
-        .buffer_unordered(conc)
-        .collect::<Vec<()>>()
-        .await;
-    let get = t.elapsed();
-    let per = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    let put = timed(&blobs, conc, |(key, bytes)| async move {
+        let url = sign("upload", key).await;
+        assert_eq!(s.put_bytes(&url, bytes).await, 200);
+    })
+    .await;
+    let get = timed(&blobs, conc, |(key, bytes)| async move {
+        let url = sign("download", key).await;
+        let (status, got) = s.get_bytes(&url).await;
+        assert_eq!(status, 200);
+        assert_eq!(got.len(), bytes.len());
+    })
+    .await;
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
     println!(
         "{n} x {size} B, {conc} in flight: sign+PUT {:.2} s ({:.2} ms each), sign+GET {:.2} s ({:.2} ms each)",
         put.as_secs_f64(),
@@ -105,5 +70,20 @@ async fn small_blobs_through_the_proxy() {
         get.as_secs_f64(),
         per(get)
     );
-    running.shutdown().await.unwrap();
+    server.running.shutdown().await.unwrap();
+}
+
+/// How long `each` takes on every blob, `conc` at a time.
+async fn timed<F, Fut>(blobs: &[(String, Vec<u8>)], conc: usize, each: F) -> Duration
+where
+    F: Fn((String, Vec<u8>)) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let t = Instant::now();
+    stream::iter(blobs.iter().cloned())
+        .map(each)
+        .buffer_unordered(conc)
+        .collect::<Vec<()>>()
+        .await;
+    t.elapsed()
 }

@@ -6,17 +6,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use filesync::core::ids::ContentHash;
-use filesync_server::auth::Tokens;
 use filesync_server::blobs::{S3Config, DEFAULT_VERIFY_MAX_BYTES};
-use filesync_server::{serve, BlobMode, Config, Running};
-use reqwest::{Client, StatusCode};
+use filesync_server::{serve, BlobMode, Config};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+mod common;
+use common::{hash, start_with, url_of, Server, TOKENS};
 
 const BUCKET: &str = "filesync-test";
 const ACCESS_KEY: &str = "AKIATESTFILESYNC";
 const SECRET_KEY: &str = "test-secret-access-key";
-const TOKENS: &str = "ta=storeA/;tb=storeB/;admin=*";
 
 /// An S3 server on a temp dir; the bucket is the directory `<root>/<BUCKET>`.
 struct S3 {
@@ -103,13 +103,6 @@ impl S3 {
     }
 }
 
-struct Server {
-    running: Running,
-    base: String,
-    http: Client,
-    _dir: tempfile::TempDir,
-}
-
 fn config(
     s3: &S3,
     mode: BlobMode,
@@ -118,113 +111,56 @@ fn config(
     dir: &std::path::Path,
 ) -> Config {
     Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tokens: Tokens::parse(TOKENS).unwrap(),
-        signing_secret: Some("test-secret".into()),
-        max_blob_bytes: 64 * 1024,
         url_ttl_secs: ttl,
         s3: Some(s3.config(prefix)),
         blob_mode: mode,
-        ..Config::new(dir)
+        ..common::config(dir, TOKENS)
     }
 }
 
 /// Starts the server in front of `s3`; `prefix`: `--s3-prefix`.
 async fn start(s3: &S3, mode: BlobMode, ttl: u64, prefix: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let running = serve(config(s3, mode, ttl, prefix, dir.path()))
-        .await
-        .expect("server starts");
-    Server {
-        base: running.url(),
-        running,
-        http: Client::new(),
-        _dir: dir,
-    }
+    start_with(config(s3, mode, ttl, prefix, dir.path()), Some(dir)).await
 }
 
-fn hash(bytes: &[u8]) -> String {
-    ContentHash::of(bytes).to_hex()
-}
-
+// The events of client `c` on storeA.
 fn created(n: u64, file: &str, content: &[u8]) -> Value {
-    json!({"id": {"client": "c", "n": n}, "name": "v1.FileCreated", "args": {
-        "id": file, "path": format!("docs/{file}"), "contentHash": hash(content), "name": "a.txt",
-        "mimeType": "text/plain", "size": content.len(), "metadataJson": null, "createdAt": 1,
-        "updatedAt": 1}})
+    common::created("c", n, file, content)
 }
 
 fn attached(n: u64, file: &str, content: &[u8]) -> Value {
-    let h = hash(content);
-    json!({"id": {"client": "c", "n": n}, "name": "v1.FileUpdated", "args": {
-        "id": file, "path": format!("docs/{file}"), "remoteKey": format!("storeA/{h}"),
-        "contentHash": h, "name": "a.txt", "mimeType": "text/plain", "size": content.len(),
-        "updatedAt": 2, "expectedContentHash": h}})
+    common::attached("storeA", "c", n, file, content)
 }
 
 fn deleted(n: u64, file: &str) -> Value {
-    json!({"id": {"client": "c", "n": n}, "name": "v1.FileDeleted",
-           "args": {"id": file, "deletedAt": 3}})
+    common::deleted("c", n, file)
 }
 
 impl Server {
-    async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn sign(&self, token: &str, call: &str, key: &str) -> Value {
-        let (s, body) = self
-            .post(
-                Some(token),
-                &format!("/api/v1/sign/{call}"),
-                json!({"key": key, "contentLength": 1}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        body
-    }
-
-    async fn put(&self, key: &str, content: &[u8]) -> StatusCode {
-        let url = self.sign("ta", "upload", key).await["url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let resp = self.http.put(url).body(content.to_vec()).send().await;
-        resp.unwrap().status()
-    }
-
-    async fn get(&self, key: &str) -> (StatusCode, Vec<u8>) {
-        let url = self.sign("ta", "download", key).await["url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let resp = self.http.get(url).send().await.unwrap();
-        (resp.status(), resp.bytes().await.unwrap().to_vec())
-    }
-
-    async fn push(&self, events: Vec<Value>) -> Value {
-        let (s, body) = self
-            .post(
-                Some("ta"),
-                "/api/v1/stores/storeA/events",
-                json!({ "events": events }),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        body
-    }
-
-    async fn delete(&self, key: &str) -> StatusCode {
-        self.post(Some("ta"), "/api/v1/delete", json!({"key": key}))
+    /// Signs `call` of `key` for `token` (with a content length of 1); asserts 200.
+    async fn sign_key(&self, token: &str, call: &str, key: &str) -> Value {
+        self.sign(token, call, json!({"key": key, "contentLength": 1}))
             .await
-            .0
+    }
+
+    /// Signs an upload of `key` as `ta` and PUTs `content`; the status.
+    async fn put(&self, key: &str, content: &[u8]) -> StatusCode {
+        let url = url_of(&self.sign_key("ta", "upload", key).await);
+        self.put_bytes(&url, content.to_vec()).await
+    }
+
+    /// Signs a download of `key` as `ta` and GETs it.
+    async fn get(&self, key: &str) -> (StatusCode, Vec<u8>) {
+        let url = url_of(&self.sign_key("ta", "download", key).await);
+        self.get_bytes(&url).await
+    }
+
+    /// Pushes `events` to storeA as `ta`; asserts 200.
+    async fn push_a(&self, events: Vec<Value>) -> Value {
+        let (s, body) = self.push("ta", "storeA", events).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body
     }
 }
 
@@ -239,20 +175,12 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 async fn presigned_urls_round_trip_through_the_bucket() {
     let s3 = S3::start().await;
     let s = start(&s3, BlobMode::Presign, 900, None).await;
-    let health: Value = s
-        .http
-        .get(format!("{}/api/health", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = s.get_json(None, "/api/health").await;
     assert_eq!(health["features"], json!(["events", "presign"]));
 
     let content = b"bytes straight to the bucket".to_vec();
     let key = format!("storeA/{}", hash(&content));
-    let signed = s.sign("ta", "upload", &key).await;
+    let signed = s.sign_key("ta", "upload", &key).await;
     assert_eq!(signed["method"], "PUT");
     let url = signed["url"].as_str().unwrap();
     assert!(
@@ -281,10 +209,7 @@ async fn presigned_urls_round_trip_through_the_bucket() {
     let (status, bytes) = s.get(&key).await;
     assert_eq!((status, bytes), (StatusCode::OK, content.clone()));
     // A download URL does not allow an upload.
-    let get_url = s.sign("ta", "download", &key).await["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let get_url = url_of(&s.sign_key("ta", "download", &key).await);
     let resp = s
         .http
         .put(get_url)
@@ -303,7 +228,7 @@ async fn presign_expiry_is_capped_and_sign_calls_keep_auth_rules() {
     let s = start(&s3, BlobMode::Presign, 7200, None).await;
     let key = format!("storeA/{}", hash(b"x"));
     let before = chrono::Utc::now();
-    let signed = s.sign("ta", "download", &key).await;
+    let signed = s.sign_key("ta", "download", &key).await;
     let url = signed["url"].as_str().unwrap();
     assert_eq!(query_param(url, "X-Amz-Expires").as_deref(), Some("3600"));
     let expires: chrono::DateTime<chrono::Utc> =
@@ -334,9 +259,7 @@ async fn presign_expiry_is_capped_and_sign_calls_keep_auth_rules() {
             StatusCode::BAD_REQUEST
         );
     }
-    let (status, _) = s
-        .post(Some("ta"), "/api/v1/delete", json!({"key": other}))
-        .await;
+    let (status, _) = s.delete("ta", &other).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     s.running.shutdown().await.unwrap();
 }
@@ -347,34 +270,34 @@ async fn push_checks_presence_and_content_in_the_bucket_and_delete_respects_refe
     let s = start(&s3, BlobMode::Presign, 900, None).await;
     let content = b"referenced content".to_vec();
     let key = format!("storeA/{}", hash(&content));
-    s.push(vec![created(1, "f1", &content)]).await;
+    s.push_a(vec![created(1, "f1", &content)]).await;
 
     // Not uploaded yet: the remote key is cleared (HEAD on the bucket).
-    let body = s.push(vec![attached(2, "f1", &content)]).await;
+    let body = s.push_a(vec![attached(2, "f1", &content)]).await;
     assert_eq!(body["events"][0]["args"]["remoteKey"], "");
 
     // Wrong bytes under the key: the first reference hashes them, deletes the object and
     // clears the remote key.
     assert_eq!(s.put(&key, b"not the content").await, StatusCode::OK);
     assert!(s3.object_file(&key).exists());
-    let body = s.push(vec![attached(3, "f1", &content)]).await;
+    let body = s.push_a(vec![attached(3, "f1", &content)]).await;
     assert_eq!(body["events"][0]["args"]["remoteKey"], "");
     assert!(!s3.object_file(&key).exists());
 
     // The real bytes: kept.
     assert_eq!(s.put(&key, &content).await, StatusCode::OK);
-    let body = s.push(vec![attached(4, "f1", &content)]).await;
+    let body = s.push_a(vec![attached(4, "f1", &content)]).await;
     assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
 
     // Referenced: 409, the object stays.
-    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::CONFLICT);
     assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
     // Released by the delete of f1: 204, gone from the bucket; again: still 204.
-    s.push(vec![deleted(5, "f1")]).await;
-    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    s.push_a(vec![deleted(5, "f1")]).await;
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::NO_CONTENT);
     assert!(!s3.object_file(&key).exists());
     assert_eq!(s.get(&key).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::NO_CONTENT);
     s.running.shutdown().await.unwrap();
 }
 
@@ -382,23 +305,12 @@ async fn push_checks_presence_and_content_in_the_bucket_and_delete_respects_refe
 async fn proxy_mode_streams_to_the_bucket_and_verifies_hashes() {
     let s3 = S3::start().await;
     let s = start(&s3, BlobMode::Proxy, 900, None).await;
-    let health: Value = s
-        .http
-        .get(format!("{}/health", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = s.get_json(None, "/health").await;
     assert_eq!(health["features"], json!(["events", "proxy"]));
     let content: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     let key = format!("storeA/{}", hash(&content));
     // Upload URLs are this server's own.
-    let url = s.sign("ta", "upload", &key).await["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = url_of(&s.sign_key("ta", "upload", &key).await);
     assert!(url.starts_with(&s.base), "{url}");
     let bad = s
         .http
@@ -414,27 +326,18 @@ async fn proxy_mode_streams_to_the_bucket_and_verifies_hashes() {
     assert_eq!(std::fs::read(s3.object_file(&key)).unwrap(), content);
     assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
     // A range is read from the bucket.
-    let get_url = s.sign("ta", "download", &key).await["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resp = s
-        .http
-        .get(get_url)
-        .header("Range", "bytes=100-109")
-        .send()
-        .await
-        .unwrap();
+    let get_url = url_of(&s.sign_key("ta", "download", &key).await);
+    let resp = s.get_with(&get_url, "Range", "bytes=100-109").await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         resp.bytes().await.unwrap().to_vec(),
         content[100..110].to_vec()
     );
     // Presence at push is a HEAD on the bucket.
-    s.push(vec![created(1, "f1", &content)]).await;
-    let body = s.push(vec![attached(2, "f1", &content)]).await;
+    s.push_a(vec![created(1, "f1", &content)]).await;
+    let body = s.push_a(vec![attached(2, "f1", &content)]).await;
     assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
-    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::CONFLICT);
     s.running.shutdown().await.unwrap();
 }
 
@@ -461,7 +364,7 @@ async fn prefixed_round_trip(mode: BlobMode) {
     let key = format!("storeA/{}", hash(&content));
     let object = format!("{prefix}{key}");
 
-    let signed = s.sign("ta", "upload", &key).await;
+    let signed = s.sign_key("ta", "upload", &key).await;
     let url = signed["url"].as_str().unwrap().to_string();
     if mode == BlobMode::Presign {
         // The presigned URL names the prefixed object, and its signature covers that path
@@ -475,13 +378,13 @@ async fn prefixed_round_trip(mode: BlobMode) {
         let resp = s.http.put(&url).body(b"not it".to_vec()).send().await;
         assert_eq!(resp.unwrap().status(), StatusCode::OK);
         assert!(s3.object_file(&object).exists());
-        s.push(vec![created(1, "f1", &content)]).await;
-        let body = s.push(vec![attached(2, "f1", &content)]).await;
+        s.push_a(vec![created(1, "f1", &content)]).await;
+        let body = s.push_a(vec![attached(2, "f1", &content)]).await;
         assert_eq!(body["events"][0]["args"]["remoteKey"], "");
         assert!(!s3.object_file(&object).exists());
     } else {
         assert!(url.starts_with(&s.base), "{url}");
-        s.push(vec![created(1, "f1", &content)]).await;
+        s.push_a(vec![created(1, "f1", &content)]).await;
     }
     let resp = s.http.put(&url).body(content.clone()).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -490,13 +393,13 @@ async fn prefixed_round_trip(mode: BlobMode) {
     assert_eq!(s3.object_keys(), vec![object.clone()]);
 
     // The push references the key without the prefix, and the presence check finds it.
-    let body = s.push(vec![attached(3, "f1", &content)]).await;
+    let body = s.push_a(vec![attached(3, "f1", &content)]).await;
     assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
     assert_eq!(s.get(&key).await, (StatusCode::OK, content.clone()));
-    assert_eq!(s.delete(&key).await, StatusCode::CONFLICT);
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::CONFLICT);
 
-    s.push(vec![deleted(4, "f1")]).await;
-    assert_eq!(s.delete(&key).await, StatusCode::NO_CONTENT);
+    s.push_a(vec![deleted(4, "f1")]).await;
+    assert_eq!(s.delete("ta", &key).await.0, StatusCode::NO_CONTENT);
     assert!(!s3.object_file(&object).exists());
     assert_eq!(s3.object_keys(), Vec::<String>::new());
     assert_eq!(s.get(&key).await.0, StatusCode::NOT_FOUND);
