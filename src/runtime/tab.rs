@@ -690,6 +690,9 @@ impl Tab {
                     None => {
                         let failed = take_moved(&mut s).into_iter();
                         calls.extend(failed.map(|(_, p)| (p.reject, js_error(&error))));
+                        // Shown from the saved view, never loaded: `whenLoaded()` fails.
+                        let waiting = s.on_loaded.drain(..);
+                        calls.extend(waiting.map(|(_, reject)| (reject, js_error(&error))));
                         let event = AppEvent::StorageError {
                             code: error.code,
                             message: error.message,

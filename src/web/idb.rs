@@ -139,8 +139,9 @@ export function idbLoadText(db, tables, slowOnly) {
   });
 }
 // The files view, read without creating or upgrading the database: null if there is none
-// (no database: the open's upgrade is aborted, so none is created).
-export function idbPeekView(factory, name) {
+// (no database: the open's upgrade is aborted, so none is created), or if the database has a
+// layout newer than `version` (this code cannot vouch for its view).
+export function idbPeekView(factory, name, version) {
   return new Promise((resolve) => {
     let r;
     try { r = factory.open(name); } catch { resolve(null); return; }
@@ -152,7 +153,7 @@ export function idbPeekView(factory, name) {
       db.onversionchange = () => db.close();
       const done = (value) => { db.close(); resolve(value); };
       try {
-        if (!db.objectStoreNames.contains('view')) return done(null);
+        if (db.version > version || !db.objectStoreNames.contains('view')) return done(null);
         const g = db.transaction('view').objectStore('view').get('snapshot');
         g.onsuccess = () => done(typeof g.result === 'string' ? g.result : null);
         g.onerror = () => done(null);
@@ -189,7 +190,7 @@ extern "C" {
         slow_only: bool,
     ) -> js_sys::Promise;
     #[wasm_bindgen(js_name = idbPeekView)]
-    fn idb_peek_view(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
+    fn idb_peek_view(factory: &web_sys::IdbFactory, name: &str, version: u32) -> js_sys::Promise;
     #[wasm_bindgen(js_name = idbDelete)]
     fn idb_delete(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
 }
@@ -290,10 +291,10 @@ fn unpack<'a>(
 
 /// The files view of `store` as the last hub saved it (see [`IdbStateStore::save_view`]),
 /// read by a tab while its hub starts: resolves to the text, or `null` when there is none (or
-/// no database; none is created). Never rejects.
+/// no database: none is created; or a database of a newer layout). Never rejects.
 pub fn peek_view(store: &StoreId) -> js_sys::Promise {
     match global::indexed_db() {
-        Ok(factory) => idb_peek_view(&factory, &database_name(store)),
+        Ok(factory) => idb_peek_view(&factory, &database_name(store), IDB_VERSION),
         Err(_) => js_sys::Promise::resolve(&JsValue::NULL),
     }
 }

@@ -291,10 +291,16 @@ test('storage that cannot load fails the open with its typed error; the next ope
   const store = unique('toonew');
   const page = await harnessPage();
   const name = `filesync:${store}`;
-  // A database a newer filesync wrote (a higher IndexedDB version) cannot be opened by this one.
+  // A database a newer filesync wrote (a higher IndexedDB version) cannot be opened by this one,
+  // even if it holds what looks like a files view: the open must not show it.
   await page.evaluate(async (name) => {
     const r = indexedDB.open(name, 99);
-    r.onupgradeneeded = () => r.result.createObjectStore('future');
+    r.onupgradeneeded = () => {
+      r.result.createObjectStore('future');
+      r.result.createObjectStore('view');
+      const view = { snapshot: { files: [], leader: null, storage: 'opfs', issues: [], online: true, provisional: true } };
+      r.transaction.objectStore('view').put(JSON.stringify(view), 'snapshot');
+    };
     await new Promise((resolve, reject) => { r.onsuccess = resolve; r.onerror = () => reject(r.error); });
     r.result.close();
   }, name);
