@@ -27,7 +27,47 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
 } else {
   // Jobs by id: {id, chunk} feeds one (acknowledged with {id, hashed}), {id, end} answers
   // {id, hex} and ends it, {id, discard} drops it. Messages are handled in order.
+  // {id, fill: {handle, stream}} writes a download into an OPFS file while hashing it, through
+  // a sync access handle: {id, loaded} as it goes, then {id, filled: {hex, bytes}} or
+  // {id, failed: {name, message}}; {id, discard} stops it.
   const jobs = new Map();
+  const fills = new Map();
+  const fill = async (id, { handle, stream }) => {
+    const reader = stream.getReader();
+    fills.set(id, reader);
+    let access, sha, answer;
+    try {
+      access = await handle.createSyncAccessHandle();
+      sha = new Sha256Stream();
+      let at = 0;
+      let told = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let n = 0; n < value.byteLength; ) n += access.write(value.subarray(n), { at: at + n });
+        sha.update(value);
+        at += value.byteLength;
+        // Progress about every MiB, not every network chunk.
+        if (at - told >= 1 << 20) {
+          told = at;
+          self.postMessage({ id, loaded: at });
+        }
+      }
+      access.flush();
+      const hex = sha.finish();
+      sha = null;
+      answer = { id, filled: { hex, bytes: at } };
+    } catch (e) {
+      reader.cancel().catch(() => {});
+      answer = { id, failed: { name: e?.name ?? 'Error', message: String(e?.message ?? e) } };
+    } finally {
+      sha?.free();
+      // Closed before the answer: the page may move or remove the file at once.
+      access?.close();
+      fills.delete(id);
+    }
+    self.postMessage(answer);
+  };
   let failed = null;
   ready.catch((e) => { failed = e; });
   self.onmessage = async ({ data }) => {
@@ -38,7 +78,9 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
       return;
     }
     const { id } = data;
+    if (data.fill) return fill(id, data.fill);
     if (data.discard) {
+      fills.get(id)?.cancel().catch(() => {});
       jobs.get(id)?.free();
       jobs.delete(id);
       return;

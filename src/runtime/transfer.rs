@@ -196,15 +196,16 @@ async fn download(
     })?;
     let total = answer.length.unwrap_or(job.size);
     let (task, term) = (job.task, job.term);
-    let mut progress = |loaded: u64| {
+    let report = report.clone();
+    let progress = Rc::new(move |loaded: u64| {
         report(TransferReport::Progress {
             task,
             term,
             loaded,
             total: total.max(loaded),
         })
-    };
-    match bytes.write_stream(&stream, job.hash, &mut progress).await {
+    });
+    match bytes.write_stream(&stream, job.hash, progress).await {
         Ok(hash) => Ok(hash),
         Err(WriteError::Mismatch { actual, .. }) => Err(Failure::Integrity {
             actual: actual.to_hex(),

@@ -112,41 +112,66 @@ pub const CHUNK_BYTES: u32 = 1024 * 1024;
 // promise that resolves as it catches up. `null` when no worker can run (none configured, no
 // Worker, or it failed): the caller hashes on its own thread.
 const HASH_AHEAD = 8 * 1024 * 1024;
-let hashWorker;
-export function hashJob(url) {
-  if (!url || typeof Worker === 'undefined' || hashWorker?.dead) return null;
-  if (!hashWorker) {
-    try {
-      const worker = new Worker(url, { type: 'module', name: 'filesync-hash' });
-      const hw = { worker, next: 1, jobs: new Map(), dead: false };
-      const fail = (error) => {
-        hw.dead = true;
-        for (const job of hw.jobs.values()) job.fail(error);
-        hw.jobs.clear();
-      };
-      worker.onmessage = ({ data }) => {
-        const job = hw.jobs.get(data.id);
-        if (data.error !== undefined) return fail(new Error(`hash worker: ${data.error}`));
-        if (!job) return;
-        if (data.hashed !== undefined) {
-          job.ahead -= data.hashed;
-          if (job.ahead <= HASH_AHEAD && job.resume) job.resume();
-        } else if (data.hex !== undefined) {
-          hw.jobs.delete(data.id);
-          job.done(data.hex);
-        }
-      };
-      worker.onerror = (e) => {
-        e.preventDefault?.();
-        fail(new Error(`hash worker: ${e.message || 'failed to start'}`));
-      };
-      hashWorker = hw;
-    } catch {
-      hashWorker = { dead: true };
-      return null;
+// Up to one hash worker per core (at least two), made on demand: a new job goes to the
+// worker with the fewest jobs, or to a new worker while all are busy.
+const HASH_WORKERS = Math.max(2, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 2));
+const hashWorkers = [];
+let hashWorkersDead = false;
+function startHashWorker(url) {
+  const worker = new Worker(url, { type: 'module', name: 'filesync-hash' });
+  const hw = { worker, next: 1, jobs: new Map(), dead: false };
+  const fail = (error) => {
+    hw.dead = true;
+    hashWorkersDead = true;
+    for (const job of hw.jobs.values()) job.fail(error);
+    hw.jobs.clear();
+  };
+  worker.onmessage = ({ data }) => {
+    const job = hw.jobs.get(data.id);
+    if (data.error !== undefined) return fail(new Error(`hash worker: ${data.error}`));
+    if (!job) return;
+    if (data.loaded !== undefined) {
+      job.progress?.(data.loaded);
+    } else if (data.filled !== undefined) {
+      hw.jobs.delete(data.id);
+      job.progress?.(data.filled.bytes);
+      job.done(data.filled);
+    } else if (data.failed !== undefined) {
+      hw.jobs.delete(data.id);
+      const e = new Error(data.failed.message);
+      e.name = data.failed.name;
+      job.fail(e);
+    } else if (data.hashed !== undefined) {
+      job.ahead -= data.hashed;
+      if (job.ahead <= HASH_AHEAD && job.resume) job.resume();
+    } else if (data.hex !== undefined) {
+      hw.jobs.delete(data.id);
+      job.done(data.hex);
     }
+  };
+  worker.onerror = (e) => {
+    e.preventDefault?.();
+    fail(new Error(`hash worker: ${e.message || 'failed to start'}`));
+  };
+  return hw;
+}
+function hashWorkerFor(url) {
+  if (!url || typeof Worker === 'undefined' || hashWorkersDead) return null;
+  const idle = hashWorkers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a), hashWorkers[0]);
+  if (idle && (idle.jobs.size === 0 || hashWorkers.length >= HASH_WORKERS)) return idle;
+  try {
+    const hw = startHashWorker(url);
+    hashWorkers.push(hw);
+    return hw;
+  } catch {
+    hashWorkersDead = true;
+    return null;
   }
-  const hw = hashWorker;
+}
+
+export function hashJob(url) {
+  const hw = hashWorkerFor(url);
+  if (!hw) return null;
   const id = hw.next++;
   let failed = null;
   const job = { ahead: 0, resume: null, done: null, fail: null };
@@ -173,6 +198,36 @@ export function hashJob(url) {
     },
     discard() {
       if (hw.jobs.delete(id)) hw.worker.postMessage({ id, discard: true });
+    },
+  };
+}
+
+// Has the hash worker write a download into `handle` (an OPFS file, through a sync access
+// handle) while it hashes it: the page neither reads nor copies the bytes. Resolves to
+// {hex, bytes}; `abort()` stops it. `null` when there is no hash worker.
+export function workerFill(url, handle, stream, progress) {
+  const hw = hashWorkerFor(url);
+  if (!hw) return null;
+  const id = hw.next++;
+  const job = { progress, done: null, fail: null };
+  const done = new Promise((resolve, reject) => {
+    job.done = resolve;
+    job.fail = reject;
+  });
+  hw.jobs.set(id, job);
+  try {
+    hw.worker.postMessage({ id, fill: { handle, stream } }, [stream]);
+  } catch (e) {
+    hw.jobs.delete(id);
+    return null;
+  }
+  return {
+    done,
+    abort() {
+      if (hw.jobs.delete(id)) {
+        hw.worker.postMessage({ id, discard: true });
+        job.fail(new DOMException('the write was aborted', 'AbortError'));
+      }
     },
   };
 }
@@ -218,6 +273,19 @@ export function chunkReader(source, size) {
 }
 "#)]
 extern "C" {
+    type WorkerFill;
+    #[wasm_bindgen(js_name = workerFill)]
+    fn worker_fill(
+        url: &str,
+        handle: &JsValue,
+        stream: &web_sys::ReadableStream,
+        progress: &js_sys::Function,
+    ) -> Option<WorkerFill>;
+    #[wasm_bindgen(method, getter)]
+    fn done(this: &WorkerFill) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn abort(this: &WorkerFill);
+
     type HashJob;
     #[wasm_bindgen(js_name = hashJob)]
     fn hash_job(url: &str) -> Option<HashJob>;
@@ -309,6 +377,58 @@ thread_local! {
     /// The script the hash worker runs (the package's worker script), once a tab set it.
     static HASH_WORKER_URL: std::cell::RefCell<Option<String>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// A download written into an OPFS file by the hash worker, which hashes it as it writes
+/// (through a sync access handle, so the page neither reads nor copies the bytes). Dropped
+/// before it finished, it aborts the worker's write.
+pub struct OffThreadFill {
+    fill: WorkerFill,
+    _progress: wasm_bindgen::closure::Closure<dyn FnMut(f64)>,
+    finished: bool,
+}
+
+impl OffThreadFill {
+    /// Starts writing `stream` into `file` (an OPFS `FileSystemFileHandle` nobody else has open)
+    /// in the hash worker, calling `progress` with the bytes written so far. `None` where no hash
+    /// worker runs (then the caller writes and hashes itself).
+    pub fn start(
+        file: &JsValue,
+        stream: &web_sys::ReadableStream,
+        progress: impl FnMut(f64) + 'static,
+    ) -> Option<OffThreadFill> {
+        let url = HASH_WORKER_URL.with(|u| u.borrow().clone())?;
+        let progress = wasm_bindgen::closure::Closure::<dyn FnMut(f64)>::new(progress);
+        let fill = worker_fill(&url, file, stream, progress.as_ref().unchecked_ref())?;
+        Some(OffThreadFill {
+            fill,
+            _progress: progress,
+            finished: false,
+        })
+    }
+
+    /// The hash of the bytes written, and how many.
+    pub async fn finish(mut self) -> Result<(ContentHash, u64), WebError> {
+        let result = JsFuture::from(self.fill.done()).await;
+        self.finished = true;
+        let filled = result.map_err(|e| WebError::from_js("hash worker", &e))?;
+        let get = |k: &str| js_sys::Reflect::get(&filled, &JsValue::from_str(k)).ok();
+        let hex = get("hex").and_then(|v| v.as_string()).unwrap_or_default();
+        let bytes = get("bytes").and_then(|v| v.as_f64()).unwrap_or(0.0) as u64;
+        let hash = ContentHash::parse(&hex).map_err(|e| WebError::Other {
+            name: "TypeError".into(),
+            message: format!("hash worker: {e}"),
+        })?;
+        Ok((hash, bytes))
+    }
+}
+
+impl Drop for OffThreadFill {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fill.abort();
+        }
+    }
 }
 
 /// Lets [`ChunkHasher`] hash in a dedicated worker running `url` (the package's worker

@@ -114,6 +114,11 @@ test('a save in device A reaches every tab of A at once and device B with downlo
   // One upload by A's leader, one download by B's leader: tabs do not duplicate transfers.
   assert.deepEqual(a.blobRequests.filter(([m]) => m === 'PUT').length, 1);
   assert.deepEqual(b.blobRequests.filter(([m]) => m === 'GET').length, 1);
+  // B's leader hashed the download in a hash worker, not on its own thread.
+  const cdp = await b.context.browser().newBrowserCDPSession();
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  assert.ok(targetInfos.some((t) => t.type === 'worker' && t.title === 'filesync-hash'), 'a hash worker in B');
+  await cdp.detach();
   for (const t of [a1, a2, b1, b2]) await t.close();
 });
 

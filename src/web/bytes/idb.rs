@@ -137,7 +137,7 @@ impl IdbBlobStore {
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
-        progress: &mut dyn FnMut(u64),
+        progress: &dyn Fn(u64),
     ) -> Result<ContentHash, WriteError> {
         let blob = super::gather(stream, progress).await?;
         self.write(&blob, Some(expected)).await

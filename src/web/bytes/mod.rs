@@ -51,6 +51,8 @@ pub use opfs::OpfsStore;
 
 use std::fmt;
 
+use std::rc::Rc;
+
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
@@ -229,11 +231,11 @@ impl ByteStore {
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
-        progress: &mut dyn FnMut(u64),
+        progress: Rc<dyn Fn(u64)>,
     ) -> Result<ContentHash, WriteError> {
         match self {
             ByteStore::Opfs(s) => s.write_stream(stream, expected, progress).await,
-            ByteStore::Idb(s) => s.write_stream(stream, expected, progress).await,
+            ByteStore::Idb(s) => s.write_stream(stream, expected, &*progress).await,
         }
     }
 
@@ -325,7 +327,7 @@ fn check_expected(actual: ContentHash, expected: Option<ContentHash>) -> Result<
 /// Reads a byte stream into one in-memory blob (for stores that can only take blobs).
 async fn gather(
     stream: &web_sys::ReadableStream,
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Fn(u64),
 ) -> Result<web_sys::Blob, WebError> {
     let mut chunks = crate::web::hash::BlobChunks::of_stream(stream)?;
     let parts = js_sys::Array::new();

@@ -37,6 +37,8 @@
 use std::cell::Cell;
 use std::fmt;
 
+use std::rc::Rc;
+
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemWritableFileStream};
@@ -185,20 +187,77 @@ impl OpfsStore {
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
-        progress: &mut dyn FnMut(u64),
+        progress: Rc<dyn Fn(u64)>,
     ) -> Result<ContentHash, WriteError> {
         if !self.use_move.get() {
-            let blob = super::gather(stream, progress).await?;
+            let blob = super::gather(stream, &*progress).await?;
             return self.write(&blob, Some(expected)).await;
         }
+        if let Some(written) = self
+            .write_off_thread(stream, expected, progress.clone())
+            .await
+        {
+            return written;
+        }
         match self
-            .write_through_temp(Source::Stream(stream, progress), Some(expected))
+            .write_through_temp(Source::Stream(stream, &*progress), Some(expected))
             .await
         {
             Ok(hash) => Ok(hash),
             Err(Attempt::Contended(e)) => Err(e.into()),
             Err(Attempt::Failed(e)) => Err(e),
         }
+    }
+
+    /// Has the hash worker write the stream into a temp file while it hashes it (through a
+    /// sync access handle: the page neither reads nor copies the bytes), then checks the hash
+    /// and renames the file like [`Self::write_through_temp`]. `None` where no hash worker
+    /// runs: write it here.
+    async fn write_off_thread(
+        &self,
+        stream: &web_sys::ReadableStream,
+        expected: ContentHash,
+        progress: Rc<dyn Fn(u64)>,
+    ) -> Option<Result<ContentHash, WriteError>> {
+        let name = temp_name();
+        let temp = match file(&self.tmp, &name, true).await {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let Some(fill) = hash::OffThreadFill::start(temp.as_ref(), stream, move |loaded| {
+            progress(loaded as u64)
+        }) else {
+            self.remove_temp(&name).await;
+            return None;
+        };
+        let checked: Result<(ContentHash, bool), WriteError> = async {
+            let (hash, _) = fill.finish().await?;
+            check_expected(hash, Some(expected))?;
+            Ok((hash, self.has(&hash).await?))
+        }
+        .await;
+        let hash = match checked {
+            Ok((hash, false)) => hash,
+            Ok((hash, true)) => {
+                self.remove_temp(&name).await;
+                return Some(Ok(hash));
+            }
+            Err(e) => {
+                self.remove_temp(&name).await;
+                return Some(Err(e));
+            }
+        };
+        Some(match self.rename(&temp, &hash.to_hex()).await {
+            Ok(()) => Ok(hash),
+            Err(e) => {
+                self.remove_temp(&name).await;
+                match self.has(&hash).await {
+                    // A concurrent writer of the same content got there first.
+                    Ok(true) => Ok(hash),
+                    _ => Err(e.into()),
+                }
+            }
+        })
     }
 
     /// One attempt of the write with `move()` (module docs).
@@ -417,7 +476,7 @@ impl OpfsStore {
 /// callback (a download; read once).
 enum Source<'a> {
     Blob(&'a web_sys::Blob),
-    Stream(&'a web_sys::ReadableStream, &'a mut dyn FnMut(u64)),
+    Stream(&'a web_sys::ReadableStream, &'a dyn Fn(u64)),
 }
 
 /// Streams the source into `writable`, hashing it in the same pass. Leaves the writable open.
@@ -444,7 +503,7 @@ async fn fill(
         await_js(written).await?;
         return hash;
     }
-    write_chunks(writable, hash::BlobChunks::new(blob)?, &mut |_| {}).await
+    write_chunks(writable, hash::BlobChunks::new(blob)?, &|_| {}).await
 }
 
 /// Writes every chunk, hashing it meanwhile (in the hash worker where there is one), with the
@@ -452,7 +511,7 @@ async fn fill(
 async fn write_chunks(
     writable: &FileSystemWritableFileStream,
     mut chunks: hash::BlobChunks,
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Fn(u64),
 ) -> Result<ContentHash, WebError> {
     let mut hasher = hash::ChunkHasher::new();
     let mut loaded = 0u64;
