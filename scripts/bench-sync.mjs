@@ -197,24 +197,32 @@ await section('small', async () => {
 });
 
 await section('large', async () => {
-  const up = [], down = [], plainUp = [], plainDown = [];
+  const up = [], down = [], plainUp = [], plainDown = [], upRatio = [], downRatio = [];
   const bytes = 5 * 50 * MiB;
   for (let r = 0; r < RUNS; r++) {
     const run = await aToB({ count: 5, size: 50 * MiB, isolate: true });
     up.push(run.upload);
     down.push(run.download);
-    const plain = await plainTransfers(run.a, unique('plain'), Array(5).fill(50 * MiB), 4);
-    plainUp.push(plain.put);
-    plainDown.push(plain.get);
+    // Each baseline right after ours, in the page that did the transfer (A uploads, B
+    // downloads): the machine's drift between runs is larger than the gap being measured,
+    // so the ratio is taken within each run, and its median reported.
+    const sizes = Array(5).fill(50 * MiB);
+    const plainA = await plainTransfers(run.a, unique('plain'), sizes, 4);
+    const plainB = await plainTransfers(run.b, unique('plain'), sizes, 4);
+    plainUp.push(plainA.put);
+    plainDown.push(plainB.get);
+    upRatio.push(plainA.put / run.upload);
+    downRatio.push(plainB.get / run.download);
+    console.error(`bench-sync: large run ${r + 1}/${RUNS}: upload ratio ${upRatio.at(-1).toFixed(2)}, download ratio ${downRatio.at(-1).toFixed(2)}`);
     await closeAll();
   }
   const mbps = (ms) => bytes / MiB / (ms / 1000);
   report('large.upload_MiB_s', mbps(median(up)), 'MiB/s', '5 x 50 MiB, first upload:start to last upload:complete');
   report('large.plain_put_MiB_s', mbps(median(plainUp)), 'MiB/s', 'fetch PUT of the same sizes, same server');
-  report('large.upload_ratio', median(plainUp) / median(up), 'x', 'target >= 0.8');
+  report('large.upload_ratio', median(upRatio), 'x', `median of per-run ratios (${upRatio.map((x) => x.toFixed(2)).join(', ')}); target >= 0.8`);
   report('large.download_MiB_s', mbps(median(down)), 'MiB/s', 'B: first download:start to last download:complete (hash + store included)');
   report('large.plain_get_MiB_s', mbps(median(plainDown)), 'MiB/s', 'fetch GET of the same sizes, body read and dropped');
-  report('large.download_ratio', median(plainDown) / median(down), 'x', 'target >= 0.8');
+  report('large.download_ratio', median(downRatio), 'x', `median of per-run ratios (${downRatio.map((x) => x.toFixed(2)).join(', ')}); target >= 0.8`);
 });
 
 await section('concurrency', async () => {
