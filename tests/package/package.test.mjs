@@ -240,6 +240,31 @@ async function builtAppSavesAndReadsBack(outDir, workerPath, wasmPath) {
   const wasm = wasmFetches(log);
   assert.equal(wasm.length, 3, `two tabs and the worker fetch the wasm: ${wasm}`);
   assert.ok(wasm.every((u) => wasmPath.test(u)), `wasm: ${wasm}`);
+  await largeSaveHashesInTheWorkerChunk(base, `${base}/${workerPath}`);
+  assert.deepEqual(log.filter(([status]) => status !== 200), []);
+}
+
+/**
+ * A save over the WebCrypto limit hashes in a hash worker: the same built chunk, started as a
+ * dedicated worker. Its digest must be WebCrypto's of the same bytes.
+ */
+async function largeSaveHashesInTheWorkerChunk(base, workerUrl) {
+  const errors = [];
+  const storeId = `pkg-large-${Date.now()}`;
+  const page = await openTab(`${base}/`, storeId, {}, errors);
+  const r = await page.evaluate(async () => {
+    const bytes = new Uint8Array(20 * 1024 * 1024);
+    for (let i = 0; i < bytes.length; i += 4093) bytes[i] = i & 255;
+    const saved = await window.fs.saveFile(new File([bytes], 'large.bin'));
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    return { saved: saved.contentHash, hex: [...digest].map((b) => b.toString(16).padStart(2, '0')).join('') };
+  });
+  assert.equal(r.saved, r.hex);
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  const hashWorkers = targetInfos.filter((t) => t.type === 'worker' && t.title === 'filesync-hash');
+  assert.ok(hashWorkers.length > 0 && hashWorkers.every((t) => t.url === workerUrl), `hash workers: ${hashWorkers.map((t) => t.url)}`);
+  await page.close();
+  assert.deepEqual(errors, []);
 }
 
 test('an app built by Vite saves a file in one tab and reads it back in another', async () => {
