@@ -243,19 +243,38 @@ async fn a_database_from_a_newer_layout_is_refused() {
     assert_eq!(err.code(), "schema_too_new");
 }
 
+/// The files view as a tab reads it (`peek_view`: its own connection).
+async fn view(id: &StoreId) -> Option<String> {
+    let v = wasm_bindgen_futures::JsFuture::from(filesync::web::idb::peek_view(id))
+        .await
+        .unwrap();
+    v.as_string()
+}
+
 #[wasm_bindgen_test]
 async fn the_files_view_lasts_until_the_next_batch() {
     let id = StoreId::new(unique("idb-view")).unwrap();
+    // No database yet: no view, and peeking creates none.
+    assert_eq!(view(&id).await, None);
+    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
+    let databases: js_sys::Function =
+        js_sys::Reflect::get(&factory, &JsValue::from_str("databases"))
+            .unwrap()
+            .unchecked_into();
+    let names = databases.call0(&factory).unwrap();
+    let names = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(names))
+        .await
+        .unwrap();
+    let name = filesync::web::idb::database_name(&id);
+    let listed = js_sys::Array::from(&names).iter().any(|d| {
+        js_sys::Reflect::get(&d, &JsValue::from_str("name")).ok() == Some(JsValue::from_str(&name))
+    });
+    assert!(!listed, "peeking created {name}");
     let store = IdbStateStore::open(&id).await.unwrap();
-    assert_eq!(store.read_view().await.unwrap(), None);
+    assert_eq!(view(&id).await, None);
     assert!(store.save_view(r#"{"snapshot":1}"#).await.unwrap());
-    // The next hub (another connection) reads it.
-    let next = IdbStateStore::open(&id).await.unwrap();
-    assert_eq!(
-        next.read_view().await.unwrap().as_deref(),
-        Some(r#"{"snapshot":1}"#)
-    );
-    next.close();
+    // A tab (its own connection) reads it.
+    assert_eq!(view(&id).await.as_deref(), Some(r#"{"snapshot":1}"#));
     let batch = |n: u32| {
         vec![Op::Put {
             table: Table::Rows,
@@ -265,7 +284,7 @@ async fn the_files_view_lasts_until_the_next_batch() {
     };
     // The first batch after it deletes it, in the same transaction.
     store.write(&batch(1)).await.unwrap();
-    assert_eq!(store.read_view().await.unwrap(), None);
+    assert_eq!(view(&id).await, None);
     // Saved while a batch is in flight, a view could miss that batch: refused.
     let ops = batch(2);
     let mut write = std::pin::pin!(store.write(&ops));
@@ -274,13 +293,10 @@ async fn the_files_view_lasts_until_the_next_batch() {
     assert!(started.is_pending(), "the batch is in flight");
     assert!(!store.save_view(r#"{"snapshot":2}"#).await.unwrap());
     write.await.unwrap();
-    assert_eq!(store.read_view().await.unwrap(), None);
+    assert_eq!(view(&id).await, None);
     // Saved again, it lasts until the next batch again.
     assert!(store.save_view(r#"{"snapshot":3}"#).await.unwrap());
-    assert_eq!(
-        store.read_view().await.unwrap().as_deref(),
-        Some(r#"{"snapshot":3}"#)
-    );
+    assert_eq!(view(&id).await.as_deref(), Some(r#"{"snapshot":3}"#));
     store.write(&batch(3)).await.unwrap();
-    assert_eq!(store.read_view().await.unwrap(), None);
+    assert_eq!(view(&id).await, None);
 }

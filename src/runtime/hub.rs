@@ -88,10 +88,6 @@ impl Outbox {
         self.0.push((peer, encode(msg).into()));
     }
 
-    fn push_text(&mut self, peer: Peer, text: Rc<str>) {
-        self.0.push((peer, text));
-    }
-
     fn push_all<'a>(&mut self, peers: impl Iterator<Item = &'a Peer>, msg: &ToTab) {
         let text: Rc<str> = encode(msg).into();
         self.0.extend(peers.map(|p| (p.clone(), text.clone())));
@@ -135,9 +131,6 @@ struct State {
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
-    /// While starting: the files view saved by the last hub (a provisional snapshot message),
-    /// the answer to every hello until the state is loaded.
-    view: Option<Rc<str>>,
     feed: Feed,
     /// This hub holds its alive lock (a start tried again after a failure holds it already).
     alive_held: bool,
@@ -202,7 +195,6 @@ impl Hub {
                     seen: BTreeMap::new(),
                     takeover: None,
                     outbox: Outbox::default(),
-                    view: None,
                     feed: Feed {
                         events: Rc::default(),
                         hub: hub.clone(),
@@ -279,7 +271,6 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
         if let ToHub::Hello { tab, .. } | ToHub::Pong { tab } | ToHub::Elected { tab } = &msg {
             s.seen.insert(tab.clone(), now());
         }
-        let view = s.view.clone();
         // A hub that failed to start tries again for each new hello (the cause may be gone:
         // storage freed, a newer page closed); requests until then get the error.
         if matches!((&s.phase, &msg), (Phase::Failed(_), ToHub::Hello { .. })) {
@@ -292,10 +283,6 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                 let hello = |m: &ToHub| matches!(m, ToHub::Hello { .. });
                 let first = hello(&msg) && !queue.iter().any(|(_, m)| hello(m));
                 queue.push((port.clone(), msg.clone()));
-                // Once the last hub's view is read, tabs show it while the state loads.
-                if let (true, Some(view)) = (hello(&msg), view) {
-                    s.outbox.push_text(port.clone(), view);
-                }
                 first.then_some(msg)
             }
             Phase::Failed(err) => {
@@ -332,7 +319,6 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                     Vec::new()
                 }
             };
-            s.view = None;
             match result {
                 Ok(ready) => {
                     s.phase = Phase::Ready(Box::new(ready));
@@ -383,32 +369,6 @@ fn info(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
     }
 }
 
-/// Answers the hellos waiting for the state with the files view the last hub saved (a
-/// provisional snapshot), and keeps it for the hellos that come before the state is loaded.
-fn serve_view(state: &Rc<RefCell<State>>, view: String) {
-    // Only ever a snapshot message written by `save_view`; anything else is not used.
-    if !view.starts_with(r#"{"snapshot":"#) {
-        return;
-    }
-    let view: Rc<str> = view.into();
-    {
-        let mut s = state.borrow_mut();
-        let Phase::Starting(queue) = &s.phase else {
-            return;
-        };
-        let hellos: Vec<Peer> = queue
-            .iter()
-            .filter(|(_, m)| matches!(m, ToHub::Hello { .. }))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in hellos {
-            s.outbox.push_text(p, view.clone());
-        }
-        s.view = Some(view);
-    }
-    after(state);
-}
-
 async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Ready, ErrorInfo> {
     let store_id =
         StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
@@ -435,10 +395,6 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     let store = IdbStateStore::open(&store_id)
         .await
         .map_err(|e| info(e.code(), e.to_string(), false))?;
-    // The view is one record: tabs get it long before the tables are loaded.
-    if let Ok(Some(view)) = store.read_view().await {
-        serve_view(state, view);
-    }
     let loaded = store
         .load()
         .await

@@ -450,9 +450,9 @@ pub enum ToTab {
         issues: Vec<StorageIssue>,
         /// Whether the server is believed reachable (always true for local-only stores).
         online: bool,
-        /// The files view the last hub saved, sent while this hub loads the state: what the
-        /// state showed then (no issues, leader or connectivity yet). The loaded snapshot
-        /// follows.
+        /// The files view (this message, saved by a hub and read by a tab while the hub loads
+        /// the state): what the state showed then (no issues, leader or connectivity yet).
+        /// The loaded snapshot follows.
         #[serde(default)]
         provisional: bool,
     },

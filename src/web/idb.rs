@@ -355,22 +355,6 @@ impl IdbStateStore {
         })
     }
 
-    /// The files view saved by [`Self::save_view`], unless a batch was written since.
-    pub async fn read_view(&self) -> Result<Option<String>, StoreError> {
-        let tx = self
-            .db
-            .transaction_with_str(VIEW)
-            .map_err(|e| store_error("IDBDatabase.transaction", &e))?;
-        let get = tx
-            .object_store(VIEW)
-            .and_then(|os| os.get(&JsValue::from_str(VIEW_KEY)))
-            .map_err(|e| store_error("IDBObjectStore.get", &e))?;
-        let value = JsFuture::from(idb_request(&get))
-            .await
-            .map_err(|e| store_error("IDBObjectStore.get", &e))?;
-        Ok(value.as_string())
-    }
-
     /// Whether a batch is in flight (a view saved now would be refused).
     pub fn writing(&self) -> bool {
         self.view.writing.get() > 0
