@@ -23,7 +23,8 @@ import { startServer } from '../tests/e2e/server.mjs';
 import { launchProfile } from '../tests/e2e/chromium.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-process.env.FILESYNC_SERVER_BIN ??= path.join(ROOT, 'target/release/filesync-server');
+// The release build (an option, not the environment: imports run before this module's body).
+const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
 const SECTIONS = ['small', 'large', 'concurrency'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
@@ -42,7 +43,8 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-const server = await startServer({ tokens: `${TOKEN}=*` });
+const server = await startServer({ tokens: `${TOKEN}=*`, binary: SERVER_BIN });
+console.error(`bench-sync: server ${SERVER_BIN}`);
 const devices = [];
 
 async function device() {
@@ -66,44 +68,78 @@ async function openTab(context, storeId, extra = {}) {
 
 const unique = (name) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
-/** In a page: plain signed PUTs (and GETs) of generated content, the baseline of a transfer. */
-async function plainTransfers(page, storeId, sizes, concurrency) {
-  return page.evaluate(async ([storeId, sizes, concurrency, token]) => {
+/**
+ * In a page: plain signed PUTs (and GETs) of generated content, the baseline of a transfer.
+ * `put` sends in-memory Blobs. With `stored`, `putStored` also times PUTs of the same sizes
+ * read from files in the origin's private file system, where a sync store keeps its bytes
+ * (a disk-backed File costs the browser more to send than memory: see docs/BENCHMARKS.md).
+ */
+async function plainTransfers(page, storeId, sizes, concurrency, { stored = false } = {}) {
+  return page.evaluate(async ([storeId, sizes, concurrency, token, stored]) => {
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
-    const items = [];
-    for (let i = 0; i < sizes.length; i++) {
+    const generate = async (i, variant) => {
       const bytes = new Uint8Array(sizes[i]);
       crypto.getRandomValues(bytes.subarray(0, Math.min(bytes.length, 65536)));
-      bytes[bytes.length - 1] = i % 251;
-      const key = `${storeId}/${hex(await crypto.subtle.digest('SHA-256', bytes))}`;
+      bytes[bytes.length - 1] = (i * 2 + variant) % 251;
+      return { bytes, key: `${storeId}/${hex(await crypto.subtle.digest('SHA-256', bytes))}` };
+    };
+    const items = [];
+    for (let i = 0; i < sizes.length; i++) {
+      const { bytes, key } = await generate(i, 0);
       items.push({ key, blob: new Blob([bytes]) });
+    }
+    const files = [];
+    const root = await navigator.storage.getDirectory();
+    const dirName = `plain-${storeId}`;
+    if (stored) {
+      const dir = await root.getDirectoryHandle(dirName, { create: true });
+      for (let i = 0; i < sizes.length; i++) {
+        const { bytes, key } = await generate(i, 1);
+        const handle = await dir.getFileHandle(`${i}`, { create: true });
+        const writable = await handle.createWritable();
+        await writable.write(bytes);
+        await writable.close();
+        files.push({ key, blob: await handle.getFile() });
+      }
     }
     const sign = (kind, body) => fetch(`/api/v1/sign/${kind}`, { method: 'POST', headers, body: JSON.stringify(body) })
       .then((r) => r.json());
-    const pool = async (work) => {
+    const pool = async (list, work) => {
       let next = 0;
+      const t0 = performance.now();
       await Promise.all(Array.from({ length: concurrency }, async () => {
-        while (next < items.length) await work(items[next++]);
+        while (next < list.length) {
+          const i = next++;
+          await work(list[i], i);
+        }
       }));
+      return performance.now() - t0;
     };
-    let t0 = performance.now();
-    await pool(async ({ key, blob }) => {
+    const put = async ({ key, blob }) => {
       const s = await sign('upload', { key, contentLength: blob.size });
       const r = await fetch(s.url, { method: s.method, headers: s.headers ?? {}, body: blob });
       if (!r.ok) throw new Error(`PUT ${r.status}`);
-    });
-    const put = performance.now() - t0;
-    t0 = performance.now();
-    await pool(async ({ key }) => {
+    };
+    const result = { put: await pool(items, put) };
+    const get = (into) => async ({ key }, i) => {
       const s = await sign('download', { key });
       const r = await fetch(s.url, { headers: s.headers ?? {} });
-      const reader = r.body.getReader();
-      while (!(await reader.read()).done);
-    });
-    const get = performance.now() - t0;
-    return { put, get };
-  }, [storeId, sizes, concurrency, TOKEN]);
+      if (into) {
+        await r.body.pipeTo(await (await into.getFileHandle(`get-${i}`, { create: true })).createWritable());
+      } else {
+        const reader = r.body.getReader();
+        while (!(await reader.read()).done);
+      }
+    };
+    result.get = await pool(items, get(null));
+    if (stored) {
+      result.putStored = await pool(files, put);
+      result.getStored = await pool(items, get(await root.getDirectoryHandle(dirName)));
+      await root.removeEntry(dirName, { recursive: true });
+    }
+    return result;
+  }, [storeId, sizes, concurrency, TOKEN, stored]);
 }
 
 /**
@@ -197,7 +233,8 @@ await section('small', async () => {
 });
 
 await section('large', async () => {
-  const up = [], down = [], plainUp = [], plainDown = [], upRatio = [], downRatio = [];
+  const up = [], down = [], plainUp = [], plainUpStored = [], plainDown = [];
+  const plainDownStored = [], upRatio = [], upRatioMemory = [], downRatio = [], downRatioDropped = [];
   const bytes = 5 * 50 * MiB;
   for (let r = 0; r < RUNS; r++) {
     const run = await aToB({ count: 5, size: 50 * MiB, isolate: true });
@@ -207,22 +244,31 @@ await section('large', async () => {
     // downloads): the machine's drift between runs is larger than the gap being measured,
     // so the ratio is taken within each run, and its median reported.
     const sizes = Array(5).fill(50 * MiB);
-    const plainA = await plainTransfers(run.a, unique('plain'), sizes, 4);
-    const plainB = await plainTransfers(run.b, unique('plain'), sizes, 4);
+    const plainA = await plainTransfers(run.a, unique('plain'), sizes, 4, { stored: true });
+    const plainB = await plainTransfers(run.b, unique('plain'), sizes, 4, { stored: true });
     plainUp.push(plainA.put);
+    plainUpStored.push(plainA.putStored);
     plainDown.push(plainB.get);
-    upRatio.push(plainA.put / run.upload);
-    downRatio.push(plainB.get / run.download);
-    console.error(`bench-sync: large run ${r + 1}/${RUNS}: upload ratio ${upRatio.at(-1).toFixed(2)}, download ratio ${downRatio.at(-1).toFixed(2)}`);
+    plainDownStored.push(plainB.getStored);
+    upRatio.push(plainA.putStored / run.upload);
+    upRatioMemory.push(plainA.put / run.upload);
+    downRatio.push(plainB.getStored / run.download);
+    downRatioDropped.push(plainB.get / run.download);
+    console.error(`bench-sync: large run ${r + 1}/${RUNS}: upload ratio ${upRatio.at(-1).toFixed(2)} (vs memory ${upRatioMemory.at(-1).toFixed(2)}), download ratio ${downRatio.at(-1).toFixed(2)} (vs dropped ${downRatioDropped.at(-1).toFixed(2)})`);
     await closeAll();
   }
   const mbps = (ms) => bytes / MiB / (ms / 1000);
   report('large.upload_MiB_s', mbps(median(up)), 'MiB/s', '5 x 50 MiB, first upload:start to last upload:complete');
-  report('large.plain_put_MiB_s', mbps(median(plainUp)), 'MiB/s', 'fetch PUT of the same sizes, same server');
-  report('large.upload_ratio', median(upRatio), 'x', `median of per-run ratios (${upRatio.map((x) => x.toFixed(2)).join(', ')}); target >= 0.8`);
+  const runs = (xs) => xs.map((x) => x.toFixed(2)).join(', ');
+  report('large.plain_put_stored_MiB_s', mbps(median(plainUpStored)), 'MiB/s', 'fetch PUT of the same sizes as files in OPFS, as a store keeps them');
+  report('large.upload_ratio', median(upRatio), 'x', `vs PUT from OPFS files; median of per-run ratios (${runs(upRatio)}); target >= 0.8`);
+  report('large.plain_put_MiB_s', mbps(median(plainUp)), 'MiB/s', 'fetch PUT of the same sizes from in-memory Blobs, same server');
+  report('large.upload_ratio_vs_memory', median(upRatioMemory), 'x', `vs PUT from memory; median of per-run ratios (${runs(upRatioMemory)})`);
   report('large.download_MiB_s', mbps(median(down)), 'MiB/s', 'B: first download:start to last download:complete (hash + store included)');
+  report('large.plain_get_stored_MiB_s', mbps(median(plainDownStored)), 'MiB/s', 'fetch GET of the same sizes piped into OPFS files');
+  report('large.download_ratio', median(downRatio), 'x', `vs GET into OPFS files; median of per-run ratios (${runs(downRatio)}); target >= 0.8`);
   report('large.plain_get_MiB_s', mbps(median(plainDown)), 'MiB/s', 'fetch GET of the same sizes, body read and dropped');
-  report('large.download_ratio', median(downRatio), 'x', `median of per-run ratios (${downRatio.map((x) => x.toFixed(2)).join(', ')}); target >= 0.8`);
+  report('large.download_ratio_vs_dropped', median(downRatioDropped), 'x', `vs GET dropped; median of per-run ratios (${runs(downRatioDropped)})`);
 });
 
 await section('concurrency', async () => {

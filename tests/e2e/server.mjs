@@ -8,11 +8,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const serverBinary = process.env.FILESYNC_SERVER_BIN
+/** The debug build unless FILESYNC_SERVER_BIN names another (read at each start). */
+const defaultBinary = () => process.env.FILESYNC_SERVER_BIN
   ?? path.join(repo, 'target/debug/filesync-server');
 
 /** A running server: `url`, `stop()`, `restart()` (same port and data), `close()`. */
-export async function startServer({ tokens } = {}) {
+export async function startServer({ tokens, binary: serverBinary = defaultBinary() } = {}) {
   if (!existsSync(serverBinary)) {
     throw new Error(`${serverBinary} is missing: run cargo build -p filesync-server first`);
   }
