@@ -5,10 +5,11 @@
 //! file's view row and whether its bytes are here, it says what to upload or download, and it
 //! never downgrades an active transfer when state is re-applied.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::collections::FxMap;
 use super::ids::{ContentHash, FileId};
 use super::table::FileRow;
 
@@ -136,7 +137,7 @@ pub fn reconcile(row: &FileRow, existing: Option<&LocalRow>, bytes_here: bool) -
 #[derive(Debug, Default, Clone)]
 pub struct LocalState {
     rows: BTreeMap<FileId, LocalRow>,
-    stored: HashMap<ContentHash, u32>,
+    stored: FxMap<ContentHash, u32>,
 }
 
 impl LocalState {
@@ -144,7 +145,7 @@ impl LocalState {
     pub fn restore(rows: impl IntoIterator<Item = LocalRow>) -> LocalState {
         let rows: BTreeMap<FileId, LocalRow> =
             rows.into_iter().map(|r| (r.file_id.clone(), r)).collect();
-        let mut stored: HashMap<ContentHash, u32> = HashMap::new();
+        let mut stored: FxMap<ContentHash, u32> = FxMap::default();
         for h in rows.values().filter_map(|r| r.local_hash) {
             *stored.entry(h).or_default() += 1;
         }

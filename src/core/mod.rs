@@ -35,6 +35,7 @@
 //! }
 //! ```
 
+pub mod collections;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -16,7 +16,6 @@
 //! `meta` (schema version, cursor, counters, client id, leader term counter, GC sets).
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -509,7 +508,11 @@ pub fn decode_records<'a>(
     pending.sort_by_key(|p| p.id.n);
     // Never hand out an event number twice, even if the counter record was lost.
     let next_n = next_n.max(pending.last().map_or(0, |p| p.id.n + 1));
-    let unique = |v: Vec<ContentHash>| v.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let unique = |mut v: Vec<ContentHash>| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
     out.snapshot = Snapshot {
         rows,
         cursor,

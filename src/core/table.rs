@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::collections::{FxMap, FxSet};
 use super::error::{DecodeError, EngineError};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo, MetadataPatch};
 use super::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
@@ -92,7 +93,7 @@ pub fn fold(current: Option<&FileRow>, event: &FileEvent) -> Option<FileRow> {
     }
 }
 
-type Refs = BTreeMap<ContentHash, BTreeSet<FileId>>;
+type Refs = FxMap<ContentHash, FxSet<FileId>>;
 
 fn index(refs: &mut Refs, id: &FileId, old: Option<&FileRow>, new: Option<&FileRow>) {
     let live_hash = |r: Option<&FileRow>| r.filter(|r| r.is_live()).map(|r| r.content_hash);
@@ -154,7 +155,7 @@ impl FilesTable {
             .map(|r| (r.content_hash, &r.id))
             .collect();
         pairs.sort_unstable();
-        let mut refs = Refs::new();
+        let mut refs = Refs::default();
         for group in pairs.chunk_by(|a, b| a.0 == b.0) {
             refs.insert(
                 group[0].0,

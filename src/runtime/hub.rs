@@ -9,7 +9,7 @@
 //! while the state is borrowed and posted after, so nothing re-enters the engine mid-step.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
@@ -103,7 +103,7 @@ struct Ready {
     storage: String,
     corrupt: Vec<CorruptRecord>,
     /// App writes waiting to be durable: the tab port and its request number.
-    commits: BTreeMap<OpId, (Peer, u64)>,
+    commits: HashMap<OpId, (Peer, u64)>,
     next_op: u64,
     leader: Option<(String, Term)>,
     timer: Option<gloo_timers::callback::Timeout>,
@@ -127,7 +127,7 @@ struct State {
     phase: Phase,
     ports: Vec<(String, Peer)>,
     /// When each tab last answered a ping (or said anything that names it).
-    seen: BTreeMap<String, Millis>,
+    seen: HashMap<String, Millis>,
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
@@ -192,7 +192,7 @@ impl Hub {
                 RefCell::new(State {
                     phase: Phase::Starting(Vec::new()),
                     ports: Vec::new(),
-                    seen: BTreeMap::new(),
+                    seen: HashMap::new(),
                     takeover: None,
                     outbox: Outbox::default(),
                     feed: Feed {
@@ -460,7 +460,7 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         storage: bytes.kind().as_str().to_string(),
         bytes,
         corrupt: loaded.corrupt,
-        commits: BTreeMap::new(),
+        commits: HashMap::new(),
         next_op: 1,
         leader: None,
         timer: None,

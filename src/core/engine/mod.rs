@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::collections::{FxMap, FxSet};
 use super::error::{EngineError, Failure};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileUpdated, MetadataPatch};
 use super::history::History;
@@ -401,7 +402,7 @@ struct InFlight {
 struct Dirty {
     rows: BTreeSet<FileId>,
     log: Vec<ConfirmedEvent>,
-    pending: BTreeSet<EventId>,
+    pending: FxSet<EventId>,
     local: BTreeSet<FileId>,
     meta: bool,
     unattached: bool,
@@ -431,8 +432,8 @@ pub struct Engine {
     /// Events numbered below this are durable locally; only they are pushed, so a crash can
     /// never reuse the number of an event the server already has.
     durable_event_n: u64,
-    unattached: BTreeSet<ContentHash>,
-    garbage: BTreeMap<ContentHash, GcState>,
+    unattached: FxSet<ContentHash>,
+    garbage: FxMap<ContentHash, GcState>,
 
     dirty: Dirty,
     batch_in_flight: Option<InFlight>,
@@ -455,21 +456,21 @@ pub struct Engine {
     term: Term,
     leader: bool,
     paused: bool,
-    tasks: BTreeMap<(TransferKind, ContentHash), Task>,
+    tasks: FxMap<(TransferKind, ContentHash), Task>,
     ready: BTreeSet<(TransferKind, bool, u64, ContentHash)>,
-    running: BTreeMap<TaskId, (TransferKind, ContentHash)>,
+    running: FxMap<TaskId, (TransferKind, ContentHash)>,
     next_task: u64,
     next_order: u64,
 
     touched: BTreeSet<FileId>,
-    touched_hashes: BTreeSet<ContentHash>,
-    gc_local: BTreeSet<ContentHash>,
+    touched_hashes: FxSet<ContentHash>,
+    gc_local: FxSet<ContentHash>,
     /// Contents whose bytes are in local storage, as far as the engine knows.
-    bytes: BTreeSet<ContentHash>,
+    bytes: FxSet<ContentHash>,
     /// Contents found in storage that nothing used, with when they were found.
-    orphans: BTreeMap<ContentHash, Millis>,
+    orphans: FxMap<ContentHash, Millis>,
     /// Contents stored and deleted since a listing began (`InventoryStarted`).
-    journal: Option<(BTreeSet<ContentHash>, BTreeSet<ContentHash>)>,
+    journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
     changed: BTreeSet<FileId>,
     busy: bool,
     out: VecDeque<Output>,
@@ -537,16 +538,16 @@ impl Engine {
             term: Term(0),
             leader: false,
             paused: false,
-            tasks: BTreeMap::new(),
+            tasks: FxMap::default(),
             ready: BTreeSet::new(),
-            running: BTreeMap::new(),
+            running: FxMap::default(),
             next_task: 1,
             next_order: 0,
             touched: BTreeSet::new(),
-            touched_hashes: BTreeSet::new(),
-            gc_local: BTreeSet::new(),
-            bytes: BTreeSet::new(),
-            orphans: BTreeMap::new(),
+            touched_hashes: FxSet::default(),
+            gc_local: FxSet::default(),
+            bytes: FxSet::default(),
+            orphans: FxMap::default(),
             journal: None,
             changed: BTreeSet::new(),
             busy: false,
@@ -687,16 +688,21 @@ impl Engine {
         self.busy || !self.dirty.is_empty() || self.batch_in_flight.is_some()
     }
 
-    /// Everything persisted so far would restore to this (the simulation compares).
+    /// Everything persisted so far would restore to this (the simulation compares). Lists
+    /// are sorted (rows by file id, hashes by value), as a store lists them.
     pub fn snapshot(&self) -> Snapshot {
+        let mut unattached: Vec<ContentHash> = self.unattached.iter().copied().collect();
+        unattached.sort_unstable();
+        let mut garbage: Vec<ContentHash> = self.garbage.keys().copied().collect();
+        garbage.sort_unstable();
         Snapshot {
             rows: self.table.confirmed_rows().cloned().collect(),
             cursor: self.table.cursor(),
             pending: self.table.pending().to_vec(),
             local: self.local.rows().cloned().collect(),
             next_event_n: self.next_event_n,
-            unattached: self.unattached.iter().copied().collect(),
-            garbage: self.garbage.keys().copied().collect(),
+            unattached,
+            garbage,
         }
     }
 
@@ -719,7 +725,7 @@ impl Engine {
         if self.cfg.mode != Mode::Remote {
             return;
         }
-        let wanted: BTreeSet<(TransferKind, ContentHash)> = self
+        let mut wanted: Vec<(TransferKind, ContentHash)> = self
             .local
             .rows()
             .flat_map(|r| {
@@ -729,6 +735,10 @@ impl Engine {
                     .map(|k| (k, r.content_hash))
             })
             .collect();
+        // Sorted: tasks are numbered in the order they are created.
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.tasks.reserve(wanted.len());
         for (kind, hash) in wanted {
             self.sync_task(kind, hash);
         }
@@ -829,7 +839,7 @@ impl Engine {
             }
             Input::LocalInventory { hashes } => self.take_inventory(hashes),
             Input::InventoryStarted => {
-                self.journal = Some((BTreeSet::new(), BTreeSet::new()));
+                self.journal = Some((FxSet::default(), FxSet::default()));
             }
             Input::LocalBytesFound { hashes } => {
                 for h in hashes {
@@ -925,7 +935,7 @@ impl Engine {
             .filter_map(|id| self.table.confirmed(id).cloned())
             .collect();
         if !keys.pending.is_empty() {
-            let pending: BTreeMap<&EventId, &ClientEvent> =
+            let pending: FxMap<&EventId, &ClientEvent> =
                 self.table.pending().iter().map(|p| (&p.id, p)).collect();
             for id in &keys.pending {
                 match pending.get(id) {
@@ -1753,7 +1763,7 @@ impl Engine {
     /// downloaded again), and a crash between storing bytes and committing leaves orphans
     /// (they are deleted, or used if a file has that content).
     fn take_inventory(&mut self, hashes: Vec<ContentHash>) {
-        let mut present: BTreeSet<ContentHash> = hashes.into_iter().collect();
+        let mut present: FxSet<ContentHash> = hashes.into_iter().collect();
         if let Some((stored, deleted)) = self.journal.take() {
             present.extend(stored);
             present.retain(|h| !deleted.contains(h));
@@ -2132,11 +2142,16 @@ impl Engine {
         // Reconciling can touch more files and hashes; iterate until nothing moves.
         loop {
             self.reconcile_touched();
-            let Some(hash) = self.touched_hashes.pop_first() else {
+            if self.touched_hashes.is_empty() {
                 break;
-            };
-            for kind in KINDS {
-                self.sync_task(kind, hash);
+            }
+            // In hash order: tasks are numbered in the order they are created.
+            let mut hashes: Vec<ContentHash> = self.touched_hashes.drain().collect();
+            hashes.sort_unstable();
+            for hash in hashes {
+                for kind in KINDS {
+                    self.sync_task(kind, hash);
+                }
             }
         }
         self.collect_local_garbage();
