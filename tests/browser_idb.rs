@@ -272,7 +272,12 @@ async fn the_files_view_lasts_until_the_next_batch() {
     assert!(!listed, "peeking created {name}");
     let store = IdbStateStore::open(&id).await.unwrap();
     assert_eq!(view(&id).await, None);
+    assert!(
+        !store.has_view(),
+        "a new database has no view to save around"
+    );
     assert!(store.save_view(r#"{"snapshot":1}"#).await.unwrap());
+    assert!(store.has_view());
     // A tab (its own connection) reads it.
     assert_eq!(view(&id).await.as_deref(), Some(r#"{"snapshot":1}"#));
     let batch = |n: u32| {
@@ -285,6 +290,10 @@ async fn the_files_view_lasts_until_the_next_batch() {
     // The first batch after it deletes it, in the same transaction.
     store.write(&batch(1)).await.unwrap();
     assert_eq!(view(&id).await, None);
+    assert!(
+        !store.has_view(),
+        "the batch deleted it: the hub saves a new one"
+    );
     // Saved while a batch is in flight, a view could miss that batch: refused.
     let ops = batch(2);
     let mut write = std::pin::pin!(store.write(&ops));
@@ -299,4 +308,14 @@ async fn the_files_view_lasts_until_the_next_batch() {
     assert_eq!(view(&id).await.as_deref(), Some(r#"{"snapshot":3}"#));
     store.write(&batch(3)).await.unwrap();
     assert_eq!(view(&id).await, None);
+    // A view found when the database opens counts (the next hub does not write it again),
+    // and the next batch still deletes it.
+    assert!(store.save_view(r#"{"snapshot":4}"#).await.unwrap());
+    store.close();
+    let store = IdbStateStore::open(&id).await.unwrap();
+    assert!(store.has_view(), "the stored view is known at open");
+    assert_eq!(view(&id).await.as_deref(), Some(r#"{"snapshot":4}"#));
+    store.write(&batch(4)).await.unwrap();
+    assert_eq!(view(&id).await, None);
+    assert!(!store.has_view());
 }

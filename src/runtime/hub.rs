@@ -466,8 +466,9 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         timer: None,
         timer_at: None,
         feed,
-        // The view read at start (if any) goes with the first batch; a fresh one is due.
-        view_dirty: true,
+        // A stored view matches the tables it was saved with; the first batch deletes it
+        // (`arm_view` saves one when the store has none).
+        view_dirty: false,
         view_timer: None,
         view_delay_ms: VIEW_DELAY_MS,
     })
@@ -688,7 +689,9 @@ fn arm_view(state: &Rc<RefCell<State>>) {
     let Phase::Ready(r) = &mut s.phase else {
         return;
     };
-    if !r.view_dirty || r.view_timer.is_some() {
+    // Files changed since the last save, or a batch deleted the view (or there never was one).
+    let due = r.view_dirty || !r.store.has_view();
+    if !due || r.view_timer.is_some() {
         return;
     }
     let state = state.clone();

@@ -195,6 +195,16 @@ extern "C" {
     fn idb_delete(factory: &web_sys::IdbFactory, name: &str) -> js_sys::Promise;
 }
 
+/// How many records the view store holds under its key (0 or 1).
+async fn view_count(db: &web_sys::IdbDatabase) -> Result<f64, JsValue> {
+    let request = db
+        .transaction_with_str(VIEW)?
+        .object_store(VIEW)?
+        .count_with_key(&JsValue::from_str(VIEW_KEY))?;
+    let n = JsFuture::from(idb_request(&request)).await?;
+    Ok(n.as_f64().unwrap_or(0.0))
+}
+
 fn store_error(api: &'static str, e: &JsValue) -> StoreError {
     match WebError::from_js(api, e) {
         WebError::Quota { message } => StoreError::Quota { message },
@@ -346,13 +356,23 @@ impl IdbStateStore {
         let db: web_sys::IdbDatabase = db.dyn_into().map_err(|_| StoreError::Io {
             message: "indexedDB.open did not return a database".into(),
         })?;
+        // Counted, not read (a large store's view is megabytes). If the count fails, assume
+        // a view: the next batch then deletes it, as it must if there is one.
+        let live = view_count(&db).await.map_or(true, |n| n > 0.0);
         Ok(IdbStateStore {
             db,
             view: Rc::new(ViewState {
-                live: Cell::new(true),
+                live: Cell::new(live),
                 ..ViewState::default()
             }),
         })
+    }
+
+    /// Whether a files view may be stored: one was found at open or saved since, and no batch
+    /// has deleted it since. The hub saves a view when there is none, so a start that changes
+    /// nothing does not write the whole view again.
+    pub fn has_view(&self) -> bool {
+        self.view.live.get()
     }
 
     /// Whether a batch is in flight (a view saved now would be refused).

@@ -1778,8 +1778,13 @@ impl Engine {
             self.update_local(&id, |r| r.local_hash = None);
             self.touched.insert(id);
         }
-        for h in &present {
+        // Only files whose content appeared or vanished can reconcile differently: touching
+        // every file would report every file changed at every start.
+        let before = std::mem::take(&mut self.bytes);
+        for h in present.symmetric_difference(&before) {
             self.touched.extend(self.table.view_refs(h).cloned());
+        }
+        for h in &present {
             if self.is_unused_locally(h) {
                 // A tab may be about to commit these bytes: wait before deleting them.
                 self.orphans.entry(*h).or_insert(self.now);

@@ -1214,3 +1214,35 @@ fn a_listing_taken_while_the_engine_runs_does_not_undo_later_stores_or_deletes()
         "bytes stored during the listing are not orphans"
     );
 }
+
+#[test]
+fn a_restart_whose_listing_matches_the_rows_reports_no_change() {
+    let mut h = H::new(Mode::LocalOnly);
+    h.save("a", "alpha");
+    h.save("b", "beta");
+    let mut h2 = H::with(config(Mode::LocalOnly), h.e.snapshot());
+    h2.events();
+    h2.input(Input::InventoryStarted).unwrap();
+    h2.input(Input::LocalInventory {
+        hashes: vec![hash("alpha"), hash("beta")],
+    })
+    .unwrap();
+    // Tabs would get every file again, and the hub would rewrite its files view, at every
+    // start of a large store.
+    let changed: Vec<Event> = h2
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::FilesChanged { .. }))
+        .collect();
+    assert_eq!(changed, vec![]);
+    // Bytes that vanished meanwhile still show.
+    h2.input(Input::InventoryStarted).unwrap();
+    h2.input(Input::LocalInventory {
+        hashes: vec![hash("alpha")],
+    })
+    .unwrap();
+    assert!(h2.events().contains(&Event::FilesChanged {
+        files: vec![fid("b")]
+    }));
+    assert!(!h2.local("b").has_local_copy());
+}
