@@ -17,7 +17,7 @@ use wasm_bindgen::JsCast;
 
 use super::protocol::{
     channel_names, encode, AppEvent, Envelope, ErrorInfo, FileState, HubConfig, StorageIssue,
-    ToHub, ToTab, TransferJob,
+    ToHub, TransferJob,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -29,6 +29,9 @@ use crate::core::{
 };
 use crate::web::bytes::ByteStore;
 use crate::web::idb::IdbStateStore;
+
+/// What the hub sends: files as whole [`FileState`]s.
+type ToTab = super::protocol::ToTab<FileState>;
 
 #[wasm_bindgen(inline_js = r#"
 export function holdLock(name) {

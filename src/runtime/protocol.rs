@@ -19,7 +19,7 @@ use crate::core::{
 };
 
 /// A file as apps see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileState {
     pub id: FileId,
@@ -31,8 +31,8 @@ pub struct FileState {
     pub content_hash: String,
     /// `""` until uploaded.
     pub remote_key: String,
-    /// The app's metadata, parsed (`null` when none).
-    pub metadata: Option<serde_json::Value>,
+    /// The app's metadata as stored (`null` when none): passed on, never parsed.
+    pub metadata: Option<Box<RawValue>>,
     pub created_at: u64,
     pub updated_at: u64,
     /// The content whose bytes this browser holds for the file (`""`: none).
@@ -64,8 +64,8 @@ impl FileState {
                 .unwrap_or_default(),
             metadata: r
                 .metadata_json
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok()),
+                .as_ref()
+                .and_then(|m| RawValue::from_string(m.clone()).ok()),
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
             local_hash: local
@@ -80,6 +80,24 @@ impl FileState {
             can_display: v.display.can_display,
         }
     }
+}
+
+/// What a tab keeps of a file: the fields it acts on (reading bytes, object URLs, the sync
+/// status, settling requests). The app gets the whole [`FileState`] as a JS object parsed from
+/// the message's text, so the tab's wasm memory holds no paths, keys or metadata.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TabFile {
+    pub id: FileId,
+    pub path: String,
+    pub name: String,
+    pub mime_type: String,
+    pub content_hash: String,
+    pub updated_at: u64,
+    pub upload_status: TransferStatus,
+    pub download_status: TransferStatus,
+    pub last_sync_error: Option<SyncError>,
+    pub has_local_copy: bool,
 }
 
 /// The ephemeral events apps subscribe to, named as in livestore-filesync. Only encoded: tabs
@@ -437,13 +455,14 @@ impl TransferReport {
     }
 }
 
-/// Hub -> tab.
+/// Hub -> tab. The hub sends files as [`FileState`]s; a tab decodes what it keeps of them
+/// (`ToTab<TabFile>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum ToTab {
+pub enum ToTab<F = FileState> {
     /// Everything a new tab needs.
     Snapshot {
-        files: Vec<FileState>,
+        files: Vec<F>,
         leader: Option<String>,
         storage: String,
         /// Stored records skipped at start because they were broken.
@@ -460,10 +479,7 @@ pub enum ToTab {
     Reply { req: u64, error: Option<ErrorInfo> },
     /// Files that changed (new or updated) and ids of files that are gone. (Tabs derive the
     /// sync status from their files: the same rows the engine derives it from.)
-    Changed {
-        files: Vec<FileState>,
-        removed: Vec<String>,
-    },
+    Changed { files: Vec<F>, removed: Vec<String> },
     /// An event for the app's callbacks: an [`AppEvent`]'s JSON, handed to apps as it is.
     Event { event: Box<RawValue> },
     /// The leader and its term (every tab learns who leads).
@@ -529,6 +545,10 @@ mod tests {
     use super::*;
     use crate::core::SyncStatus;
 
+    /// What the hub sends, and what a tab decodes of it.
+    type Sent = ToTab<FileState>;
+    type Got = ToTab<TabFile>;
+
     #[test]
     fn messages_have_the_documented_json_shape() {
         let m = ToHub::Control {
@@ -570,15 +590,15 @@ mod tests {
                 downloaded_hash: None
             }
         ));
-        let t = ToTab::Leader {
+        let t = Sent::Leader {
             tab: Some("t1".into()),
             term: 4,
         };
         assert!(matches!(
-            serde_json::from_str::<ToTab>(&encode(&t)).unwrap(),
-            ToTab::Leader { tab: Some(tab), term: 4 } if tab == "t1"
+            serde_json::from_str::<Got>(&encode(&t)).unwrap(),
+            Got::Leader { tab: Some(tab), term: 4 } if tab == "t1"
         ));
-        assert_eq!(encode(&ToTab::Ping), r#""ping""#);
+        assert_eq!(encode(&Sent::Ping), r#""ping""#);
     }
 
     #[test]
@@ -592,15 +612,15 @@ mod tests {
         assert_eq!(encode(&e), app);
         let text = encode(&ToTab::event(&e));
         assert_eq!(text, format!(r#"{{"event":{{"event":{app}}}}}"#));
-        match serde_json::from_str::<ToTab>(&text).unwrap() {
-            ToTab::Event { event } => assert_eq!(event.get(), app),
+        match serde_json::from_str::<Got>(&text).unwrap() {
+            Got::Event { event } => assert_eq!(event.get(), app),
             other => panic!("decoded {other:?}"),
         }
     }
 
     #[test]
     fn channel_envelopes_carry_the_message_text_untouched() {
-        let msg = encode(&ToTab::Abort { task: 7 });
+        let msg = encode(&Sent::Abort { task: 7 });
         let wrapped = Envelope::wrap(Some("tab \"1\""), &msg);
         let e: Envelope<'_> = serde_json::from_str(&wrapped).unwrap();
         assert_eq!(e.peer.as_deref(), Some("tab \"1\""));
@@ -620,7 +640,7 @@ mod tests {
             size: 3,
             content_hash: "ab".repeat(32),
             remote_key: String::new(),
-            metadata: Some(serde_json::json!({"tags": ["x"]})),
+            metadata: Some(RawValue::from_string(r#"{"tags":["x"]}"#.into()).unwrap()),
             created_at: 1,
             updated_at: 2,
             local_hash: String::new(),
@@ -645,8 +665,26 @@ mod tests {
             online: true,
             provisional: false,
         };
-        match serde_json::from_str::<ToTab>(&encode(&snap)).unwrap() {
-            ToTab::Snapshot { files: got, .. } => assert_eq!(got, files),
+        let text = encode(&snap);
+        // The app's object carries every field, the metadata as it was stored.
+        assert!(text.contains(r#""metadata":{"tags":["x"]}"#));
+        let kept: Vec<TabFile> = files
+            .iter()
+            .map(|f| TabFile {
+                id: f.id.clone(),
+                path: f.path.clone(),
+                name: f.name.clone(),
+                mime_type: f.mime_type.clone(),
+                content_hash: f.content_hash.clone(),
+                updated_at: f.updated_at,
+                upload_status: f.upload_status,
+                download_status: f.download_status,
+                last_sync_error: f.last_sync_error.clone(),
+                has_local_copy: f.has_local_copy,
+            })
+            .collect();
+        match serde_json::from_str::<Got>(&text).unwrap() {
+            Got::Snapshot { files: got, .. } => assert_eq!(got, kept),
             other => panic!("decoded {other:?}"),
         }
     }
@@ -686,7 +724,14 @@ mod tests {
             ..Snapshot::default()
         };
         let engine = Engine::new(cfg, snap, Millis(0));
-        let files: Vec<FileState> = engine.files().map(|f| FileState::from_view(&f)).collect();
+        // What a tab keeps of the files the hub sends.
+        let sent = Sent::Changed {
+            files: engine.files().map(|f| FileState::from_view(&f)).collect(),
+            removed: Vec::new(),
+        };
+        let Ok(Got::Changed { files, .. }) = serde_json::from_str::<Got>(&encode(&sent)) else {
+            panic!("the files did not decode");
+        };
         let derived = SyncStatus::from_transfers(files.iter().map(|f| TransferStates {
             file_id: &f.id,
             upload: f.upload_status,

@@ -16,8 +16,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    channel_names, encode, AppEvent, Control, Envelope, ErrorInfo, FileState, HubConfig,
-    StorageIssue, ToHub, ToTab,
+    channel_names, encode, AppEvent, Control, Envelope, ErrorInfo, HubConfig, StorageIssue,
+    TabFile, ToHub, ToTab,
 };
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
@@ -67,7 +67,7 @@ pub fn to_js<T: Serialize>(v: &T) -> JsValue {
 
 /// A file in the tab's replica: decoded, and as the frozen JS object apps get.
 struct Entry {
-    state: FileState,
+    state: TabFile,
     js: JsValue,
 }
 
@@ -354,7 +354,7 @@ impl Tab {
                     } else {
                         data.as_str()
                     };
-                    if let Ok(msg) = serde_json::from_str::<ToTab>(text) {
+                    if let Ok(msg) = serde_json::from_str::<ToTab<TabFile>>(text) {
                         Tab { inner }.receive(msg, text, true);
                     }
                 },
@@ -577,7 +577,7 @@ impl Tab {
             msg @ ToTab::Snapshot {
                 provisional: true, ..
             },
-        ) = serde_json::from_str::<ToTab>(&text)
+        ) = serde_json::from_str::<ToTab<TabFile>>(&text)
         {
             self.receive(msg, &text, false);
         }
@@ -585,7 +585,7 @@ impl Tab {
 
     /// Handles a message; `text` is its JSON, which gives the app's objects. `from_hub`:
     /// false for the files view this tab read itself.
-    fn receive(&self, msg: ToTab, text: &str, from_hub: bool) {
+    fn receive(&self, msg: ToTab<TabFile>, text: &str, from_hub: bool) {
         let mut calls: Vec<Call> = Vec::new();
         {
             let mut s = self.inner.state.borrow_mut();
@@ -865,7 +865,7 @@ impl Tab {
     }
 
     /// A file of the replica.
-    pub fn file(&self, id: &str) -> Option<FileState> {
+    pub fn file(&self, id: &str) -> Option<TabFile> {
         self.inner
             .state
             .borrow()
@@ -1089,7 +1089,7 @@ impl Tab {
         .await
     }
 
-    async fn local_blob(&self, f: &FileState) -> Result<web_sys::Blob, ErrorInfo> {
+    async fn local_blob(&self, f: &TabFile) -> Result<web_sys::Blob, ErrorInfo> {
         if !f.has_local_copy {
             return Err(error(
                 "not_available",
@@ -1247,7 +1247,7 @@ fn parsed(text: &str, variant: &str) -> JsValue {
 }
 
 /// The message's files, each with its frozen JS object (`body.files`, in the same order).
-fn entries(files: Vec<FileState>, body: &JsValue) -> impl Iterator<Item = Entry> {
+fn entries(files: Vec<TabFile>, body: &JsValue) -> impl Iterator<Item = Entry> {
     let objects: js_sys::Array = js_sys::Reflect::get(body, &JsValue::from_str("files"))
         .ok()
         .and_then(|a| a.dyn_into().ok())
