@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo, WireEvent};
+use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo};
 use filesync::core::ids::{
     ClientId, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId,
 };
@@ -197,8 +197,9 @@ fn decode_event(
     args: String,
 ) -> Result<ConfirmedEvent, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {seq}: {e}"));
-    let args: serde_json::Value = serde_json::from_str(&args).map_err(|e| corrupt(&e))?;
-    let event = FileEvent::from_wire(&WireEvent { name, args }).map_err(|e| corrupt(&e))?;
+    let args: &serde_json::value::RawValue =
+        serde_json::from_str(&args).map_err(|e| corrupt(&e))?;
+    let event = FileEvent::from_parts(&name, args).map_err(|e| corrupt(&e))?;
     Ok(ConfirmedEvent {
         seq: Seq(to_u64(seq)?),
         id: EventId {

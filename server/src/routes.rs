@@ -248,7 +248,8 @@ async fn delete_blob(
 
 #[derive(Deserialize)]
 struct PushRequest {
-    events: Vec<serde_json::Value>,
+    /// Each event's JSON, decoded one by one so an error names the event.
+    events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// Decodes and validates every event; the first invalid one refuses the request.
@@ -268,7 +269,7 @@ fn decode_push(store: &StoreId, bytes: &[u8]) -> Result<Vec<ClientEvent>, ApiErr
                 ApiError::InvalidEvent(format!("events[{i}]: {code}: {msg}"))
             };
             let wire: WireEnvelope =
-                serde_json::from_value(v).map_err(|e| bad("malformed", e.to_string()))?;
+                serde_json::from_str(v.get()).map_err(|e| bad("malformed", e.to_string()))?;
             let ev = ClientEvent::from_wire(&wire).map_err(|e| bad(e.code(), e.to_string()))?;
             ev.event
                 .validate_for_store(store)

@@ -9,6 +9,7 @@
 //! panic.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 
 use super::error::DecodeError;
 use super::ids::{truncate, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
@@ -125,48 +126,36 @@ impl FileEvent {
     /// The wire shape.
     pub fn to_wire(&self) -> WireEvent {
         let args = match self {
-            FileEvent::Created(e) => serde_json::json!({
-                "id": e.id.as_str(),
-                "path": e.path,
-                "contentHash": e.content_hash.to_hex(),
-                "name": e.info.name,
-                "mimeType": e.info.mime_type,
-                "size": e.info.size,
-                "metadataJson": e.metadata_json,
-                "createdAt": e.created_at.0,
-                "updatedAt": e.updated_at.0,
+            FileEvent::Created(e) => raw(&CreatedOut {
+                content_hash: e.content_hash.to_hex(),
+                created_at: e.created_at.0,
+                id: e.id.as_str(),
+                metadata_json: e.metadata_json.as_deref(),
+                mime_type: &e.info.mime_type,
+                name: &e.info.name,
+                path: &e.path,
+                size: e.info.size,
+                updated_at: e.updated_at.0,
             }),
-            FileEvent::Updated(e) => {
-                let mut v = serde_json::json!({
-                    "id": e.id.as_str(),
-                    "path": e.path,
-                    "remoteKey": e.remote_key.as_ref().map_or("", RemoteKey::as_str),
-                    "contentHash": e.content_hash.to_hex(),
-                    "name": e.info.name,
-                    "mimeType": e.info.mime_type,
-                    "size": e.info.size,
-                    "updatedAt": e.updated_at.0,
-                });
-                let obj = v
-                    .as_object_mut()
-                    .expect("json! of an object literal is an object");
-                match &e.metadata {
-                    MetadataPatch::Keep => {}
-                    MetadataPatch::Clear => {
-                        obj.insert("metadataJson".into(), serde_json::Value::Null);
-                    }
-                    MetadataPatch::Set(s) => {
-                        obj.insert("metadataJson".into(), s.clone().into());
-                    }
-                }
-                if let Some(h) = &e.expected_content_hash {
-                    obj.insert("expectedContentHash".into(), h.to_hex().into());
-                }
-                v
-            }
-            FileEvent::Deleted(e) => serde_json::json!({
-                "id": e.id.as_str(),
-                "deletedAt": e.deleted_at.0,
+            FileEvent::Updated(e) => raw(&UpdatedOut {
+                content_hash: e.content_hash.to_hex(),
+                expected_content_hash: e.expected_content_hash.map(|h| h.to_hex()),
+                id: e.id.as_str(),
+                metadata_json: match &e.metadata {
+                    MetadataPatch::Keep => None,
+                    MetadataPatch::Clear => Some(None),
+                    MetadataPatch::Set(m) => Some(Some(m)),
+                },
+                mime_type: &e.info.mime_type,
+                name: &e.info.name,
+                path: &e.path,
+                remote_key: e.remote_key.as_ref().map_or("", RemoteKey::as_str),
+                size: e.info.size,
+                updated_at: e.updated_at.0,
+            }),
+            FileEvent::Deleted(e) => raw(&DeletedOut {
+                deleted_at: e.deleted_at.0,
+                id: e.id.as_str(),
             }),
         };
         WireEvent {
@@ -177,14 +166,19 @@ impl FileEvent {
 
     /// Decodes and validates a wire event.
     pub fn from_wire(w: &WireEvent) -> Result<FileEvent, DecodeError> {
-        fn args<'a, T: Deserialize<'a>>(v: &'a serde_json::Value) -> Result<T, DecodeError> {
-            T::deserialize(v).map_err(|e| DecodeError::Malformed {
+        FileEvent::from_parts(&w.name, &w.args)
+    }
+
+    /// Decodes and validates an event from its name and its arguments' JSON.
+    pub fn from_parts(name: &str, args: &RawValue) -> Result<FileEvent, DecodeError> {
+        fn decode<'a, T: Deserialize<'a>>(args: &'a RawValue) -> Result<T, DecodeError> {
+            serde_json::from_str(args.get()).map_err(|e| DecodeError::Malformed {
                 message: e.to_string(),
             })
         }
-        match w.name.as_str() {
+        match name {
             "v1.FileCreated" => {
-                let a: CreatedArgs = args(&w.args)?;
+                let a: CreatedArgs = decode(args)?;
                 Ok(FileEvent::Created(FileCreated {
                     id: FileId::new(a.id)?,
                     path: check_path(a.path)?,
@@ -196,7 +190,7 @@ impl FileEvent {
                 }))
             }
             "v1.FileUpdated" => {
-                let a: UpdatedArgs = args(&w.args)?;
+                let a: UpdatedArgs = decode(args)?;
                 let content_hash = ContentHash::parse(&a.content_hash)?;
                 Ok(FileEvent::Updated(FileUpdated {
                     id: FileId::new(a.id)?,
@@ -218,7 +212,7 @@ impl FileEvent {
                 }))
             }
             "v1.FileDeleted" => {
-                let a: DeletedArgs = args(&w.args)?;
+                let a: DeletedArgs = decode(args)?;
                 Ok(FileEvent::Deleted(FileDeleted {
                     id: FileId::new(a.id)?,
                     deleted_at: Millis(a.deleted_at),
@@ -239,11 +233,64 @@ impl FileEvent {
     }
 }
 
-/// `{name, args}`: an event as it travels and is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `{name, args}`: an event as it travels and is stored. `args` stays JSON text until
+/// [`FileEvent::from_wire`] decodes and validates it into typed fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireEvent {
     pub name: String,
-    pub args: serde_json::Value,
+    pub args: Box<RawValue>,
+}
+
+impl PartialEq for WireEvent {
+    fn eq(&self, other: &WireEvent) -> bool {
+        self.name == other.name && self.args.get() == other.args.get()
+    }
+}
+
+/// A value's JSON. The argument shapes below are strings and integers: encoding cannot fail.
+fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+// The encoded shapes, fields in alphabetical order (as the stored text has always been).
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedOut<'a> {
+    content_hash: String,
+    created_at: u64,
+    id: &'a str,
+    metadata_json: Option<&'a str>,
+    mime_type: &'a str,
+    name: &'a str,
+    path: &'a str,
+    size: u64,
+    updated_at: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdatedOut<'a> {
+    content_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_content_hash: Option<String>,
+    id: &'a str,
+    /// Absent: keep; `null`: clear; text: set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_json: Option<Option<&'a str>>,
+    mime_type: &'a str,
+    name: &'a str,
+    path: &'a str,
+    remote_key: &'a str,
+    size: u64,
+    updated_at: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedOut<'a> {
+    deleted_at: u64,
+    id: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -368,9 +415,11 @@ pub(crate) fn check_metadata(json: String) -> Result<String, DecodeError> {
             reason: format!("{} bytes exceeds {MAX_METADATA_BYTES}", json.len()),
         });
     }
-    serde_json::from_str::<serde_json::Value>(&json).map_err(|e| DecodeError::InvalidField {
-        field: "metadataJson",
-        reason: format!("not JSON: {e}"),
+    serde_json::from_str::<serde::de::IgnoredAny>(&json).map_err(|e| {
+        DecodeError::InvalidField {
+            field: "metadataJson",
+            reason: format!("not JSON: {e}"),
+        }
     })?;
     Ok(json)
 }
@@ -411,30 +460,48 @@ pub struct ConfirmedEvent {
     pub event: FileEvent,
 }
 
-/// Wire shape of [`ClientEvent`] and [`ConfirmedEvent`] (`seq` absent for client events).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Wire shape of [`ClientEvent`] and [`ConfirmedEvent`] (`seq` absent for client events):
+/// `{seq, id, name, args}`, the [`WireEvent`] fields inline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     pub id: EventId,
-    #[serde(flatten)]
-    pub event: WireEvent,
+    pub name: String,
+    pub args: Box<RawValue>,
+}
+
+impl WireEnvelope {
+    fn new(seq: Option<u64>, id: &EventId, event: &FileEvent) -> WireEnvelope {
+        let WireEvent { name, args } = event.to_wire();
+        WireEnvelope {
+            seq,
+            id: id.clone(),
+            name,
+            args,
+        }
+    }
+}
+
+impl PartialEq for WireEnvelope {
+    fn eq(&self, other: &WireEnvelope) -> bool {
+        self.seq == other.seq
+            && self.id == other.id
+            && self.name == other.name
+            && self.args.get() == other.args.get()
+    }
 }
 
 impl ClientEvent {
     /// The wire shape.
     pub fn to_wire(&self) -> WireEnvelope {
-        WireEnvelope {
-            seq: None,
-            id: self.id.clone(),
-            event: self.event.to_wire(),
-        }
+        WireEnvelope::new(None, &self.id, &self.event)
     }
     /// Decodes and validates.
     pub fn from_wire(w: &WireEnvelope) -> Result<ClientEvent, DecodeError> {
         Ok(ClientEvent {
             id: w.id.clone(),
-            event: FileEvent::from_wire(&w.event)?,
+            event: FileEvent::from_parts(&w.name, &w.args)?,
         })
     }
 }
@@ -442,11 +509,7 @@ impl ClientEvent {
 impl ConfirmedEvent {
     /// The wire shape.
     pub fn to_wire(&self) -> WireEnvelope {
-        WireEnvelope {
-            seq: Some(self.seq.0),
-            id: self.id.clone(),
-            event: self.event.to_wire(),
-        }
+        WireEnvelope::new(Some(self.seq.0), &self.id, &self.event)
     }
     /// Decodes and validates; a confirmed event must carry its `seq`.
     pub fn from_wire(w: &WireEnvelope) -> Result<ConfirmedEvent, DecodeError> {
@@ -457,7 +520,7 @@ impl ConfirmedEvent {
         Ok(ConfirmedEvent {
             seq: Seq(seq),
             id: w.id.clone(),
-            event: FileEvent::from_wire(&w.event)?,
+            event: FileEvent::from_parts(&w.name, &w.args)?,
         })
     }
     /// Decodes one confirmed event from JSON text.
@@ -559,20 +622,29 @@ mod tests {
         );
     }
 
+    /// `w` with other arguments.
+    fn with_args(w: &WireEvent, args: &serde_json::Value) -> WireEvent {
+        WireEvent {
+            name: w.name.clone(),
+            args: serde_json::value::to_raw_value(args).unwrap(),
+        }
+    }
+
     fn decode_created_with(
         field: &str,
         value: serde_json::Value,
     ) -> Result<FileEvent, DecodeError> {
-        let mut w = created().to_wire();
+        let w = created().to_wire();
+        let mut args: serde_json::Value = serde_json::from_str(w.args.get()).unwrap();
         match value {
             serde_json::Value::Null => {
-                w.args.as_object_mut().unwrap().remove(field);
+                args.as_object_mut().unwrap().remove(field);
             }
             v => {
-                w.args[field] = v;
+                args[field] = v;
             }
         }
-        FileEvent::from_wire(&w)
+        FileEvent::from_wire(&with_args(&w, &args))
     }
 
     #[test]
@@ -646,7 +718,8 @@ mod tests {
     #[test]
     fn remote_keys_must_name_this_store_and_this_content() {
         let store = StoreId::new("s").unwrap();
-        let mut w = updated(MetadataPatch::Keep, None).to_wire();
+        let w = updated(MetadataPatch::Keep, None).to_wire();
+        let mut args: serde_json::Value = serde_json::from_str(w.args.get()).unwrap();
         let other = ContentHash::of(b"other").to_hex();
         for (key, code) in [
             (format!("s/{other}"), "invalid_remote_key"),
@@ -654,11 +727,16 @@ mod tests {
             (format!("/s/{}", hash()), "invalid_remote_key"),
             (hash().to_hex(), "invalid_remote_key"),
         ] {
-            w.args["remoteKey"] = key.clone().into();
-            assert_eq!(FileEvent::from_wire(&w).unwrap_err().code(), code, "{key}");
+            args["remoteKey"] = key.clone().into();
+            let bad = with_args(&w, &args);
+            assert_eq!(
+                FileEvent::from_wire(&bad).unwrap_err().code(),
+                code,
+                "{key}"
+            );
         }
-        w.args["remoteKey"] = format!("elsewhere/{}", hash()).into();
-        let e = FileEvent::from_wire(&w).unwrap();
+        args["remoteKey"] = format!("elsewhere/{}", hash()).into();
+        let e = FileEvent::from_wire(&with_args(&w, &args)).unwrap();
         assert_eq!(
             e.validate_for_store(&store).unwrap_err().code(),
             "invalid_remote_key"

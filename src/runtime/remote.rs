@@ -4,7 +4,9 @@
 //! leader tab send what this builds through `crate::web::http`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Unexpected, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::core::event::{ClientEvent, ConfirmedEvent, WireEnvelope};
@@ -94,10 +96,48 @@ impl RemoteConfig {
     }
 }
 
-/// The `remote` option as apps pass it (every field optional).
-#[derive(Debug, Default, Deserialize)]
+/// The app's `remote` option: `false`, `null` or absent is local-only; an object configures
+/// the server (read by [`parse_options`]).
+#[derive(Debug, Clone, Default)]
+pub enum RemoteOption {
+    #[default]
+    Off,
+    On(RemoteOptions),
+}
+
+impl<'de> Deserialize<'de> for RemoteOption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RemoteOption, D::Error> {
+        struct OptionVisitor;
+        impl<'de> Visitor<'de> for OptionVisitor {
+            type Value = RemoteOption;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("false or an object like { baseUrl: '/api' }")
+            }
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<RemoteOption, E> {
+                match on {
+                    false => Ok(RemoteOption::Off),
+                    true => Err(E::invalid_value(Unexpected::Bool(true), &self)),
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RemoteOption, E> {
+                Ok(RemoteOption::Off)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<RemoteOption, E> {
+                Ok(RemoteOption::Off)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RemoteOption, A::Error> {
+                RemoteOptions::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RemoteOption::On)
+            }
+        }
+        d.deserialize_any(OptionVisitor)
+    }
+}
+
+/// The `remote` option's object (every field optional).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RemoteOptions {
+pub struct RemoteOptions {
     base_url: Option<String>,
     sync_url: Option<String>,
     auth_token: Option<String>,
@@ -112,22 +152,13 @@ pub const DEFAULT_BASE_URL: &str = "/api";
 /// Reads the app's `remote` option: `false` (or absent) is local-only, an object configures
 /// the server. `absolute` makes a URL absolute against the page (`None`: not a URL).
 pub fn parse_options(
-    value: &serde_json::Value,
+    option: &RemoteOption,
     absolute: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<RemoteConfig>, String> {
-    if matches!(
-        value,
-        serde_json::Value::Null | serde_json::Value::Bool(false)
-    ) {
-        return Ok(None);
-    }
-    if !value.is_object() {
-        return Err(format!(
-            "remote must be false or an object like {{ baseUrl: '/api' }}, not {value}"
-        ));
-    }
-    let o: RemoteOptions =
-        serde_json::from_value(value.clone()).map_err(|e| format!("remote: {e}"))?;
+    let o = match option {
+        RemoteOption::Off => return Ok(None),
+        RemoteOption::On(o) => o,
+    };
     let url = |name: &str, u: &str| {
         absolute(u).ok_or_else(|| format!("remote.{name} is not a valid URL: {u:?}"))
     };
@@ -137,8 +168,8 @@ pub fn parse_options(
         None => None,
     };
     let mut c = RemoteConfig::new(&base, sync.as_deref());
-    c.auth_token = o.auth_token.filter(|t| !t.is_empty());
-    c.headers = o.headers.unwrap_or_default();
+    c.auth_token = o.auth_token.clone().filter(|t| !t.is_empty());
+    c.headers = o.headers.clone().unwrap_or_default();
     c.include_credentials = o.include_credentials.unwrap_or(false);
     if let Some(ms) = o.request_timeout_ms {
         if ms == 0 {
@@ -370,19 +401,20 @@ mod tests {
     #[test]
     fn options_are_read_with_defaults() {
         let page = |u: &str| resolve("https://app.example/page", u);
-        assert_eq!(parse_options(&serde_json::json!(false), page), Ok(None));
-        assert_eq!(parse_options(&serde_json::Value::Null, page), Ok(None));
-        let c = parse_options(&serde_json::json!({}), page)
-            .unwrap()
-            .unwrap();
+        let read = |v: serde_json::Value| {
+            let option: RemoteOption = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            parse_options(&option, page)
+        };
+        assert_eq!(read(serde_json::json!(false)), Ok(None));
+        assert_eq!(read(serde_json::Value::Null), Ok(None));
+        let c = read(serde_json::json!({})).unwrap().unwrap();
         assert_eq!(c.base_url, "https://app.example/api");
         assert_eq!(c.sync_url, c.base_url);
         assert_eq!(c.request_timeout_ms, DEFAULT_TIMEOUT_MS);
         assert!(c.headers().is_empty());
-        let c = parse_options(
-            &serde_json::json!({"baseUrl": "https://s/api", "syncUrl": "/sync", "authToken": "t",
+        let c = read(
+            serde_json::json!({"baseUrl": "https://s/api", "syncUrl": "/sync", "authToken": "t",
                 "headers": {"x": "y"}, "includeCredentials": true, "requestTimeoutMs": 5}),
-            page,
         )
         .unwrap()
         .unwrap();
@@ -396,7 +428,7 @@ mod tests {
             serde_json::json!({"requestTimeoutMs": 0}),
             serde_json::json!({"baseUrl": ""}),
         ] {
-            assert!(parse_options(&bad, page).is_err(), "{bad}");
+            assert!(read(bad.clone()).is_err(), "{bad}");
         }
     }
 

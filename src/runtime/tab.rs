@@ -103,7 +103,7 @@ pub struct OpenOptions {
     pub worker_url: String,
     /// `false`: local-only; an object: the server (see `remote::parse_options`).
     #[serde(default)]
-    pub remote: serde_json::Value,
+    pub remote: super::remote::RemoteOption,
     #[serde(default)]
     pub progress_throttle_ms: Option<u64>,
     #[serde(default)]

@@ -476,6 +476,20 @@ test('a throwing listener breaks nothing; calls after dispose fail with code "di
     }
   });
   assert.equal(bad, 'FileSyncError:invalid_id');
+  // `remote` is false, null, absent or an object; anything else is refused, and says what it wants.
+  const remotes = await a.evaluate(async () => {
+    const out = [];
+    for (const remote of [true, 'https://s', { baseURL: '/x' }, { requestTimeoutMs: 0 }]) {
+      try {
+        await window.filesync.openFileSync({ storeId: 'bad-remote', remote });
+        out.push('opened');
+      } catch (e) {
+        out.push(`${e.code}:${/false or an object|unknown field|requestTimeoutMs/.test(e.message)}`);
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(remotes, Array(4).fill('invalid_options:true'));
   const noWorker = await a.evaluate(async () => {
     try {
       await window.filesync.openFileSync({ storeId: 'no-worker', workerUrl: '/missing-worker.js' });
