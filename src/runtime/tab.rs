@@ -210,6 +210,24 @@ struct Inner {
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
 }
 
+impl Drop for Inner {
+    /// The link outlives the tab (the hub keeps posting to it: pings, changes): detach the
+    /// handler before it is freed, or the next message calls a freed closure.
+    fn drop(&mut self) {
+        match &*self.link.borrow() {
+            Link::Port(port) => {
+                port.set_onmessage(None);
+                port.close();
+            }
+            Link::Channel { to_hub, from_hub } => {
+                from_hub.set_onmessage(None);
+                from_hub.close();
+                to_hub.close();
+            }
+        }
+    }
+}
+
 /// One tab's handle on a store.
 #[derive(Clone)]
 pub struct Tab {
@@ -261,6 +279,9 @@ impl Tab {
             resolve = Some(r);
             reject = Some(j);
         });
+        // Handlers attached now: a worker that fails to load can reject this before the open
+        // awaits it, which would otherwise be an unhandled rejection in the page.
+        let ready = JsFuture::from(ready);
         let (link, worker) = if tab_hosted {
             let (to_hub, to_tabs) = channel_names(store.as_str());
             let channel = |name: &str| {
@@ -388,7 +409,7 @@ impl Tab {
             me.campaign_to_host(&store)?;
         }
         me.show_view(view).await;
-        JsFuture::from(ready).await.map_err(|e| {
+        ready.await.map_err(|e| {
             if e.is_undefined() {
                 // The worker script failed to load or threw.
                 error(

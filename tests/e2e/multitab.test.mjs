@@ -1,7 +1,7 @@
 // Multi-tab tests of the built package in headless Chromium (Debian's), with a persistent
 // browser profile so IndexedDB and OPFS are on disk. Run by scripts/test.sh after the build:
 //   node --test tests/e2e/
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,11 @@ import { launchProfile } from './chromium.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
 
 let server, base, profile, context, cdp;
+
+// Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
+// nobody handles...) fail the test that caused them.
+const pageErrors = [];
+afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
 
 before(async () => {
   server = await createStaticServer(root);
@@ -43,7 +48,10 @@ after(async () => {
 /** A fresh tab on the harness page, the package loaded, no store open yet. */
 async function harnessPage() {
   const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
+  page.on('pageerror', (e) => {
+    pageErrors.push(String(e));
+    console.error('page error:', e);
+  });
   await page.goto(`${base}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
   return page;

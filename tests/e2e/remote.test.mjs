@@ -1,7 +1,7 @@
 // Remote sync end to end: the real filesync-server on loopback (it also serves the pages),
 // two persistent browser profiles = two devices, several tabs each.
 //   node --test tests/e2e/remote.test.mjs   (after the package and server builds)
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,11 @@ async function device() {
   return d;
 }
 
+// Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
+// nobody handles...) fail the test that caused them.
+const pageErrors = [];
+afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
+
 before(async () => {
   server = await startServer({ tokens: `${TOKEN}=*` });
 });
@@ -46,7 +51,10 @@ after(async () => {
 /** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
 async function openTab(dev, storeId, remote = { authToken: TOKEN }) {
   const page = await dev.context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
+  page.on('pageerror', (e) => {
+    pageErrors.push(String(e));
+    console.error('page error:', e);
+  });
   await page.goto(`${server.url}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
   await page.evaluate(async ([storeId, remote]) => {
