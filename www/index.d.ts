@@ -80,6 +80,11 @@ export type FileSyncEvent =
   | { type: 'offline' }
   | { type: 'sync:recovery'; fileIds: string[] }
   | { type: 'sync:error-retry-start'; fileIds: string[] }
+  /**
+   * Local storage refused a write (it is retried), or the hub could not start. Code
+   * `superseded`: a tab of another build of the app took the store over; every later call in
+   * this tab fails with that code (reload the page).
+   */
   | { type: 'storage:error'; code: string; message: string }
   /** A stored record was broken and skipped when the state loaded (see `getStorageIssues`). */
   | { type: 'storage:issue'; table: string; key: string; code: string; message: string }

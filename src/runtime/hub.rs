@@ -8,7 +8,7 @@
 //! tab, and keeps one timer armed at the engine's `poll_timeout`. Messages to tabs are queued
 //! while the state is borrowed and posted after, so nothing re-enters the engine mid-step.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -16,8 +16,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::protocol::{
-    channel_names, encode, AppEvent, Envelope, ErrorInfo, FileState, HubConfig, StorageIssue,
-    ToHub, TransferJob,
+    channel_names, encode, handover_channel_name, may_take_over, AppEvent, Envelope, ErrorInfo,
+    FileState, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -35,18 +35,28 @@ type ToTab = super::protocol::ToTab<FileState>;
 
 #[wasm_bindgen(inline_js = r#"
 export function holdLock(name) {
-  // Resolves once granted; the lock stays held until this context dies.
-  return new Promise((granted) => {
+  // `granted` resolves once the lock is held; it stays held until `release()` or until this
+  // context dies.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const granted = new Promise((resolve) => {
     navigator.locks.request(name, { mode: 'exclusive' }, () => {
-      granted();
-      return new Promise(() => {});
+      resolve();
+      return held;
     });
   });
+  return { granted, release: () => release() };
 }
 "#)]
 extern "C" {
     #[wasm_bindgen(catch, js_name = holdLock)]
-    fn hold_lock(name: &str) -> Result<js_sys::Promise, JsValue>;
+    fn hold_lock(name: &str) -> Result<HeldLock, JsValue>;
+
+    type HeldLock;
+    #[wasm_bindgen(method, getter)]
+    fn granted(this: &HeldLock) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn release(this: &HeldLock);
 }
 
 /// The lock a hub holds for as long as it lives: tabs waiting on it learn that it died.
@@ -124,6 +134,9 @@ enum Phase {
     Starting(Vec<(Peer, ToHub)>),
     Ready(Box<Ready>),
     Failed(ErrorInfo),
+    /// Handed the store to a hub of the same or a newer version: refuses everything, for good
+    /// (starting again would take the store back).
+    Superseded(ErrorInfo),
 }
 
 struct State {
@@ -135,8 +148,11 @@ struct State {
     takeover: Option<Term>,
     outbox: Outbox,
     feed: Feed,
-    /// This hub holds its alive lock (a start tried again after a failure holds it already).
-    alive_held: bool,
+    /// This hub's alive lock, once asked for (a start tried again after a failure holds it
+    /// already); released when the hub hands the store over.
+    alive: Option<HeldLock>,
+    /// Where other hubs of the store ask for it, once this one holds it.
+    handover: Option<web_sys::BroadcastChannel>,
 }
 
 /// How the hub's async work (storage, network, leases) hands its results back: a queue the
@@ -146,6 +162,15 @@ struct State {
 pub(super) struct Feed {
     events: Rc<RefCell<Vec<HubEvent>>>,
     hub: Weak<RefCell<State>>,
+    live: Rc<LiveChannel>,
+}
+
+/// The live channel's stream in progress, and whether the channel must stop (the hub handed
+/// the store over).
+#[derive(Default)]
+pub(super) struct LiveChannel {
+    stopped: Cell<bool>,
+    abort: RefCell<Option<Box<dyn Fn()>>>,
 }
 
 impl Feed {
@@ -159,6 +184,24 @@ impl Feed {
     /// Queues an engine input and wakes the hub.
     pub(super) fn input(&self, input: Input) {
         self.push(HubEvent::Input(input));
+    }
+
+    /// Whether the live channel must stop for good.
+    pub(super) fn live_stopped(&self) -> bool {
+        self.live.stopped.get()
+    }
+
+    /// How to abort the live stream in progress (`None` once it closed).
+    pub(super) fn set_live_abort(&self, abort: Option<Box<dyn Fn()>>) {
+        *self.live.abort.borrow_mut() = abort;
+    }
+
+    fn stop_live(&self) {
+        self.live.stopped.set(true);
+        let abort = self.live.abort.borrow_mut().take();
+        if let Some(abort) = abort {
+            abort();
+        }
     }
 
     /// The engine's cursor (for the live channel), 0 before the hub is ready.
@@ -201,8 +244,10 @@ impl Hub {
                     feed: Feed {
                         events: Rc::default(),
                         hub: hub.clone(),
+                        live: Rc::default(),
                     },
-                    alive_held: false,
+                    alive: None,
+                    handover: None,
                 })
             }),
         }
@@ -288,7 +333,7 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                 queue.push((port.clone(), msg.clone()));
                 first.then_some(msg)
             }
-            Phase::Failed(err) => {
+            Phase::Failed(err) | Phase::Superseded(err) => {
                 let err = err.clone();
                 refuse(&mut s.outbox, port, &msg, &err);
                 None
@@ -375,17 +420,24 @@ fn info(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
 async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Ready, ErrorInfo> {
     let store_id =
         StoreId::new(config.store_id.clone()).map_err(|e| info(e.code(), e.to_string(), false))?;
-    // Held until this hub dies, so tabs can tell (a SharedWorker can die with a renderer it
-    // shared, while its tabs live on). Taken before answering any tab; once (a start tried
-    // again after a failure already holds it).
+    // Held until this hub dies or hands the store over, so tabs can tell (a SharedWorker can
+    // die with a renderer it shared, while its tabs live on). Taken before answering any tab;
+    // once (a start tried again after a failure already holds it).
     let (held, feed) = {
-        let mut s = state.borrow_mut();
-        (std::mem::replace(&mut s.alive_held, true), s.feed.clone())
+        let s = state.borrow();
+        (s.alive.is_some(), s.feed.clone())
     };
     if !held {
-        if let Ok(p) = hold_lock(&alive_lock_name(store_id.as_str())) {
-            let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+        if let Ok(lock) = hold_lock(&alive_lock_name(store_id.as_str())) {
+            let granted = lock.granted();
+            state.borrow_mut().alive = Some(lock);
+            // Another hub holds the store (another version of the app, or a tab-hosted hub):
+            // ask it for the store until it is ours.
+            let asking = ask_for_store(store_id.as_str());
+            let _ = wasm_bindgen_futures::JsFuture::from(granted).await;
+            drop(asking);
         }
+        listen_for_handover(state, store_id.as_str());
     }
     // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();
@@ -475,6 +527,68 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         view_timer: None,
         view_delay_ms: VIEW_DELAY_MS,
     })
+}
+
+/// Asks the hub holding `store` to hand it over, now and every second until dropped.
+fn ask_for_store(store: &str) -> Option<gloo_timers::callback::Interval> {
+    let channel = web_sys::BroadcastChannel::new(&handover_channel_name(store)).ok()?;
+    let ask = move || {
+        let _ = channel.post_message(&JsValue::from_str(VERSION));
+    };
+    ask();
+    Some(gloo_timers::callback::Interval::new(1_000, ask))
+}
+
+/// Hands the store over when a hub of the same or a newer version asks for it.
+fn listen_for_handover(state: &Rc<RefCell<State>>, store: &str) {
+    let Ok(channel) = web_sys::BroadcastChannel::new(&handover_channel_name(store)) else {
+        return;
+    };
+    let hub = Rc::downgrade(state);
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            let asker = e.data().as_string().unwrap_or_default();
+            if let (Some(state), true) = (hub.upgrade(), may_take_over(&asker)) {
+                hand_over(&state, &asker);
+            }
+        });
+    channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // Listens for as long as the hub holds the store (the channel closes when it hands it over).
+    on_message.forget();
+    state.borrow_mut().handover = Some(channel);
+}
+
+/// Stops for good and lets the asking hub have the store: no more writes (the database
+/// connection closes; transactions already made finish first, before the other hub's), the
+/// live channel closes, tabs learn they are superseded (they stop and ask for a reload), and
+/// the alive lock goes last.
+fn hand_over(state: &Rc<RefCell<State>>, asker: &str) {
+    let mut s = state.borrow_mut();
+    if matches!(s.phase, Phase::Superseded(_)) {
+        return;
+    }
+    let error = info(
+        "superseded",
+        format!(
+            "another version of the app ({asker}; this is {VERSION}) took over this store: reload the page"
+        ),
+        false,
+    );
+    if let Phase::Ready(r) = std::mem::replace(&mut s.phase, Phase::Superseded(error.clone())) {
+        r.store.close();
+    }
+    s.feed.stop_live();
+    broadcast(&mut s, &ToTab::HubFailed { error });
+    if let Some(channel) = s.handover.take() {
+        channel.set_onmessage(None);
+        channel.close();
+    }
+    let lock = s.alive.take();
+    drop(s);
+    after(state);
+    if let Some(lock) = lock {
+        lock.release();
+    }
 }
 
 /// A client id for this browser profile: random, stored once, never derived from anything a

@@ -455,6 +455,29 @@ impl TransferReport {
     }
 }
 
+/// This build's version. A hub that finds its store held by another hub (a tab of another
+/// build: a deploy changed the worker's URL) asks for it on [`handover_channel_name`] with
+/// this; the running hub hands the store over when [`may_take_over`] says so.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The BroadcastChannel on which a waiting hub asks the running one for the store.
+pub fn handover_channel_name(store_id: &str) -> String {
+    format!("filesync:hub-handover:{store_id}")
+}
+
+/// Whether a hub of version `asker` may take the store from this build: the same version or
+/// a newer one (dotted numbers), never an older one, so an old tab cannot take the store back
+/// from a newer deploy.
+pub fn may_take_over(asker: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['.', '-', '+'])
+            .take(3)
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    !asker.is_empty() && parts(asker) >= parts(VERSION)
+}
+
 /// Hub -> tab. The hub sends files as [`FileState`]s; a tab decodes what it keeps of them
 /// (`ToTab<TabFile>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -741,6 +764,20 @@ mod tests {
         let status = engine.status();
         assert_eq!(derived, status);
         assert!(status.error_count == 2 && status.has_pending, "{status:?}");
+    }
+
+    #[test]
+    fn only_the_same_or_a_newer_build_takes_a_store_over() {
+        assert!(may_take_over(VERSION));
+        assert!(may_take_over("999.0.0"));
+        assert!(!may_take_over("0.0.0"));
+        assert!(!may_take_over(""), "a message that is not a version");
+        let newer_patch = {
+            let mut p: Vec<u64> = VERSION.split('.').map(|x| x.parse().unwrap()).collect();
+            p[2] += 1;
+            format!("{}.{}.{}", p[0], p[1], p[2])
+        };
+        assert!(may_take_over(&newer_patch));
     }
 
     #[test]

@@ -102,16 +102,16 @@ pub fn delete_remote(
     });
 }
 
-/// Keeps the live channel open for as long as the hub lives: reconnects with a jittered
-/// backoff from 1 s to a minute, reset once a connection was accepted.
+/// Keeps the live channel open for as long as the hub holds the store: reconnects with a
+/// jittered backoff from 1 s to a minute, reset once a connection was accepted.
 pub fn run_live(remote: RemoteConfig, store: StoreId, feed: Feed) {
     wasm_bindgen_futures::spawn_local(async move {
         let mut failures = 0u32;
-        loop {
+        while !feed.live_stopped() {
             let accepted = Rc::new(Cell::new(false));
             let seen = accepted.clone();
             let on_event = feed.clone();
-            let stream = EventStream::open(
+            let stream = Rc::new(EventStream::open(
                 &remote.endpoint(),
                 &remote.live_url(&store, feed.cursor()),
                 move |event, data| match remote::parse_live(&event, &data) {
@@ -124,8 +124,14 @@ pub fn run_live(remote: RemoteConfig, store: StoreId, feed: Feed) {
                     // Unreadable: catch up by pulling instead.
                     Err(_) => on_event.input(Input::LiveConnected),
                 },
-            );
+            ));
+            let abort = stream.clone();
+            feed.set_live_abort(Some(Box::new(move || abort.abort())));
             let closed = stream.closed().await;
+            feed.set_live_abort(None);
+            if feed.live_stopped() {
+                return;
+            }
             if matches!(closed, Err(Failure::Offline)) {
                 // The connection dropped: the engine goes offline and probes, instead of
                 // finding out at its next push or pull.

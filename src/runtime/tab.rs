@@ -146,6 +146,9 @@ struct State {
     handlers: Vec<(u64, String, js_sys::Function)>,
     urls: HashMap<String, String>,
     disposed: bool,
+    /// Another version of the app took the store over (`superseded`): every call fails with
+    /// this until the page reloads.
+    superseded: Option<ErrorInfo>,
 }
 
 /// A request waiting for the hub's reply.
@@ -345,6 +348,7 @@ impl Tab {
             handlers: Vec::new(),
             urls: HashMap::new(),
             disposed: false,
+            superseded: None,
         };
         let hello = ToHub::Hello {
             tab: tab.clone(),
@@ -497,9 +501,13 @@ impl Tab {
     }
 
     fn restart_worker(&self) {
-        if self.inner.state.borrow().disposed {
+        let s = self.inner.state.borrow();
+        // A superseded tab must not start a hub of its version again: it would ask for the
+        // store back.
+        if s.disposed || s.superseded.is_some() {
             return;
         }
+        drop(s);
         let (url, name) = &self.inner.worker;
         let options = web_sys::WorkerOptions::new();
         options.set_type(web_sys::WorkerType::Module);
@@ -709,8 +717,16 @@ impl Tab {
                 ToTab::HubFailed { error } => match s.ready.take() {
                     Some((_, reject)) => calls.push((reject, js_error(&error))),
                     None => {
-                        let failed = take_moved(&mut s).into_iter();
-                        calls.extend(failed.map(|(_, p)| (p.reject, js_error(&error))));
+                        let superseded = error.code == "superseded";
+                        let failed: Vec<Pending> = if superseded {
+                            // Nothing more will be answered, and this tab leads nothing.
+                            s.superseded = Some(error.clone());
+                            s.leader = None;
+                            s.pending.drain().map(|(_, p)| p).collect()
+                        } else {
+                            take_moved(&mut s).into_iter().map(|(_, p)| p).collect()
+                        };
+                        calls.extend(failed.into_iter().map(|p| (p.reject, js_error(&error))));
                         // Shown from the saved view, never loaded: `whenLoaded()` fails.
                         let waiting = s.on_loaded.drain(..);
                         calls.extend(waiting.map(|(_, reject)| (reject, js_error(&error))));
@@ -769,6 +785,13 @@ impl Tab {
                             .map(|(_, f)| (f.clone(), JsValue::UNDEFINED)),
                     );
                 }
+            }
+        }
+        if self.inner.state.borrow().superseded.is_some() {
+            // The other version's tabs lead now: stop transfers and let go of the leader lock.
+            self.inner.transfers.abort_all();
+            if let Some(l) = self.inner.leadership.borrow_mut().take() {
+                l.resign();
             }
         }
         for (f, v) in calls {
@@ -835,10 +858,14 @@ impl Tab {
     }
 
     fn check_open(&self) -> Result<(), ErrorInfo> {
-        if self.inner.state.borrow().disposed {
+        let s = self.inner.state.borrow();
+        if s.disposed {
             return Err(error("disposed", "this FileSync was disposed", false));
         }
-        Ok(())
+        match &s.superseded {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Sends a request to the hub and waits for its reply.

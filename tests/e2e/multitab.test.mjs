@@ -104,6 +104,48 @@ test('three tabs save at once and every tab sees every file', async () => {
   for (const t of tabs) await t.close();
 });
 
+test('a tab of another build (another hub worker URL) takes the store over; the old tabs stop and say why', async () => {
+  const store = unique('handover');
+  const old = await openTab(store);
+  await save(old, 'one.txt', '1');
+  await old.waitForFunction(() => window.fs.isLeader(), null, { timeout: 10_000 });
+  // A deploy changed the worker's URL (bundlers hash it): the new tab starts a second hub,
+  // which asks the running one for the store instead of waiting for every old tab to close.
+  const fresh = await openTab(store, { workerUrl: '/filesync-worker.js?build=2' });
+  await waitForCount(fresh, 1);
+  await save(fresh, 'two.txt', '2');
+  await waitForCount(fresh, 2);
+  // The old tab was told, fails every call with the reason, and let go of leadership.
+  await old.waitForFunction(() => window.events.some((e) => e.type === 'storage:error' && e.code === 'superseded'));
+  const refused = await old.evaluate(async () => {
+    try {
+      await window.fs.saveFile(new File(['3'], 'three.txt'));
+      return 'saved';
+    } catch (e) {
+      return `${e.code}:${e.retryable}`;
+    }
+  });
+  assert.equal(refused, 'superseded:false');
+  await fresh.waitForFunction(() => window.fs.isLeader(), null, { timeout: 10_000 });
+  assert.equal(await old.evaluate(() => window.fs.isLeader()), false);
+  // A new tab of the old build reaches the old hub, which no longer serves: it is refused at
+  // once instead of taking the store back.
+  const late = await harnessPage();
+  const lateOpen = await late.evaluate(async (storeId) => {
+    try {
+      await window.filesync.openFileSync({ storeId });
+      return 'opened';
+    } catch (e) {
+      return e.code;
+    }
+  }, store);
+  assert.equal(lateOpen, 'superseded');
+  // The new hub holds the store: another tab of the new build sees both files.
+  const second = await openTab(store, { workerUrl: '/filesync-worker.js?build=2' });
+  await waitForCount(second, 2);
+  for (const t of [old, fresh, late, second]) await t.close();
+});
+
 test('exactly one leader, and closing it hands leadership to another tab', async () => {
   const store = unique('leader');
   const tabs = [await openTab(store), await openTab(store), await openTab(store)];
