@@ -564,7 +564,9 @@ fn listen_for_handover(state: &Rc<RefCell<State>>, store: &str) {
 /// the alive lock goes last.
 fn hand_over(state: &Rc<RefCell<State>>, asker: &str) {
     let mut s = state.borrow_mut();
-    if matches!(s.phase, Phase::Superseded(_)) {
+    // A hub still starting may be writing (a new client id); the asker asks again every
+    // second, and gets the store once this hub is ready (or failed).
+    if matches!(s.phase, Phase::Superseded(_) | Phase::Starting(_)) {
         return;
     }
     let error = info(
