@@ -49,7 +49,7 @@ after(async () => {
 });
 
 /** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
-async function openTab(dev, storeId, remote = { authToken: TOKEN }) {
+async function openTab(dev, storeId, remote = { authToken: TOKEN }, extra = {}) {
   const page = await dev.context.newPage();
   page.on('pageerror', (e) => {
     pageErrors.push(String(e));
@@ -57,11 +57,11 @@ async function openTab(dev, storeId, remote = { authToken: TOKEN }) {
   });
   await page.goto(`${server.url}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
-  await page.evaluate(async ([storeId, remote]) => {
+  await page.evaluate(async ([storeId, remote, extra]) => {
     window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId, remote });
+    window.fs = await window.filesync.openFileSync({ storeId, remote, ...extra });
     window.fs.on('*', (e) => window.events.push(e));
-  }, [storeId, remote]);
+  }, [storeId, remote, extra]);
   return page;
 }
 
@@ -90,6 +90,30 @@ const waitUploaded = (page, id, hash) =>
     const f = window.fs.getFile(id);
     return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
   }, [id, hash], WAIT);
+
+test('a tab of another build takes a synced store over and keeps syncing it', async () => {
+  const store = unique('handover');
+  const [a, b] = [await device(), await device()];
+  const old = await openTab(a, store);
+  const one = await save(old, 'one.txt', 'one');
+  await waitUploaded(old, one.id);
+  // A deploy changed the hub worker's URL: the new build's tab gets the store from the old hub.
+  const fresh = await openTab(a, store, { authToken: TOKEN }, { workerUrl: '/filesync-worker.js?build=2' });
+  await old.waitForFunction(() => window.events.some((e) => e.code === 'superseded'), null, WAIT);
+  const two = await save(fresh, 'two.txt', 'two');
+  // The new build's tab leads (the old one resigned) and its hub syncs: uploads, then B gets both.
+  await waitUploaded(fresh, two.id);
+  const b1 = await openTab(b, store);
+  await waitLocal(b1, one.id);
+  await waitLocal(b1, two.id);
+  // B's save reaches the new build's hub over its live channel and downloads there.
+  const three = await save(b1, 'three.txt', 'three');
+  await waitLocal(fresh, three.id);
+  assert.equal(await readText(fresh, three.id), 'three');
+  // The old tab stopped with the old hub: its replica no longer changes.
+  assert.equal(await old.evaluate((id) => !!window.fs.getFile(id), three.id), false);
+  for (const p of [old, fresh, b1]) await p.close();
+});
 
 test('a save in device A reaches every tab of A at once and device B with download progress', async () => {
   const store = unique('sync');
