@@ -708,6 +708,7 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             s.seen.remove(&tab);
         }
         ToHub::Pong { .. } => {}
+        ToHub::ViewUnreadable => r.view_dirty = true,
         ToHub::Transfer { report } => {
             // Reports of a fenced-off term or an aborted task are refused by the engine.
             let _ = r.engine.handle(now, report.into_input());

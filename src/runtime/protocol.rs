@@ -366,6 +366,9 @@ pub enum ToHub {
     Transfer { report: TransferReport },
     /// Answer to `Ping`: this tab is alive (not frozen).
     Pong { tab: String },
+    /// The stored files view could not be read (a broken record): save a fresh one. The hub
+    /// only saves a view when files change or none is stored, so it would stay otherwise.
+    ViewUnreadable,
 }
 
 /// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).

@@ -602,13 +602,14 @@ impl Tab {
         let Some(text) = JsFuture::from(view).await.ok().and_then(|v| v.as_string()) else {
             return;
         };
-        if let Ok(
-            msg @ ToTab::Snapshot {
-                provisional: true, ..
-            },
-        ) = serde_json::from_str::<ToTab<TabFile>>(&text)
-        {
-            self.receive(msg, &text, false);
+        match serde_json::from_str::<ToTab<TabFile>>(&text) {
+            Ok(
+                msg @ ToTab::Snapshot {
+                    provisional: true, ..
+                },
+            ) => self.receive(msg, &text, false),
+            // Broken: ignored here, and the hub saves a fresh one.
+            _ => self.post(&ToHub::ViewUnreadable),
         }
     }
 

@@ -155,7 +155,8 @@ export function idbPeekView(factory, name, version) {
       try {
         if (db.version > version || !db.objectStoreNames.contains('view')) return done(null);
         const g = db.transaction('view').objectStore('view').get('snapshot');
-        g.onsuccess = () => done(typeof g.result === 'string' ? g.result : null);
+        // A record that is not text is a broken view: '' (unreadable), not null (none).
+        g.onsuccess = () => done(typeof g.result === 'string' ? g.result : g.result === undefined ? null : '');
         g.onerror = () => done(null);
       } catch {
         done(null);
@@ -300,8 +301,9 @@ fn unpack<'a>(
 }
 
 /// The files view of `store` as the last hub saved it (see [`IdbStateStore::save_view`]),
-/// read by a tab while its hub starts: resolves to the text, or `null` when there is none (or
-/// no database: none is created; or a database of a newer layout). Never rejects.
+/// read by a tab while its hub starts: resolves to the text (`""` when the record is not text),
+/// or `null` when there is none (or no database: none is created; or a database of a newer
+/// layout). Never rejects.
 pub fn peek_view(store: &StoreId) -> js_sys::Promise {
     match global::indexed_db() {
         Ok(factory) => idb_peek_view(&factory, &database_name(store), IDB_VERSION),

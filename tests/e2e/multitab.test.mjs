@@ -335,6 +335,32 @@ test('a cold start shows the files view the last hub saved, then the loaded stat
   for (const broken of ['{"snapshot":{"files":[', 'garbage', '{"changed":{"files":[],"removed":[]}}', 42]) {
     assert.deepEqual(await openWithView(broken), { first: whole, loaded: whole }, `view ${broken}`);
   }
+  // The tab that found it broken told its hub, which saved a fresh one (it does not rewrite a
+  // stored view at every start).
+  await hubsGone();
+  page = await openTab(store);
+  const repaired = await page.evaluate(async (name) => {
+    const read = () => new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => {
+        const g = r.result.transaction('view').objectStore('view').get('snapshot');
+        g.onsuccess = () => { r.result.close(); resolve(g.result); };
+        g.onerror = () => reject(g.error);
+      };
+      r.onerror = () => reject(r.error);
+    });
+    for (let i = 0; i < 500; i++) {
+      const text = await read();
+      try {
+        return JSON.parse(text).snapshot.files.map((f) => f.name).sort();
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    return 'never repaired';
+  }, `filesync:${store}`);
+  assert.deepEqual(repaired, ['a.txt', 'b.txt']);
+  await page.close();
 });
 
 test('storage that cannot load fails the open with its typed error; the next open tries again', async () => {
