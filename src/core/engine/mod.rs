@@ -1847,10 +1847,9 @@ impl Engine {
                 continue;
             };
             let was_ready = self.ready.remove(&Self::ready_key(kind, hash, t));
-            let t = self
-                .tasks
-                .get_mut(&(kind, hash))
-                .expect("task checked above");
+            let Some(t) = self.tasks.get_mut(&(kind, hash)) else {
+                continue;
+            };
             t.urgent = true;
             if matches!(t.state, TaskState::Backoff(_)) || was_ready {
                 self.set_ready(kind, hash);
