@@ -428,16 +428,21 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         (s.alive.is_some(), s.feed.clone())
     };
     if !held {
+        // One channel: to ask for the store while another hub holds it, then to be asked.
+        let handover =
+            web_sys::BroadcastChannel::new(&handover_channel_name(store_id.as_str())).ok();
         if let Ok(lock) = hold_lock(&alive_lock_name(store_id.as_str())) {
             let granted = lock.granted();
             state.borrow_mut().alive = Some(lock);
             // Another hub holds the store (another version of the app, or a tab-hosted hub):
             // ask it for the store until it is ours.
-            let asking = ask_for_store(store_id.as_str());
+            let asking = handover.clone().map(ask_for_store);
             let _ = wasm_bindgen_futures::JsFuture::from(granted).await;
             drop(asking);
         }
-        listen_for_handover(state, store_id.as_str());
+        if let Some(channel) = handover {
+            listen_for_handover(state, channel);
+        }
     }
     // The byte store opens while IndexedDB loads: two independent reads.
     let bytes_id = store_id.clone();
@@ -529,21 +534,17 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     })
 }
 
-/// Asks the hub holding `store` to hand it over, now and every second until dropped.
-fn ask_for_store(store: &str) -> Option<gloo_timers::callback::Interval> {
-    let channel = web_sys::BroadcastChannel::new(&handover_channel_name(store)).ok()?;
+/// Asks the hub holding the store to hand it over, now and every second until dropped.
+fn ask_for_store(channel: web_sys::BroadcastChannel) -> gloo_timers::callback::Interval {
     let ask = move || {
         let _ = channel.post_message(&JsValue::from_str(VERSION));
     };
     ask();
-    Some(gloo_timers::callback::Interval::new(1_000, ask))
+    gloo_timers::callback::Interval::new(1_000, ask)
 }
 
 /// Hands the store over when a hub of the same or a newer version asks for it.
-fn listen_for_handover(state: &Rc<RefCell<State>>, store: &str) {
-    let Ok(channel) = web_sys::BroadcastChannel::new(&handover_channel_name(store)) else {
-        return;
-    };
+fn listen_for_handover(state: &Rc<RefCell<State>>, channel: web_sys::BroadcastChannel) {
     let hub = Rc::downgrade(state);
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {

@@ -617,6 +617,7 @@ impl Tab {
     /// false for the files view this tab read itself.
     fn receive(&self, msg: ToTab<TabFile>, text: &str, from_hub: bool) {
         let mut calls: Vec<Call> = Vec::new();
+        let mut superseded = false;
         {
             let mut s = self.inner.state.borrow_mut();
             match msg {
@@ -718,7 +719,7 @@ impl Tab {
                 ToTab::HubFailed { error } => match s.ready.take() {
                     Some((_, reject)) => calls.push((reject, js_error(&error))),
                     None => {
-                        let superseded = error.code == "superseded";
+                        superseded = error.code == "superseded";
                         let failed: Vec<Pending> = if superseded {
                             // Nothing more will be answered, and this tab leads nothing.
                             s.superseded = Some(error.clone());
@@ -788,7 +789,7 @@ impl Tab {
                 }
             }
         }
-        if self.inner.state.borrow().superseded.is_some() {
+        if superseded {
             // The other version's tabs lead now: stop transfers and let go of the leader lock.
             self.inner.transfers.abort_all();
             if let Some(l) = self.inner.leadership.borrow_mut().take() {
