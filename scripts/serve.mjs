@@ -55,9 +55,15 @@ async function resolveFile(root, urlPath) {
   return file === root || file.startsWith(root + path.sep) ? file : null;
 }
 
-/** Creates (does not start) a server for the files under `root`. */
-export async function createStaticServer(root) {
+/**
+ * Creates (does not start) a server for the files under `root`. `mounts` serves other
+ * directories under URL prefixes (`{ '/v2/': dir }`: `/v2/a.js` is `dir/a.js`).
+ */
+export async function createStaticServer(root, { mounts = {} } = {}) {
   const realRoot = await realpath(root);
+  const realMounts = await Promise.all(
+    Object.entries(mounts).map(async ([prefix, dir]) => [prefix, await realpath(dir)]),
+  );
   return createServer(async (req, res) => {
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) {
@@ -65,7 +71,10 @@ export async function createStaticServer(root) {
       return send(res, 405, 'Method Not Allowed', head);
     }
     const urlPath = (req.url ?? '/').split('?')[0].split('#')[0];
-    const file = await resolveFile(realRoot, urlPath);
+    const mount = realMounts.find(([prefix]) => urlPath.startsWith(prefix));
+    const file = mount
+      ? await resolveFile(mount[1], urlPath.slice(mount[0].length - 1))
+      : await resolveFile(realRoot, urlPath);
     if (!file) return send(res, 404, 'Not Found', head);
     const info = await stat(file);
     res.writeHead(200, {

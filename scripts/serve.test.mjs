@@ -19,7 +19,9 @@ before(async () => {
   await writeFile(path.join(root, 'pkg', 'm_bg.wasm'), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
   await writeFile(path.join(dir, 'secret.txt'), 'secret');
   await symlink(path.join(dir, 'secret.txt'), path.join(root, 'link.txt'));
-  server = await createStaticServer(root);
+  await mkdir(path.join(dir, 'other'));
+  await writeFile(path.join(dir, 'other', 'index.html'), '<!doctype html><title>other</title>');
+  server = await createStaticServer(root, { mounts: { '/v2/': path.join(dir, 'other') } });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = server.address().port;
 });
@@ -73,4 +75,14 @@ test('nothing outside the root is served', async () => {
     assert.doesNotMatch(res.body.toString(), /secret/, p);
   }
   assert.equal((await get('/missing.js')).status, 404);
+});
+
+test('a mount serves its own directory under its prefix, and nothing outside it', async () => {
+  assert.match((await get('/v2/')).body.toString(), /<title>other<\/title>/);
+  assert.match((await get('/v2/index.html')).body.toString(), /<title>other<\/title>/);
+  assert.equal((await get('/v2/pkg/m.js')).status, 404, 'the root is not under the mount');
+  for (const p of ['/v2/../secret.txt', '/v2/%2e%2e/secret.txt', '/v2/..%2fsecret.txt']) {
+    assert.equal((await get(p)).status, 404, p);
+  }
+  assert.match((await get('/')).body.toString(), /<title>t<\/title>/, 'the root is still served');
 });

@@ -41,8 +41,8 @@ step node-test npm run --silent test:node
 step build env SKIP_SETUP=1 bash scripts/build.sh
 step types npx --no-install tsc -p tests/types
 step server-build cargo build -p filesync-server
-step e2e node --test tests/e2e/
-step package node --test tests/package/
+step e2e node --test --test-timeout=900000 tests/e2e/
+step package node --test --test-timeout=900000 tests/package/
 step browser bash scripts/browser-tests.sh
 
 printf '\n==== test.sh summary (%s s)\n' "$((SECONDS - START))"

@@ -82,8 +82,8 @@ export type FileSyncEvent =
   | { type: 'sync:error-retry-start'; fileIds: string[] }
   /**
    * Local storage refused a write (it is retried), or the hub could not start. Code
-   * `superseded`: a tab of another build of the app took the store over; every later call in
-   * this tab fails with that code (reload the page).
+   * `superseded`: a tab of another build of the app took the store over, or a newer build
+   * holds it; every later call in this tab fails with that code (reload the page).
    */
   | { type: 'storage:error'; code: string; message: string }
   /** A stored record was broken and skipped when the state loaded (see `getStorageIssues`). */

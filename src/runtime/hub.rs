@@ -17,7 +17,7 @@ use wasm_bindgen::JsCast;
 
 use super::protocol::{
     channel_names, encode, handover_channel_name, may_take_over, AppEvent, Envelope, ErrorInfo,
-    FileState, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
+    FileState, Handover, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -435,10 +435,24 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
             let granted = lock.granted();
             state.borrow_mut().alive = Some(lock);
             // Another hub holds the store (another version of the app, or a tab-hosted hub):
-            // ask it for the store until it is ours.
-            let asking = handover.clone().map(ask_for_store);
-            let _ = wasm_bindgen_futures::JsFuture::from(granted).await;
-            drop(asking);
+            // ask it for the store until it is ours, or until it refuses (it is newer).
+            if let Some(holder) = wait_for_store(granted, handover.as_ref()).await {
+                if let Some(lock) = state.borrow_mut().alive.take() {
+                    // Not granted yet: the request goes, so a newer hub started later does not
+                    // wait on this failed one.
+                    lock.release();
+                }
+                if let Some(channel) = handover {
+                    channel.close();
+                }
+                return Err(info(
+                    "superseded",
+                    format!(
+                        "a newer version of the app ({holder}; this is {VERSION}) holds this store: reload the page"
+                    ),
+                    false,
+                ));
+            }
         }
         if let Some(channel) = handover {
             listen_for_handover(state, channel);
@@ -534,23 +548,72 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
     })
 }
 
-/// Asks the hub holding the store to hand it over, now and every second until dropped.
-fn ask_for_store(channel: web_sys::BroadcastChannel) -> gloo_timers::callback::Interval {
-    let ask = move || {
-        let _ = channel.post_message(&JsValue::from_str(VERSION));
+/// Waits for the alive lock (`granted`), asking the hub that holds it for the store now and
+/// every second. `Some(version)`: that hub, of a newer version, refused.
+async fn wait_for_store(
+    granted: js_sys::Promise,
+    channel: Option<&web_sys::BroadcastChannel>,
+) -> Option<String> {
+    let Some(channel) = channel else {
+        let _ = wasm_bindgen_futures::JsFuture::from(granted).await;
+        return None;
+    };
+    let mut settle = None;
+    let refused = js_sys::Promise::new(&mut |resolve, _| settle = Some(resolve));
+    let on_refusal =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            let text = e.data().as_string().unwrap_or_default();
+            if let Some(Handover::Refuse { asker, holder }) = Handover::decode(&text) {
+                if let (true, Some(settle)) = (asker == VERSION, &settle) {
+                    let _ = settle.call1(&JsValue::UNDEFINED, &JsValue::from_str(&holder));
+                }
+            }
+        });
+    channel.set_onmessage(Some(on_refusal.as_ref().unchecked_ref()));
+    let ask = {
+        let channel = channel.clone();
+        let text = JsValue::from_str(
+            &Handover::Ask {
+                version: VERSION.into(),
+            }
+            .encode(),
+        );
+        move || {
+            let _ = channel.post_message(&text);
+        }
     };
     ask();
-    gloo_timers::callback::Interval::new(1_000, ask)
+    let asking = gloo_timers::callback::Interval::new(1_000, ask);
+    // The lock resolves with `undefined`, a refusal with the holder's version.
+    let first = js_sys::Promise::race(&js_sys::Array::of2(&granted, &refused));
+    let won = wasm_bindgen_futures::JsFuture::from(first).await;
+    drop(asking);
+    channel.set_onmessage(None);
+    drop(on_refusal);
+    won.ok().and_then(|v| v.as_string())
 }
 
-/// Hands the store over when a hub of the same or a newer version asks for it.
+/// Hands the store over when a hub of the same or a newer version asks for it; tells an older
+/// one that it will not.
 fn listen_for_handover(state: &Rc<RefCell<State>>, channel: web_sys::BroadcastChannel) {
     let hub = Rc::downgrade(state);
+    let reply = channel.clone();
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-            let asker = e.data().as_string().unwrap_or_default();
-            if let (Some(state), true) = (hub.upgrade(), may_take_over(&asker)) {
-                hand_over(&state, &asker);
+            let text = e.data().as_string().unwrap_or_default();
+            let (Some(state), Some(Handover::Ask { version })) =
+                (hub.upgrade(), Handover::decode(&text))
+            else {
+                return;
+            };
+            if may_take_over(&version) {
+                hand_over(&state, &version);
+            } else {
+                let refusal = Handover::Refuse {
+                    asker: version,
+                    holder: VERSION.into(),
+                };
+                let _ = reply.post_message(&JsValue::from_str(&refusal.encode()));
             }
         });
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

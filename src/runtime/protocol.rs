@@ -468,6 +468,43 @@ pub fn handover_channel_name(store_id: &str) -> String {
     format!("filesync:hub-handover:{store_id}")
 }
 
+/// What hubs say on [`handover_channel_name`], as text (`ask 1.2.0`, `refuse 1.1.0 1.2.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// A hub of this version waits for the store: the holder hands it over, or refuses.
+    Ask { version: String },
+    /// The hub holding the store (of version `holder`) keeps it from hubs of version `asker`,
+    /// an older one: they fail (`superseded`) instead of waiting until every newer tab closes.
+    Refuse { asker: String, holder: String },
+}
+
+impl Handover {
+    pub fn encode(&self) -> String {
+        match self {
+            Handover::Ask { version } => format!("ask {version}"),
+            Handover::Refuse { asker, holder } => format!("refuse {asker} {holder}"),
+        }
+    }
+
+    /// `None` for anything else (another library's message on the channel).
+    pub fn decode(text: &str) -> Option<Handover> {
+        let mut words = text.split(' ');
+        let parts = [words.next(), words.next(), words.next(), words.next()];
+        match parts {
+            [Some("ask"), Some(v), None, None] if !v.is_empty() => Some(Handover::Ask {
+                version: v.to_string(),
+            }),
+            [Some("refuse"), Some(a), Some(h), None] if !a.is_empty() && !h.is_empty() => {
+                Some(Handover::Refuse {
+                    asker: a.to_string(),
+                    holder: h.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Whether a hub of version `asker` may take the store from this build: the same version or
 /// a newer one (dotted numbers), never an older one, so an old tab cannot take the store back
 /// from a newer deploy.
@@ -558,12 +595,21 @@ impl Envelope<'_> {
     }
 }
 
-/// Names of the BroadcastChannels of a tab-hosted hub: (to the hub, to the tabs).
+/// Names of the BroadcastChannels of a tab-hosted hub: (to the hub, to the tabs). They name
+/// this build's version: tabs of another version (a deploy while tabs of the old one are
+/// open) never talk to a hub whose messages they may not read; their own hub asks for the
+/// store on [`handover_channel_name`] instead.
 pub fn channel_names(store_id: &str) -> (String, String) {
     (
-        format!("filesync:{store_id}:hub"),
-        format!("filesync:{store_id}:tabs"),
+        format!("filesync:{store_id}:{VERSION}:hub"),
+        format!("filesync:{store_id}:{VERSION}:tabs"),
     )
+}
+
+/// The Web Lock held by the tab that hosts the hub of a store (where SharedWorker does not
+/// exist), one per version like [`channel_names`].
+pub fn host_lock_name(store_id: &str) -> String {
+    format!("filesync:hub-host:{store_id}:{VERSION}")
 }
 
 #[cfg(test)]
@@ -781,6 +827,41 @@ mod tests {
             format!("{}.{}.{}", p[0], p[1], p[2])
         };
         assert!(may_take_over(&newer_patch));
+    }
+
+    #[test]
+    fn handover_messages_round_trip_and_foreign_text_is_ignored() {
+        for m in [
+            Handover::Ask {
+                version: VERSION.into(),
+            },
+            Handover::Refuse {
+                asker: "0.1.0".into(),
+                holder: "0.2.0".into(),
+            },
+        ] {
+            assert_eq!(Handover::decode(&m.encode()), Some(m));
+        }
+        for foreign in [
+            "",
+            "ask",
+            "ask ",
+            "0.1.0",
+            "refuse 0.1.0",
+            "ask 1 2",
+            "hello 1",
+        ] {
+            assert_eq!(Handover::decode(foreign), None, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn tab_hosted_hubs_of_two_versions_use_their_own_channels_and_host_locks() {
+        let (to_hub, to_tabs) = channel_names("s1");
+        assert!(to_hub.contains(VERSION) && to_tabs.contains(VERSION));
+        assert_ne!(to_hub, to_tabs);
+        assert!(host_lock_name("s1").ends_with(&format!("s1:{VERSION}")));
+        assert_ne!(host_lock_name("s1"), host_lock_name("s2"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    channel_names, encode, AppEvent, Control, Envelope, ErrorInfo, HubConfig, StorageIssue,
-    TabFile, ToHub, ToTab,
+    channel_names, encode, host_lock_name, AppEvent, Control, Envelope, ErrorInfo, HubConfig,
+    StorageIssue, TabFile, ToHub, ToTab,
 };
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
@@ -465,10 +465,9 @@ impl Tab {
     /// Where SharedWorker does not exist, one tab hosts the hub: the holder of the store's hub
     /// lock. When it goes, the next tab takes the lock and starts a hub from IndexedDB.
     fn campaign_to_host(&self, store: &StoreId) -> Result<(), ErrorInfo> {
-        let hub_lock = StoreId::new(format!("{store}.hub"))?;
         let weak = Rc::downgrade(&self.inner);
         let store_id = store.to_string();
-        let campaign = Leadership::campaign(&hub_lock, move |ev| {
+        let campaign = Leadership::campaign_for(host_lock_name(store.as_str()), move |ev| {
             let Some(inner) = weak.upgrade() else { return };
             if ev == LeaderEvent::Elected {
                 let hub = crate::runtime::hub::Hub::new();

@@ -127,9 +127,17 @@ impl Leadership {
         store: &StoreId,
         on_change: impl FnMut(LeaderEvent) + 'static,
     ) -> Result<Leadership, WebError> {
+        Leadership::campaign_for(leader_lock_name(store), on_change)
+    }
+
+    /// [`Leadership::campaign`] for any exclusive lock (the tab-hosted hub's host lock).
+    pub fn campaign_for(
+        name: String,
+        on_change: impl FnMut(LeaderEvent) + 'static,
+    ) -> Result<Leadership, WebError> {
         let manager = lock_manager()?;
         let shared = Rc::new(Shared {
-            name: leader_lock_name(store),
+            name,
             state: RefCell::new(State {
                 request: 0,
                 phase: Phase::Waiting,

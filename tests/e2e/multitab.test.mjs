@@ -3,7 +3,7 @@
 //   node --test tests/e2e/
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,31 @@ import { launchProfile } from './chromium.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
 
-let server, base, profile, context, cdp;
+let server, base, profile, context, cdp, newer;
+
+/** Where tests load another build: this package with a newer version (`NEWER_VERSION`). */
+const NEWER = '/newer';
+const VERSION = JSON.parse(await readFile(path.join(root, '../package.json'), 'utf8')).version;
+const NEWER_VERSION = VERSION.replace(/^\d+/, (major) => String(Number(major) + 1));
+
+/**
+ * Copies the built package to `dir` as a build of the next major version: the wasm's one copy
+ * of the version text is rewritten (same length, so nothing else moves). The runtime compares
+ * versions, so for it this is another release.
+ */
+async function buildNewer(dir) {
+  for (const f of ['index.js', 'filesync-worker.js', 'e2e.html', 'pkg']) {
+    await cp(path.join(root, f), path.join(dir, f), { recursive: true });
+  }
+  const wasmPath = path.join(dir, 'pkg/filesync_bg.wasm');
+  const wasm = await readFile(wasmPath);
+  const from = Buffer.from(VERSION);
+  const at = wasm.indexOf(from);
+  assert.ok(at >= 0 && wasm.indexOf(from, at + 1) < 0, `one copy of "${VERSION}" in the wasm`);
+  assert.equal(NEWER_VERSION.length, VERSION.length);
+  Buffer.from(NEWER_VERSION).copy(wasm, at);
+  await writeFile(wasmPath, wasm);
+}
 
 // Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
 // nobody handles...) fail the test that caused them.
@@ -20,7 +44,9 @@ const pageErrors = [];
 afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
 
 before(async () => {
-  server = await createStaticServer(root);
+  newer = await mkdtemp(path.join(tmpdir(), 'filesync-newer-'));
+  await buildNewer(newer);
+  server = await createStaticServer(root, { mounts: { [`${NEWER}/`]: newer } });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${server.address().port}`;
   profile = await mkdtemp(path.join(tmpdir(), 'filesync-e2e-'));
@@ -43,23 +69,25 @@ after(async () => {
   await context?.close();
   await new Promise((resolve) => server?.close(resolve));
   if (profile) await rm(profile, { recursive: true, force: true });
+  if (newer) await rm(newer, { recursive: true, force: true });
 });
 
-/** A fresh tab on the harness page, the package loaded, no store open yet. */
-async function harnessPage() {
+/** A fresh tab on the harness page, the package loaded, no store open yet. `build`: a URL
+ * prefix to load another build from (`NEWER`). */
+async function harnessPage(build = '') {
   const page = await context.newPage();
   page.on('pageerror', (e) => {
     pageErrors.push(String(e));
     console.error('page error:', e);
   });
-  await page.goto(`${base}/e2e.html`);
+  await page.goto(`${base}${build}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
   return page;
 }
 
 /** A new tab with the harness page loaded and the store opened as `window.fs`. */
-async function openTab(storeId, options = {}) {
-  const page = await harnessPage();
+async function openTab(storeId, options = {}, build = '') {
+  const page = await harnessPage(build);
   await page.evaluate(async ([storeId, options]) => {
     window.events = [];
     window.fs = await window.filesync.openFileSync({ storeId, ...options });
@@ -144,6 +172,72 @@ test('a tab of another build (another hub worker URL) takes the store over; the 
   const second = await openTab(store, { workerUrl: '/filesync-worker.js?build=2' });
   await waitForCount(second, 2);
   for (const t of [old, fresh, late, second]) await t.close();
+});
+
+/** In a page: opens `storeId` and says how it went (`opened`, or the error's code and message). */
+function tryOpen(page, storeId, options = {}) {
+  return page.evaluate(async ([storeId, options]) => {
+    try {
+      window.fs = await window.filesync.openFileSync({ storeId, ...options });
+      return 'opened';
+    } catch (e) {
+      return `${e.code}: ${e.message}`;
+    }
+  }, [storeId, options]);
+}
+
+const supersededEvent = (page) => page.waitForFunction(
+  () => window.events.some((e) => e.type === 'storage:error' && e.code === 'superseded'));
+
+test('a page of an older version is refused at once while a newer one holds the store, and opens once it is gone', async () => {
+  const store = unique('older-page');
+  const fresh = await openTab(store, {}, NEWER);
+  assert.equal(await fresh.evaluate(() => window.filesync.version()), NEWER_VERSION);
+  await save(fresh, 'one.txt', '1');
+  // A stale page of the previous release (a tab restored from cache) starts its own hub,
+  // which asks for the store: the newer hub refuses, so the open fails and says why instead
+  // of waiting for every newer tab to close.
+  const stale = await harnessPage();
+  const refused = await tryOpen(stale, store);
+  assert.equal(refused,
+    `superseded: a newer version of the app (${NEWER_VERSION}; this is ${VERSION}) holds this store: reload the page`);
+  // The newer build carries on.
+  await save(fresh, 'two.txt', '2');
+  await waitForCount(fresh, 2);
+  // Once the newer build's tabs are gone (its hub's alive lock is free), the older page may
+  // open the store: nothing newer holds it.
+  await fresh.close();
+  await stale.evaluate((storeId) => navigator.locks.request(`filesync:hub-alive:${storeId}`, async () => {}), store);
+  assert.equal(await tryOpen(stale, store), 'opened');
+  await stale.waitForFunction(() => window.fs.getFiles().length === 2);
+  await stale.close();
+});
+
+test('without SharedWorker, a tab of a newer version takes the store from the hosting tab; the older tabs stop', async () => {
+  const store = unique('tab-hosted-versions');
+  const opts = { hub: 'tab' };
+  const old = [await openTab(store, opts), await openTab(store, opts)];
+  await save(old[0], 'one.txt', '1');
+  await waitForCount(old[1], 1);
+  // The newer tab hosts a hub of its own version (tabs of two versions never share one); it
+  // asks the old host's hub for the store, which hands it over.
+  const fresh = await openTab(store, opts, NEWER);
+  await waitForCount(fresh, 1);
+  assert.equal(await fresh.evaluate(() => window.fs.hostsHub()), true);
+  await save(fresh, 'two.txt', '2');
+  await waitForCount(fresh, 2);
+  for (const t of old) await supersededEvent(t);
+  await fresh.waitForFunction(() => window.fs.isLeader(), null, { timeout: 10_000 });
+  const olderLeads = await Promise.all(old.map((t) => t.evaluate(() => window.fs.isLeader())));
+  assert.deepEqual(olderLeads, [false, false]);
+  // Another tab of the older version reaches the old host's hub, which no longer serves.
+  const late = await harnessPage();
+  assert.match(await tryOpen(late, store, opts), /^superseded: /);
+  // Another tab of the newer version joins the newer hub.
+  const second = await openTab(store, opts, NEWER);
+  await waitForCount(second, 2);
+  assert.equal(await second.evaluate(() => window.fs.hostsHub()), false);
+  for (const t of [...old, fresh, late, second]) await t.close();
 });
 
 test('exactly one leader, and closing it hands leadership to another tab', async () => {
