@@ -402,8 +402,30 @@ function logEvent(e) {
   while (ui.log.childElementCount > LOG_LIMIT) ui.log.lastElementChild.remove();
 }
 
+/** Shows the page-wide error banner; `reload` adds a button that reloads the page. */
+function showFatal(text, { reload = false } = {}) {
+  ui.fatal.hidden = false;
+  ui.fatal.replaceChildren(text);
+  if (reload) {
+    ui.fatal.append(' ', h('button', { type: 'button', class: 'button small', 'data-testid': 'reload', onclick: () => location.reload() }, 'Reload'));
+  }
+}
+
+/**
+ * A newer build of the app (a deploy, opened in another tab) took the store over: every call
+ * of this page would fail with `superseded`, so the page stops taking input and offers a reload.
+ */
+function onSuperseded() {
+  showFatal('A newer version of this app took this store over in another tab. Reload this page to use it.', { reload: true });
+  document.querySelector('main').inert = true;
+  document.body.dataset.superseded = 'true';
+}
+
 function onEvent(e) {
   switch (e.type) {
+    case 'storage:error':
+      if (e.code === 'superseded') onSuperseded();
+      break;
     case 'upload:start': case 'download:start':
       state.transfers.set(e.fileId, { kind: e.type.split(':')[0], hash: state.fs.getFile(e.fileId)?.contentHash, loaded: 0, total: 0, observed: false });
       break;
@@ -531,7 +553,7 @@ function wireInputs() {
     depth = 0;
     document.body.classList.remove('dragging', 'drag-card');
     clearTargets();
-    if (!state.fs) return;
+    if (!state.fs || document.body.dataset.superseded) return;
     const files = [...(e.dataTransfer?.files ?? [])];
     if (files.length === 0) return;
     const card = e.target.closest?.('.card');
@@ -553,8 +575,8 @@ async function main() {
   try {
     fs = await openFileSync({ storeId, remote: authToken ? { authToken } : {} });
   } catch (e) {
-    ui.fatal.hidden = false;
-    ui.fatal.textContent = `Could not open store "${storeId}": ${e.code ? `${e.code}: ` : ''}${e.message}`;
+    // `superseded`: a newer build of the app holds the store; a reload fetches it.
+    showFatal(`Could not open store "${storeId}": ${e.code ? `${e.code}: ` : ''}${e.message}`, { reload: e.code === 'superseded' });
     document.body.dataset.ready = 'error';
     console.error(e);
     return;

@@ -34,11 +34,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderName, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeader;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Tokens;
@@ -200,9 +201,14 @@ impl Running {
 pub fn app(state: Arc<AppState>, www_dir: Option<&std::path::Path>) -> Router {
     let mut router = routes::router(state);
     router = match www_dir.filter(|d| d.is_dir()) {
-        Some(dir) => {
-            router.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true))
-        }
+        // The app's files keep their names from one release to the next (no hashes in them):
+        // browsers must ask each time (a 304 when unchanged), or a deploy could give a page the
+        // new glue with a cached old wasm.
+        Some(dir) => router.fallback_service(SetResponseHeader::overriding(
+            ServeDir::new(dir).append_index_html_on_directories(true),
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        )),
         None => router.fallback(routes::not_found),
     };
     let cors = CorsLayer::new()

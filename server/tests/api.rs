@@ -805,7 +805,17 @@ async fn static_files_are_served_when_the_directory_exists() {
     let s = start_with(cfg, Some(dir)).await;
     let resp = s.http.get(s.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["cache-control"],
+        "no-cache",
+        "revalidated at each load"
+    );
+    let modified = resp.headers()["last-modified"].clone();
     assert_eq!(resp.text().await.unwrap(), "<h1>demo</h1>");
+    let resp = s
+        .get_with(&s.url("/"), "If-Modified-Since", modified.to_str().unwrap())
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(s.get_json(None, "/health").await.0, StatusCode::OK);
     s.running.shutdown().await.unwrap();
 }

@@ -606,6 +606,14 @@ pub fn channel_names(store_id: &str) -> (String, String) {
     )
 }
 
+/// The name of a store's hub SharedWorker. A SharedWorker is one per script URL and name: with
+/// the version in the name, a release served at the same URLs as the last one (no hashed file
+/// names) starts a hub of its own, which asks the old one for the store, instead of talking to
+/// a hub of another version.
+pub fn worker_name(store_id: &str) -> String {
+    format!("filesync:{store_id}:{VERSION}")
+}
+
 /// The Web Lock held by the tab that hosts the hub of a store (where SharedWorker does not
 /// exist), one per version like [`channel_names`].
 pub fn host_lock_name(store_id: &str) -> String {
@@ -856,11 +864,12 @@ mod tests {
     }
 
     #[test]
-    fn tab_hosted_hubs_of_two_versions_use_their_own_channels_and_host_locks() {
+    fn hubs_of_two_versions_use_their_own_workers_channels_and_host_locks() {
         let (to_hub, to_tabs) = channel_names("s1");
         assert!(to_hub.contains(VERSION) && to_tabs.contains(VERSION));
         assert_ne!(to_hub, to_tabs);
         assert!(host_lock_name("s1").ends_with(&format!("s1:{VERSION}")));
+        assert_eq!(worker_name("s1"), format!("filesync:s1:{VERSION}"));
         assert_ne!(host_lock_name("s1"), host_lock_name("s2"));
     }
 

@@ -16,8 +16,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    channel_names, encode, host_lock_name, AppEvent, Control, Envelope, ErrorInfo, HubConfig,
-    StorageIssue, TabFile, ToHub, ToTab,
+    channel_names, encode, host_lock_name, worker_name, AppEvent, Control, Envelope, ErrorInfo,
+    HubConfig, StorageIssue, TabFile, ToHub, ToTab,
 };
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
@@ -303,7 +303,7 @@ impl Tab {
         } else {
             let worker_options = web_sys::WorkerOptions::new();
             worker_options.set_type(web_sys::WorkerType::Module);
-            worker_options.set_name(&format!("filesync:{store}"));
+            worker_options.set_name(&worker_name(store.as_str()));
             let worker = web_sys::SharedWorker::new_with_worker_options(
                 &options.worker_url,
                 &worker_options,
@@ -393,7 +393,7 @@ impl Tab {
             Inner {
                 tab: tab.clone(),
                 link: RefCell::new(link),
-                worker: (options.worker_url.clone(), format!("filesync:{store}")),
+                worker: (options.worker_url.clone(), worker_name(store.as_str())),
                 hello: hello.clone(),
                 bytes,
                 remote: remote.map(Rc::new),

@@ -4,13 +4,14 @@
 // Screenshots of the main states go to target/demo-screenshots/ (DEMO_SCREENSHOTS overrides).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { startServer } from './server.mjs';
 import { launchProfile } from './chromium.mjs';
+import { NEWER_VERSION, VERSION, WWW, writeNewerBuild } from './builds.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = process.env.DEMO_SCREENSHOTS ?? path.join(repo, 'target/demo-screenshots');
@@ -45,13 +46,13 @@ async function device() {
   return d;
 }
 
-/** The demo page of `store` in a new tab of `dev`, once the store is open. */
-async function openDemo(dev, store) {
+/** The demo page of `store` in a new tab of `dev`, once the store is open (from `site`). */
+async function openDemo(dev, store, site = server) {
   const page = await dev.context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
   page.errors = errors;
-  await page.goto(`${server.url}/?store=${encodeURIComponent(store)}&token=${TOKEN}`);
+  await page.goto(`${site.url}/?store=${encodeURIComponent(store)}&token=${TOKEN}`);
   await page.waitForSelector('body[data-ready="true"]', WAIT);
   return page;
 }
@@ -334,4 +335,38 @@ test('a store that cannot open says so on the page', async () => {
   assert.ok(await page.getByTestId('fatal').isVisible());
   assert.match(await page.getByTestId('fatal').textContent(), /Could not open store "\.\.\/escape": invalid_id/);
   await page.close();
+});
+
+test('after a deploy, an open page says a newer version took the store over, and reloads into it', async () => {
+  // The site as deployed: the built package in a directory of its own, served by the server.
+  const site = await mkdtemp(path.join(tmpdir(), 'filesync-site-'));
+  await cp(WWW, site, { recursive: true });
+  const deployed = await startServer({ tokens: `${TOKEN}=*`, www: site });
+  try {
+    const dev = await device();
+    const store = `deploy-${Date.now()}`;
+    const old = await openDemo(dev, store, deployed);
+    assert.equal(await old.getByTestId('version').textContent(), VERSION);
+    await old.getByTestId('file-picker').setInputFiles({ name: 'before.txt', mimeType: 'text/plain', buffer: Buffer.from('saved before the deploy') });
+    await card(old, 'before.txt').waitFor(WAIT);
+    // The next release replaces the files at the same URLs; a new tab loads it, and its hub
+    // (a SharedWorker of its own version) takes the store from the old one.
+    await writeNewerBuild(site);
+    const fresh = await openDemo(dev, store, deployed);
+    assert.equal(await fresh.getByTestId('version').textContent(), NEWER_VERSION);
+    await card(fresh, 'before.txt').waitFor(WAIT);
+    await old.waitForSelector('body[data-superseded="true"]', WAIT);
+    assert.match(await old.getByTestId('fatal').textContent(), /A newer version of this app took this store over in another tab/);
+    assert.equal(await old.evaluate(() => document.querySelector('main').inert), true, 'the old page takes no input');
+    await shot(old, '9-superseded');
+    // Reload: the page comes back as the new release, with the store's files.
+    await old.getByTestId('reload').click();
+    await old.waitForSelector('body[data-ready="true"]', WAIT);
+    assert.equal(await old.getByTestId('version').textContent(), NEWER_VERSION);
+    await card(old, 'before.txt').waitFor(WAIT);
+    assert.deepEqual([...old.errors, ...fresh.errors], []);
+  } finally {
+    await deployed.close();
+    await rm(site, { recursive: true, force: true });
+  }
 });

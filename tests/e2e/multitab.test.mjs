@@ -3,40 +3,19 @@
 //   node --test tests/e2e/
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import { launchProfile } from './chromium.mjs';
+import { NEWER_VERSION, VERSION, writeNewerBuild } from './builds.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
 
 let server, base, profile, context, cdp, newer;
-
-/** Where tests load another build: this package with a newer version (`NEWER_VERSION`). */
+/** Where tests load another build: this package as a newer release (`NEWER_VERSION`). */
 const NEWER = '/newer';
-const VERSION = JSON.parse(await readFile(path.join(root, '../package.json'), 'utf8')).version;
-const NEWER_VERSION = VERSION.replace(/^\d+/, (major) => String(Number(major) + 1));
-
-/**
- * Copies the built package to `dir` as a build of the next major version: the wasm's one copy
- * of the version text is rewritten (same length, so nothing else moves). The runtime compares
- * versions, so for it this is another release.
- */
-async function buildNewer(dir) {
-  for (const f of ['index.js', 'filesync-worker.js', 'e2e.html', 'pkg']) {
-    await cp(path.join(root, f), path.join(dir, f), { recursive: true });
-  }
-  const wasmPath = path.join(dir, 'pkg/filesync_bg.wasm');
-  const wasm = await readFile(wasmPath);
-  const from = Buffer.from(VERSION);
-  const at = wasm.indexOf(from);
-  assert.ok(at >= 0 && wasm.indexOf(from, at + 1) < 0, `one copy of "${VERSION}" in the wasm`);
-  assert.equal(NEWER_VERSION.length, VERSION.length);
-  Buffer.from(NEWER_VERSION).copy(wasm, at);
-  await writeFile(wasmPath, wasm);
-}
 
 // Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
 // nobody handles...) fail the test that caused them.
@@ -45,7 +24,7 @@ afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in p
 
 before(async () => {
   newer = await mkdtemp(path.join(tmpdir(), 'filesync-newer-'));
-  await buildNewer(newer);
+  await writeNewerBuild(newer);
   server = await createStaticServer(root, { mounts: { [`${NEWER}/`]: newer } });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${server.address().port}`;

@@ -12,8 +12,11 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const defaultBinary = () => process.env.FILESYNC_SERVER_BIN
   ?? path.join(repo, 'target/debug/filesync-server');
 
-/** A running server: `url`, `stop()`, `restart()` (same port and data), `close()`. */
-export async function startServer({ tokens, binary: serverBinary = defaultBinary() } = {}) {
+/**
+ * A running server: `url`, `stop()`, `restart()` (same port and data), `close()`. It serves
+ * the app's files from `www` (default: the repository's www/).
+ */
+export async function startServer({ tokens, binary: serverBinary = defaultBinary(), www = path.join(repo, 'www') } = {}) {
   if (!existsSync(serverBinary)) {
     throw new Error(`${serverBinary} is missing: run cargo build -p filesync-server first`);
   }
@@ -24,7 +27,7 @@ export async function startServer({ tokens, binary: serverBinary = defaultBinary
     url: '',
     dataDir,
     async start() {
-      const args = ['--addr', addr, '--data-dir', dataDir, '--www-dir', path.join(repo, 'www')];
+      const args = ['--addr', addr, '--data-dir', dataDir, '--www-dir', www];
       if (tokens) args.push('--tokens', tokens);
       child = spawn(serverBinary, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
