@@ -248,7 +248,8 @@ export function load(wasmUrl?: string | URL): Promise<unknown>;
  * Opens a store in this tab. Resolves once the hub answered with the store's files (on a cold
  * start possibly the saved files view first: see `FileSync.whenLoaded`). Rejects with a
  * `FileSyncError` whose `code` says why the store cannot open (`invalid_options`,
- * `invalid_id`, `unavailable`, `schema_too_new`, ...); opening again tries again.
+ * `invalid_id`, `unavailable`, `schema_too_new`, ...); opening again tries again. Outside a
+ * browser (server-side rendering) it rejects with `unavailable` before loading anything.
  */
 export function openFileSync(options: OpenOptions): Promise<FileSync>;
 

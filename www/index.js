@@ -87,8 +87,23 @@ async function preprocess(preprocessors, file, options) {
   return [next, { ...(options ?? {}), ...(metadata === undefined ? {} : { metadata }) }];
 }
 
+/**
+ * The browser API a store needs that this environment lacks (server-side rendering, Node), or
+ * `null`. Importing the package is safe anywhere; opening a store is not.
+ */
+function missingBrowserApi() {
+  if (typeof indexedDB === 'undefined') return 'IndexedDB';
+  if (!globalThis.navigator?.locks) return 'Web Locks (navigator.locks)';
+  return null;
+}
+
 /** Opens a store in this tab. See index.d.ts for the options and the API. */
 export async function openFileSync(options) {
+  const missing = missingBrowserApi();
+  if (missing) {
+    const e = new Error(`${missing} is missing: filesync-wasm opens stores in browsers only (in client-side code, not during server-side rendering)`);
+    throw Object.assign(e, { name: 'FileSyncError', code: 'unavailable', retryable: false });
+  }
   const { wasmUrl, workerUrl, preprocessors, ...rest } = options ?? {};
   await load(wasmUrl);
   const raw = await FileSync.open({

@@ -120,6 +120,22 @@ test('the tarball holds the library and nothing else', async () => {
   assert.ok(Array.isArray(manifest.sideEffects) && manifest.sideEffects.includes('./www/filesync-worker.js'));
 });
 
+test('outside a browser (server-side rendering) the package imports, and opening a store fails clearly', async () => {
+  // The consumer's own Node resolves the installed package, as a framework's server would.
+  const script = `
+    const m = await import('filesync-wasm');
+    try {
+      await m.openFileSync({ storeId: 'ssr' });
+      console.log('opened');
+    } catch (e) {
+      console.log(JSON.stringify({ name: e.name, code: e.code, retryable: e.retryable, message: e.message, error: e instanceof Error }));
+    }`;
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: consumer });
+  const got = JSON.parse(stdout);
+  assert.deepEqual({ ...got, message: undefined }, { name: 'FileSyncError', code: 'unavailable', retryable: false, message: undefined, error: true });
+  assert.match(got.message, /^IndexedDB is missing: filesync-wasm opens stores in browsers only/);
+});
+
 test('a TypeScript consumer type-checks against the installed package; no any in the public types', async () => {
   await copyFile(path.join(here, 'consumer.ts'), path.join(consumer, 'consumer.ts'));
   const tsc = path.join(repo, 'node_modules/typescript/bin/tsc');
