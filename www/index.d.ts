@@ -103,6 +103,12 @@ export type EventOf<T extends FileSyncEventType> = FileSyncEvent extends infer E
   : never;
 
 /** A stored record skipped at start because it was broken (the rest loaded). */
+/** One entry of `getHistory()`: an event and when the hub emitted it (ms since the epoch). */
+export interface HistoryEntry {
+  at: number;
+  event: FileSyncEvent;
+}
+
 export interface StorageIssue {
   table: string;
   key: string;
@@ -213,6 +219,13 @@ export interface FileSync {
   /** Calls `listener` for events of `type` (`'*'` for all); returns an unsubscribe. */
   on<T extends FileSyncEventType>(type: T, listener: (event: EventOf<T>) => void): () => void;
   on(type: '*', listener: (event: FileSyncEvent) => void): () => void;
+  /**
+   * The hub's recent events, oldest first, for debugging (what happened before a bug report):
+   * up to 256, progress left out, the same for every tab of the store (a tab opened later sees
+   * what happened before), in memory only (gone when the hub stops). Events a tab emits itself
+   * (`leader:*`, `storage:issue`) are not in it.
+   */
+  getHistory(): Promise<HistoryEntry[]>;
   prioritizeDownload(id: string): Promise<void>;
   cancel(id: string): Promise<void>;
   retryErrors(): Promise<void>;

@@ -216,6 +216,15 @@ impl FileSync {
         self.control(Control::Resume)
     }
 
+    /// The hub engine's recent events for debugging (what happened before a bug report),
+    /// oldest first: `[{at, event}]`, `at` in ms since the epoch. Up to 256, progress left out,
+    /// shared by the tabs of the store, in memory only.
+    #[wasm_bindgen(js_name = getHistory)]
+    pub fn get_history(&self) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move { tab.history().await.map_err(reject) })
+    }
+
     /// Resolves once the hub has loaded the store's whole state from storage (storage issues
     /// known, transfers recovered). `open` can resolve before, showing the files as the last
     /// hub saved them; the loaded state follows through `subscribe`.

@@ -16,8 +16,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::protocol::{
-    channel_names, encode, handover_channel_name, may_take_over, AppEvent, Envelope, ErrorInfo,
-    FileState, Handover, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
+    channel_names, encode, handover_channel_name, history_json, may_take_over, AppEvent, Envelope,
+    ErrorInfo, FileState, Handover, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -404,7 +404,9 @@ fn refuse(outbox: &mut Outbox, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
 
 fn request_of(msg: &ToHub) -> Option<u64> {
     match msg {
-        ToHub::Commit { req, .. } | ToHub::Control { req, .. } => Some(*req),
+        ToHub::Commit { req, .. } | ToHub::Control { req, .. } | ToHub::History { req } => {
+            Some(*req)
+        }
         _ => None,
     }
 }
@@ -749,6 +751,10 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 Ok(input) => r.engine.handle(now, input).err().map(|e| engine_error(&e)),
             };
             replies.push(ToTab::Reply { req, error });
+        }
+        ToHub::History { req } => {
+            let entries = history_json(r.engine.history().iter());
+            replies.push(ToTab::History { req, entries });
         }
         ToHub::Elected { tab } => {
             let store = r.store.clone();

@@ -15,7 +15,7 @@ use super::remote::RemoteConfig;
 use crate::core::event::WireEvent;
 use crate::core::local::{SyncError, TransferKind, TransferStatus};
 use crate::core::{
-    ContentHash, Event, Failure, FileId, FileView, Input, TaskId, Term, TransferOrder,
+    ContentHash, Event, Failure, FileId, FileView, Input, Millis, TaskId, Term, TransferOrder,
 };
 
 /// A file as apps see it.
@@ -369,6 +369,8 @@ pub enum ToHub {
     /// The stored files view could not be read (a broken record): save a fresh one. The hub
     /// only saves a view when files change or none is stored, so it would stay otherwise.
     ViewUnreadable,
+    /// The engine's recent events (`getHistory()`); answered with `History`.
+    History { req: u64 },
 }
 
 /// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).
@@ -561,6 +563,28 @@ pub enum ToTab<F = FileState> {
     Ping,
     /// The leader stopped answering: take the leader lock from it (`steal`).
     TakeOver,
+    /// Answer to `History`: a JSON array of [`HistoryEntry`], handed to the app as it is.
+    History { req: u64, entries: Box<RawValue> },
+}
+
+/// One of the engine's recent events as `getHistory()` lists it: when the hub's engine emitted
+/// it (ms since the epoch) and the event as the app's callbacks get it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    pub at: u64,
+    pub event: AppEvent,
+}
+
+/// The JSON array of the app's events among `history` (oldest first): engine-internal ones
+/// are left out, as they are from the callbacks.
+pub fn history_json<'a>(history: impl Iterator<Item = &'a (Millis, Event)>) -> Box<RawValue> {
+    let entries: Vec<HistoryEntry> = history
+        .filter_map(|(at, e)| {
+            AppEvent::from_engine(e).map(|event| HistoryEntry { at: at.0, event })
+        })
+        .collect();
+    // Strings and numbers only: encoding cannot fail.
+    serde_json::value::to_raw_value(&entries).unwrap_or_default()
 }
 
 impl ToTab {
@@ -871,6 +895,43 @@ mod tests {
         assert!(host_lock_name("s1").ends_with(&format!("s1:{VERSION}")));
         assert_eq!(worker_name("s1"), format!("filesync:s1:{VERSION}"));
         assert_ne!(host_lock_name("s1"), host_lock_name("s2"));
+    }
+
+    #[test]
+    fn history_lists_the_apps_events_with_their_times_oldest_first() {
+        let file = crate::core::FileId::new("f1").unwrap();
+        let history = [
+            (Millis(10), Event::SyncStart),
+            (
+                Millis(11),
+                Event::Committed {
+                    op: crate::core::OpId(1),
+                },
+            ),
+            (
+                Millis(12),
+                Event::TransferComplete {
+                    kind: TransferKind::Upload,
+                    file,
+                },
+            ),
+        ];
+        let json = history_json(history.iter());
+        assert_eq!(
+            json.get(),
+            r#"[{"at":10,"event":{"type":"sync:start"}},{"at":12,"event":{"type":"upload:complete","fileId":"f1"}}]"#
+        );
+        let empty: [(Millis, Event); 0] = [];
+        assert_eq!(history_json(empty.iter()).get(), "[]");
+        // The tab takes the answer's entries as they are.
+        let reply = encode(&ToTab::<FileState>::History {
+            req: 7,
+            entries: json,
+        });
+        let Ok(ToTab::<TabFile>::History { req: 7, entries }) = serde_json::from_str(&reply) else {
+            panic!("{reply}");
+        };
+        assert!(entries.get().starts_with(r#"[{"at":10"#));
     }
 
     #[test]

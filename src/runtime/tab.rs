@@ -683,6 +683,13 @@ impl Tab {
                         }
                     }
                 }
+                ToTab::History { req, entries } => {
+                    if let Some(p) = s.pending.remove(&req) {
+                        let list = js_sys::JSON::parse(entries.get())
+                            .unwrap_or_else(|_| js_sys::Array::new().into());
+                        calls.push((p.resolve, list));
+                    }
+                }
                 ToTab::Changed { files, removed, .. } => {
                     let js = parsed(text, "changed");
                     // Contents with an object URL that a changed or removed file held: the
@@ -869,12 +876,12 @@ impl Tab {
         }
     }
 
-    /// Sends a request to the hub and waits for its reply.
+    /// Sends a request to the hub and waits for its reply (the value it carries, if any).
     async fn request(
         &self,
         make: impl FnOnce(u64) -> ToHub,
         write: Option<Write>,
-    ) -> Result<(), ErrorInfo> {
+    ) -> Result<JsValue, ErrorInfo> {
         self.check_open()?;
         let req = {
             let mut s = self.inner.state.borrow_mut();
@@ -898,10 +905,7 @@ impl Tab {
                 inner.state.borrow_mut().pending.insert(req, p);
             }
         });
-        JsFuture::from(promise)
-            .await
-            .map(|_| ())
-            .map_err(|e| from_js_error(&e))
+        JsFuture::from(promise).await.map_err(|e| from_js_error(&e))
     }
 
     /// Commits the event (its bytes are stored); returns once the write is durable. `base`:
@@ -911,6 +915,7 @@ impl Tab {
         let write = Write { event, base };
         self.request(|req| ToHub::Commit { req, event: wire }, Some(write))
             .await
+            .map(drop)
     }
 
     /// A file of the replica.
@@ -1200,6 +1205,12 @@ impl Tab {
     pub async fn control(&self, control: Control) -> Result<(), ErrorInfo> {
         self.request(|req| ToHub::Control { req, control }, None)
             .await
+            .map(drop)
+    }
+
+    /// The hub engine's recent events: an array of `{at, event}`, oldest first.
+    pub async fn history(&self) -> Result<JsValue, ErrorInfo> {
+        self.request(|req| ToHub::History { req }, None).await
     }
 
     /// Calls `f` after every change of files, status or leader. Returns a listener id.

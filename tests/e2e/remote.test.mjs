@@ -241,6 +241,28 @@ test('a wrong token is a clear auth error through the callbacks, and nothing is 
   await tab.close();
 });
 
+test('getHistory shows a tab what the hub did before it opened, with times, without progress', async () => {
+  const store = unique('history');
+  const a = await device();
+  const first = await openTab(a, store);
+  const t0 = Date.now();
+  const saved = await save(first, 'history.txt', 'what happened');
+  await waitUploaded(first, saved.id);
+  const later = await openTab(a, store);
+  const [history, seen] = await later.evaluate(async () => [await window.fs.getHistory(), window.events]);
+  const ofFile = history.filter((h) => h.event.fileId === saved.id).map((h) => h.event.type);
+  assert.deepEqual(ofFile, ['upload:start', 'upload:complete']);
+  assert.ok(history.some((h) => h.event.type === 'sync:complete'), JSON.stringify(history));
+  assert.ok(!history.some((h) => h.event.type.endsWith(':progress')), 'progress is left out');
+  const times = history.map((h) => h.at);
+  assert.deepEqual(times, [...times].sort((x, y) => x - y), 'oldest first');
+  const ofSave = history.filter((h) => h.event.fileId === saved.id).map((h) => h.at);
+  assert.ok(ofSave.every((at) => at >= t0 && at <= Date.now()), `${ofSave} within the save`);
+  assert.ok(!seen.some((e) => e.fileId === saved.id), 'the later tab saw none of it through callbacks');
+  await first.close();
+  await later.close();
+});
+
 /** Limits a tab's network throughput (bytes/s) through the DevTools protocol. */
 async function throttle(dev, page, { up = -1, down = -1 }) {
   const cdp = await dev.context.newCDPSession(page);

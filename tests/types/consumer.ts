@@ -59,5 +59,10 @@ export async function synced(): Promise<void> {
     maxUploads: 2,
   });
   fs.on('online', () => undefined);
+  // Debugging: the hub's recent events, each with when it happened.
+  for (const { at, event } of await fs.getHistory()) {
+    const when: Date = new Date(at);
+    if (event.type === 'upload:error') console.warn(when, event.fileId, event.code);
+  }
   fs.dispose();
 }
