@@ -204,6 +204,57 @@ test('files saved while the server is down upload after it restarts and reach B'
   await b1.close();
 });
 
+test('conflicting offline edits on two devices converge on one version everywhere', async () => {
+  const store = unique('conflict');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const b1 = await openTab(b, store);
+  const doc = await save(a1, 'doc.txt', 'original');
+  const gone = await save(a1, 'gone.txt', 'to delete');
+  await waitLocal(b1, doc.id, doc.contentHash);
+  await waitLocal(b1, gone.id, gone.contentHash);
+  await server.stop();
+  await a1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
+  await b1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
+  // Both edit the same file while apart; A deletes a file that B edits.
+  const edit = (page, id, text) => page.evaluate(([id, text]) =>
+    window.fs.updateFile(id, new File([text], 'doc.txt', { type: 'text/plain' })), [id, text]);
+  const fromA = await edit(a1, doc.id, 'edited in A');
+  const fromB = await edit(b1, doc.id, 'edited in B');
+  await a1.evaluate((id) => window.fs.deleteFile(id), gone.id);
+  await edit(b1, gone.id, 'edited in B while A deleted it');
+  await server.start();
+  // Once both are back, both show the same thing: one edit of doc.txt (the server's order
+  // decides), with its bytes, and the same fate for gone.txt.
+  const settled = (page) => page.waitForFunction(([id, hashes]) => {
+    const f = window.fs.getFile(id);
+    const s = window.fs.getSyncStatus();
+    return window.fs.isOnline() && f && hashes.includes(f.contentHash) && f.hasLocalCopy && !s.hasPending;
+  }, [doc.id, [fromA.contentHash, fromB.contentHash]], WAIT);
+  await settled(a1);
+  await settled(b1);
+  // A file's text, or where it stands while its bytes are still on their way.
+  const view = (page) => page.evaluate(async ([doc, gone]) => {
+    const text = async (id) => {
+      const f = window.fs.getFile(id);
+      if (!f) return null;
+      return f.hasLocalCopy ? (await window.fs.readFile(id)).text() : `(downloading ${f.contentHash})`;
+    };
+    return { doc: await text(doc), gone: await text(gone), count: window.fs.getFiles().length };
+  }, [doc.id, gone.id]);
+  // Each device may settle on its own edit first; they agree once each has the other's.
+  let va, vb;
+  for (const t0 = Date.now(); ; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    [va, vb] = [await view(a1), await view(b1)];
+    if (JSON.stringify(va) === JSON.stringify(vb) || Date.now() - t0 > WAIT.timeout) break;
+  }
+  assert.ok(['edited in A', 'edited in B'].includes(va.doc), va.doc);
+  assert.deepEqual(vb, va, 'both devices show the same files and bytes');
+  console.log(`converged on ${JSON.stringify(va)}`);
+  await a1.close();
+  await b1.close();
+});
+
 test('a reloaded device does not download again what it already has', async () => {
   const store = unique('reload');
   const [a, b] = [await device(), await device()];
