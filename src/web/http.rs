@@ -32,6 +32,37 @@ function answer(r) {
   return { status: r.status, retryAfter: r.headers.get('retry-after') };
 }
 
+// API answers and live messages are JSON of at most a page of events (a few MB): anything
+// longer is not one, and is not read into memory.
+const MAX_TEXT = 32 * 1024 * 1024;
+const TOO_LARGE = { failure: 'too_large', message: `the server's answer is larger than ${MAX_TEXT} bytes` };
+
+// The body as text, or null (read no further) once it is longer than MAX_TEXT.
+async function boundedText(r) {
+  if (Number(r.headers.get('content-length')) > MAX_TEXT) {
+    r.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (!r.body) return r.text();
+  const reader = r.body.getReader();
+  const decoder = new TextDecoder();
+  let size = 0;
+  let text = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text + decoder.decode();
+    size += value.byteLength;
+    if (size > MAX_TEXT) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    text += decoder.decode(value, { stream: true });
+  }
+}
+
+// An error answer's text for the message: cut, never refused.
+const errorText = async (r) => (await boundedText(r).catch(() => '')) ?? '';
+
 export function httpText(method, url, headers, body, credentials, timeoutMs) {
   const ctrl = new AbortController();
   const why = {};
@@ -39,8 +70,8 @@ export function httpText(method, url, headers, body, credentials, timeoutMs) {
   const done = (async () => {
     try {
       const r = await fetch(url, init(method, headers, body, ctrl.signal, credentials));
-      const text = await r.text();
-      return { ...answer(r), text };
+      const text = await boundedText(r);
+      return text === null ? TOO_LARGE : { ...answer(r), text };
     } catch (e) {
       return failed(e, why);
     } finally {
@@ -61,7 +92,7 @@ export function httpStream(url, headers, credentials, timeoutMs) {
       const r = await fetch(url, init('GET', headers, null, ctrl.signal, credentials));
       clearTimeout(timer);
       if (!r.ok || !r.body) {
-        const text = await r.text().catch(() => '');
+        const text = await errorText(r);
         return { ...answer(r), text };
       }
       const length = Number(r.headers.get('content-length'));
@@ -102,15 +133,20 @@ export function sseOpen(url, headers, credentials, onMessage) {
       const r = await fetch(url, init('GET', { ...headers, accept: 'text/event-stream' }, null,
         ctrl.signal, credentials));
       if (!r.ok || !r.body) {
-        const text = await r.text().catch(() => '');
+        const text = await errorText(r);
         return { ...answer(r), text };
       }
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = '', event = 'message', data = [];
+      let buf = '', event = 'message', data = [], dataSize = 0;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return { status: r.status, text: '' };
         buf += value;
+        // A line or a message that never ends is not one of ours.
+        if (buf.length + dataSize > MAX_TEXT) {
+          reader.cancel().catch(() => {});
+          return TOO_LARGE;
+        }
         let i;
         while ((i = buf.indexOf('\n')) >= 0) {
           let line = buf.slice(0, i);
@@ -120,13 +156,17 @@ export function sseOpen(url, headers, credentials, onMessage) {
             if (data.length) onMessage(event, data.join('\n'));
             event = 'message';
             data = [];
+            dataSize = 0;
           } else if (!line.startsWith(':')) {
             const c = line.indexOf(':');
             const field = c < 0 ? line : line.slice(0, c);
             let v = c < 0 ? '' : line.slice(c + 1);
             if (v.startsWith(' ')) v = v.slice(1);
             if (field === 'event') event = v;
-            else if (field === 'data') data.push(v);
+            else if (field === 'data') {
+              data.push(v);
+              dataSize += v.length;
+            }
           }
         }
       }

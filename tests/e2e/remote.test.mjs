@@ -463,16 +463,48 @@ test('bytes that do not match their hash are refused as an integrity error and n
   await b1.close();
 });
 
-test('a server answering garbage is a typed bad_response error; the store keeps working locally', async () => {
-  // A fake backend: the real pages, but every API answer malformed in its own way.
+/**
+ * A fake backend on a port of its own: the real pages, and `api(req, res)` for every `/api/`
+ * call. Resolves to a tab of a new device with a store synced through it (`window.fs`, its
+ * events in `window.events`, uncaught page errors in `page.errors`) and `close()`.
+ */
+async function withFakeBackend(api) {
   const www = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../www');
   const fake = await createStaticServer(www);
   const serveStatic = fake.listeners('request')[0];
   fake.removeAllListeners('request');
+  fake.on('request', (req, res) => (req.url.startsWith('/api/') ? api(req, res) : serveStatic(req, res)));
+  await new Promise((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  const dev = await device();
+  const page = await dev.context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  await page.goto(`http://127.0.0.1:${fake.address().port}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.evaluate(async (storeId) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote: {} });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, unique('fake'));
+  const close = async () => {
+    await page.close();
+    await new Promise((resolve) => fake.close(resolve));
+  };
+  return { page, close };
+}
+
+/** Waits for the `n`th `sync:error` of code `bad_response`; resolves to it. */
+const badResponse = (page, n = 1) => page.waitForFunction(
+  (n) => window.events.filter((e) => e.type === 'sync:error' && e.code === 'bad_response')[n - 1],
+  n,
+  WAIT,
+).then((h) => h.jsonValue());
+
+test('a server answering garbage is a typed bad_response error; the store keeps working locally', async () => {
+  // Every API answer malformed in its own way.
   let pushed;
   const pushSeen = new Promise((resolve) => (pushed = resolve));
-  fake.on('request', (req, res) => {
-    if (!req.url.startsWith('/api/')) return serveStatic(req, res);
+  const { page, close } = await withFakeBackend((req, res) => {
     if (req.url === '/api/health') return res.end('ok');
     if (req.url.includes('/live')) {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -486,25 +518,8 @@ test('a server answering garbage is a typed bad_response error; the store keeps 
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{"events": [{"seq": 1, "id": {"client": "x", "n": 1}, "name": "v1.Nope", "args": {}}], "hasMore": false}');
   });
-  await new Promise((resolve) => fake.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${fake.address().port}`;
-  const dev = await device();
-  const page = await dev.context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${url}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
-  await page.evaluate(async (storeId) => {
-    window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId, remote: {} });
-    window.fs.on('*', (e) => window.events.push(e));
-  }, unique('garbage'));
   const first = await save(page, 'one.txt', 'first');
-  const err = await page.waitForFunction(
-    () => window.events.find((e) => e.type === 'sync:error' && e.code === 'bad_response'),
-    null,
-    WAIT,
-  ).then((h) => h.jsonValue());
+  const err = await badResponse(page);
   assert.match(err.message, /unreadable server response/);
   // Nothing broke: saves and reads go on, the pending work waits for a sane server.
   const second = await save(page, 'two.txt', 'second');
@@ -513,14 +528,54 @@ test('a server answering garbage is a typed bad_response error; the store keeps 
   assert.equal((await page.evaluate(() => window.fs.getSyncStatus())).hasPending, true);
   // The push's answer (an HTML page) is refused the same way once the pull's backoff ends.
   await pushSeen;
-  await page.waitForFunction(
-    () => window.events.filter((e) => e.type === 'sync:error' && e.code === 'bad_response').length >= 2,
-    null,
-    WAIT,
-  );
-  assert.deepEqual(errors, []);
-  await page.close();
-  await new Promise((resolve) => fake.close(resolve));
+  await badResponse(page, 2);
+  assert.deepEqual(page.errors, []);
+  await close();
+});
+
+test('an answer that never ends is refused at 32 MiB, not read into memory', async () => {
+  // The pull's answer streams whitespace (chunked: no length to refuse it by) until the client
+  // hangs up; the live channel sends one line that never ends.
+  const MiB = 1024 * 1024;
+  // The most any one answer of each kind got out before the client hung up (64 MiB: never).
+  const sent = { pull: 0, live: 0 };
+  const settle = {};
+  const closed = Object.fromEntries(['pull', 'live'].map((k) => [k, new Promise((resolve) => (settle[k] = resolve))]));
+  const endless = (res, key, chunk) => {
+    let n = 0;
+    res.once('close', () => settle[key]());
+    const more = () => {
+      while (!res.destroyed && n < 64 * MiB) {
+        n += chunk.length;
+        sent[key] = Math.max(sent[key], n);
+        if (!res.write(chunk)) return res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  };
+  const { page, close } = await withFakeBackend((req, res) => {
+    if (req.url === '/api/health') return res.end('ok');
+    if (req.url.includes('/live')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: ');
+      return endless(res, 'live', Buffer.alloc(MiB, 'x'));
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"events": [');
+    endless(res, 'pull', Buffer.alloc(MiB, ' '));
+  });
+  const err = await badResponse(page);
+  assert.match(err.message, /larger than 33554432 bytes/);
+  const saved = await save(page, 'local.txt', 'still works');
+  assert.equal(await readText(page, saved.id), 'still works');
+  // The client stopped reading soon after the cap (what was in flight on the socket aside).
+  await Promise.all(Object.values(closed));
+  for (const [key, n] of Object.entries(sent)) {
+    assert.ok(n >= 32 * MiB && n < 60 * MiB, `${n / MiB} MiB of the ${key} answer were sent`);
+  }
+  assert.deepEqual(page.errors, []);
+  await close();
 });
 
 test('an edit while the old content uploads: the new content ends uploaded under its own hash', async () => {
