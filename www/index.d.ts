@@ -164,6 +164,12 @@ export interface OpenOptions {
   /** Where the hub's SharedWorker script is (default: `filesync-worker.js` next to the package's JS). */
   workerUrl?: string;
   /**
+   * How that script runs (default: what the bundler left in the package's worker call, or
+   * `'module'` for a `workerUrl` of yours): `'module'` for the package's own file and the
+   * chunks of Vite and webpack, `'classic'` for a bundle loaded with `importScripts`.
+   */
+  workerType?: 'module' | 'classic';
+  /**
    * Where the hub runs: `'auto'` (default) uses a SharedWorker where the browser has one
    * (not Android Chrome); `'tab'` makes one tab host it and the others reach it over
    * BroadcastChannel (when that tab closes, another takes over; requests it had in flight

@@ -7,8 +7,8 @@
 // Assets: the wasm file and the hub's SharedWorker script are found with
 // `new URL('./…', import.meta.url)`, next to this file when it is served as is (a plain
 // `<script type="module">` with an import map or a path into node_modules), and emitted as
-// assets by bundlers that understand the pattern (Vite, webpack 5). `wasmUrl` and `workerUrl`
-// override them.
+// assets by bundlers that understand the pattern (Vite, webpack 5, Turbopack). `wasmUrl` and
+// `workerUrl` override them.
 import init, { FileSync, version } from './pkg/filesync.js';
 
 let loading;
@@ -19,21 +19,28 @@ export function load(wasmUrl) {
   return loading;
 }
 
-/** Stands in for `SharedWorker` in `defaultWorkerUrl`: keeps the URL, starts nothing. */
+/**
+ * Stands in for `SharedWorker` in `defaultWorker`: keeps the URL and the worker type the
+ * (possibly rewritten) call passes, starts nothing.
+ */
 class UrlOnly {
-  constructor(url) {
+  constructor(url, options) {
     this.href = String(url);
+    // Turbopack bundles the worker as a classic script (its loader calls importScripts) and
+    // drops `type` from the call; Vite and webpack keep a module worker.
+    this.type = options?.type === 'module' ? 'module' : 'classic';
   }
 }
 
 /**
- * The URL of the hub's SharedWorker script. It is written as the
+ * The URL of the hub's SharedWorker script and how it runs. It is written as the
  * `new SharedWorker(new URL('…', import.meta.url), { type: 'module' })` pattern on purpose:
  * bundlers recognise it and build the worker as its own chunk together with what it imports
  * (the wasm glue, and through it the wasm as an asset), then rewrite the URL to that chunk. A
  * plain `new URL()` would only copy the file and its imports would not resolve. The real worker
  * is started (and restarted after a crash) by the wasm from the URL string, so here
- * `SharedWorker` must be a stand-in that only keeps the URL.
+ * `SharedWorker` must be a stand-in that only keeps the URL, and the type the call passes once
+ * the bundler rewrote it (Turbopack drops `type`: its worker loader is a classic script).
  *
  * The stand-in replaces the global for the duration of this one synchronous expression (and is
  * put back, or removed where the browser has no SharedWorker, before anything else can run)
@@ -41,11 +48,12 @@ class UrlOnly {
  * but webpack 5 matches `new SharedWorker(…)` only where `SharedWorker` is the global, and
  * would treat a locally bound name as an ordinary call (the script copied as a lone asset).
  */
-function defaultWorkerUrl() {
+function defaultWorker() {
   const had = Object.getOwnPropertyDescriptor(globalThis, 'SharedWorker');
   Object.defineProperty(globalThis, 'SharedWorker', { value: UrlOnly, configurable: true, writable: true });
   try {
-    return new SharedWorker(new URL('./filesync-worker.js', import.meta.url), { type: 'module' }).href;
+    const { href, type } = new SharedWorker(new URL('./filesync-worker.js', import.meta.url), { type: 'module' });
+    return { href, type };
   } finally {
     if (had) Object.defineProperty(globalThis, 'SharedWorker', had);
     else delete globalThis.SharedWorker;
@@ -53,14 +61,17 @@ function defaultWorkerUrl() {
 }
 
 /**
- * The hub worker's URL. A `wasmUrl` given to `openFileSync` is passed on to the worker (as its
- * `wasm` query parameter, absolute) so the hub loads the same wasm file as the tab.
+ * The hub worker's URL and type (`module` or `classic`). A `wasmUrl` given to `openFileSync`
+ * is passed on to the worker (as its `wasm` query parameter, absolute) so the hub loads the
+ * same wasm file as the tab. A `workerUrl` of the app's is a module worker unless `workerType`
+ * says otherwise.
  */
-function hubWorkerUrl(workerUrl, wasmUrl) {
+function hubWorker(workerUrl, workerType, wasmUrl) {
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
-  const url = new URL(workerUrl ?? defaultWorkerUrl(), base);
+  const found = workerUrl === undefined ? defaultWorker() : { href: workerUrl, type: 'module' };
+  const url = new URL(found.href, base);
   if (wasmUrl !== undefined) url.searchParams.set('wasm', new URL(String(wasmUrl), base).href);
-  return url.href;
+  return { workerUrl: url.href, workerType: workerType ?? found.type };
 }
 
 /**
@@ -104,12 +115,12 @@ export async function openFileSync(options) {
     const e = new Error(`${missing} is missing: filesync-wasm opens stores in browsers only (in client-side code, not during server-side rendering)`);
     throw Object.assign(e, { name: 'FileSyncError', code: 'unavailable', retryable: false });
   }
-  const { wasmUrl, workerUrl, preprocessors, ...rest } = options ?? {};
+  const { wasmUrl, workerUrl, workerType, preprocessors, ...rest } = options ?? {};
   await load(wasmUrl);
   const raw = await FileSync.open({
     remote: false,
     ...rest,
-    workerUrl: hubWorkerUrl(workerUrl, wasmUrl),
+    ...hubWorker(workerUrl, workerType, wasmUrl),
   });
   if (!preprocessors) return raw;
   // Same object, with saves and updates passed through the preprocessors first.

@@ -94,6 +94,27 @@ impl From<crate::web::error::WebError> for ErrorInfo {
     }
 }
 
+/// How a worker script runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerKind {
+    #[default]
+    Module,
+    Classic,
+}
+
+impl WorkerKind {
+    /// Options to start a worker of this kind named `name`.
+    fn options(self, name: &str) -> web_sys::WorkerOptions {
+        let options = web_sys::WorkerOptions::new();
+        if self == WorkerKind::Module {
+            options.set_type(web_sys::WorkerType::Module);
+        }
+        options.set_name(name);
+        options
+    }
+}
+
 /// What an app passes when it opens a store.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -101,6 +122,10 @@ pub struct OpenOptions {
     pub store_id: String,
     /// URL of the SharedWorker script shipped with the package.
     pub worker_url: String,
+    /// How that script runs: `"module"` (default: the package's own file, Vite's and
+    /// webpack's chunks) or `"classic"` (Turbopack's worker loader, which calls importScripts).
+    #[serde(default)]
+    pub worker_type: WorkerKind,
     /// `false`: local-only; an object: the server (see `remote::parse_options`).
     #[serde(default)]
     pub remote: super::remote::RemoteOption,
@@ -196,7 +221,7 @@ struct Inner {
     tab: String,
     link: RefCell<Link>,
     /// The SharedWorker's script and name, to start it again if it dies.
-    worker: (String, String),
+    worker: (String, String, WorkerKind),
     /// The hello, sent again to each new hub.
     hello: ToHub,
     bytes: Rc<ByteStore>,
@@ -259,7 +284,10 @@ impl Tab {
         // The files view the last hub saved, read while the hub starts (see `show_view`).
         let view = crate::web::idb::peek_view(&store);
         // Large saves and downloads hash in a dedicated worker running the same script.
-        crate::web::hash::use_hash_worker(&options.worker_url);
+        crate::web::hash::use_hash_worker(
+            &options.worker_url,
+            options.worker_type == WorkerKind::Module,
+        );
         let shared_worker_exists =
             js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
                 .unwrap_or(false);
@@ -301,9 +329,7 @@ impl Tab {
             };
             (link, None)
         } else {
-            let worker_options = web_sys::WorkerOptions::new();
-            worker_options.set_type(web_sys::WorkerType::Module);
-            worker_options.set_name(&worker_name(store.as_str()));
+            let worker_options = options.worker_type.options(&worker_name(store.as_str()));
             let worker = web_sys::SharedWorker::new_with_worker_options(
                 &options.worker_url,
                 &worker_options,
@@ -393,7 +419,11 @@ impl Tab {
             Inner {
                 tab: tab.clone(),
                 link: RefCell::new(link),
-                worker: (options.worker_url.clone(), worker_name(store.as_str())),
+                worker: (
+                    options.worker_url.clone(),
+                    worker_name(store.as_str()),
+                    options.worker_type,
+                ),
                 hello: hello.clone(),
                 bytes,
                 remote: remote.map(Rc::new),
@@ -507,10 +537,8 @@ impl Tab {
             return;
         }
         drop(s);
-        let (url, name) = &self.inner.worker;
-        let options = web_sys::WorkerOptions::new();
-        options.set_type(web_sys::WorkerType::Module);
-        options.set_name(name);
+        let (url, name, kind) = &self.inner.worker;
+        let options = kind.options(name);
         let Ok(worker) = web_sys::SharedWorker::new_with_worker_options(url, &options) else {
             return;
         };

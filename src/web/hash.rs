@@ -117,8 +117,8 @@ const HASH_AHEAD = 8 * 1024 * 1024;
 const HASH_WORKERS = Math.max(2, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 2));
 const hashWorkers = [];
 let hashWorkersDead = false;
-function startHashWorker(url) {
-  const worker = new Worker(url, { type: 'module', name: 'filesync-hash' });
+function startHashWorker(url, module) {
+  const worker = new Worker(url, module ? { type: 'module', name: 'filesync-hash' } : { name: 'filesync-hash' });
   const hw = { worker, next: 1, jobs: new Map(), dead: false };
   const fail = (error) => {
     hw.dead = true;
@@ -155,12 +155,12 @@ function startHashWorker(url) {
   };
   return hw;
 }
-function hashWorkerFor(url) {
+function hashWorkerFor(url, module) {
   if (!url || typeof Worker === 'undefined' || hashWorkersDead) return null;
   const idle = hashWorkers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a), hashWorkers[0]);
   if (idle && (idle.jobs.size === 0 || hashWorkers.length >= HASH_WORKERS)) return idle;
   try {
-    const hw = startHashWorker(url);
+    const hw = startHashWorker(url, module);
     hashWorkers.push(hw);
     return hw;
   } catch {
@@ -169,8 +169,8 @@ function hashWorkerFor(url) {
   }
 }
 
-export function hashJob(url) {
-  const hw = hashWorkerFor(url);
+export function hashJob(url, module) {
+  const hw = hashWorkerFor(url, module);
   if (!hw) return null;
   const id = hw.next++;
   let failed = null;
@@ -205,8 +205,8 @@ export function hashJob(url) {
 // Has the hash worker write a download into `handle` (an OPFS file, through a sync access
 // handle) while it hashes it: the page neither reads nor copies the bytes. Resolves to
 // {hex, bytes}; `abort()` stops it. `null` when there is no hash worker.
-export function workerFill(url, handle, stream, progress) {
-  const hw = hashWorkerFor(url);
+export function workerFill(url, module, handle, stream, progress) {
+  const hw = hashWorkerFor(url, module);
   if (!hw) return null;
   const id = hw.next++;
   const job = { progress, done: null, fail: null };
@@ -277,6 +277,7 @@ extern "C" {
     #[wasm_bindgen(js_name = workerFill)]
     fn worker_fill(
         url: &str,
+        module: bool,
         handle: &JsValue,
         stream: &web_sys::ReadableStream,
         progress: &js_sys::Function,
@@ -288,7 +289,7 @@ extern "C" {
 
     type HashJob;
     #[wasm_bindgen(js_name = hashJob)]
-    fn hash_job(url: &str) -> Option<HashJob>;
+    fn hash_job(url: &str, module: bool) -> Option<HashJob>;
     #[wasm_bindgen(method)]
     fn update(this: &HashJob, chunk: &js_sys::Uint8Array) -> JsValue;
     #[wasm_bindgen(method)]
@@ -374,8 +375,9 @@ impl Drop for BlobChunks {
 }
 
 thread_local! {
-    /// The script the hash worker runs (the package's worker script), once a tab set it.
-    static HASH_WORKER_URL: std::cell::RefCell<Option<String>> =
+    /// The script the hash worker runs (the package's worker script) and whether it is a
+    /// module worker, once a tab set it.
+    static HASH_WORKER_URL: std::cell::RefCell<Option<(String, bool)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -397,9 +399,15 @@ impl OffThreadFill {
         stream: &web_sys::ReadableStream,
         progress: impl FnMut(f64) + 'static,
     ) -> Option<OffThreadFill> {
-        let url = HASH_WORKER_URL.with(|u| u.borrow().clone())?;
+        let (url, module) = HASH_WORKER_URL.with(|u| u.borrow().clone())?;
         let progress = wasm_bindgen::closure::Closure::<dyn FnMut(f64)>::new(progress);
-        let fill = worker_fill(&url, file, stream, progress.as_ref().unchecked_ref())?;
+        let fill = worker_fill(
+            &url,
+            module,
+            file,
+            stream,
+            progress.as_ref().unchecked_ref(),
+        )?;
         Some(OffThreadFill {
             fill,
             _progress: progress,
@@ -432,9 +440,9 @@ impl Drop for OffThreadFill {
 }
 
 /// Lets [`ChunkHasher`] hash in a dedicated worker running `url` (the package's worker
-/// script, which hashes when started as a dedicated worker).
-pub fn use_hash_worker(url: &str) {
-    HASH_WORKER_URL.with(|u| *u.borrow_mut() = Some(url.to_string()));
+/// script, which hashes when started as a dedicated worker), a module worker or a classic one.
+pub fn use_hash_worker(url: &str, module: bool) {
+    HASH_WORKER_URL.with(|u| *u.borrow_mut() = Some((url.to_string(), module)));
 }
 
 /// SHA-256 of a stream of chunks, for large saves and downloads: in the hash worker where one
@@ -452,7 +460,7 @@ impl ChunkHasher {
     /// A hasher in the hash worker if there is one, here if not.
     pub fn new() -> ChunkHasher {
         let url = HASH_WORKER_URL.with(|u| u.borrow().clone());
-        match url.and_then(|u| hash_job(&u)) {
+        match url.and_then(|(u, module)| hash_job(&u, module)) {
             Some(job) => ChunkHasher(Hashing::Worker(job)),
             None => ChunkHasher(Hashing::Here(StreamingHasher::new())),
         }

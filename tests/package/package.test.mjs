@@ -13,10 +13,14 @@
 //     read it back (name, type, bytes) in another, through the hub's SharedWorker, with every
 //     asset served from where the loader said (no 404s); so does the app on Vite's dev server
 //     (default config: the package goes through the dependency optimizer);
+//   - a Next.js app (a client component importing the package, prerendered on the server)
+//     built with Turbopack and with webpack does the same under `next start`, large saves
+//     hashed in the worker chunk;
 //   - `wasmUrl` overrides where both the tab and the hub worker load the wasm from.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { cp, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,9 +37,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 // npm reads the environment; keep it quiet and away from the network where it can.
 const NPM_ENV = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+let NEXT_BIN;
 
 let work, consumer, pkgDir, packed, context, cdp;
 const servers = [];
+const nextServers = [];
 let viteDev;
 
 /** Serves `root` on a free loopback port; `log` collects `[status, path]` of every request. */
@@ -61,19 +67,25 @@ before(async () => {
 
   consumer = path.join(work, 'consumer');
   await mkdir(consumer);
+  // Next.js and React at the versions the repository pins (installed by setup, so in npm's
+  // cache): the Next.js app below is built inside the consumer.
+  const pinned = JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')).devDependencies;
+  const next = Object.fromEntries(['next', 'react', 'react-dom'].map((name) => [name, pinned[name]]));
   await writeFile(
     path.join(consumer, 'package.json'),
-    JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'filesync-wasm': `file:${tarball}` } }),
+    JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'filesync-wasm': `file:${tarball}`, ...next } }),
   );
-  // The package has no dependencies: installing it needs no registry.
+  // The package has no dependencies; the others come from npm's cache.
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts'], {
     cwd: consumer,
     env: NPM_ENV,
   });
   pkgDir = path.join(consumer, 'node_modules', 'filesync-wasm');
+  NEXT_BIN = path.join(consumer, 'node_modules', 'next', 'dist', 'bin', 'next');
   await cp(path.join(here, 'vite-app'), path.join(consumer, 'vite-app'), { recursive: true });
   await cp(path.join(here, 'webpack-app'), path.join(consumer, 'webpack-app'), { recursive: true });
   await cp(path.join(here, 'static'), path.join(consumer, 'static'), { recursive: true });
+  await cp(path.join(here, 'next-app'), path.join(consumer, 'next-app'), { recursive: true });
 
   context = await launchProfile(path.join(work, 'profile'));
   cdp = await context.browser().newBrowserCDPSession();
@@ -83,6 +95,7 @@ after(async () => {
   await context?.close();
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   await viteDev?.close();
+  for (const child of nextServers) child.kill();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -326,6 +339,53 @@ test('an app built by webpack 5 saves a file in one tab and reads it back in ano
   assert.equal(assets.length, 3, `nothing else: ${assets}`);
   await builtAppSavesAndReadsBack(outDir, scripts[0], /^\/[^/]+\.wasm$/);
 });
+
+/** Starts `next start` for the built app in `dir` on a free port; resolves to its base URL. */
+async function nextStart(dir) {
+  const port = await new Promise((resolve) => {
+    const probe = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const child = spawn(process.execPath, [NEXT_BIN, 'start', '--hostname', '127.0.0.1', '--port', String(port)], {
+    cwd: dir,
+    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  nextServers.push(child);
+  await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (/Ready in/.test(out)) resolve();
+    });
+    child.stderr.on('data', (d) => (out += d));
+    child.once('exit', (code) => reject(new Error(`next start exited with ${code}:\n${out}`)));
+  });
+  return `http://127.0.0.1:${port}`;
+}
+
+for (const bundler of ['turbopack', 'webpack']) {
+  test(`a Next.js app built with ${bundler} saves a file in one tab and reads it back in another`, async () => {
+    const app = path.join(consumer, 'next-app');
+    const flag = bundler === 'webpack' ? ['--webpack'] : [];
+    await run(process.execPath, [NEXT_BIN, 'build', ...flag], {
+      cwd: app,
+      env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
+    }).catch((e) => assert.fail(`next build (${bundler}) failed:\n${e.stdout}${e.stderr}`));
+    const base = await nextStart(app);
+    const workers = await saveInOneTabReadInAnother(`${base}/`, base);
+    // Turbopack starts the worker through its own loader, a classic script that loads the
+    // chunks with importScripts: the package starts it as the classic worker it is.
+    const chunk = bundler === 'turbopack'
+      ? /^\/_next\/static\/chunks\/turbopack-worker-[^/]+\.js[?#]params=/
+      : /^\/_next\/static\/(chunks|media)\/[^/?]+\.js$/;
+    assert.equal(workers.length, 1, `one hub worker: ${workers}`);
+    assert.match(workers[0].slice(base.length), chunk);
+    await largeSaveHashesInTheWorkerChunk(base, workers[0]);
+  });
+}
 
 test('the same app on the Vite dev server saves and reads back across tabs', async () => {
   viteDev = await createServer({
