@@ -537,17 +537,18 @@ test('an answer that never ends is refused at 32 MiB, not read into memory', asy
   // The pull's answer streams whitespace (chunked: no length to refuse it by) until the client
   // hangs up; the live channel sends one line that never ends.
   const MiB = 1024 * 1024;
-  // The most any one answer of each kind got out before the client hung up (64 MiB: never).
-  const sent = { pull: 0, live: 0 };
+  const END = 512 * MiB;
+  // Each kind's first answer: how much got out, and whether the client hung up first. What the
+  // sockets and the browser buffer between the two varies (up to ~25 MiB here), so the bound
+  // below is loose; a client without the cap reads all 512 MiB (or fails near there).
   const settle = {};
-  const closed = Object.fromEntries(['pull', 'live'].map((k) => [k, new Promise((resolve) => (settle[k] = resolve))]));
+  const closed = Object.fromEntries(['pull', 'live'].map((key) => [key, new Promise((resolve) => (settle[key] = resolve))]));
   const endless = (res, key, chunk) => {
     let n = 0;
-    res.once('close', () => settle[key]());
+    res.once('close', () => settle[key]({ n, byClient: !res.writableEnded }));
     const more = () => {
-      while (!res.destroyed && n < 64 * MiB) {
+      while (!res.destroyed && n < END) {
         n += chunk.length;
-        sent[key] = Math.max(sent[key], n);
         if (!res.write(chunk)) return res.once('drain', more);
       }
       res.end();
@@ -570,9 +571,9 @@ test('an answer that never ends is refused at 32 MiB, not read into memory', asy
   const saved = await save(page, 'local.txt', 'still works');
   assert.equal(await readText(page, saved.id), 'still works');
   // The client stopped reading soon after the cap (what was in flight on the socket aside).
-  await Promise.all(Object.values(closed));
-  for (const [key, n] of Object.entries(sent)) {
-    assert.ok(n >= 32 * MiB && n < 60 * MiB, `${n / MiB} MiB of the ${key} answer were sent`);
+  for (const key of ['pull', 'live']) {
+    const { n, byClient } = await closed[key];
+    assert.ok(byClient && n >= 32 * MiB && n < 256 * MiB, `${key}: ${n / MiB} MiB sent, client hung up: ${byClient}`);
   }
   assert.deepEqual(page.errors, []);
   await close();
