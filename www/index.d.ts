@@ -103,6 +103,17 @@ export type EventOf<T extends FileSyncEventType> = FileSyncEvent extends infer E
   : never;
 
 /** A stored record skipped at start because it was broken (the rest loaded). */
+/** What `getStorageInfo()` reports. */
+export interface StorageInfo {
+  /** Bytes the origin uses (all its stores and other data). */
+  usage: number;
+  /** Bytes the origin may use. */
+  quota: number;
+  /** Whether the browser keeps the origin's data under storage pressure (see `requestPersistence`). */
+  persisted: boolean;
+  kind: 'opfs' | 'indexeddb';
+}
+
 /** One entry of `getHistory()`: an event and when the hub emitted it (ms since the epoch). */
 export interface HistoryEntry {
   at: number;
@@ -256,6 +267,18 @@ export interface FileSync {
   /** Whether this tab hosts the hub (tab-hosted mode only). */
   hostsHub(): boolean;
   storageKind(): 'opfs' | 'indexeddb';
+  /**
+   * The bytes the origin uses and may use (the whole origin, from `navigator.storage.estimate()`),
+   * whether the browser keeps its data under storage pressure, and where this store's bytes live.
+   */
+  getStorageInfo(): Promise<StorageInfo>;
+  /**
+   * Asks the browser to keep this origin's data under storage pressure
+   * (`navigator.storage.persist()`): files not uploaded yet exist only in this browser, and a
+   * browser may evict a site's storage when the disk fills. Resolves to whether it is kept now;
+   * the browser decides (Chromium by how the site is used, Firefox by asking the user).
+   */
+  requestPersistence(): Promise<boolean>;
   /** Leaves the store in this tab; later calls fail with code `disposed`. */
   dispose(): void;
 }

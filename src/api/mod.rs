@@ -278,6 +278,29 @@ impl FileSync {
         to_js(&self.tab.issues())
     }
 
+    /// `{usage, quota, persisted, kind}`: the bytes the origin uses and may use (the whole
+    /// origin, as `navigator.storage.estimate()` reports it), whether the browser keeps its data
+    /// under storage pressure (`navigator.storage.persisted()`), and where this store's bytes
+    /// live (`"opfs"` or `"indexeddb"`).
+    #[wasm_bindgen(js_name = getStorageInfo)]
+    pub fn get_storage_info(&self) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move { tab.storage_info().await.map_err(reject) })
+    }
+
+    /// Asks the browser to keep this origin's data under storage pressure
+    /// (`navigator.storage.persist()`): files not uploaded yet exist only in this browser.
+    /// Resolves to whether it is kept now; the browser decides (Chromium by how the site is
+    /// used, Firefox by asking the user).
+    #[wasm_bindgen(js_name = requestPersistence)]
+    pub fn request_persistence(&self) -> js_sys::Promise {
+        let tab = self.tab.clone();
+        future_to_promise(async move {
+            let kept = tab.request_persistence().await.map_err(reject)?;
+            Ok(JsValue::from_bool(kept))
+        })
+    }
+
     /// Where bytes live: `"opfs"` or `"indexeddb"`.
     #[wasm_bindgen(js_name = storageKind)]
     pub fn storage_kind(&self) -> String {

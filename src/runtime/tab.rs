@@ -1236,6 +1236,36 @@ impl Tab {
             .map(drop)
     }
 
+    /// `{usage, quota, persisted, kind}`: the origin's storage figures, whether the browser
+    /// keeps its data under storage pressure, and where this store's bytes live.
+    pub async fn storage_info(&self) -> Result<JsValue, ErrorInfo> {
+        self.check_open()?;
+        let usage = crate::web::bytes::usage()
+            .await
+            .map_err(|e| web_error(&e))?;
+        let persisted = crate::web::bytes::persisted()
+            .await
+            .map_err(|e| web_error(&e))?;
+        let info = js_sys::Object::new();
+        for (key, value) in [
+            ("usage", JsValue::from_f64(usage.usage)),
+            ("quota", JsValue::from_f64(usage.quota)),
+            ("persisted", JsValue::from_bool(persisted)),
+            ("kind", JsValue::from_str(&self.storage())),
+        ] {
+            let _ = js_sys::Reflect::set(&info, &JsValue::from_str(key), &value);
+        }
+        Ok(info.into())
+    }
+
+    /// Asks the browser to keep the origin's data under storage pressure; whether it does now.
+    pub async fn request_persistence(&self) -> Result<bool, ErrorInfo> {
+        self.check_open()?;
+        crate::web::bytes::persist()
+            .await
+            .map_err(|e| web_error(&e))
+    }
+
     /// The hub engine's recent events: an array of `{at, event}`, oldest first.
     pub async fn history(&self) -> Result<JsValue, ErrorInfo> {
         self.request(|req| ToHub::History { req }, None).await

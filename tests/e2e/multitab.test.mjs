@@ -219,6 +219,24 @@ test('without SharedWorker, a tab of a newer version takes the store from the ho
   for (const t of [...old, fresh, late, second]) await t.close();
 });
 
+test('storage info reports usage and quota; persistence is asked of the browser', async () => {
+  const page = await openTab(unique('storage'));
+  await save(page, 'kept.txt', 'stored here');
+  const info = await page.evaluate(() => window.fs.getStorageInfo());
+  assert.equal(info.kind, 'opfs');
+  assert.ok(info.usage > 0 && info.quota > info.usage, JSON.stringify(info));
+  assert.equal(info.persisted, false, 'a fresh profile is best-effort storage');
+  // The browser decides (site engagement, an installed app, the user): grant it here.
+  await cdp.send('Browser.grantPermissions', { origin: base, permissions: ['durableStorage'] });
+  try {
+    assert.equal(await page.evaluate(() => window.fs.requestPersistence()), true);
+    assert.equal((await page.evaluate(() => window.fs.getStorageInfo())).persisted, true);
+  } finally {
+    await cdp.send('Browser.resetPermissions');
+  }
+  await page.close();
+});
+
 test('exactly one leader, and closing it hands leadership to another tab', async () => {
   const store = unique('leader');
   const tabs = [await openTab(store), await openTab(store), await openTab(store)];
@@ -592,6 +610,7 @@ test('a throwing listener breaks nothing; calls after dispose fail with code "di
       () => window.fs.readFile('anything'),
       () => window.fs.syncNow(),
       () => window.fs.getHistory(),
+      () => window.fs.getStorageInfo(),
     ]) {
       try {
         await call();
@@ -602,7 +621,7 @@ test('a throwing listener breaks nothing; calls after dispose fail with code "di
     }
     return errors;
   });
-  assert.deepEqual(afterDispose, Array(4).fill('FileSyncError:disposed'));
+  assert.deepEqual(afterDispose, Array(5).fill('FileSyncError:disposed'));
   // The other tab is unaffected.
   await save(a, 'three.txt', '3');
   assert.equal(await fileCount(a), 3);

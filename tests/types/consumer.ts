@@ -59,6 +59,9 @@ export async function synced(): Promise<void> {
     maxUploads: 2,
   });
   fs.on('online', () => undefined);
+  // Local-only files live in this browser: ask it to keep them, and watch the quota.
+  const { usage, quota, persisted } = await fs.getStorageInfo();
+  if (!persisted && usage / quota > 0.8) void (await fs.requestPersistence());
   // Debugging: the hub's recent events, each with when it happened.
   for (const { at, event } of await fs.getHistory()) {
     const when: Date = new Date(at);

@@ -316,6 +316,32 @@ pub async fn usage() -> Result<Usage, WebError> {
     })
 }
 
+/// `navigator.storage.persisted()`: whether the browser keeps this origin's data under
+/// storage pressure instead of evicting it.
+pub async fn persisted() -> Result<bool, WebError> {
+    let api = "navigator.storage.persisted";
+    let promise = global::storage_manager()?
+        .persisted()
+        .map_err(|e| WebError::from_js(api, &e))?;
+    let answer = JsFuture::from(promise)
+        .await
+        .map_err(|e| WebError::from_js(api, &e))?;
+    Ok(answer.as_bool().unwrap_or(false))
+}
+
+/// `navigator.storage.persist()`: asks the browser to keep this origin's data under storage
+/// pressure. Resolves to whether it does now (the browser decides; window contexts only).
+pub async fn persist() -> Result<bool, WebError> {
+    let api = "navigator.storage.persist";
+    let promise = global::storage_manager()?
+        .persist()
+        .map_err(|e| WebError::from_js(api, &e))?;
+    let answer = JsFuture::from(promise)
+        .await
+        .map_err(|e| WebError::from_js(api, &e))?;
+    Ok(answer.as_bool().unwrap_or(false))
+}
+
 /// Shared by both backends: checks a computed hash against the expected one.
 fn check_expected(actual: ContentHash, expected: Option<ContentHash>) -> Result<(), WriteError> {
     match expected {
