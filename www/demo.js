@@ -57,6 +57,9 @@ const state = {
   connection: 'unknown',
   /** Last `sync:error` until the next `sync:complete`. */
   syncError: null,
+  /** When the storage figures were last asked for (`showStorage`). */
+  storageShownAt: 0,
+  storageTimer: null,
   /** File whose content the edit picker replaces. */
   editing: null,
 };
@@ -360,6 +363,7 @@ function render() {
     renderFiles();
     renderStatus();
     renderLeader();
+    showStorage();
   }, 0);
 }
 
@@ -489,6 +493,43 @@ function logCall(method, subject, error) {
   while (ui.log.childElementCount > LOG_LIMIT) ui.log.lastElementChild.remove();
 }
 
+/**
+ * Shows whether the browser keeps this site's data under storage pressure (files not uploaded
+ * yet exist only here) and how much it uses, at most once a second.
+ */
+async function showStorage() {
+  const wait = state.storageShownAt + 1000 - Date.now();
+  if (wait > 0) {
+    // Asked again within the second: once more at its end, so the last change shows.
+    state.storageTimer ??= setTimeout(() => {
+      state.storageTimer = null;
+      showStorage();
+    }, wait);
+    return;
+  }
+  state.storageShownAt = Date.now();
+  const label = byTestId('storage-persisted');
+  try {
+    const { persisted, usage, quota } = await state.fs.getStorageInfo();
+    label.dataset.persisted = String(persisted);
+    const used = `${(usage / 1048576).toFixed(1)} of ${(quota / 1048576).toFixed(0)} MiB used`;
+    label.textContent = persisted ? `storage kept (${used})` : `best-effort storage (${used})`;
+    byTestId('keep-files').hidden = persisted;
+  } catch (e) {
+    label.textContent = `storage: ${e.code}`;
+  }
+}
+
+/** Offers to ask the browser to keep the site's data while it does not. */
+function showPersistence() {
+  byTestId('keep-files').onclick = () => act('requestPersistence', '', async () => {
+    await state.fs.requestPersistence();
+    state.storageShownAt = 0;
+    await showStorage();
+  });
+  return showStorage();
+}
+
 async function addFiles(files) {
   for (const file of files) await act('saveFile', file.name, () => state.fs.saveFile(file));
 }
@@ -588,6 +629,7 @@ async function main() {
   byTestId('version').textContent = version();
   byTestId('tab-id').textContent = fs.tabId();
   byTestId('storage-kind').textContent = fs.storageKind() === 'opfs' ? 'OPFS' : 'IndexedDB';
+  showPersistence();
   const issues = fs.getStorageIssues();
   if (issues.length) {
     const el = byTestId('storage-issues');

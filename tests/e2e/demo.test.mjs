@@ -337,6 +337,26 @@ test('a store that cannot open says so on the page', async () => {
   await page.close();
 });
 
+test('the demo shows whether the browser keeps its storage, and asks it to', async () => {
+  const dev = await device();
+  const page = await openDemo(dev, `persist-${Date.now()}`);
+  await page.waitForSelector('[data-testid="storage-persisted"][data-persisted="false"]', WAIT);
+  assert.match(await page.getByTestId('storage-persisted').textContent(), /^best-effort storage \([\d.]+ of \d+ MiB used\)$/);
+  // The browser decides (site engagement, an installed app, the user): grant it here.
+  const cdp = await dev.context.browser().newBrowserCDPSession();
+  await cdp.send('Browser.grantPermissions', { origin: server.url, permissions: ['durableStorage'] });
+  try {
+    await page.getByTestId('keep-files').click();
+    await page.waitForSelector('[data-testid="storage-persisted"][data-persisted="true"]', WAIT);
+  } finally {
+    await cdp.send('Browser.resetPermissions');
+  }
+  assert.match(await page.getByTestId('storage-persisted').textContent(), /^storage kept \(/);
+  assert.equal(await page.getByTestId('keep-files').isHidden(), true);
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test('after a deploy, an open page says a newer version took the store over, and reloads into it', async () => {
   // The site as deployed: the built package in a directory of its own, served by the server.
   const site = await mkdtemp(path.join(tmpdir(), 'filesync-site-'));
