@@ -296,15 +296,21 @@ impl ByteStore {
     }
 }
 
+/// Calls one method of `navigator.storage` (`api` names it in errors) and awaits its answer.
+async fn ask_storage(
+    api: &'static str,
+    call: impl FnOnce(&web_sys::StorageManager) -> Result<js_sys::Promise, JsValue>,
+) -> Result<JsValue, WebError> {
+    let promise = call(&global::storage_manager()?).map_err(|e| WebError::from_js(api, &e))?;
+    JsFuture::from(promise)
+        .await
+        .map_err(|e| WebError::from_js(api, &e))
+}
+
 /// `navigator.storage.estimate()`.
 pub async fn usage() -> Result<Usage, WebError> {
     let api = "navigator.storage.estimate";
-    let promise = global::storage_manager()?
-        .estimate()
-        .map_err(|e| WebError::from_js(api, &e))?;
-    let estimate = JsFuture::from(promise)
-        .await
-        .map_err(|e| WebError::from_js(api, &e))?;
+    let estimate = ask_storage(api, |s| s.estimate()).await?;
     let number = |key: &str| -> Result<f64, WebError> {
         js_sys::Reflect::get(&estimate, &JsValue::from_str(key))
             .map(|v| v.as_f64().unwrap_or(0.0))
@@ -319,26 +325,14 @@ pub async fn usage() -> Result<Usage, WebError> {
 /// `navigator.storage.persisted()`: whether the browser keeps this origin's data under
 /// storage pressure instead of evicting it.
 pub async fn persisted() -> Result<bool, WebError> {
-    let api = "navigator.storage.persisted";
-    let promise = global::storage_manager()?
-        .persisted()
-        .map_err(|e| WebError::from_js(api, &e))?;
-    let answer = JsFuture::from(promise)
-        .await
-        .map_err(|e| WebError::from_js(api, &e))?;
+    let answer = ask_storage("navigator.storage.persisted", |s| s.persisted()).await?;
     Ok(answer.as_bool().unwrap_or(false))
 }
 
 /// `navigator.storage.persist()`: asks the browser to keep this origin's data under storage
 /// pressure. Resolves to whether it does now (the browser decides; window contexts only).
 pub async fn persist() -> Result<bool, WebError> {
-    let api = "navigator.storage.persist";
-    let promise = global::storage_manager()?
-        .persist()
-        .map_err(|e| WebError::from_js(api, &e))?;
-    let answer = JsFuture::from(promise)
-        .await
-        .map_err(|e| WebError::from_js(api, &e))?;
+    let answer = ask_storage("navigator.storage.persist", |s| s.persist()).await?;
     Ok(answer.as_bool().unwrap_or(false))
 }
 
