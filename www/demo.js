@@ -329,6 +329,13 @@ function renderStatus() {
 
 function renderLeader() {
   const fs = state.fs;
+  if (document.body.dataset.superseded) {
+    ui.leader.dataset.leader = 'false';
+    ui.leader.dataset.state = 'none';
+    $('.label', ui.leader).textContent = 'Stopped: a newer version runs';
+    ui.leader.title = 'A newer version of this app took the store over in another tab: reload this page.';
+    return;
+  }
   const leader = fs.isLeader();
   const id = fs.leaderTabId();
   ui.leader.dataset.leader = String(leader);
@@ -423,6 +430,8 @@ function onSuperseded() {
   showFatal('A newer version of this app took this store over in another tab. Reload this page to use it.', { reload: true });
   document.querySelector('main').inert = true;
   document.body.dataset.superseded = 'true';
+  byTestId('keep-files').hidden = true;
+  renderLeader();
 }
 
 function onEvent(e) {
@@ -498,6 +507,8 @@ function logCall(method, subject, error) {
  * yet exist only here) and how much it uses, at most once a second.
  */
 async function showStorage() {
+  // A superseded page asks nothing more of the library (every call would fail).
+  if (document.body.dataset.superseded) return;
   const wait = state.storageShownAt + 1000 - Date.now();
   if (wait > 0) {
     // Asked again within the second: once more at its end, so the last change shows.

@@ -378,6 +378,8 @@ test('after a deploy, an open page says a newer version took the store over, and
     await old.waitForSelector('body[data-superseded="true"]', WAIT);
     assert.match(await old.getByTestId('fatal').textContent(), /A newer version of this app took this store over in another tab/);
     assert.equal(await old.evaluate(() => document.querySelector('main').inert), true, 'the old page takes no input');
+    assert.equal((await old.getByTestId('leader').textContent()).trim(), 'Stopped: a newer version runs');
+    assert.equal(await old.getByTestId('keep-files').isHidden(), true);
     await shot(old, '9-superseded');
     // Reload: the page comes back as the new release, with the store's files.
     await old.getByTestId('reload').click();
