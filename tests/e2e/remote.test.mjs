@@ -91,6 +91,13 @@ const waitUploaded = (page, id, hash) =>
     return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
   }, [id, hash], WAIT);
 
+/** Two devices with a tab each on a new store named after `name`. */
+async function twoDevices(name) {
+  const store = unique(name);
+  const [a, b] = [await device(), await device()];
+  return { store, a, b, a1: await openTab(a, store), b1: await openTab(b, store) };
+}
+
 test('a tab of another build takes a synced store over and keeps syncing it', async () => {
   const store = unique('handover');
   const [a, b] = [await device(), await device()];
@@ -155,10 +162,7 @@ test('a save in device A reaches every tab of A at once and device B with downlo
 });
 
 test('edits and deletes in A reach B; an edit never leaves the old key on the new content', async () => {
-  const store = unique('edit');
-  const [a, b] = [await device(), await device()];
-  const a1 = await openTab(a, store);
-  const b1 = await openTab(b, store);
+  const { a1, b1 } = await twoDevices('edit');
   const saved = await save(a1, 'doc.txt', 'version 1');
   await waitLocal(b1, saved.id, saved.contentHash);
   // Edit at once, and again while the first edit may still be uploading.
@@ -178,10 +182,7 @@ test('edits and deletes in A reach B; an edit never leaves the old key on the ne
 });
 
 test('files saved while the server is down upload after it restarts and reach B', async () => {
-  const store = unique('restart');
-  const [a, b] = [await device(), await device()];
-  const a1 = await openTab(a, store);
-  const b1 = await openTab(b, store);
+  const { a1, b1 } = await twoDevices('restart');
   const first = await save(a1, 'before.txt', 'before');
   await waitLocal(b1, first.id);
   await server.stop();
@@ -205,10 +206,7 @@ test('files saved while the server is down upload after it restarts and reach B'
 });
 
 test('conflicting offline edits on two devices converge on one version everywhere', async () => {
-  const store = unique('conflict');
-  const [a, b] = [await device(), await device()];
-  const a1 = await openTab(a, store);
-  const b1 = await openTab(b, store);
+  const { a1, b1 } = await twoDevices('conflict');
   const doc = await save(a1, 'doc.txt', 'original');
   const gone = await save(a1, 'gone.txt', 'to delete');
   await waitLocal(b1, doc.id, doc.contentHash);
@@ -256,10 +254,7 @@ test('conflicting offline edits on two devices converge on one version everywher
 });
 
 test('a reloaded device does not download again what it already has', async () => {
-  const store = unique('reload');
-  const [a, b] = [await device(), await device()];
-  const a1 = await openTab(a, store);
-  let b1 = await openTab(b, store);
+  let { store, b, a1, b1 } = await twoDevices('reload');
   const files = [];
   for (let i = 0; i < 3; i++) files.push(await save(a1, `r-${i}.txt`, `reload ${i}`));
   for (const f of files) await waitLocal(b1, f.id);
@@ -371,10 +366,7 @@ test('closing the leader tab mid-upload: another tab of the device completes it,
 });
 
 test('reloading the device in the middle of a download completes it after the reload', async () => {
-  const store = unique('midload');
-  const [a, b] = [await device(), await device()];
-  const a1 = await openTab(a, store);
-  let b1 = await openTab(b, store);
+  let { store, b, a1, b1 } = await twoDevices('midload');
   await throttle(b, b1, { down: 1024 * 1024 });
   const saved = await saveBig(a1, 'big.bin', 4);
   await b1.waitForFunction((id) => window.events.some(
