@@ -15,7 +15,7 @@
 //     (default config: the package goes through the dependency optimizer);
 //   - a Next.js app (a client component importing the package, prerendered on the server)
 //     built with Turbopack and with webpack does the same under `next start`, large saves
-//     hashed in the worker chunk;
+//     hashed in the worker chunk, and on `next dev`;
 //   - `wasmUrl` overrides where both the tab and the hub worker load the wasm from.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -340,15 +340,20 @@ test('an app built by webpack 5 saves a file in one tab and reads it back in ano
   await builtAppSavesAndReadsBack(outDir, scripts[0], /^\/[^/]+\.wasm$/);
 });
 
-/** Starts `next start` for the built app in `dir` on a free port; resolves to its base URL. */
-async function nextStart(dir) {
+/**
+ * Runs `next <command>` (`start` for the built app, or `dev`) in `dir` on a free port; resolves
+ * to its base URL once it is ready. The dev server refuses its own assets to other hosts than
+ * `localhost` unless configured (`allowedDevOrigins`), so it is reached there.
+ */
+async function nextServe(dir, command) {
   const port = await new Promise((resolve) => {
     const probe = createNetServer().listen(0, '127.0.0.1', () => {
       const { port } = probe.address();
       probe.close(() => resolve(port));
     });
   });
-  const child = spawn(process.execPath, [NEXT_BIN, 'start', '--hostname', '127.0.0.1', '--port', String(port)], {
+  const host = command === 'dev' ? 'localhost' : '127.0.0.1';
+  const child = spawn(process.execPath, [NEXT_BIN, command, '--hostname', host, '--port', String(port)], {
     cwd: dir,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -361,9 +366,9 @@ async function nextStart(dir) {
       if (/Ready in/.test(out)) resolve();
     });
     child.stderr.on('data', (d) => (out += d));
-    child.once('exit', (code) => reject(new Error(`next start exited with ${code}:\n${out}`)));
+    child.once('exit', (code) => reject(new Error(`next ${command} exited with ${code}:\n${out}`)));
   });
-  return `http://127.0.0.1:${port}`;
+  return `http://${host}:${port}`;
 }
 
 for (const bundler of ['turbopack', 'webpack']) {
@@ -374,7 +379,7 @@ for (const bundler of ['turbopack', 'webpack']) {
       cwd: app,
       env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
     }).catch((e) => assert.fail(`next build (${bundler}) failed:\n${e.stdout}${e.stderr}`));
-    const base = await nextStart(app);
+    const base = await nextServe(app, 'start');
     const workers = await saveInOneTabReadInAnother(`${base}/`, base);
     // Turbopack starts the worker through its own loader, a classic script that loads the
     // chunks with importScripts: the package starts it as the classic worker it is.
@@ -386,6 +391,13 @@ for (const bundler of ['turbopack', 'webpack']) {
     await largeSaveHashesInTheWorkerChunk(base, workers[0]);
   });
 }
+
+test('the Next.js app on its dev server (Turbopack) saves and reads back across tabs', async () => {
+  const base = await nextServe(path.join(consumer, 'next-app'), 'dev');
+  const workers = await saveInOneTabReadInAnother(`${base}/`, base);
+  assert.equal(workers.length, 1, `one hub worker: ${workers}`);
+  assert.match(workers[0].slice(base.length), /^\/_next\/static\/chunks\/[^?#]*\.js[?#]params=/);
+});
 
 test('the same app on the Vite dev server saves and reads back across tabs', async () => {
   viteDev = await createServer({
