@@ -91,6 +91,13 @@ const waitUploaded = (page, id, hash) =>
     return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
   }, [id, hash], WAIT);
 
+/** Saves a text file in a tab and waits until it is uploaded; resolves to the file state. */
+async function saveUploaded(page, name, text) {
+  const saved = await save(page, name, text);
+  await waitUploaded(page, saved.id);
+  return saved;
+}
+
 /** Two devices with a tab each on a new store named after `name`. */
 async function twoDevices(name) {
   const store = unique(name);
@@ -102,8 +109,7 @@ test('a tab of another build takes a synced store over and keeps syncing it', as
   const store = unique('handover');
   const [a, b] = [await device(), await device()];
   const old = await openTab(a, store);
-  const one = await save(old, 'one.txt', 'one');
-  await waitUploaded(old, one.id);
+  const one = await saveUploaded(old, 'one.txt', 'one');
   // A deploy changed the hub worker's URL: the new build's tab gets the store from the old hub.
   const fresh = await openTab(a, store, { authToken: TOKEN }, { workerUrl: '/filesync-worker.js?build=2' });
   await old.waitForFunction(() => window.events.some((e) => e.code === 'superseded'), null, WAIT);
@@ -292,8 +298,7 @@ test('getHistory shows a tab what the hub did before it opened, with times, with
   const a = await device();
   const first = await openTab(a, store);
   const t0 = Date.now();
-  const saved = await save(first, 'history.txt', 'what happened');
-  await waitUploaded(first, saved.id);
+  const saved = await saveUploaded(first, 'history.txt', 'what happened');
   const later = await openTab(a, store);
   const [history, seen] = await later.evaluate(async () => [await window.fs.getHistory(), window.events]);
   const ofFile = history.filter((h) => h.event.fileId === saved.id).map((h) => h.event.type);
@@ -429,8 +434,7 @@ test('bytes that do not match their hash are refused as an integrity error and n
   const store = unique('integrity');
   const [a, b] = [await device(), await device()];
   const a1 = await openTab(a, store);
-  const saved = await save(a1, 'true.txt', 'the true bytes');
-  await waitUploaded(a1, saved.id);
+  const saved = await saveUploaded(a1, 'true.txt', 'the true bytes');
   // Corrupt the stored blob behind the server's back (same length, other bytes).
   await writeFile(path.join(server.dataDir, 'blobs', store, saved.contentHash), 'the fake bytes');
   const b1 = await openTab(b, store);
