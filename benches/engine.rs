@@ -201,6 +201,7 @@ fn confirmed_events(store: &StoreId) -> Vec<ConfirmedEvent> {
                 metadata: meta,
                 updated_at: at,
                 expected_content_hash: expected,
+                previous_content_hash: None,
             }));
         }
     }
@@ -496,7 +497,7 @@ fn main() {
             sample: measure(
                 runs,
                 || (),
-                |()| SyncStatus::derive(boot.local_state().rows()),
+                |()| SyncStatus::derive(boot.local_state().rows(), 0),
             ),
             baseline: Some((
                 "loop counting statuses over the 100k rows",

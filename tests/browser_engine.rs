@@ -33,8 +33,14 @@ fn save(e: &mut Engine, id: &str, bytes: &[u8]) {
         created_at: now(),
         updated_at: now(),
     });
-    e.handle(now(), Input::Commit { op: OpId(1), event })
-        .unwrap();
+    e.handle(
+        now(),
+        Input::Commit {
+            op: OpId(1),
+            event: Box::new(event),
+        },
+    )
+    .unwrap();
 }
 
 #[wasm_bindgen_test]

@@ -133,7 +133,10 @@ function displayStatus(f) {
   if (f.downloadStatus === 'pending') {
     return { status: 'queued', label: 'Waiting for its upload', kind: 'download', percent: 0 };
   }
-  return { status: 'done', label: f.isUploaded ? 'Synced' : 'Saved here', kind: tr?.kind ?? null, percent: 100 };
+  // Synced: the server has the file as shown here. Uploaded only: the bytes are up, the
+  // event that records them is not confirmed yet (other devices cannot fetch them yet).
+  const label = f.isSynced ? 'Synced' : f.isUploaded ? 'Uploaded, confirming' : 'Saved here';
+  return { status: 'done', label, kind: tr?.kind ?? null, percent: 100 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,6 +184,7 @@ function updateCard(card, f) {
   card.dataset.hash = f.contentHash;
   card.dataset.local = String(f.hasLocalCopy);
   card.dataset.uploaded = String(f.isUploaded);
+  card.dataset.synced = String(f.isSynced);
   // The highest progress seen in a callback for this content (not inferred from "done").
   card.dataset.observedPercent = tr && tr.hash === f.contentHash && tr.observed ? String(percentOf(tr.loaded, tr.total)) : '';
   p.name.textContent = f.name;
@@ -309,6 +313,7 @@ function renderStatus() {
   set('count-pending-up', s.pendingUploadCount);
   set('count-pending-down', s.pendingDownloadCount);
   set('count-errors', s.errorCount);
+  set('count-unconfirmed', s.unconfirmedEventCount);
   byTestId('count-errors').parentElement.dataset.nonzero = String(s.errorCount > 0);
   const syncing = byTestId('syncing');
   syncing.dataset.syncing = String(s.isSyncing);
@@ -317,8 +322,13 @@ function renderStatus() {
   pending.dataset.pending = String(s.hasPending);
   pending.dataset.errors = String(s.errorCount > 0);
   const work = s.uploadingCount + s.downloadingCount + s.queuedUploadCount + s.queuedDownloadCount + s.pendingUploadCount + s.pendingDownloadCount;
+  const todo = [
+    work ? `${work} transfer${work === 1 ? '' : 's'} to do` : '',
+    s.unconfirmedEventCount ? `${s.unconfirmedEventCount} change${s.unconfirmedEventCount === 1 ? '' : 's'} to confirm` : '',
+    s.errorCount ? `${s.errorCount} failed` : '',
+  ].filter(Boolean).join(', ');
   pending.textContent = s.hasPending
-    ? `${work} transfer${work === 1 ? '' : 's'} to do${s.errorCount ? `, ${s.errorCount} failed` : ''}.`
+    ? `${capitalize(todo)}.`
     : s.errorCount ? `${s.errorCount} transfer${s.errorCount === 1 ? '' : 's'} failed.` : 'Everything is in sync.';
   const list = byTestId('error-list');
   list.replaceChildren(...s.errors.map((e) => h('li', { 'data-testid': 'error-item' },

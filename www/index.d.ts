@@ -33,8 +33,20 @@ export interface FileState {
   uploadStatus: TransferStatus;
   downloadStatus: TransferStatus;
   lastSyncError: SyncErrorInfo | null;
+  /** The bytes of the current content are in this browser. */
   hasLocalCopy: boolean;
+  /**
+   * The bytes of the current content are in remote storage (this browser knows their remote
+   * key). The event that records the key may not have reached the server yet, and until it
+   * has, other devices cannot fetch them: see `isSynced`.
+   */
   isUploaded: boolean;
+  /**
+   * The server has recorded the file as this browser shows it, bytes included: none of its
+   * changes made here waits for the server's confirmation, and its content is uploaded.
+   * Every other device can get it now. Always `false` in a local-only store.
+   */
+  isSynced: boolean;
   /** `hasLocalCopy || isUploaded`. */
   canDisplay: boolean;
 }
@@ -55,7 +67,18 @@ export interface SyncStatus {
   pendingUploadFileIds: string[];
   pendingDownloadFileIds: string[];
   errors: { fileId: string; code: string; error: string }[];
+  /**
+   * Events made in this browser (saves, edits, deletes, upload completions) that the server
+   * has not confirmed yet, sent or not. Other devices do not see them until it has.
+   */
+  unconfirmedEventCount: number;
+  /** Work is moving: a transfer runs, or events wait for the server's confirmation. */
   isSyncing: boolean;
+  /**
+   * Something is not yet where it goes: a transfer queued, pending or running, or an
+   * unconfirmed event. `false` with no errors: every change made here is on the server (see
+   * also `whenSynced()`).
+   */
   hasPending: boolean;
 }
 
@@ -259,6 +282,17 @@ export interface FileSync {
   whenLoaded(): Promise<void>;
   /** Whether the hub has loaded the store's state (see `whenLoaded`). */
   isLoaded(): boolean;
+  /**
+   * Resolves once everything made in this browser is on the server: every save, edit and
+   * delete confirmed by the server and every file's bytes uploaded from here (downloads do
+   * not count). Use it to tell users when closing the app is safe. Rejects with a
+   * `FileSyncError` instead of waiting when it cannot get there: `offline` (the server is
+   * unreachable and work is left), the code of an upload that stopped for good (see
+   * `retryErrors()`), the code of a push the server refused (`auth`, `server_error`, ...),
+   * `local_only` for a store with `remote: false`, `disposed` or `superseded`. While the
+   * store is paused (`pause()`), uploads wait, and so does this.
+   */
+  whenSynced(): Promise<void>;
   /** Whether the server is believed reachable; `online` / `offline` events report changes (always true when local-only). */
   isOnline(): boolean;
   isLeader(): boolean;

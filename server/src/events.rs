@@ -508,6 +508,7 @@ mod tests {
                 metadata: MetadataPatch::Keep,
                 updated_at: Millis(2),
                 expected_content_hash: Some(h),
+                previous_content_hash: None,
             }),
         }
     }

@@ -233,6 +233,12 @@ impl FileSync {
         self.tab.when_loaded()
     }
 
+    /// Resolves once everything made in this browser is on the server (see `index.d.ts`).
+    #[wasm_bindgen(js_name = whenSynced)]
+    pub fn when_synced(&self) -> js_sys::Promise {
+        self.tab.when_synced()
+    }
+
     /// Whether the hub has loaded the store's state (see `whenLoaded`).
     #[wasm_bindgen(js_name = isLoaded)]
     pub fn is_loaded(&self) -> bool {

@@ -1,8 +1,10 @@
 //! Synced events: the persistent layer every client of a store shares.
 //!
 //! Names and payloads follow livestore-filesync (`v1.FileCreated`, `v1.FileUpdated`,
-//! `v1.FileDeleted`), plus the original file name, MIME type and size, which it loses, and one
-//! optional field, `expectedContentHash`, that makes an update conditional (see [`FileUpdated`]).
+//! `v1.FileDeleted`), plus the original file name, MIME type and size, which it loses, and two
+//! optional fields of updates: `expectedContentHash`, that makes an update conditional, and
+//! `previousContentHash`, the content the edit replaced as its author saw it, by which every
+//! client can tell a concurrent overwrite (see [`FileUpdated`]).
 //!
 //! Everything that crosses a boundary (server replies, stored rows, JS input) is decoded from the
 //! wire shapes here and validated into typed values; bad input is a [`DecodeError`], never a
@@ -60,6 +62,12 @@ pub struct FileCreated {
 /// client: the old remote key never lands on new content (livestore-filesync's bug 1, fixed
 /// across devices, not only within one tab). Edits leave it unset and resolve by last writer in
 /// the server's order, the same on every client.
+///
+/// `previous_content_hash` is the content an app edit replaced in its author's view. When the
+/// update lands on a row whose content is another one, the edit was made without knowledge of
+/// that content: a concurrent overwrite, whose loser is told (see
+/// [`Applied::concurrent`](super::table::Applied::concurrent)). It never changes how the event
+/// folds. Upload completions leave it unset (they do not change the content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileUpdated {
     pub id: FileId,
@@ -71,6 +79,7 @@ pub struct FileUpdated {
     pub metadata: MetadataPatch,
     pub updated_at: Millis,
     pub expected_content_hash: Option<ContentHash>,
+    pub previous_content_hash: Option<ContentHash>,
 }
 
 /// A soft delete: the row stays as a tombstone so late updates cannot revive it.
@@ -149,6 +158,7 @@ impl FileEvent {
                 mime_type: &e.info.mime_type,
                 name: &e.info.name,
                 path: &e.path,
+                previous_content_hash: e.previous_content_hash.map(|h| h.to_hex()),
                 remote_key: e.remote_key.as_ref().map_or("", RemoteKey::as_str),
                 size: e.info.size,
                 updated_at: e.updated_at.0,
@@ -206,6 +216,11 @@ impl FileEvent {
                     updated_at: Millis(a.updated_at),
                     expected_content_hash: a
                         .expected_content_hash
+                        .as_deref()
+                        .map(ContentHash::parse)
+                        .transpose()?,
+                    previous_content_hash: a
+                        .previous_content_hash
                         .as_deref()
                         .map(ContentHash::parse)
                         .transpose()?,
@@ -281,6 +296,8 @@ struct UpdatedOut<'a> {
     mime_type: &'a str,
     name: &'a str,
     path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_content_hash: Option<String>,
     remote_key: &'a str,
     size: u64,
     updated_at: u64,
@@ -326,6 +343,8 @@ struct UpdatedArgs {
     updated_at: u64,
     #[serde(default)]
     expected_content_hash: Option<String>,
+    #[serde(default)]
+    previous_content_hash: Option<String>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -571,6 +590,7 @@ mod tests {
             metadata,
             updated_at: Millis(3),
             expected_content_hash: Some(hash()),
+            previous_content_hash: None,
         })
     }
 

@@ -34,28 +34,46 @@ pub struct SyncStatus {
     pub pending_upload_file_ids: Vec<FileId>,
     pub pending_download_file_ids: Vec<FileId>,
     pub errors: Vec<FileError>,
-    /// Some transfer is running.
+    /// Events made here (saves, edits, deletes, upload completions) that the server has not
+    /// confirmed yet, sent or not. Until it has, other devices do not see them.
+    pub unconfirmed_event_count: usize,
+    /// Work is moving: a transfer is running, or events wait for the server's confirmation.
     pub is_syncing: bool,
-    /// Some transfer is queued, pending or running.
+    /// Something here is not yet as the server will have it: a transfer queued, pending or
+    /// running, or an unconfirmed event. `false` (with no errors) means every change made
+    /// here is on the server.
     pub has_pending: bool,
 }
 
 impl SyncStatus {
-    /// Derives the status from every per-client row.
-    pub fn derive<'a>(rows: impl IntoIterator<Item = &'a LocalRow>) -> SyncStatus {
-        SyncStatus::from_transfers(rows.into_iter().map(|r| TransferStates {
-            file_id: &r.file_id,
-            upload: r.upload,
-            download: r.download,
-            last_error: r.last_error.as_ref(),
-        }))
+    /// Derives the status from every per-client row and the number of unconfirmed events.
+    pub fn derive<'a>(
+        rows: impl IntoIterator<Item = &'a LocalRow>,
+        unconfirmed: usize,
+    ) -> SyncStatus {
+        SyncStatus::from_transfers(
+            rows.into_iter().map(|r| TransferStates {
+                file_id: &r.file_id,
+                upload: r.upload,
+                download: r.download,
+                last_error: r.last_error.as_ref(),
+            }),
+            unconfirmed,
+        )
     }
 
-    /// Derives the status from the transfer states of every file, in file order (a tab
-    /// derives it from its replica of the files, as the engine does from its rows).
-    pub fn from_transfers<'a>(rows: impl IntoIterator<Item = TransferStates<'a>>) -> SyncStatus {
+    /// Derives the status from the transfer states of every file, in file order, and the
+    /// number of unconfirmed events (a tab derives it from its replica of the files, as the
+    /// engine does from its rows).
+    pub fn from_transfers<'a>(
+        rows: impl IntoIterator<Item = TransferStates<'a>>,
+        unconfirmed: usize,
+    ) -> SyncStatus {
         use TransferStatus::*;
-        let mut s = SyncStatus::default();
+        let mut s = SyncStatus {
+            unconfirmed_event_count: unconfirmed,
+            ..SyncStatus::default()
+        };
         for r in rows {
             let id = || r.file_id.clone();
             match r.upload {
@@ -89,7 +107,7 @@ impl SyncStatus {
         s.pending_upload_count = s.pending_upload_file_ids.len();
         s.pending_download_count = s.pending_download_file_ids.len();
         s.error_count = s.errors.len();
-        s.is_syncing = s.uploading_count + s.downloading_count > 0;
+        s.is_syncing = s.uploading_count + s.downloading_count > 0 || unconfirmed > 0;
         s.has_pending = s.is_syncing
             || s.queued_upload_count + s.queued_download_count > 0
             || s.pending_upload_count + s.pending_download_count > 0;
@@ -106,23 +124,35 @@ pub struct TransferStates<'a> {
     pub last_error: Option<&'a SyncError>,
 }
 
-/// Whether the app can show a file: `canDisplay = hasLocalCopy || isUploaded`.
+/// What the app can do with a file, and how far it got: `canDisplay = hasLocalCopy ||
+/// isUploaded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DisplayState {
+    /// The bytes of the current content are in this browser.
     pub has_local_copy: bool,
+    /// The bytes of the current content are in remote storage (this client knows their
+    /// remote key). The event that records the key may not have reached the server yet: then
+    /// other devices cannot fetch them yet (see `is_synced`).
     pub is_uploaded: bool,
+    /// The server has recorded the file as this browser shows it, bytes included: none of its
+    /// changes made here waits for the server's confirmation and its content is uploaded.
+    /// Every other device can get it now.
+    pub is_synced: bool,
     pub can_display: bool,
 }
 
 impl DisplayState {
-    /// Derives the display state of a file from its row and this client's row.
-    pub fn derive(row: &FileRow, local: Option<&LocalRow>) -> DisplayState {
+    /// Derives the display state of a file from its row, this client's row, and whether the
+    /// server holds the row as it is here (`confirmed`: a synced store, and no event of the
+    /// file unconfirmed).
+    pub fn derive(row: &FileRow, local: Option<&LocalRow>, confirmed: bool) -> DisplayState {
         let has_local_copy = local.is_some_and(|l| l.local_hash == Some(row.content_hash));
         let is_uploaded = row.remote_key.is_some();
         DisplayState {
             has_local_copy,
             is_uploaded,
+            is_synced: confirmed && is_uploaded && row.is_live(),
             can_display: row.is_live() && (has_local_copy || is_uploaded),
         }
     }
@@ -150,7 +180,7 @@ mod tests {
             message: "no".into(),
         });
         let done = reconcile(&row("e", true), None, true);
-        let s = SyncStatus::derive([&up, &down, &wait, &failed, &done]);
+        let s = SyncStatus::derive([&up, &down, &wait, &failed, &done], 0);
         assert_eq!(s.uploading_file_ids, vec![FileId::new("a").unwrap()]);
         assert_eq!(s.queued_download_file_ids, vec![FileId::new("b").unwrap()]);
         assert_eq!(s.pending_download_file_ids, vec![FileId::new("c").unwrap()]);
@@ -160,18 +190,35 @@ mod tests {
             (1, 1, 1)
         );
         assert!(s.is_syncing && s.has_pending);
-        let idle = SyncStatus::derive([&done]);
+        let idle = SyncStatus::derive([&done], 0);
         assert!(!idle.is_syncing && !idle.has_pending);
+        // Transfers done, but an event the server has not confirmed: not idle.
+        let unconfirmed = SyncStatus::derive([&done], 2);
+        assert_eq!(unconfirmed.unconfirmed_event_count, 2);
+        assert!(unconfirmed.is_syncing && unconfirmed.has_pending);
+        // A delete waits with no file left to show it.
+        assert!(SyncStatus::derive([], 1).has_pending);
     }
 
     #[test]
     fn can_display_when_local_or_uploaded() {
         let r = row("a", false);
-        assert!(!DisplayState::derive(&r, None).can_display);
+        assert!(!DisplayState::derive(&r, None, true).can_display);
         let here = reconcile(&r, None, true);
-        assert!(DisplayState::derive(&r, Some(&here)).can_display);
+        assert!(DisplayState::derive(&r, Some(&here), true).can_display);
         let up = row("a", true);
-        let d = DisplayState::derive(&up, None);
+        let d = DisplayState::derive(&up, None, true);
         assert!(d.can_display && d.is_uploaded && !d.has_local_copy);
+    }
+
+    #[test]
+    fn synced_means_uploaded_and_confirmed_by_the_server() {
+        let up = row("a", true);
+        assert!(DisplayState::derive(&up, None, true).is_synced);
+        // The upload finished here, but the event carrying its key is unconfirmed.
+        let d = DisplayState::derive(&up, None, false);
+        assert!(d.is_uploaded && !d.is_synced);
+        // Confirmed, but the bytes are not uploaded yet.
+        assert!(!DisplayState::derive(&row("a", false), None, true).is_synced);
     }
 }

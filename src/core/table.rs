@@ -126,6 +126,22 @@ pub struct Applied {
     /// Events that are invalid for this store: skipped (the cursor moves past them) so one bad
     /// event cannot block sync forever.
     pub rejected: Vec<(Seq, DecodeError)>,
+    /// Contents whose upload completion (one of this client's pending updates carrying the
+    /// remote key) came back confirmed without its key: the server does not hold the blob.
+    pub key_cleared: Vec<ContentHash>,
+    /// Content replaced by an edit made without knowledge of it (the update's
+    /// `previousContentHash` is another content): a concurrent overwrite.
+    pub concurrent: Vec<Overwrite>,
+}
+
+/// A file's content replaced by a concurrent edit (see [`Applied::concurrent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overwrite {
+    pub file: FileId,
+    /// The content the confirmed row had, which the edit's author never saw.
+    pub replaced: ContentHash,
+    /// The content the edit wrote.
+    pub winner: ContentHash,
 }
 
 /// The files table: confirmed rows, pending events and the overlay on top.
@@ -134,6 +150,8 @@ pub struct FilesTable {
     confirmed: BTreeMap<FileId, FileRow>,
     cursor: Seq,
     pending: Vec<ClientEvent>,
+    /// How many pending events each file has.
+    pending_files: FxMap<FileId, u32>,
     overlay: BTreeMap<FileId, Option<FileRow>>,
     view_refs: Refs,
     confirmed_refs: Refs,
@@ -162,12 +180,17 @@ impl FilesTable {
                 group.iter().map(|(_, id)| (*id).clone()).collect(),
             );
         }
+        let mut pending_files: FxMap<FileId, u32> = FxMap::default();
+        for p in &pending {
+            *pending_files.entry(p.event.file_id().clone()).or_default() += 1;
+        }
         let mut t = FilesTable {
             cursor,
             view_refs: refs.clone(),
             confirmed_refs: refs,
             confirmed,
             pending,
+            pending_files,
             overlay: BTreeMap::new(),
         };
         t.rebase_overlay_only();
@@ -228,6 +251,12 @@ impl FilesTable {
         &self.pending
     }
 
+    /// Whether this client has events about the file that the server has not confirmed yet
+    /// (then the server's row may differ from the view).
+    pub fn has_pending(&self, id: &FileId) -> bool {
+        self.pending_files.contains_key(id)
+    }
+
     /// Live files of the view with this content.
     pub fn view_refs(&self, hash: &ContentHash) -> impl Iterator<Item = &FileId> {
         self.view_refs.get(hash).into_iter().flatten()
@@ -259,8 +288,9 @@ impl FilesTable {
         if let Some(next) = fold(current, &event.event) {
             let old = self.get(&id).cloned();
             index(&mut self.view_refs, &id, old.as_ref(), Some(&next));
-            self.overlay.insert(id, Some(next));
+            self.overlay.insert(id.clone(), Some(next));
         }
+        *self.pending_files.entry(id).or_default() += 1;
         self.pending.push(event);
         Ok(())
     }
@@ -278,6 +308,14 @@ impl FilesTable {
         // Without pending events the view is the confirmed rows: index both as we go, with no
         // before/after comparison (this is the common case of a client catching up).
         let plain = self.pending.is_empty();
+        // This client's pending upload completions, to tell one the server cleared.
+        let attaching: FxSet<&EventId> = self
+            .pending
+            .iter()
+            .filter(|p| matches!(&p.event, FileEvent::Updated(u) if u.remote_key.is_some()))
+            .map(|p| &p.id)
+            .collect();
+        let mut key_cleared = Vec::new();
         for ev in events {
             if ev.seq <= self.cursor {
                 continue;
@@ -297,6 +335,21 @@ impl FilesTable {
                 before.insert(id.clone(), self.get(id).cloned());
             }
             let current = self.confirmed.get(id);
+            if let FileEvent::Updated(u) = &ev.event {
+                if u.remote_key.is_none() && attaching.contains(&ev.id) {
+                    key_cleared.push(u.content_hash);
+                }
+                if let (Some(previous), Some(row)) = (u.previous_content_hash, current) {
+                    let replaces = row.is_live() && row.content_hash != u.content_hash;
+                    if replaces && previous != row.content_hash {
+                        out.concurrent.push(Overwrite {
+                            file: id.clone(),
+                            replaced: row.content_hash,
+                            winner: u.content_hash,
+                        });
+                    }
+                }
+            }
             if let Some(next) = fold(current, &ev.event) {
                 let old_live = current.filter(|r| r.is_live()).map(|r| r.content_hash);
                 index(&mut self.confirmed_refs, id, current, Some(&next));
@@ -317,11 +370,25 @@ impl FilesTable {
             }
             out.applied.push(ev);
         }
+        out.key_cleared = key_cleared;
         if out.applied.is_empty() || plain {
             return out;
         }
         let had_pending = !self.pending.is_empty();
-        self.pending.retain(|p| !confirmed_ids.contains(&p.id));
+        let counts = &mut self.pending_files;
+        self.pending.retain(|p| {
+            if !confirmed_ids.contains(&p.id) {
+                return true;
+            }
+            let id = p.event.file_id();
+            if let Some(n) = counts.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(id);
+                }
+            }
+            false
+        });
         // Files whose view may have changed: those the confirmed events touched and those
         // pending events touch (before or after the rebase).
         for id in self.overlay.keys() {
@@ -426,6 +493,7 @@ mod tests {
             metadata: MetadataPatch::Keep,
             updated_at: Millis(2),
             expected_content_hash: None,
+            previous_content_hash: None,
         })
     }
     fn uploaded(id: &str, content: &[u8]) -> FileEvent {
@@ -439,6 +507,7 @@ mod tests {
             metadata: MetadataPatch::Keep,
             updated_at: Millis(3),
             expected_content_hash: Some(h),
+            previous_content_hash: None,
         })
     }
     fn delete(id: &str) -> FileEvent {
@@ -457,6 +526,134 @@ mod tests {
                 event: e.clone(),
             })
             .collect()
+    }
+
+    fn edit_over(id: &str, content: &[u8], previous: &[u8]) -> FileEvent {
+        let FileEvent::Updated(mut u) = edit(id, content) else {
+            unreachable!("edit makes updates")
+        };
+        u.previous_content_hash = Some(ContentHash::of(previous));
+        FileEvent::Updated(u)
+    }
+
+    #[test]
+    fn files_with_pending_events_are_known_until_every_one_is_confirmed() {
+        let mut t = FilesTable::default();
+        t.apply_confirmed(&store(), confirmed(&[("b", create("f1", b"1"))]));
+        assert!(!t.has_pending(&fid("f1")));
+        for (n, content) in [(0, b"x"), (1, b"y")] {
+            t.commit_local(ClientEvent {
+                id: eid("a", n),
+                event: edit("f1", content),
+            })
+            .unwrap();
+        }
+        assert!(t.has_pending(&fid("f1")) && !t.has_pending(&fid("f2")));
+        let first = ConfirmedEvent {
+            seq: Seq(2),
+            id: eid("a", 0),
+            event: edit("f1", b"x"),
+        };
+        t.apply_confirmed(&store(), [first]);
+        assert!(t.has_pending(&fid("f1")), "one event is still unconfirmed");
+        let second = ConfirmedEvent {
+            seq: Seq(3),
+            id: eid("a", 1),
+            event: edit("f1", b"y"),
+        };
+        t.apply_confirmed(&store(), [second]);
+        assert!(!t.has_pending(&fid("f1")));
+        // A restart rebuilds the counts from the stored pending events.
+        t.commit_local(ClientEvent {
+            id: eid("a", 2),
+            event: delete("f1"),
+        })
+        .unwrap();
+        let restored = FilesTable::restore(
+            t.confirmed_rows().cloned(),
+            t.cursor(),
+            t.pending().to_vec(),
+        );
+        assert!(restored.has_pending(&fid("f1")));
+    }
+
+    #[test]
+    fn an_upload_completion_confirmed_without_its_key_is_reported() {
+        let mut t = FilesTable::default();
+        t.apply_confirmed(&store(), confirmed(&[("a", create("f1", b"1"))]));
+        t.commit_local(ClientEvent {
+            id: eid("a", 7),
+            event: uploaded("f1", b"1"),
+        })
+        .unwrap();
+        // The server does not hold the blob: it stores the completion with the key cleared.
+        let FileEvent::Updated(mut cleared) = uploaded("f1", b"1") else {
+            unreachable!()
+        };
+        cleared.remote_key = None;
+        let applied = t.apply_confirmed(
+            &store(),
+            [ConfirmedEvent {
+                seq: Seq(2),
+                id: eid("a", 7),
+                event: FileEvent::Updated(cleared),
+            }],
+        );
+        assert_eq!(applied.key_cleared, vec![ContentHash::of(b"1")]);
+        assert!(t.get(&fid("f1")).unwrap().remote_key.is_none());
+        // Another client's update without a key is not ours to report.
+        let applied = t.apply_confirmed(
+            &store(),
+            [ConfirmedEvent {
+                seq: Seq(3),
+                id: eid("b", 1),
+                event: edit("f1", b"1"),
+            }],
+        );
+        assert!(applied.key_cleared.is_empty());
+    }
+
+    #[test]
+    fn an_edit_made_without_knowledge_of_the_current_content_is_a_concurrent_overwrite() {
+        let mut t = FilesTable::default();
+        let log = confirmed(&[
+            ("a", create("f1", b"base")),
+            // b saw "base" and wrote "b": sequential.
+            ("b", edit_over("f1", b"b", b"base")),
+        ]);
+        let applied = t.apply_confirmed(&store(), log);
+        assert!(applied.concurrent.is_empty());
+        // c also edited "base", offline: its edit lands over "b", which it never saw.
+        let applied = t.apply_confirmed(
+            &store(),
+            [ConfirmedEvent {
+                seq: Seq(3),
+                id: eid("c", 0),
+                event: edit_over("f1", b"c", b"base"),
+            }],
+        );
+        assert_eq!(
+            applied.concurrent,
+            vec![Overwrite {
+                file: fid("f1"),
+                replaced: ContentHash::of(b"b"),
+                winner: ContentHash::of(b"c"),
+            }]
+        );
+        // An edit without a previous content (older clients, upload completions) or that
+        // keeps the content is never one.
+        let later = [
+            (Seq(4), eid("x", 0), edit("f1", b"d")),
+            (Seq(5), eid("y", 0), edit_over("f1", b"d", b"zzz")),
+        ];
+        let applied = t.apply_confirmed(
+            &store(),
+            later
+                .into_iter()
+                .map(|(seq, id, event)| ConfirmedEvent { seq, id, event }),
+        );
+        assert!(applied.concurrent.is_empty(), "{:?}", applied.concurrent);
+        assert_eq!(t.cursor(), Seq(5));
     }
 
     #[test]

@@ -711,6 +711,7 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 storage: r.storage.clone(),
                 issues,
                 online: r.engine.is_online(),
+                unconfirmed: r.engine.unconfirmed_events(),
                 provisional: false,
             });
         }
@@ -722,7 +723,13 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             Ok(event) => {
                 let op = OpId(r.next_op);
                 r.next_op += 1;
-                match r.engine.handle(now, Input::Commit { op, event }) {
+                match r.engine.handle(
+                    now,
+                    Input::Commit {
+                        op,
+                        event: Box::new(event),
+                    },
+                ) {
                     Ok(()) => {
                         r.commits.insert(op, (port.clone(), req));
                     }
@@ -868,6 +875,7 @@ fn view_of(r: &Ready) -> String {
         storage: r.storage.clone(),
         issues: Vec::new(),
         online: true,
+        unconfirmed: r.engine.unconfirmed_events(),
         provisional: true,
     })
 }
@@ -957,6 +965,7 @@ fn drain(s: &mut State) {
                     ToTab::Changed {
                         files: changed,
                         removed,
+                        unconfirmed: r.engine.unconfirmed_events(),
                     },
                 ));
             }

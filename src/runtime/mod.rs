@@ -1,6 +1,8 @@
 //! The runtime: the one driver of the engine in the browser.
 //!
 //! * [`protocol`]: messages between the hub and the tabs, and the JSON shapes apps see.
+//! * [`remote`]: the client side of the server protocol (URLs, bodies, answers).
+//! * [`synced`]: when everything made in this browser is on the server (`whenSynced()`).
 //! * `hub` (wasm32): owns the engine, IndexedDB and the byte store; runs in a SharedWorker
 //!   (or in the leader tab where SharedWorker does not exist) and serves every tab.
 //! * `tab` (wasm32): a tab's side: commits, a replica of the files and status, callbacks,
@@ -8,6 +10,7 @@
 
 pub mod protocol;
 pub mod remote;
+pub mod synced;
 
 #[cfg(target_arch = "wasm32")]
 pub mod hub;

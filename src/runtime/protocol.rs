@@ -42,6 +42,7 @@ pub struct FileState {
     pub last_sync_error: Option<SyncError>,
     pub has_local_copy: bool,
     pub is_uploaded: bool,
+    pub is_synced: bool,
     pub can_display: bool,
 }
 
@@ -77,6 +78,7 @@ impl FileState {
             last_sync_error: local.and_then(|l| l.last_error.clone()),
             has_local_copy: v.display.has_local_copy,
             is_uploaded: v.display.is_uploaded,
+            is_synced: v.display.is_synced,
             can_display: v.display.can_display,
         }
     }
@@ -534,6 +536,9 @@ pub enum ToTab<F = FileState> {
         issues: Vec<StorageIssue>,
         /// Whether the server is believed reachable (always true for local-only stores).
         online: bool,
+        /// Events made in this browser the server has not confirmed yet.
+        #[serde(default)]
+        unconfirmed: usize,
         /// The files view (this message, saved by a hub and read by a tab while the hub loads
         /// the state): what the state showed then (no issues, leader or connectivity yet).
         /// The loaded snapshot follows.
@@ -542,9 +547,14 @@ pub enum ToTab<F = FileState> {
     },
     /// Answer to `Commit` or `Control`: `error` unset on success.
     Reply { req: u64, error: Option<ErrorInfo> },
-    /// Files that changed (new or updated) and ids of files that are gone. (Tabs derive the
-    /// sync status from their files: the same rows the engine derives it from.)
-    Changed { files: Vec<F>, removed: Vec<String> },
+    /// Files that changed (new or updated), ids of files that are gone, and the unconfirmed
+    /// event count. (Tabs derive the sync status from their files and the count: what the
+    /// engine derives it from.)
+    Changed {
+        files: Vec<F>,
+        removed: Vec<String>,
+        unconfirmed: usize,
+    },
     /// An event for the app's callbacks: an [`AppEvent`]'s JSON, handed to apps as it is.
     Event { event: Box<RawValue> },
     /// The leader and its term (every tab learns who leads).
@@ -753,6 +763,7 @@ mod tests {
             last_sync_error: None,
             has_local_copy: true,
             is_uploaded: false,
+            is_synced: false,
             can_display: true,
         };
         let files: Vec<FileState> = (0..100)
@@ -767,6 +778,7 @@ mod tests {
             storage: "opfs".into(),
             issues: Vec::new(),
             online: true,
+            unconfirmed: 0,
             provisional: false,
         };
         let text = encode(&snap);
@@ -832,16 +844,20 @@ mod tests {
         let sent = Sent::Changed {
             files: engine.files().map(|f| FileState::from_view(&f)).collect(),
             removed: Vec::new(),
+            unconfirmed: engine.unconfirmed_events(),
         };
         let Ok(Got::Changed { files, .. }) = serde_json::from_str::<Got>(&encode(&sent)) else {
             panic!("the files did not decode");
         };
-        let derived = SyncStatus::from_transfers(files.iter().map(|f| TransferStates {
-            file_id: &f.id,
-            upload: f.upload_status,
-            download: f.download_status,
-            last_error: f.last_sync_error.as_ref(),
-        }));
+        let derived = SyncStatus::from_transfers(
+            files.iter().map(|f| TransferStates {
+                file_id: &f.id,
+                upload: f.upload_status,
+                download: f.download_status,
+                last_error: f.last_sync_error.as_ref(),
+            }),
+            engine.unconfirmed_events(),
+        );
         let status = engine.status();
         assert_eq!(derived, status);
         assert!(status.error_count == 2 && status.has_pending, "{status:?}");

@@ -28,6 +28,7 @@ use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
 use super::remote::RemoteConfig;
+use super::synced;
 use super::transfer::Transfers;
 
 /// `url` made absolute against this page (or worker) location; `None` if it is not a URL.
@@ -156,12 +157,16 @@ struct State {
     issues: Vec<StorageIssue>,
     /// Whether the hub believes the server reachable.
     online: bool,
+    /// Events made in this browser that the server has not confirmed yet.
+    unconfirmed: usize,
     /// The open's promise, settled by the first snapshot (or the hub's failure).
     ready: Option<(js_sys::Function, js_sys::Function)>,
     /// The hub has loaded the state (its snapshot is not the provisional view); until then,
     /// `whenLoaded()` callers wait here.
     loaded: bool,
     on_loaded: Vec<(js_sys::Function, js_sys::Function)>,
+    /// `whenSynced()` callers, settled when [`super::synced::verdict`] says so.
+    on_synced: Vec<(js_sys::Function, js_sys::Function)>,
     /// The death of the current hub is watched for (armed once per hub).
     watching_hub: bool,
     next_req: u64,
@@ -363,9 +368,11 @@ impl Tab {
             storage: bytes.kind().as_str().to_string(),
             issues: Vec::new(),
             online: true,
+            unconfirmed: 0,
             ready: resolve.zip(reject),
             loaded: false,
             on_loaded: Vec::new(),
+            on_synced: Vec::new(),
             watching_hub: false,
             next_req: 1,
             pending: HashMap::new(),
@@ -654,8 +661,8 @@ impl Tab {
                     storage,
                     issues,
                     online,
+                    unconfirmed,
                     provisional,
-                    ..
                 } => {
                     // A view shows what the state was; once a snapshot is in, it has nothing
                     // to add.
@@ -669,6 +676,7 @@ impl Tab {
                         calls.extend(waiting.map(|(resolve, _)| (resolve, JsValue::UNDEFINED)));
                     }
                     s.online = online;
+                    s.unconfirmed = unconfirmed;
                     s.issues = issues;
                     s.files = entries(files, &js)
                         .map(|e| (e.state.id.to_string(), e))
@@ -718,7 +726,12 @@ impl Tab {
                         calls.push((p.resolve, list));
                     }
                 }
-                ToTab::Changed { files, removed, .. } => {
+                ToTab::Changed {
+                    files,
+                    removed,
+                    unconfirmed,
+                } => {
+                    s.unconfirmed = unconfirmed;
                     let js = parsed(text, "changed");
                     // Contents with an object URL that a changed or removed file held: the
                     // URL goes if no file holds them any more.
@@ -746,6 +759,20 @@ impl Tab {
                     match event_type(&value).as_str() {
                         "online" => s.online = true,
                         "offline" => s.online = false,
+                        "sync:error" => {
+                            let field = |k: &str| {
+                                js_sys::Reflect::get(&value, &JsValue::from_str(k))
+                                    .ok()
+                                    .and_then(|v| v.as_string())
+                                    .unwrap_or_default()
+                            };
+                            let (code, message) = (field("code"), field("message"));
+                            if let Some(e) = synced::sync_error(&code, &message, &field("context"))
+                            {
+                                let waiting = s.on_synced.drain(..);
+                                calls.extend(waiting.map(|(_, reject)| (reject, js_error(&e))));
+                            }
+                        }
                         _ => {}
                     }
                     push_event(&s, value, &mut calls);
@@ -766,6 +793,10 @@ impl Tab {
                         // Shown from the saved view, never loaded: `whenLoaded()` fails.
                         let waiting = s.on_loaded.drain(..);
                         calls.extend(waiting.map(|(_, reject)| (reject, js_error(&error))));
+                        if superseded {
+                            let waiting = s.on_synced.drain(..);
+                            calls.extend(waiting.map(|(_, reject)| (reject, js_error(&error))));
+                        }
                         let event = AppEvent::StorageError {
                             code: error.code,
                             message: error.message,
@@ -823,6 +854,7 @@ impl Tab {
                 }
             }
         }
+        self.settle_synced(&mut calls);
         if superseded {
             // The other version's tabs lead now: stop transfers and let go of the leader lock.
             self.inner.transfers.abort_all();
@@ -985,12 +1017,15 @@ impl Tab {
     pub fn status(&self) -> JsValue {
         let mut s = self.inner.state.borrow_mut();
         if s.status.is_none() {
-            let status = SyncStatus::from_transfers(s.files.values().map(|e| TransferStates {
-                file_id: &e.state.id,
-                upload: e.state.upload_status,
-                download: e.state.download_status,
-                last_error: e.state.last_sync_error.as_ref(),
-            }));
+            let status = SyncStatus::from_transfers(
+                s.files.values().map(|e| TransferStates {
+                    file_id: &e.state.id,
+                    upload: e.state.upload_status,
+                    download: e.state.download_status,
+                    last_error: e.state.last_sync_error.as_ref(),
+                }),
+                s.unconfirmed,
+            );
             let js = to_js(&status);
             js_sys::Object::freeze(js.unchecked_ref::<js_sys::Object>());
             s.status = Some(js);
@@ -1013,6 +1048,58 @@ impl Tab {
                 s.on_loaded.push((resolve, reject));
             }
         })
+    }
+
+    /// Resolves once everything made in this browser is on the server (every change
+    /// confirmed, every local file's bytes uploaded); rejects at once when offline with work
+    /// left, when an upload stopped for good, or when the server refuses this browser's
+    /// changes (see [`synced::verdict`]).
+    pub fn when_synced(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let promise = js_sys::Promise::new(&mut |resolve, reject| {
+            let mut s = inner.state.borrow_mut();
+            let closed = s.superseded.clone().or_else(|| {
+                s.disposed
+                    .then(|| error("disposed", "this FileSync was disposed", false))
+            });
+            match closed {
+                Some(e) => {
+                    let _ = reject.call1(&JsValue::UNDEFINED, &js_error(&e));
+                }
+                None => s.on_synced.push((resolve, reject)),
+            }
+        });
+        let mut calls = Vec::new();
+        self.settle_synced(&mut calls);
+        for (f, v) in calls {
+            let _ = f.call1(&JsValue::UNDEFINED, &v);
+        }
+        promise
+    }
+
+    /// Settles the `whenSynced()` callers if the replica says so.
+    fn settle_synced(&self, calls: &mut Vec<Call>) {
+        let mut s = self.inner.state.borrow_mut();
+        if s.on_synced.is_empty() {
+            return;
+        }
+        let known = synced::Known {
+            remote: self.inner.remote.is_some(),
+            loaded: s.loaded,
+            online: s.online,
+            unconfirmed: s.unconfirmed,
+        };
+        let outcome = match synced::verdict(known, s.files.values().map(|e| &e.state)) {
+            synced::Verdict::Waiting => return,
+            synced::Verdict::Synced => Ok(()),
+            synced::Verdict::Failed(e) => Err(js_error(&e)),
+        };
+        for (resolve, reject) in s.on_synced.drain(..) {
+            calls.push(match &outcome {
+                Ok(()) => (resolve, JsValue::UNDEFINED),
+                Err(e) => (reject, e.clone()),
+            });
+        }
     }
 
     /// Whether the hub has loaded the store's state (see [`Tab::when_loaded`]).
@@ -1140,6 +1227,7 @@ impl Tab {
         };
         let hash = self.inner.bytes.write(&file).await?;
         let fid = FileId::new(id.to_string())?;
+        let base = ContentHash::parse(&current.content_hash).ok();
         self.commit(
             FileEvent::Updated(FileUpdated {
                 id: fid,
@@ -1150,8 +1238,9 @@ impl Tab {
                 metadata,
                 updated_at: Millis(js_sys::Date::now() as u64),
                 expected_content_hash: None,
+                previous_content_hash: base,
             }),
-            ContentHash::parse(&current.content_hash).ok(),
+            base,
         )
         .await?;
         self.saved(id)
@@ -1311,11 +1400,9 @@ impl Tab {
             s.subscribers.clear();
             s.handlers.clear();
             let err = js_error(&error("disposed", "this FileSync was disposed", false));
-            let waiting = s
-                .on_loaded
-                .drain(..)
-                .map(|(_, reject)| reject)
-                .collect::<Vec<_>>();
+            let mut waiting: Vec<_> = s.on_loaded.drain(..).collect();
+            waiting.append(&mut s.on_synced);
+            let waiting: Vec<_> = waiting.into_iter().map(|(_, reject)| reject).collect();
             s.pending
                 .drain()
                 .map(|(_, p)| p.reject)

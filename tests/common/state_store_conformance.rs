@@ -86,6 +86,7 @@ pub async fn drive<S: StateStore>(store: &S, mode: Mode) -> Engine {
             metadata: MetadataPatch::Clear,
             updated_at: Millis(20),
             expected_content_hash: None,
+            previous_content_hash: None,
         }),
         FileEvent::Deleted(FileDeleted {
             id: FileId::new("a").unwrap(),
@@ -139,7 +140,7 @@ pub async fn drive<S: StateStore>(store: &S, mode: Mode) -> Engine {
             Millis(op),
             Input::Commit {
                 op: OpId(op),
-                event,
+                event: Box::new(event),
             },
         )
         .unwrap();

@@ -1,109 +1,17 @@
 // Remote sync end to end: the real filesync-server on loopback (it also serves the pages),
 // two persistent browser profiles = two devices, several tabs each.
 //   node --test tests/e2e/remote.test.mjs   (after the package and server builds)
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startServer } from './server.mjs';
 import { createStaticServer } from '../../scripts/serve.mjs';
-import { launchProfile } from './chromium.mjs';
+import {
+  TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal, waitUploaded,
+  saveUploaded, twoDevices, throttle,
+} from './harness.mjs';
 
-const TOKEN = 'e2e-token';
-const WAIT = { timeout: 20_000 };
-
-let server;
-const devices = [];
-
-/** A browser profile of its own: a device. */
-async function device() {
-  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-device-'));
-  const context = await launchProfile(dir);
-  /** Blob requests (signed file URLs) this device made: [method, path]. */
-  const blobRequests = [];
-  context.on('request', (r) => {
-    const u = new URL(r.url());
-    if (u.pathname.startsWith('/livestore-filesync-files/')) blobRequests.push([r.method(), u.pathname]);
-  });
-  const d = { dir, context, blobRequests };
-  devices.push(d);
-  return d;
-}
-
-// Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
-// nobody handles...) fail the test that caused them.
-const pageErrors = [];
-afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
-
-before(async () => {
-  server = await startServer({ tokens: `${TOKEN}=*` });
-});
-
-after(async () => {
-  for (const d of devices) {
-    await d.context.close().catch(() => {});
-    await rm(d.dir, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-/** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
-async function openTab(dev, storeId, remote = { authToken: TOKEN }, extra = {}) {
-  const page = await dev.context.newPage();
-  page.on('pageerror', (e) => {
-    pageErrors.push(String(e));
-    console.error('page error:', e);
-  });
-  await page.goto(`${server.url}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
-  await page.evaluate(async ([storeId, remote, extra]) => {
-    window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId, remote, ...extra });
-    window.fs.on('*', (e) => window.events.push(e));
-  }, [storeId, remote, extra]);
-  return page;
-}
-
-function unique(name) {
-  return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
-}
-
-function save(page, name, text) {
-  return page.evaluate(
-    ({ name, text }) => window.fs.saveFile(new File([text], name, { type: 'text/plain' })),
-    { name, text },
-  );
-}
-
-const readText = (page, id) => page.evaluate(async (id) => (await window.fs.readFile(id)).text(), id);
-
-/** Waits until the file's bytes are in this browser with the given content hash. */
-const waitLocal = (page, id, hash) =>
-  page.waitForFunction(([id, hash]) => {
-    const f = window.fs.getFile(id);
-    return f && f.hasLocalCopy && (!hash || f.contentHash === hash);
-  }, [id, hash], WAIT);
-
-const waitUploaded = (page, id, hash) =>
-  page.waitForFunction(([id, hash]) => {
-    const f = window.fs.getFile(id);
-    return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
-  }, [id, hash], WAIT);
-
-/** Saves a text file in a tab and waits until it is uploaded; resolves to the file state. */
-async function saveUploaded(page, name, text) {
-  const saved = await save(page, name, text);
-  await waitUploaded(page, saved.id);
-  return saved;
-}
-
-/** Two devices with a tab each on a new store named after `name`. */
-async function twoDevices(name) {
-  const store = unique(name);
-  const [a, b] = [await device(), await device()];
-  return { store, a, b, a1: await openTab(a, store), b1: await openTab(b, store) };
-}
+const env = useServer();
 
 test('a tab of another build takes a synced store over and keeps syncing it', async () => {
   const store = unique('handover');
@@ -191,7 +99,7 @@ test('files saved while the server is down upload after it restarts and reach B'
   const { a1, b1 } = await twoDevices('restart');
   const first = await save(a1, 'before.txt', 'before');
   await waitLocal(b1, first.id);
-  await server.stop();
+  await env.server.stop();
   // The live channel drops with the server: the hub knows at once, and so does every tab.
   await a1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
   const saved = [];
@@ -199,7 +107,7 @@ test('files saved while the server is down upload after it restarts and reach B'
   // Saves are local first: readable at once, without the server.
   assert.equal(await readText(a1, saved[4].id), 'offline 4');
   const t0 = Date.now();
-  await server.start();
+  await env.server.start();
   // No user action: the health probes and the live channel's reconnects find the server.
   for (const f of saved) await waitLocal(b1, f.id, f.contentHash);
   assert.equal(await readText(b1, saved[2].id), 'offline 2');
@@ -217,7 +125,7 @@ test('conflicting offline edits on two devices converge on one version everywher
   const gone = await save(a1, 'gone.txt', 'to delete');
   await waitLocal(b1, doc.id, doc.contentHash);
   await waitLocal(b1, gone.id, gone.contentHash);
-  await server.stop();
+  await env.server.stop();
   await a1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
   await b1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
   // Both edit the same file while apart; A deletes a file that B edits.
@@ -227,7 +135,7 @@ test('conflicting offline edits on two devices converge on one version everywher
   const fromB = await edit(b1, doc.id, 'edited in B');
   await a1.evaluate((id) => window.fs.deleteFile(id), gone.id);
   await edit(b1, gone.id, 'edited in B while A deleted it');
-  await server.start();
+  await env.server.start();
   // Once both are back, both show the same thing: one edit of doc.txt (the server's order
   // decides), with its bytes, and the same fate for gone.txt.
   const settled = (page) => page.waitForFunction(([id, hashes]) => {
@@ -314,18 +222,6 @@ test('getHistory shows a tab what the hub did before it opened, with times, with
   await later.close();
 });
 
-/** Limits a tab's network throughput (bytes/s) through the DevTools protocol. */
-async function throttle(dev, page, { up = -1, down = -1 }) {
-  const cdp = await dev.context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false,
-    latency: 0,
-    uploadThroughput: up,
-    downloadThroughput: down,
-  });
-}
-
 /** The tab among `tabs` that leads its device. */
 async function leaderOf(tabs) {
   await tabs[0].waitForFunction(() => window.fs.leaderTabId() !== undefined, null, WAIT);
@@ -389,10 +285,10 @@ test('reloading the device in the middle of a download completes it after the re
 /** Whether the server holds the blob of `key` (through the signer API, as a client would). */
 async function serverHas(key) {
   const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-  const signed = await fetch(`${server.url}/api/v1/sign/download`, {
+  const signed = await fetch(`${env.server.url}/api/v1/sign/download`, {
     method: 'POST', headers, body: JSON.stringify({ key }),
   }).then((r) => r.json());
-  const res = await fetch(new URL(signed.url, server.url));
+  const res = await fetch(new URL(signed.url, env.server.url));
   await res.arrayBuffer();
   return res.status === 200;
 }
@@ -402,7 +298,7 @@ test('shared content stays remote while any file uses it, and goes when the last
   const [a, c] = [await device(), await device()];
   const remote = { authToken: TOKEN };
   const pageA = await a.context.newPage();
-  await pageA.goto(`${server.url}/e2e.html`);
+  await pageA.goto(`${env.server.url}/e2e.html`);
   await pageA.waitForSelector('body[data-ready="true"]');
   await pageA.evaluate(async ([storeId, remote]) => {
     window.events = [];
@@ -436,7 +332,7 @@ test('bytes that do not match their hash are refused as an integrity error and n
   const a1 = await openTab(a, store);
   const saved = await saveUploaded(a1, 'true.txt', 'the true bytes');
   // Corrupt the stored blob behind the server's back (same length, other bytes).
-  await writeFile(path.join(server.dataDir, 'blobs', store, saved.contentHash), 'the fake bytes');
+  await writeFile(path.join(env.server.dataDir, 'blobs', store, saved.contentHash), 'the fake bytes');
   const b1 = await openTab(b, store);
   const err = await b1.waitForFunction(
     (id) => window.events.find((e) => e.type === 'download:error' && e.fileId === id),
@@ -517,7 +413,7 @@ test('a server answering garbage is a typed bad_response error; the store keeps 
   const first = await save(page, 'one.txt', 'first');
   const err = await badResponse(page);
   assert.match(err.message, /unreadable server response/);
-  // Nothing broke: saves and reads go on, the pending work waits for a sane server.
+  // Nothing broke: saves and reads go on, the pending work waits for a sane env.server.
   const second = await save(page, 'two.txt', 'second');
   assert.equal(await readText(page, first.id), 'first');
   assert.equal(await readText(page, second.id), 'second');

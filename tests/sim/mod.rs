@@ -1037,6 +1037,7 @@ impl World {
                     metadata: MetadataPatch::Keep,
                     updated_at: self.now,
                     expected_content_hash: None,
+                    previous_content_hash: None,
                 })
             } else {
                 FileEvent::Deleted(FileDeleted {
@@ -1060,7 +1061,13 @@ impl World {
         if !matches!(event, FileEvent::Deleted(_)) {
             self.browsers[b].disk.bytes.insert(hash);
         }
-        self.hub_input(b, Input::Commit { op, event });
+        self.hub_input(
+            b,
+            Input::Commit {
+                op,
+                event: Box::new(event),
+            },
+        );
     }
 
     fn random_fault(&mut self) {

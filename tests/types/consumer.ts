@@ -59,6 +59,17 @@ export async function synced(): Promise<void> {
     maxUploads: 2,
   });
   fs.on('online', () => undefined);
+  // "Synced" means the server recorded it; "uploaded" only that the bytes are there.
+  const confirming: number = fs.getSyncStatus().unconfirmedEventCount;
+  const onServer: boolean[] = fs.getFiles().map((f) => f.isSynced && f.isUploaded);
+  void confirming;
+  void onServer;
+  try {
+    await fs.whenSynced();
+  } catch (e) {
+    const err = e as import('../../www/index.js').FileSyncError;
+    if (err.code === 'offline' && err.retryable) console.warn('close later');
+  }
   // Local-only files live in this browser: ask it to keep them, and watch the quota.
   const { usage, quota, persisted } = await fs.getStorageInfo();
   if (!persisted && usage / quota > 0.8) void (await fs.requestPersistence());

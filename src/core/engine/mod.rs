@@ -126,7 +126,7 @@ pub struct RequestId(pub u64);
 pub enum Input {
     /// An app write from any tab. For creates and content updates the driver has already stored
     /// the bytes locally.
-    Commit { op: OpId, event: FileEvent },
+    Commit { op: OpId, event: Box<FileEvent> },
     /// A persist batch is durable.
     Persisted { batch: u64 },
     /// A persist batch failed; nothing of it was written.
@@ -334,7 +334,9 @@ pub enum Event {
         code: String,
         message: String,
     },
-    /// Rows of these files (view or per-client) changed.
+    /// Rows of these files (view or per-client) changed, or their sync state (every file's
+    /// `is_synced`, the unconfirmed event count); the list may be empty when only the count
+    /// changed.
     FilesChanged {
         files: Vec<FileId>,
     },
@@ -472,6 +474,8 @@ pub struct Engine {
     /// Contents stored and deleted since a listing began (`InventoryStarted`).
     journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
     changed: BTreeSet<FileId>,
+    /// The unconfirmed event count the last `FilesChanged` reflected.
+    reported_unconfirmed: usize,
     busy: bool,
     out: VecDeque<Output>,
     timers: Timers,
@@ -550,6 +554,7 @@ impl Engine {
             orphans: FxMap::default(),
             journal: None,
             changed: BTreeSet::new(),
+            reported_unconfirmed: 0,
             busy: false,
             out: VecDeque::new(),
             timers: Timers::default(),
@@ -626,25 +631,33 @@ impl Engine {
 
     /// A file as the app sees it (tombstones included).
     pub fn file(&self, id: &FileId) -> Option<FileView<'_>> {
-        let row = self.table.get(id)?;
-        let local = self.local.get(id);
-        Some(FileView {
-            row,
-            local,
-            display: DisplayState::derive(row, local),
-        })
+        self.table.get(id).map(|row| self.view_of(row))
     }
 
     /// Live files, by id.
     pub fn files(&self) -> impl Iterator<Item = FileView<'_>> {
-        self.table.rows().filter(|r| r.is_live()).map(|row| {
-            let local = self.local.get(&row.id);
-            FileView {
-                row,
-                local,
-                display: DisplayState::derive(row, local),
-            }
-        })
+        self.table
+            .rows()
+            .filter(|r| r.is_live())
+            .map(|row| self.view_of(row))
+    }
+
+    fn view_of<'a>(&'a self, row: &'a FileRow) -> FileView<'a> {
+        let local = self.local.get(&row.id);
+        let confirmed = self.cfg.mode == Mode::Remote && !self.table.has_pending(&row.id);
+        FileView {
+            row,
+            local,
+            display: DisplayState::derive(row, local, confirmed),
+        }
+    }
+
+    /// Events made here that the server has not confirmed yet (none in local-only mode).
+    pub fn unconfirmed_events(&self) -> usize {
+        match self.cfg.mode {
+            Mode::Remote => self.table.pending().len(),
+            Mode::LocalOnly => 0,
+        }
     }
 
     /// The configuration it runs with.
@@ -652,9 +665,9 @@ impl Engine {
         &self.cfg
     }
 
-    /// Aggregate status, derived from the per-client rows.
+    /// Aggregate status, derived from the per-client rows and the unconfirmed events.
     pub fn status(&self) -> SyncStatus {
-        SyncStatus::derive(self.local.rows())
+        SyncStatus::derive(self.local.rows(), self.unconfirmed_events())
     }
 
     /// Recent events, oldest first.
@@ -749,6 +762,7 @@ impl Engine {
     fn dispatch_input(&mut self, input: Input) -> Result<(), EngineError> {
         match input {
             Input::Commit { op, event } => {
+                let event = *event;
                 let stored = match &event {
                     FileEvent::Created(c) => Some(c.content_hash),
                     FileEvent::Updated(u) => Some(u.content_hash),
@@ -1145,6 +1159,12 @@ impl Engine {
             self.dirty.pending.insert(ev.id.clone());
         }
         self.dirty.log.extend(applied.applied.iter().cloned());
+        // Our own events, confirmed: their files are now synced as shown (or closer to it).
+        for ev in &applied.applied {
+            if ev.id.client == self.cfg.client {
+                self.changed.insert(ev.event.file_id().clone());
+            }
+        }
         // Newly confirmed content may unblock its upload.
         for ev in &applied.applied {
             if let Some(row) = self.table.confirmed(ev.event.file_id()) {
@@ -1659,6 +1679,7 @@ impl Engine {
                 metadata: MetadataPatch::Keep,
                 updated_at: row.updated_at,
                 expected_content_hash: Some(hash),
+                previous_content_hash: None,
             });
             // Cannot fail: the row is live in the view.
             let _ = self.commit(ev, false);
@@ -2191,7 +2212,11 @@ impl Engine {
                 Event::SyncComplete
             });
         }
-        if !self.changed.is_empty() {
+        // The unconfirmed count is part of what apps see (the status): a change of it alone
+        // is a change too (a confirmed delete has no file left to show it).
+        let unconfirmed = self.unconfirmed_events();
+        if !self.changed.is_empty() || unconfirmed != self.reported_unconfirmed {
+            self.reported_unconfirmed = unconfirmed;
             let files = std::mem::take(&mut self.changed).into_iter().collect();
             self.out
                 .push_back(Output::Event(Event::FilesChanged { files }));

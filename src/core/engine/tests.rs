@@ -166,7 +166,7 @@ impl H {
         let op = OpId(self.next_op);
         self.input(Input::Commit {
             op,
-            event: created(id, content),
+            event: Box::new(created(id, content)),
         })
         .unwrap();
         op
@@ -178,7 +178,7 @@ impl H {
         let row = self.e.table().get(&fid(id)).unwrap().clone();
         self.input(Input::Commit {
             op: OpId(self.next_op),
-            event: FileEvent::Updated(FileUpdated {
+            event: Box::new(FileEvent::Updated(FileUpdated {
                 id: fid(id),
                 path: row.path,
                 remote_key: None,
@@ -187,7 +187,8 @@ impl H {
                 metadata: MetadataPatch::Keep,
                 updated_at: self.now,
                 expected_content_hash: None,
-            }),
+                previous_content_hash: Some(row.content_hash),
+            })),
         })
         .unwrap();
     }
@@ -196,10 +197,10 @@ impl H {
         self.next_op += 1;
         self.input(Input::Commit {
             op: OpId(self.next_op),
-            event: FileEvent::Deleted(FileDeleted {
+            event: Box::new(FileEvent::Deleted(FileDeleted {
                 id: fid(id),
                 deleted_at: self.now,
-            }),
+            })),
         })
         .unwrap();
     }
@@ -283,6 +284,7 @@ fn uploaded_by_other(id: &str, content: &str) -> FileEvent {
         metadata: MetadataPatch::Keep,
         updated_at: Millis(2),
         expected_content_hash: Some(h),
+        previous_content_hash: None,
     })
 }
 
@@ -958,6 +960,7 @@ fn an_invalid_confirmed_event_is_skipped_and_reported() {
         metadata: MetadataPatch::Keep,
         updated_at: Millis(1),
         expected_content_hash: None,
+        previous_content_hash: None,
     });
     h.remote(vec![created("f", "x"), foreign, created("g", "y")]);
     assert_eq!(h.e.table().cursor(), Seq(3));
@@ -1000,6 +1003,53 @@ fn sync_status_tracks_transfers() {
 }
 
 #[test]
+fn uploaded_is_not_synced_until_the_server_confirms_the_attach() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f1", "x");
+    let t = h.transfers();
+    assert!(
+        !h.e.file(&fid("f1")).unwrap().display.is_synced,
+        "create confirmed, no key yet: not synced"
+    );
+    h.auto_push = false;
+    h.done(&t[0]);
+    // The bytes are on the server, the event carrying the key is not.
+    let view = h.e.file(&fid("f1")).unwrap();
+    assert!(view.display.is_uploaded && !view.display.is_synced);
+    let s = h.e.status();
+    assert_eq!(s.unconfirmed_event_count, 1);
+    assert!(
+        s.has_pending && s.is_syncing,
+        "unconfirmed events are pending work"
+    );
+    assert!(
+        !h.events().contains(&Event::SyncComplete),
+        "not complete while an event is unconfirmed"
+    );
+    let (request, events) = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Push { request, events } => Some((request, events)),
+            _ => None,
+        })
+        .expect("the attach push");
+    let confirmed = vec![ConfirmedEvent {
+        seq: Seq(h.log.len() as u64 + 1),
+        id: events[0].id.clone(),
+        event: events[0].event.clone(),
+    }];
+    h.input(Input::Pushed { request, confirmed }).unwrap();
+    let view = h.e.file(&fid("f1")).unwrap();
+    assert!(view.display.is_synced);
+    let s = h.e.status();
+    assert_eq!(s.unconfirmed_event_count, 0);
+    assert!(!s.has_pending && !s.is_syncing);
+    assert!(h.events().contains(&Event::SyncComplete));
+}
+
+#[test]
 fn history_keeps_recent_events() {
     let mut h = H::new(Mode::Remote);
     h.lead(1);
@@ -1018,15 +1068,15 @@ fn commit_errors_are_typed_and_change_nothing() {
     let before = h.e.snapshot();
     let r = h.input(Input::Commit {
         op: OpId(99),
-        event: created("a", "2"),
+        event: Box::new(created("a", "2")),
     });
     assert_eq!(r.unwrap_err().code(), "already_exists");
     let r = h.input(Input::Commit {
         op: OpId(100),
-        event: FileEvent::Deleted(FileDeleted {
+        event: Box::new(FileEvent::Deleted(FileDeleted {
             id: fid("zz"),
             deleted_at: Millis(1),
-        }),
+        })),
     });
     assert_eq!(r.unwrap_err().code(), "not_found");
     assert_eq!(h.e.snapshot(), before);

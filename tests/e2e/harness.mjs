@@ -1,0 +1,129 @@
+// What the end-to-end tests against the real server share: the server, devices (browser
+// profiles of their own), tabs with a store open, and the waits and writes every test uses.
+// A test file calls `useServer()` once at top level; the rest takes the devices it makes.
+import { before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer } from './server.mjs';
+import { launchProfile } from './chromium.mjs';
+
+export const TOKEN = 'e2e-token';
+export const WAIT = { timeout: 20_000 };
+
+const devices = [];
+/** Uncaught errors in any page; each test fails on those it caused. */
+const pageErrors = [];
+const env = { server: null };
+
+/**
+ * Starts the real server before the file's tests (`options` as for `startServer`; by default
+ * one token for every store), closes it and every device after them, and fails each test that
+ * left an uncaught error in a page (a wasm closure called after it was freed, a rejected
+ * promise nobody handled...). Returns `{ server }`, filled once the tests run.
+ */
+export function useServer(options = { tokens: `${TOKEN}=*` }) {
+  before(async () => {
+    env.server = await startServer(options);
+  });
+  afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
+  after(async () => {
+    for (const d of devices.splice(0)) {
+      await d.context.close().catch(() => {});
+      await rm(d.dir, { recursive: true, force: true });
+    }
+    await env.server?.close();
+  });
+  return env;
+}
+
+/** A browser profile of its own: a device. `blobRequests` lists its signed-URL requests. */
+export async function device() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-device-'));
+  const context = await launchProfile(dir);
+  const blobRequests = [];
+  context.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/livestore-filesync-files/')) blobRequests.push([r.method(), u.pathname]);
+  });
+  const d = { dir, context, blobRequests };
+  devices.push(d);
+  return d;
+}
+
+/** A new tab of `dev` on the server's test page, the package loaded, no store open. */
+export async function blankTab(dev) {
+  const page = await dev.context.newPage();
+  page.on('pageerror', (e) => {
+    pageErrors.push(String(e));
+    console.error('page error:', e);
+  });
+  await page.goto(`${env.server.url}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  return page;
+}
+
+/** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
+export async function openTab(dev, storeId, remote = { authToken: TOKEN }, extra = {}) {
+  const page = await blankTab(dev);
+  await page.evaluate(async ([storeId, remote, extra]) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote, ...extra });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, [storeId, remote, extra]);
+  return page;
+}
+
+export function unique(name) {
+  return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+/** Saves a text file in a tab; resolves to its state. */
+export function save(page, name, text) {
+  return page.evaluate(
+    ({ name, text }) => window.fs.saveFile(new File([text], name, { type: 'text/plain' })),
+    { name, text },
+  );
+}
+
+export const readText = (page, id) => page.evaluate(async (id) => (await window.fs.readFile(id)).text(), id);
+
+/** Waits until the file's bytes are in this browser with the given content hash. */
+export const waitLocal = (page, id, hash) =>
+  page.waitForFunction(([id, hash]) => {
+    const f = window.fs.getFile(id);
+    return f && f.hasLocalCopy && (!hash || f.contentHash === hash);
+  }, [id, hash], WAIT);
+
+export const waitUploaded = (page, id, hash) =>
+  page.waitForFunction(([id, hash]) => {
+    const f = window.fs.getFile(id);
+    return f && f.isUploaded && f.uploadStatus === 'done' && (!hash || f.contentHash === hash);
+  }, [id, hash], WAIT);
+
+/** Saves a text file in a tab and waits until it is uploaded; resolves to the file state. */
+export async function saveUploaded(page, name, text) {
+  const saved = await save(page, name, text);
+  await waitUploaded(page, saved.id);
+  return saved;
+}
+
+/** Two devices with a tab each on a new store named after `name`. */
+export async function twoDevices(name) {
+  const store = unique(name);
+  const [a, b] = [await device(), await device()];
+  return { store, a, b, a1: await openTab(a, store), b1: await openTab(b, store) };
+}
+
+/** Limits a tab's network throughput (bytes/s) through the DevTools protocol. */
+export async function throttle(dev, page, { up = -1, down = -1 }) {
+  const cdp = await dev.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    uploadThroughput: up,
+    downloadThroughput: down,
+  });
+}

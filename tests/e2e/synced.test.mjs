@@ -1,0 +1,140 @@
+// "Synced" tells the truth: what a tab reports as synced is on the server, so a tab closed at
+// that moment loses nothing, and `whenSynced()` resolves only then.
+//   node --test tests/e2e/synced.test.mjs   (after the package and server builds)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal } from './harness.mjs';
+
+const env = useServer();
+
+/** The store's files as the server records them: file id → remote key ('' while none). */
+async function serverFiles(store) {
+  const files = new Map();
+  let after = 0;
+  for (;;) {
+    const res = await fetch(`${env.server.url}/api/v1/stores/${store}/events?after=${after}&limit=1000`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(res.status, 200);
+    const { events, hasMore } = await res.json();
+    for (const e of events) {
+      after = e.seq;
+      const args = e.args;
+      if (e.name === 'v1.FileDeleted') files.delete(args.id);
+      else files.set(args.id, args.remoteKey ?? '');
+    }
+    if (!hasMore) return files;
+  }
+}
+
+/** In the page: resolves the first time every file is synced and the status says idle. */
+function watchFirstSynced(page, count) {
+  return page.evaluate((count) => {
+    window.firstSynced = new Promise((resolve) => {
+      const check = () => {
+        const s = window.fs.getSyncStatus();
+        const files = window.fs.getFiles();
+        if (files.length === count && files.every((f) => f.isSynced) && !s.isSyncing && !s.hasPending) {
+          resolve(files.map((f) => ({ id: f.id, hash: f.contentHash, uploaded: f.isUploaded })));
+        }
+      };
+      window.fs.subscribe(check);
+    });
+  }, count);
+}
+
+test('a tab closed the moment it first says synced has put every file on the server (30 rounds)', async () => {
+  const writer = await device();
+  const reader = await device();
+  const FILES = 5;
+  for (let round = 0; round < 30; round++) {
+    const store = unique(`closing-${round}`);
+    const w = await openTab(writer, store);
+    await watchFirstSynced(w, FILES);
+    const texts = Array.from({ length: FILES }, (_, i) => `round ${round} file ${i} `.repeat(50 + i));
+    const saved = await w.evaluate((texts) => Promise.all(texts.map((t, i) =>
+      window.fs.saveFile(new File([t], `f${i}.txt`, { type: 'text/plain' })))), texts);
+    const synced = await w.evaluate(() => window.firstSynced);
+    // Its only tab: the hub goes with it, whatever it had not sent yet.
+    await w.close();
+    assert.ok(synced.every((f) => f.uploaded), `round ${round}: synced implies uploaded`);
+    const onServer = await serverFiles(store);
+    for (const f of saved) {
+      assert.ok(onServer.get(f.id), `round ${round}: the server has ${f.id} with its remote key`);
+    }
+    // A device that never saw the store gets every file, with its bytes.
+    const r = await openTab(reader, store);
+    for (const [i, f] of saved.entries()) {
+      await waitLocal(r, f.id, f.contentHash);
+      assert.equal(await readText(r, f.id), texts[i]);
+    }
+    await r.close();
+  }
+});
+
+test('whenSynced resolves once the server has everything, rejects offline and for local-only stores', async () => {
+  const dev = await device();
+  const store = unique('when-synced');
+  const a1 = await openTab(dev, store);
+  const saved = await a1.evaluate(async () => {
+    const files = await Promise.all(['one', 'two'].map((t) =>
+      window.fs.saveFile(new File([t], `${t}.txt`, { type: 'text/plain' }))));
+    await window.fs.whenSynced();
+    return files.map((f) => f.id);
+  });
+  // Resolved means recorded: the server has both files with their keys, right then.
+  const onServer = await serverFiles(store);
+  for (const id of saved) assert.ok(onServer.get(id), `the server has ${id} with its remote key`);
+  assert.equal(await a1.evaluate(() => window.fs.getSyncStatus().unconfirmedEventCount), 0);
+
+  // Offline with a change made here: a typed, retryable rejection, not a hang.
+  await env.server.stop();
+  await a1.waitForFunction(() => !window.fs.isOnline(), null, WAIT);
+  const offline = await a1.evaluate(async () => {
+    await window.fs.saveFile(new File(['three'], 'three.txt', { type: 'text/plain' }));
+    try {
+      await window.fs.whenSynced();
+      return null;
+    } catch (e) {
+      return { code: e.code, retryable: e.retryable, pending: window.fs.getSyncStatus().hasPending };
+    }
+  });
+  assert.deepEqual(offline, { code: 'offline', retryable: true, pending: true });
+  // Back online, the same call waits for the upload and the confirmation, then resolves.
+  await env.server.start();
+  await a1.waitForFunction(() => window.fs.isOnline(), null, WAIT);
+  const id = await a1.evaluate(async () => {
+    await window.fs.whenSynced();
+    return window.fs.getFiles().find((f) => f.name === 'three.txt').id;
+  });
+  assert.ok((await serverFiles(store)).get(id), 'the offline save is on the server once resolved');
+
+  const local = await openTab(dev, unique('local'), false);
+  const code = await local.evaluate(() => window.fs.whenSynced().then(() => 'resolved', (e) => e.code));
+  assert.equal(code, 'local_only');
+  await a1.close();
+  await local.close();
+});
+
+test('the per-file state tells uploaded bytes from a change the server has recorded', async () => {
+  const dev = await device();
+  const store = unique('labels');
+  const a1 = await openTab(dev, store);
+  // Every state the tab went through for the file, in order, as the app sees it.
+  await a1.evaluate(() => {
+    window.states = [];
+    window.fs.subscribe(() => {
+      const f = window.fs.getFiles()[0];
+      if (!f) return;
+      const s = `${f.isUploaded ? 'uploaded' : 'local'}/${f.isSynced ? 'synced' : 'unsynced'}`;
+      if (window.states.at(-1) !== s) window.states.push(s);
+    });
+  });
+  const f = await save(a1, 'a.txt', 'a');
+  await a1.evaluate(() => window.fs.whenSynced());
+  const states = await a1.evaluate(() => window.states);
+  assert.equal(states.at(-1), 'uploaded/synced', states.join(' → '));
+  assert.ok(!states.includes('local/synced'), `never synced before uploaded: ${states.join(' → ')}`);
+  assert.equal(await a1.evaluate((id) => window.fs.getFile(id).isSynced, f.id), true);
+  await a1.close();
+});
