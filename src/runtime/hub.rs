@@ -127,6 +127,11 @@ struct Ready {
     view_timer: Option<gloo_timers::callback::Timeout>,
     /// How long after a change the view is saved: grows with what a save costs.
     view_delay_ms: u32,
+    /// The unconfirmed events the tabs' parting push holds (count, last event number), when
+    /// it was last sent (ms) and the timer that sends the next one.
+    parting: (usize, u64),
+    parting_at: f64,
+    parting_timer: Option<gloo_timers::callback::Timeout>,
 }
 
 enum Phase {
@@ -547,6 +552,9 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         view_dirty: false,
         view_timer: None,
         view_delay_ms: VIEW_DELAY_MS,
+        parting: (0, 0),
+        parting_at: 0.0,
+        parting_timer: None,
     })
 }
 
@@ -714,6 +722,14 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 unconfirmed: r.engine.unconfirmed_events(),
                 provisional: false,
             });
+            // What it sends if it is the last tab to go (the others got it when it changed).
+            if r.parting.0 > 0 {
+                let body = crate::runtime::remote::parting_body(
+                    r.engine.durable_unconfirmed(),
+                    crate::runtime::remote::PARTING_BODY_LIMIT,
+                );
+                replies.push(ToTab::Parting { body });
+            }
         }
         ToHub::Commit { req, event } => match FileEvent::from_wire(&event) {
             Err(e) => replies.push(ToTab::Reply {
@@ -859,6 +875,54 @@ fn after(state: &Rc<RefCell<State>>) {
     }
     arm_timer(state);
     arm_view(state);
+    arm_parting(state);
+}
+
+/// At most one parting push per this period goes to the tabs (a burst of saves changes the
+/// unconfirmed events at every commit; each message carries up to 60 KiB).
+const PARTING_MS: f64 = 100.0;
+
+/// Sends the tabs the parting push when the unconfirmed events changed: at once if none went
+/// out for [`PARTING_MS`], else when that period is over.
+fn arm_parting(state: &Rc<RefCell<State>>) {
+    let mut s = state.borrow_mut();
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    if r.remote.is_none() || r.parting_timer.is_some() {
+        return;
+    }
+    let events = r.engine.durable_unconfirmed();
+    if (events.len(), events.last().map_or(0, |e| e.id.n)) == r.parting {
+        return;
+    }
+    let wait = (r.parting_at + PARTING_MS - js_sys::Date::now()).max(0.0);
+    let state = state.clone();
+    r.parting_timer = Some(gloo_timers::callback::Timeout::new(
+        wait as u32,
+        move || {
+            let mut s = state.borrow_mut();
+            let Phase::Ready(r) = &mut s.phase else {
+                return;
+            };
+            r.parting_timer = None;
+            r.parting_at = js_sys::Date::now();
+            let events = r.engine.durable_unconfirmed();
+            r.parting = (events.len(), events.last().map_or(0, |e| e.id.n));
+            let body = crate::runtime::remote::parting_body(
+                events,
+                crate::runtime::remote::PARTING_BODY_LIMIT,
+            );
+            broadcast(&mut s, &ToTab::Parting { body });
+            let outbox = std::mem::take(&mut s.outbox);
+            drop(s);
+            for (peer, msg) in outbox.0 {
+                peer.post(&msg);
+            }
+            // Changed meanwhile (the timer waited out the period)?
+            arm_parting(&state);
+        },
+    ));
 }
 
 /// How long after a change of files the view is saved, at least (at most one save per this

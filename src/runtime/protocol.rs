@@ -575,6 +575,10 @@ pub enum ToTab<F = FileState> {
     TakeOver,
     /// Answer to `History`: a JSON array of [`HistoryEntry`], handed to the app as it is.
     History { req: u64, entries: Box<RawValue> },
+    /// The push body of the durable events the server has not confirmed yet (as much as a
+    /// `keepalive` request carries; `None`: nothing to send): what a closing page sends, so
+    /// the last tab going does not strand them (see `remote::parting_body`).
+    Parting { body: Option<String> },
 }
 
 /// One of the engine's recent events as `getHistory()` lists it: when the hub's engine emitted

@@ -247,6 +247,27 @@ pub fn push_body(events: &[ClientEvent]) -> String {
     })
 }
 
+/// The most a parting push may carry: browsers allow 64 KiB of `keepalive` request bodies in
+/// flight per page, and the page may have its own.
+pub const PARTING_BODY_LIMIT: usize = 60 * 1024;
+
+/// The push a closing page sends with `keepalive` (it outlives the page): the longest prefix
+/// of `events` whose body fits in `limit` bytes. `None` when there is nothing to send or the
+/// first event alone is too large (the next session pushes it).
+pub fn parting_body(events: &[ClientEvent], limit: usize) -> Option<String> {
+    // `{"events":[` + the envelopes joined by commas + `]}`, as `push_body` writes it.
+    let mut size = r#"{"events":[]}"#.len();
+    let mut fits = 0;
+    for (i, e) in events.iter().enumerate() {
+        size += json(&e.to_wire()).len() + usize::from(i > 0);
+        if size > limit {
+            break;
+        }
+        fits = i + 1;
+    }
+    (fits > 0).then(|| push_body(&events[..fits]))
+}
+
 fn json<T: Serialize>(v: &T) -> String {
     // Plain structs of strings and numbers: serialization cannot fail.
     serde_json::to_string(v).unwrap_or_default()
@@ -574,5 +595,28 @@ mod tests {
         assert_eq!(parse_live("ping", ""), Ok(Live::Other));
         assert!(matches!(parse_live("events", &page), Ok(Live::Events(e)) if e.len() == 1));
         assert!(parse_live("events", "{").is_err());
+    }
+
+    #[test]
+    fn a_parting_push_is_the_longest_prefix_that_fits() {
+        let events: Vec<ClientEvent> = (1..=5).map(event).collect();
+        let all = push_body(&events);
+        assert_eq!(
+            parting_body(&events, all.len()).as_deref(),
+            Some(all.as_str())
+        );
+        let three = push_body(&events[..3]);
+        assert_eq!(
+            parting_body(&events, three.len()).as_deref(),
+            Some(three.as_str()),
+            "the limit is inclusive and the size computed exactly"
+        );
+        assert_eq!(
+            parting_body(&events, three.len() + 5).as_deref(),
+            Some(three.as_str()),
+            "an event that does not fit whole is left for the next session"
+        );
+        assert_eq!(parting_body(&events, 10), None, "not even one event fits");
+        assert_eq!(parting_body(&[], PARTING_BODY_LIMIT), None);
     }
 }

@@ -159,6 +159,8 @@ struct State {
     online: bool,
     /// Events made in this browser that the server has not confirmed yet.
     unconfirmed: usize,
+    /// The hub's parting push: sent with `keepalive` when the page goes.
+    parting: Option<String>,
     /// The open's promise, settled by the first snapshot (or the hub's failure).
     ready: Option<(js_sys::Function, js_sys::Function)>,
     /// The hub has loaded the state (its snapshot is not the provisional view); until then,
@@ -241,12 +243,17 @@ struct Inner {
     hosting: RefCell<(Option<Leadership>, Option<crate::runtime::hub::Hub>)>,
     /// Handlers installed on the link; kept alive with the tab.
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
+    /// Sends the parting push when the page goes (pages only; removed when the tab goes).
+    on_pagehide: Option<Closure<dyn FnMut()>>,
 }
 
 impl Drop for Inner {
     /// The link outlives the tab (the hub keeps posting to it: pings, changes): detach the
     /// handler before it is freed, or the next message calls a freed closure.
     fn drop(&mut self) {
+        if let (Some(f), Some(w)) = (&self.on_pagehide, web_sys::window()) {
+            let _ = w.remove_event_listener_with_callback("pagehide", f.as_ref().unchecked_ref());
+        }
         match &*self.link.borrow() {
             Link::Port(port) => {
                 port.set_onmessage(None);
@@ -369,6 +376,7 @@ impl Tab {
             issues: Vec::new(),
             online: true,
             unconfirmed: 0,
+            parting: None,
             ready: resolve.zip(reject),
             loaded: false,
             on_loaded: Vec::new(),
@@ -394,8 +402,8 @@ impl Tab {
                 delete_grace_ms: options.delete_grace_ms,
             },
         };
-        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
-            let weak = weak.clone();
+        let inner = Rc::new_cyclic(|cyclic: &std::rc::Weak<Inner>| {
+            let weak = cyclic.clone();
             let me = tab.clone();
             let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
                 move |e: web_sys::MessageEvent| {
@@ -417,6 +425,19 @@ impl Tab {
                     }
                 },
             );
+            // The last tab going takes the hub with it (a SharedWorker dies with its last page):
+            // events it had not pushed would wait for the next session. Every closing page
+            // sends them with `keepalive` (pushes are idempotent).
+            let on_pagehide = web_sys::window().map(|w| {
+                let weak = cyclic.clone();
+                let f = Closure::<dyn FnMut()>::new(move || {
+                    if let Some(inner) = weak.upgrade() {
+                        Tab { inner }.send_parting();
+                    }
+                });
+                let _ = w.add_event_listener_with_callback("pagehide", f.as_ref().unchecked_ref());
+                f
+            });
             match &link {
                 Link::Port(port) => port.set_onmessage(Some(on_message.as_ref().unchecked_ref())),
                 Link::Channel { from_hub, .. } => {
@@ -439,6 +460,7 @@ impl Tab {
                 leadership: RefCell::new(None),
                 hosting: RefCell::new((None, None)),
                 _on_message: on_message,
+                on_pagehide,
             }
         });
         let me = Tab { inner };
@@ -719,6 +741,7 @@ impl Tab {
                         }
                     }
                 }
+                ToTab::Parting { body } => s.parting = body,
                 ToTab::History { req, entries } => {
                     if let Some(p) = s.pending.remove(&req) {
                         let list = js_sys::JSON::parse(entries.get())
@@ -1054,6 +1077,18 @@ impl Tab {
     /// confirmed, every local file's bytes uploaded); rejects at once when offline with work
     /// left, when an upload stopped for good, or when the server refuses this browser's
     /// changes (see [`synced::verdict`]).
+    /// Sends the hub's parting push with `keepalive` (the page is going).
+    fn send_parting(&self) {
+        let (Some(remote), Some(body)) = (&self.inner.remote, &self.inner.state.borrow().parting)
+        else {
+            return;
+        };
+        let Ok(store) = StoreId::new(self.inner.hello_store().to_string()) else {
+            return;
+        };
+        crate::web::http::send_keepalive(&remote.endpoint(), &remote.events_url(&store), body);
+    }
+
     pub fn when_synced(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         let promise = js_sys::Promise::new(&mut |resolve, reject| {

@@ -63,6 +63,16 @@ async function boundedText(r) {
 // An error answer's text for the message: cut, never refused.
 const errorText = async (r) => (await boundedText(r).catch(() => '')) ?? '';
 
+// A POST that outlives the page (`keepalive`), for a page that is going: nobody reads the
+// answer, and a refusal (the browser's 64 KiB budget spent) is silently dropped.
+export function keepalivePost(url, headers, body, credentials) {
+  try {
+    fetch(url, { ...init('POST', headers, body, undefined, credentials), keepalive: true }).catch(() => {});
+  } catch {
+    // Best effort.
+  }
+}
+
 export function httpText(method, url, headers, body, credentials, timeoutMs) {
   const ctrl = new AbortController();
   const why = {};
@@ -186,6 +196,8 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn abort(this: &Call);
 
+    #[wasm_bindgen(js_name = keepalivePost)]
+    fn keepalive_post(url: &str, headers: &js_sys::Object, body: &str, credentials: bool);
     #[wasm_bindgen(js_name = httpText)]
     fn http_text(
         method: &str,
@@ -233,6 +245,18 @@ impl Endpoint {
         }
         o
     }
+}
+
+/// Sends a POST that outlives the page (`fetch` with `keepalive`), best effort: nothing
+/// reports whether it arrived.
+pub fn send_keepalive(endpoint: &Endpoint, url: &str, body: &str) {
+    let json = [("content-type".to_string(), "application/json".to_string())];
+    keepalive_post(
+        url,
+        &endpoint.headers_with(&json),
+        body,
+        endpoint.credentials,
+    );
 }
 
 /// A response as received: its status, `Retry-After` and text (or body stream).

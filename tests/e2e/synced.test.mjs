@@ -138,3 +138,65 @@ test('the per-file state tells uploaded bytes from a change the server has recor
   assert.equal(await a1.evaluate((id) => window.fs.getFile(id).isSynced, f.id), true);
   await a1.close();
 });
+
+/**
+ * A same-origin front for the server (pages and API) that can hold one push: after `holdNext`
+ * is armed by a blob upload, the next push is kept unanswered and unforwarded; every later
+ * one goes through, and `forwarded` resolves with the first such push's status.
+ */
+async function frontProxy(target) {
+  const http = await import('node:http');
+  const front = { armed: false, held: null, forwarded: null };
+  let settle;
+  front.forwarded = new Promise((resolve) => (settle = resolve));
+  const server = http.createServer((req, res) => {
+    const isPush = req.method === 'POST' && /\/v1\/stores\/[^/]+\/events$/.test(req.url);
+    if (req.method === 'PUT' && req.url.startsWith('/livestore-filesync-files/')) front.armed = true;
+    if (isPush && front.armed && !front.held) {
+      front.held = req;
+      return; // never answered: the hub waits for it until its page goes
+    }
+    const up = http.request(new URL(req.url, target), { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+      if (isPush && front.held) r.on('end', () => settle(r.statusCode));
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  front.url = `http://127.0.0.1:${server.address().port}`;
+  front.close = () => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  };
+  return front;
+}
+
+test('the last tab going sends the changes its hub had not pushed, with keepalive', async () => {
+  const front = await frontProxy(env.server.url);
+  const [writer, reader] = [await device(), await device()];
+  const store = unique('parting');
+  const page = await writer.context.newPage();
+  await page.goto(`${front.url}/e2e.html`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const saved = await page.evaluate(async (store) => {
+    window.fs = await window.filesync.openFileSync({ storeId: store, remote: { authToken: 'e2e-token' } });
+    return window.fs.saveFile(new File(['parting words'], 'last.txt', { type: 'text/plain' }));
+  }, store);
+  // Uploaded, but the push that attaches the key hangs: the server does not know it yet.
+  await page.waitForFunction((id) => {
+    const f = window.fs.getFile(id);
+    return f.isUploaded && !f.isSynced && window.fs.getSyncStatus().unconfirmedEventCount === 1;
+  }, saved.id, WAIT);
+  assert.ok(front.held, 'the attach push is held');
+  assert.equal((await serverFiles(store)).get(saved.id), '', 'the server lacks the key');
+  await page.close(); // the only tab: its hub goes too
+  assert.equal(await front.forwarded, 200, 'the parting push reached the server');
+  assert.ok((await serverFiles(store)).get(saved.id), 'the server has the key');
+  const r = await openTab(reader, store);
+  await waitLocal(r, saved.id, saved.contentHash);
+  assert.equal(await readText(r, saved.id), 'parting words');
+  await r.close();
+  await front.close();
+});

@@ -660,6 +660,16 @@ impl Engine {
         }
     }
 
+    /// Unconfirmed events made here that are durable locally, oldest first: what may be sent
+    /// to the server (an event not durable yet must not be: a crash could reuse its number).
+    pub fn durable_unconfirmed(&self) -> &[ClientEvent] {
+        if self.cfg.mode != Mode::Remote {
+            return &[];
+        }
+        let pending = self.table.pending();
+        &pending[..pending.partition_point(|p| p.id.n < self.durable_event_n)]
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.cfg
