@@ -94,6 +94,10 @@ pub enum BlobMode {
     Proxy,
     /// The bucket: signer calls return SigV4 presigned URLs of the S3 bucket.
     Presign,
+    /// Another signer keeps the blobs (livestore-filesync's own backends, say): this server
+    /// serves events only. It has no signer API and no file URLs, and stores attaches as they
+    /// come (it cannot tell whether the other signer holds their bytes).
+    External,
 }
 
 impl Config {
@@ -118,7 +122,9 @@ impl Config {
 /// Shared state of the handlers.
 pub struct AppState {
     pub events: Arc<dyn EventStore>,
-    pub blobs: Arc<dyn BlobStore>,
+    /// The blobs this server keeps (`None`: another signer keeps them, see
+    /// [`BlobMode::External`]).
+    pub blobs: Option<Arc<dyn BlobStore>>,
     pub tokens: Tokens,
     pub signer: Signer,
     pub public_url: Option<String>,
@@ -254,6 +260,15 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         .await
         .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
     let blobs = match (&config.s3, config.blob_mode) {
+        (Some(_), BlobMode::External) => {
+            return Err(ServeError::Config(
+                "external blob mode keeps no blobs here: drop --s3-bucket".into(),
+            ))
+        }
+        (None, BlobMode::External) => {
+            tracing::info!("blobs kept by another signer: serving events only");
+            None
+        }
         (Some(s3), mode) => {
             let prefix = s3
                 .prefix
@@ -262,7 +277,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
                 .transpose()
                 .map_err(|e| ServeError::Config(format!("--s3-prefix: {e}")))?;
             tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, ?prefix, ?mode, "blobs in S3");
-            ObjectStoreBlobs::s3(s3, mode == BlobMode::Presign)?
+            Some(ObjectStoreBlobs::s3(s3, mode == BlobMode::Presign)?)
         }
         (None, BlobMode::Presign) => {
             return Err(ServeError::Config(
@@ -278,7 +293,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
                     "removed staging files of interrupted uploads"
                 );
             }
-            ObjectStoreBlobs::local(&dir).map_err(dir_err)?
+            Some(ObjectStoreBlobs::local(&dir).map_err(dir_err)?)
         }
     };
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -297,7 +312,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         events: Arc::new(events),
-        blobs: Arc::new(blobs),
+        blobs: blobs.map(|b| Arc::new(b) as Arc<dyn BlobStore>),
         tokens: config.tokens.clone(),
         signer,
         public_url: config

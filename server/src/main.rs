@@ -49,8 +49,9 @@ struct Args {
     #[arg(long, env = "FILESYNC_URL_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=MAX_URL_TTL_SECS))]
     url_ttl_secs: u64,
-    /// Who moves blob bytes: this server (proxy) or the S3 bucket via presigned URLs (presign,
-    /// needs --s3-bucket).
+    /// Who moves blob bytes: this server (proxy), the S3 bucket via presigned URLs (presign,
+    /// needs --s3-bucket), or another signer this server does not know (external: events only,
+    /// no signer API; attaches are stored as pushed).
     #[arg(long, env = "FILESYNC_BLOB_MODE", value_enum, default_value_t = Mode::Proxy)]
     blob_mode: Mode,
     /// S3 bucket of the blobs (setting it moves blobs from the data dir to the bucket).
@@ -88,6 +89,7 @@ struct Args {
 enum Mode {
     Proxy,
     Presign,
+    External,
 }
 
 /// The S3 settings when a bucket is given; credentials fall back to the AWS_* variables.
@@ -202,6 +204,7 @@ async fn main() -> ExitCode {
         blob_mode: match args.blob_mode {
             Mode::Proxy => BlobMode::Proxy,
             Mode::Presign => BlobMode::Presign,
+            Mode::External => BlobMode::External,
         },
         ..Config::new(args.data_dir)
     };

@@ -48,6 +48,7 @@ type Shared = State<Arc<AppState>>;
 
 /// The API router (without CORS, tracing and static files; see `crate::app`).
 pub fn router(state: Arc<AppState>) -> Router {
+    let keeps_blobs = state.blobs.is_some();
     let signer = Router::new()
         .route("/v1/sign/upload", post(sign_upload))
         .route("/v1/sign/download", post(sign_download))
@@ -57,20 +58,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/stores/{store}/events", post(push).get(pull))
         .route("/v1/stores/{store}/events/live", get(live))
         .layer(DefaultBodyLimit::max(MAX_EVENTS_BODY));
-    let api = Router::new()
-        .route("/health", get(health))
-        .merge(signer)
-        .merge(events);
-    Router::new()
-        .route("/health", get(health))
-        .nest("/api", api)
-        .route(
+    let mut api = Router::new().route("/health", get(health)).merge(events);
+    let mut root = Router::new().route("/health", get(health));
+    // Blobs behind another signer: no signer API, no file URLs (404s).
+    if keeps_blobs {
+        api = api.merge(signer);
+        root = root.route(
             &format!("{FILES_PATH}/{{*key}}"),
             put(upload_file)
                 .get(download_file)
                 .layer(DefaultBodyLimit::disable()),
-        )
-        .with_state(state)
+        );
+    }
+    root.nest("/api", api).with_state(state)
 }
 
 fn now_secs() -> u64 {
@@ -106,6 +106,11 @@ fn store_id(raw: &str) -> Result<StoreId, ApiError> {
     StoreId::new(raw).map_err(|e| ApiError::InvalidStore(e.to_string()))
 }
 
+/// The blob store of routes that only exist when this server keeps the blobs.
+fn kept(state: &AppState) -> Result<&Arc<dyn crate::blobs::BlobStore>, ApiError> {
+    state.blobs.as_ref().ok_or(ApiError::NotFound)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Health
 
@@ -114,7 +119,7 @@ async fn health(State(state): Shared) -> Json<serde_json::Value> {
         "ok": true,
         "service": "filesync-server",
         "version": env!("CARGO_PKG_VERSION"),
-        "features": ["events", state.blobs.mode()],
+        "features": ["events", state.blobs.as_ref().map_or("external", |b| b.mode())],
     }))
 }
 
@@ -158,9 +163,10 @@ async fn signed_url(
     key: &BlobKey,
 ) -> Result<(String, u64), ApiError> {
     let exp = now_secs() + state.url_ttl_secs;
-    if state.blobs.mode() == "presign" {
+    let blobs = kept(state)?;
+    if blobs.mode() == "presign" {
         let ttl = Duration::from_secs(state.url_ttl_secs);
-        let url = state.blobs.presign(method, key, ttl).await?;
+        let url = blobs.presign(method, key, ttl).await?;
         return Ok((url, exp));
     }
     let method = match method {
@@ -238,7 +244,7 @@ async fn delete_blob(
     if referenced {
         return Err(ApiError::Referenced);
     }
-    state.blobs.delete(&key).await?;
+    kept(&state)?.delete(&key).await?;
     tracing::info!(key = %key.as_string(), "blob deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -318,7 +324,8 @@ async fn push(
     let slot = state.stores.slot(&store);
     let _serialized = slot.lock.lock().await;
     // Blob presence for every attach in the request, checked under the store's lock so a
-    // delete cannot slip between this check and the store.
+    // delete cannot slip between this check and the store. Only for blobs kept here: another
+    // signer's are taken on trust (this server cannot see them).
     let wanted: BTreeSet<ContentHash> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -328,11 +335,12 @@ async fn push(
         .collect();
     let mut absent = BTreeSet::new();
     for hash in wanted {
+        let Some(blobs) = &state.blobs else { break };
         let key = BlobKey {
             store: store.clone(),
             hash,
         };
-        if !state.blobs.is_present(&key).await? {
+        if !blobs.is_present(&key).await? {
             absent.insert(hash);
         }
     }
@@ -549,8 +557,7 @@ async fn upload_file(
         });
     }
     let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
-    state
-        .blobs
+    kept(&state)?
         .put_verified(&key, stream, state.max_blob_bytes)
         .await?;
     tracing::info!(key = %key.as_string(), "blob stored");
@@ -577,7 +584,7 @@ async fn download_file(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    let read = state.blobs.get(&key, range).await?;
+    let read = kept(&state)?.get(&key, range).await?;
     if none_match {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }

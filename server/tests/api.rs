@@ -859,3 +859,67 @@ async fn concurrent_pushes_get_gapless_sequence_numbers() {
     let s = std::sync::Arc::into_inner(s).unwrap();
     s.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn external_blob_mode_serves_events_only_and_keeps_attaches_as_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = filesync_server::Config {
+        blob_mode: filesync_server::BlobMode::External,
+        ..config(dir.path(), TOKENS)
+    };
+    let s = start_with(cfg, Some(dir)).await;
+    let (status, health) = s.get_json(None, "/api/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        health["features"],
+        serde_json::json!(["events", "external"])
+    );
+    // No signer API here: the app's own signer answers those.
+    let content = b"kept elsewhere";
+    let key = format!("storeA/{}", hash(content));
+    let (status, _) = s
+        .post(
+            Some("ta"),
+            "/api/v1/sign/upload",
+            serde_json::json!({"key": key, "contentLength": 14}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.delete("ta", &key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The attach keeps its key: this server cannot see the other signer's blobs.
+    s.push("ta", "storeA", vec![created("c", 1, "f1", content)])
+        .await;
+    let (status, body) = s
+        .push(
+            "ta",
+            "storeA",
+            vec![attached("storeA", "c", 2, "f1", content)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"][0]["args"]["remoteKey"], key.as_str());
+    s.running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn external_blob_mode_refuses_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = filesync_server::Config {
+        blob_mode: filesync_server::BlobMode::External,
+        s3: Some(filesync_server::blobs::S3Config {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+            path_style: true,
+            verify_max_bytes: 0,
+            prefix: None,
+        }),
+        ..config(dir.path(), TOKENS)
+    };
+    let err = filesync_server::serve(cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("external"), "{err}");
+}

@@ -138,6 +138,10 @@ pub enum Failure {
     Storage { quota: bool, message: String },
     /// The transfer was cancelled (by the app, a newer edit, or a lost leadership).
     Cancelled,
+    /// The server recorded an upload's attach without its remote key: it does not hold the
+    /// bytes the upload sent (blobs kept behind another signer that the event server does not
+    /// know of, or deleted meanwhile). Retried with backoff, within the budget.
+    KeyCleared,
 }
 
 impl Failure {
@@ -156,6 +160,7 @@ impl Failure {
             Failure::Storage { quota: true, .. } => "quota_exceeded",
             Failure::Storage { .. } => "storage",
             Failure::Cancelled => "cancelled",
+            Failure::KeyCleared => "remote_key_cleared",
         }
     }
 
@@ -191,6 +196,12 @@ impl fmt::Display for Failure {
             }
             Failure::Storage { message, .. } => write!(f, "local storage failed: {message}"),
             Failure::Cancelled => write!(f, "cancelled"),
+            Failure::KeyCleared => write!(
+                f,
+                "the server recorded the upload without its remote key: it does not hold the \
+                 bytes (are blobs kept by a signer the event server does not know? see \
+                 filesync-server --blob-mode external)"
+            ),
         }
     }
 }

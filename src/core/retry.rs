@@ -44,7 +44,8 @@ impl RetryPolicy {
             | Failure::Protocol { .. }
             | Failure::RateLimited { .. }
             | Failure::NotFound
-            | Failure::Integrity { .. } => true,
+            | Failure::Integrity { .. }
+            | Failure::KeyCleared => true,
             Failure::Auth { .. }
             | Failure::Rejected { .. }
             | Failure::Storage { .. }

@@ -14,9 +14,9 @@ const defaultBinary = () => process.env.FILESYNC_SERVER_BIN
 
 /**
  * A running server: `url`, `stop()`, `restart()` (same port and data), `close()`. It serves
- * the app's files from `www` (default: the repository's www/).
+ * the app's files from `www` (default: the repository's www/); `args` are more flags.
  */
-export async function startServer({ tokens, binary: serverBinary = defaultBinary(), www = path.join(repo, 'www') } = {}) {
+export async function startServer({ tokens, args: extra = [], binary: serverBinary = defaultBinary(), www = path.join(repo, 'www') } = {}) {
   if (!existsSync(serverBinary)) {
     throw new Error(`${serverBinary} is missing: run cargo build -p filesync-server first`);
   }
@@ -29,6 +29,7 @@ export async function startServer({ tokens, binary: serverBinary = defaultBinary
     async start() {
       const args = ['--addr', addr, '--data-dir', dataDir, '--www-dir', www];
       if (tokens) args.push('--tokens', tokens);
+      args.push(...extra);
       child = spawn(serverBinary, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },

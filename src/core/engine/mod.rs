@@ -435,6 +435,11 @@ pub struct Engine {
     /// never reuse the number of an event the server already has.
     durable_event_n: u64,
     unattached: FxSet<ContentHash>,
+    /// Contents whose attach the server recorded without the remote key, this session: how
+    /// many times in a row, and not before when to upload again. A server that keeps clearing
+    /// it (it does not hold the bytes the signer took) costs retries from the budget, not an
+    /// upload loop. Gone once an attach of the content is confirmed with its key.
+    cleared: FxMap<ContentHash, (u32, Millis)>,
     garbage: FxMap<ContentHash, GcState>,
 
     dirty: Dirty,
@@ -519,6 +524,7 @@ impl Engine {
             next_event_n: snapshot.next_event_n,
             durable_event_n: snapshot.next_event_n,
             unattached: snapshot.unattached.into_iter().collect(),
+            cleared: FxMap::default(),
             garbage: snapshot
                 .garbage
                 .into_iter()
@@ -1173,7 +1179,15 @@ impl Engine {
         for ev in &applied.applied {
             if ev.id.client == self.cfg.client {
                 self.changed.insert(ev.event.file_id().clone());
+                if let FileEvent::Updated(u) = &ev.event {
+                    if u.remote_key.is_some() {
+                        self.cleared.remove(&u.content_hash);
+                    }
+                }
             }
+        }
+        for hash in applied.key_cleared {
+            self.on_key_cleared(hash);
         }
         // Newly confirmed content may unblock its upload.
         for ev in &applied.applied {
@@ -1191,6 +1205,64 @@ impl Engine {
             self.touched_hashes.insert(hash);
         }
         self.check_unattached();
+    }
+
+    /// The server stored our attach of `hash` without its key: the upload counts as failed
+    /// (classified and budgeted like any failure); the reconcile that follows queues it again,
+    /// and [`Self::sync_task`] holds it back until the backoff ends.
+    fn on_key_cleared(&mut self, hash: ContentHash) {
+        let failure = Failure::KeyCleared;
+        let (code, message) = (failure.code().to_string(), failure.to_string());
+        let retries = self.cleared.get(&hash).map_or(0, |c| c.0);
+        let files: Vec<FileId> = self
+            .table
+            .view_refs(&hash)
+            .filter(|id| self.local.get(id).is_some_and(|r| r.content_hash == hash))
+            .cloned()
+            .collect();
+        match self.cfg.retry.decide(&failure, retries, &mut self.rng) {
+            Decision::RetryIn(ms) => {
+                self.cleared.insert(hash, (retries + 1, self.now.after(ms)));
+                for file in files {
+                    self.emit_event(Event::TransferError {
+                        kind: TransferKind::Upload,
+                        file,
+                        code: code.clone(),
+                        message: message.clone(),
+                        retry_in_ms: Some(ms),
+                    });
+                }
+            }
+            // Not an offline failure: only the budget ends it.
+            Decision::WaitOnline | Decision::GiveUp => {
+                self.cleared.remove(&hash);
+                let err = SyncError {
+                    code: code.clone(),
+                    message: message.clone(),
+                };
+                for file in &files {
+                    self.update_local(file, |r| {
+                        r.upload = TransferStatus::Error;
+                        r.last_error = Some(err.clone());
+                    });
+                }
+                for file in files {
+                    self.emit_event(Event::TransferError {
+                        kind: TransferKind::Upload,
+                        file: file.clone(),
+                        code: code.clone(),
+                        message: message.clone(),
+                        retry_in_ms: None,
+                    });
+                    self.emit_event(Event::TransferExhausted {
+                        kind: TransferKind::Upload,
+                        file,
+                        code: code.clone(),
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
     }
 
     /// Content we uploaded stays our responsibility until a confirmed row points at it; if
@@ -1405,17 +1477,27 @@ impl Engine {
         match (wanted, self.tasks.get(&(kind, hash)).map(|t| t.state)) {
             (true, None) => {
                 self.next_order += 1;
+                // An upload whose attach the server cleared waits out its backoff first.
+                let cleared = match kind {
+                    TransferKind::Upload => self.cleared.get(&hash).copied(),
+                    TransferKind::Download => None,
+                };
+                let (retries, until) = cleared.unwrap_or((0, self.now));
                 self.tasks.insert(
                     (kind, hash),
                     Task {
-                        retries: 0,
+                        retries,
                         urgent: false,
                         order: self.next_order,
-                        state: TaskState::Blocked,
+                        state: if until > self.now {
+                            TaskState::Backoff(until)
+                        } else {
+                            TaskState::Blocked
+                        },
                         throttle: Throttle::default(),
                     },
                 );
-                if self.eligible(kind, hash) {
+                if until <= self.now && self.eligible(kind, hash) {
                     self.set_ready(kind, hash);
                 }
             }
@@ -1926,6 +2008,7 @@ impl Engine {
     }
 
     fn retry_errors(&mut self) {
+        self.cleared.clear();
         let ids: Vec<FileId> = self
             .local
             .rows()

@@ -1145,56 +1145,110 @@ fn local_bytes_are_deleted_only_once_the_change_is_durable() {
         .contains(&Command::DeleteLocalBytes { hash: hash("v1") }));
 }
 
+/// Answers the engine's pending push, the server storing each event as `server` rewrites it.
+fn answer_push(h: &mut H, server: impl Fn(FileEvent) -> FileEvent) {
+    let (request, events) = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Push { request, events } => Some((request, events)),
+            _ => None,
+        })
+        .expect("a push");
+    let mut confirmed = Vec::new();
+    for ev in events {
+        let c = ConfirmedEvent {
+            seq: Seq(h.log.len() as u64 + 1),
+            id: ev.id,
+            event: server(ev.event),
+        };
+        h.log.push(c.clone());
+        confirmed.push(c);
+    }
+    h.input(Input::Pushed { request, confirmed }).unwrap();
+}
+
+/// A server that does not hold the uploaded bytes: it stores attaches without their key.
+fn clear_key(mut e: FileEvent) -> FileEvent {
+    if let FileEvent::Updated(u) = &mut e {
+        u.remote_key = None;
+    }
+    e
+}
+
 #[test]
-fn an_attach_the_server_stripped_makes_the_file_upload_again() {
+fn an_attach_the_server_stripped_makes_the_file_upload_again_after_a_backoff() {
     let mut h = H::new(Mode::Remote);
     h.auto_push = false;
     h.lead(1);
     h.save("f", "x");
-    // Confirm the create, then run the upload.
-    let push = |h: &mut H| {
-        h.commands()
-            .into_iter()
-            .find_map(|c| match c {
-                Command::Push { request, events } => Some((request, events)),
-                _ => None,
-            })
-            .expect("a push")
-    };
-    let (req, events) = push(&mut h);
-    let seq = |h: &H| Seq(h.log.len() as u64 + 1);
-    let c = ConfirmedEvent {
-        seq: seq(&h),
-        id: events[0].id.clone(),
-        event: events[0].event.clone(),
-    };
-    h.log.push(c.clone());
-    h.input(Input::Pushed {
-        request: req,
-        confirmed: vec![c],
-    })
-    .unwrap();
+    answer_push(&mut h, |e| e);
     let t = h.transfers().remove(0);
     h.done(&t);
     // The server no longer holds the bytes (deleted meanwhile): it stores the attach without
-    // its key. The file is not uploaded, so it uploads again.
-    let (req, events) = push(&mut h);
-    let mut stripped = events[0].event.clone();
-    if let FileEvent::Updated(u) = &mut stripped {
-        u.remote_key = None;
-    }
-    let c = ConfirmedEvent {
-        seq: seq(&h),
-        id: events[0].id.clone(),
-        event: stripped,
-    };
-    h.input(Input::Pushed {
-        request: req,
-        confirmed: vec![c],
-    })
-    .unwrap();
+    // its key. The file is not uploaded: it uploads again, once the backoff is over.
+    answer_push(&mut h, clear_key);
     assert!(h.e.table().get(&fid("f")).unwrap().remote_key.is_none());
+    let retry_in = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::TransferError {
+                code, retry_in_ms, ..
+            } if code == "remote_key_cleared" => retry_in_ms,
+            _ => None,
+        })
+        .expect("a typed upload error with a retry");
+    assert!(
+        h.transfers().is_empty(),
+        "no upload before the backoff ends"
+    );
+    assert_eq!(h.local("f").upload, Queued);
+    h.advance(retry_in);
     assert_eq!(h.transfers().len(), 1, "uploaded again");
+}
+
+#[test]
+fn a_server_that_keeps_clearing_the_key_stops_the_uploads_within_the_budget() {
+    let mut h = H::new(Mode::Remote);
+    h.auto_push = false;
+    h.lead(1);
+    h.save("f", "x");
+    answer_push(&mut h, |e| e);
+    let mut uploads = 0;
+    let mut events = Vec::new();
+    while let Some(t) = h.transfers().pop() {
+        uploads += 1;
+        assert!(uploads <= 20, "the uploads never stop");
+        h.done(&t);
+        answer_push(&mut h, clear_key);
+        events.extend(h.events());
+        let retry_in = events.iter().rev().find_map(|e| match e {
+            Event::TransferError { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        });
+        if let Some(Some(ms)) = retry_in {
+            h.advance(ms);
+        }
+    }
+    let budget = h.e.config().retry.max_retries as usize + 1;
+    assert_eq!(uploads, budget, "one upload per attempt of the budget");
+    let row = h.local("f");
+    assert_eq!(row.upload, Error);
+    assert_eq!(row.last_error.unwrap().code, "remote_key_cleared");
+    assert!(events.iter().any(|e| matches!(e,
+        Event::TransferExhausted { code, .. } if code == "remote_key_cleared")));
+    // Nothing more goes out on its own: the log stays bounded.
+    let log = h.log.len();
+    h.advance(600_000);
+    assert!(h.transfers().is_empty());
+    assert_eq!(h.log.len(), log);
+    // The app asks again: a fresh budget, and the next attach with its key ends it.
+    h.input(Input::RetryErrors).unwrap();
+    let t = h.transfers().pop().expect("uploads again when asked");
+    h.done(&t);
+    answer_push(&mut h, |e| e);
+    assert!(h.e.file(&fid("f")).unwrap().display.is_synced);
 }
 
 #[test]
