@@ -101,6 +101,18 @@ export type FileSyncEvent =
   | { type: 'transfer:exhausted'; kind: 'upload' | 'download'; fileId: string; code: string; message: string }
   | { type: 'online' }
   | { type: 'offline' }
+  | {
+      /**
+       * A concurrent edit from another device replaced content written here (both were made
+       * without seeing each other; the server's order picked theirs). `contentHash` is this
+       * device's lost version, readable with `readFile(fileId, {contentHash})` for a while;
+       * saving it again with `updateFile` makes it current.
+       */
+      type: 'conflict';
+      fileId: string;
+      contentHash: string;
+      winningContentHash: string;
+    }
   | { type: 'sync:recovery'; fileIds: string[] }
   | { type: 'sync:error-retry-start'; fileIds: string[] }
   /**
@@ -246,8 +258,12 @@ export interface FileSync {
   saveFile(file: File, options?: SaveOptions): Promise<FileState>;
   updateFile(id: string, file: File, options?: UpdateOptions): Promise<FileState>;
   deleteFile(id: string): Promise<void>;
-  /** The bytes as a `File` with the original name and type. */
-  readFile(id: string): Promise<File>;
+  /**
+   * The bytes as a `File` with the original name and type. `contentHash` reads another
+   * content of the file while this browser still holds it: the losing side of a `conflict`
+   * (kept for at least `deleteGraceMs`); `not_available` once it is gone.
+   */
+  readFile(id: string, options?: { contentHash?: string }): Promise<File>;
   /** An object URL, cached per content and revoked when no longer needed. */
   resolveFileUrl(id: string): Promise<string>;
   getFiles(): FileState[];

@@ -30,6 +30,22 @@ struct SaveOptions {
     path: Option<String>,
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadOptions {
+    /// Another content of the file than its current one (the losing side of a conflict).
+    #[serde(default)]
+    content_hash: Option<String>,
+}
+
+fn read_options(options: JsValue) -> Result<ReadOptions, ErrorInfo> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(ReadOptions::default());
+    }
+    serde_wasm_bindgen::from_value(options)
+        .map_err(|e| error("invalid_options", e.to_string(), false))
+}
+
 fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
     if options.is_undefined() || options.is_null() {
         return Ok((SaveOptions::default(), JsValue::UNDEFINED));
@@ -126,11 +142,17 @@ impl FileSync {
         })
     }
 
-    /// The file's bytes as a `File` with its original name and type.
+    /// The file's bytes as a `File` with its original name and type; `options`:
+    /// `{contentHash?}` reads another content of the file still held here (the losing side of
+    /// a conflict).
     #[wasm_bindgen(js_name = readFile)]
-    pub fn read_file(&self, id: String) -> js_sys::Promise {
+    pub fn read_file(&self, id: String, options: JsValue) -> js_sys::Promise {
         let tab = self.tab.clone();
-        future_to_promise(async move { Ok(tab.read(&id).await.map_err(reject)?.into()) })
+        future_to_promise(async move {
+            let opts = read_options(options).map_err(reject)?;
+            let file = tab.read(&id, opts.content_hash.as_deref()).await;
+            Ok(file.map_err(reject)?.into())
+        })
     }
 
     /// An object URL for the file, cached per content and revoked when no longer needed.

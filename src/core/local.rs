@@ -64,6 +64,9 @@ pub struct LocalRow {
     pub upload: TransferStatus,
     pub download: TransferStatus,
     pub last_error: Option<SyncError>,
+    /// This client wrote the current content (an app save or edit made here), so a concurrent
+    /// edit that replaces it overwrites this device's work: the app is told (`Conflict`).
+    pub authored: bool,
 }
 
 impl LocalRow {
@@ -130,6 +133,7 @@ pub fn reconcile(row: &FileRow, existing: Option<&LocalRow>, bytes_here: bool) -
         upload,
         download,
         last_error,
+        authored: same.is_some_and(|e| e.authored),
     }
 }
 

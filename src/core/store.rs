@@ -232,6 +232,9 @@ struct LocalRecord<'a> {
     download_status: TransferStatus,
     #[serde(default)]
     last_sync_error: Option<SyncError>,
+    /// Written only when true (older records have no such field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    authored: bool,
 }
 
 fn to_text<T: Serialize + ?Sized>(v: &T) -> String {
@@ -295,6 +298,7 @@ pub fn local_record(r: &LocalRow) -> String {
         upload_status: r.upload,
         download_status: r.download,
         last_sync_error: r.last_error.clone(),
+        authored: r.authored,
     })
 }
 
@@ -313,6 +317,7 @@ pub fn decode_local(text: &str) -> Result<LocalRow, DecodeError> {
         upload: r.upload_status,
         download: r.download_status,
         last_error: r.last_sync_error,
+        authored: r.authored,
     })
 }
 
@@ -640,5 +645,24 @@ mod tests {
             })
             .collect();
         assert_eq!(deletes, vec![&Key::Num(1)]);
+    }
+
+    #[test]
+    fn a_local_row_says_authored_only_when_it_is_and_old_records_read_as_not() {
+        let row = |authored| LocalRow {
+            file_id: FileId::new("f").unwrap(),
+            path: "files/f".into(),
+            content_hash: crate::core::ContentHash::of(b"x"),
+            local_hash: None,
+            upload: TransferStatus::Done,
+            download: TransferStatus::Done,
+            last_error: None,
+            authored,
+        };
+        let mine = local_record(&row(true));
+        assert_eq!(decode_local(&mine).unwrap(), row(true));
+        let theirs = local_record(&row(false));
+        assert!(!theirs.contains("authored"), "{theirs}");
+        assert_eq!(decode_local(&theirs).unwrap(), row(false));
     }
 }

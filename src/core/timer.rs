@@ -19,7 +19,8 @@ pub enum Timer {
     Progress,
     /// The earliest running transfer that may have stalled.
     Stall,
-    /// The earliest orphaned local content whose grace period ends.
+    /// The earliest orphaned local content whose grace period ends, or retained content (the
+    /// losing side of a conflict) whose time is up.
     Orphans,
 }
 

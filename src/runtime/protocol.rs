@@ -169,6 +169,14 @@ pub enum AppEvent {
     ErrorRetryStart { file_ids: Vec<String> },
     #[serde(rename = "storage:error")]
     StorageError { code: String, message: String },
+    /// A concurrent edit from another device replaced content written here; the losing
+    /// content stays readable by its hash for a while (`readFile(id, {contentHash})`).
+    #[serde(rename = "conflict", rename_all = "camelCase")]
+    Conflict {
+        file_id: String,
+        content_hash: String,
+        winning_content_hash: String,
+    },
     /// A stored record was broken and skipped when the hub loaded the state (the rest
     /// loaded) — emitted by the tab for each of the snapshot's issues.
     #[serde(rename = "storage:issue")]
@@ -284,6 +292,11 @@ impl AppEvent {
             Event::StorageError { code, message } => AppEvent::StorageError {
                 code: code.clone(),
                 message: message.clone(),
+            },
+            Event::Conflict { file, mine, winner } => AppEvent::Conflict {
+                file_id: id(file),
+                content_hash: mine.to_hex(),
+                winning_content_hash: winner.to_hex(),
             },
             Event::Committed { .. } | Event::FilesChanged { .. } => return None,
         })

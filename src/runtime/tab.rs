@@ -1311,13 +1311,30 @@ impl Tab {
             .map_err(|e| web_error(&e))
     }
 
-    /// The file's bytes as a `File` with its original name and type.
-    pub async fn read(&self, id: &str) -> Result<web_sys::File, ErrorInfo> {
+    /// The file's bytes as a `File` with its original name and type: its current content, or
+    /// `content` (a hash) if given and still held here.
+    pub async fn read(&self, id: &str, content: Option<&str>) -> Result<web_sys::File, ErrorInfo> {
         self.check_open()?;
         let f = self
             .file(id)
             .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
-        let blob = self.local_blob(&f).await?;
+        let blob = match content.filter(|c| *c != f.content_hash) {
+            None => self.local_blob(&f).await?,
+            Some(other) => {
+                let hash = ContentHash::parse(other)?;
+                self.inner.bytes.read(&hash).await.map_err(|e| {
+                    if e.code() == "not_found" {
+                        error(
+                            "not_available",
+                            format!("the content {other} of {id} is no longer in this browser"),
+                            false,
+                        )
+                    } else {
+                        web_error(&e)
+                    }
+                })?
+            }
+        };
         let parts = js_sys::Array::of1(&blob);
         let bag = web_sys::FilePropertyBag::new();
         bag.set_type(&f.mime_type);

@@ -29,6 +29,12 @@ export async function example(input: File): Promise<string[]> {
       void kind;
     }
   });
+  // "Keep mine": the losing side of a conflict, read by its hash and saved again.
+  fs.on('conflict', async (e) => {
+    const winner: string = e.winningContentHash;
+    const mine: File = await fs.readFile(e.fileId, { contentHash: e.contentHash });
+    if (winner !== e.contentHash) await fs.updateFile(e.fileId, mine);
+  });
   const unsubscribe = fs.subscribe(() => void fs.getFiles());
   const file: File = await fs.readFile(saved.id);
   const url: string = await fs.resolveFileUrl(saved.id);

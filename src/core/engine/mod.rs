@@ -334,6 +334,14 @@ pub enum Event {
         code: String,
         message: String,
     },
+    /// A concurrent edit made elsewhere (without knowledge of it) replaced content this client
+    /// wrote: this device's work lost. Its bytes stay here for at least `delete_grace_ms`, so
+    /// the app can read them by content hash and offer to keep them.
+    Conflict {
+        file: FileId,
+        mine: ContentHash,
+        winner: ContentHash,
+    },
     /// Rows of these files (view or per-client) changed, or their sync state (every file's
     /// `is_synced`, the unconfirmed event count); the list may be empty when only the count
     /// changed.
@@ -476,6 +484,9 @@ pub struct Engine {
     bytes: FxSet<ContentHash>,
     /// Contents found in storage that nothing used, with when they were found.
     orphans: FxMap<ContentHash, Millis>,
+    /// Content of this client's that a concurrent edit replaced: kept (not garbage) until then,
+    /// so the app can still read it.
+    retained: FxMap<ContentHash, Millis>,
     /// Contents stored and deleted since a listing began (`InventoryStarted`).
     journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
     changed: BTreeSet<FileId>,
@@ -558,6 +569,7 @@ impl Engine {
             gc_local: FxSet::default(),
             bytes: FxSet::default(),
             orphans: FxMap::default(),
+            retained: FxMap::default(),
             journal: None,
             changed: BTreeSet::new(),
             reported_unconfirmed: 0,
@@ -907,6 +919,12 @@ impl Engine {
             _ => None,
         };
         let id = event.file_id().clone();
+        // An app write of new content: this client authored what the file now holds.
+        let authors = match &event {
+            FileEvent::Created(_) => true,
+            FileEvent::Updated(u) => bytes_here && u.previous_content_hash != Some(u.content_hash),
+            FileEvent::Deleted(_) => false,
+        };
         let ev = ClientEvent {
             id: EventId {
                 client: self.cfg.client.clone(),
@@ -925,7 +943,8 @@ impl Engine {
         if let (Some(h), Some(row)) = (stored, self.table.get(&id)) {
             // The driver stored these bytes before committing: record it, and let every file
             // with the same content use them.
-            let fresh = reconcile(row, self.local.get(&id), true);
+            let mut fresh = reconcile(row, self.local.get(&id), true);
+            fresh.authored = authors;
             self.put_local(fresh);
             self.touched.extend(self.table.view_refs(&h).cloned());
         }
@@ -1188,6 +1207,25 @@ impl Engine {
         }
         for hash in applied.key_cleared {
             self.on_key_cleared(hash);
+        }
+        for o in applied.concurrent {
+            // Ours only if this device shows (and wrote) the replaced content: with an edit of
+            // its own still pending, the view shows that edit, which comes after and wins.
+            let mine = self
+                .local
+                .get(&o.file)
+                .is_some_and(|r| r.authored && r.content_hash == o.replaced);
+            if mine {
+                if self.bytes.contains(&o.replaced) {
+                    self.retained
+                        .insert(o.replaced, self.now.after(self.cfg.delete_grace_ms));
+                }
+                self.emit_event(Event::Conflict {
+                    file: o.file,
+                    mine: o.replaced,
+                    winner: o.winner,
+                });
+            }
         }
         // Newly confirmed content may unblock its upload.
         for ev in &applied.applied {
@@ -1929,6 +1967,18 @@ impl Engine {
 
     /// Deletes the orphans that stayed unused through the grace period.
     fn expire_orphans(&mut self) {
+        // Retained content whose time is up is garbage like any other, if unused.
+        let now = self.now;
+        let released: Vec<ContentHash> = self
+            .retained
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in released {
+            self.retained.remove(&h);
+            self.gc_local.insert(h);
+        }
         let limit = self.cfg.orphan_grace_ms;
         let due: Vec<ContentHash> = self
             .orphans
@@ -2196,7 +2246,9 @@ impl Engine {
     }
 
     fn is_unused_locally(&self, h: &ContentHash) -> bool {
-        !self.local.holds(h) && self.table.view_refs(h).next().is_none()
+        !self.local.holds(h)
+            && self.table.view_refs(h).next().is_none()
+            && !self.retained.contains_key(h)
     }
 
     fn collect_local_garbage(&mut self) {
@@ -2248,8 +2300,9 @@ impl Engine {
         let orphans = self
             .orphans
             .values()
-            .min()
-            .map(|t| t.after(self.cfg.orphan_grace_ms));
+            .map(|t| t.after(self.cfg.orphan_grace_ms))
+            .chain(self.retained.values().copied())
+            .min();
         self.timers.set(Timer::Orphans, orphans);
         self.timers.set(Timer::Progress, progress);
         self.timers.set(Timer::Retry, retry);

@@ -1350,3 +1350,82 @@ fn a_restart_whose_listing_matches_the_rows_reports_no_change() {
     }));
     assert!(!h2.local("b").has_local_copy());
 }
+
+/// Another client's edit of `id` to `content`, made on top of `base`.
+fn edited_by_other(id: &str, content: &str, base: &str) -> FileEvent {
+    let h = hash(content);
+    FileEvent::Updated(FileUpdated {
+        id: fid(id),
+        path: format!("files/{id}"),
+        remote_key: Some(RemoteKey::for_content(&StoreId::new(STORE).unwrap(), &h)),
+        content_hash: h,
+        info: FileInfo {
+            name: format!("{id}.txt"),
+            mime_type: "text/plain".into(),
+            size: content.len() as u64,
+        },
+        metadata: MetadataPatch::Keep,
+        updated_at: Millis(3),
+        expected_content_hash: None,
+        previous_content_hash: Some(hash(base)),
+    })
+}
+
+#[test]
+fn a_concurrent_edit_over_content_written_here_is_a_conflict_and_keeps_its_bytes() {
+    let mut h = H::new(Mode::Remote);
+    h.save("f", "v0");
+    h.edit("f", "mine");
+    assert!(h.local("f").authored);
+    h.events();
+    // Another device edited v0 without having seen "mine": it comes after, and wins.
+    h.remote(vec![edited_by_other("f", "theirs", "v0")]);
+    let conflicts: Vec<Event> = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Conflict { .. }))
+        .collect();
+    assert_eq!(
+        conflicts,
+        vec![Event::Conflict {
+            file: fid("f"),
+            mine: hash("mine"),
+            winner: hash("theirs"),
+        }]
+    );
+    assert!(!h.local("f").authored, "the file now holds their content");
+    // Their content arrives; the losing bytes stay for the delete grace period, then go.
+    h.lead(1);
+    let t = h
+        .transfers()
+        .into_iter()
+        .find(|t| t.kind == TransferKind::Download)
+        .expect("their content downloads");
+    h.done(&t);
+    let deletes = |h: &mut H| {
+        h.commands()
+            .into_iter()
+            .filter(|c| *c == Command::DeleteLocalBytes { hash: hash("mine") })
+            .count()
+    };
+    assert_eq!(deletes(&mut h), 0);
+    h.advance(h.e.config().delete_grace_ms - 1);
+    assert_eq!(deletes(&mut h), 0, "readable for the whole grace period");
+    h.advance(1);
+    assert_eq!(deletes(&mut h), 1);
+}
+
+#[test]
+fn edits_made_with_knowledge_or_over_content_written_elsewhere_are_no_conflict() {
+    let mut h = H::new(Mode::Remote);
+    h.save("f", "v0");
+    h.edit("f", "mine");
+    // An edit made on top of ours: the normal case.
+    h.remote(vec![edited_by_other("f", "next", "mine")]);
+    // A concurrent edit over content we did not write (theirs replaced by a third device's).
+    h.remote(vec![edited_by_other("f", "third", "v0")]);
+    assert!(!h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Conflict { .. })));
+}
