@@ -121,6 +121,19 @@ export type FileSyncEvent =
    * holds it; every later call in this tab fails with that code (reload the page).
    */
   | { type: 'storage:error'; code: string; message: string }
+  | {
+      /**
+       * The browser removed this origin's storage under the open store ("Clear site data",
+       * eviction under storage pressure). The store started again on the emptied storage from
+       * what it held in memory: every change is written again and what the server has is
+       * downloaded again. `lostFileIds`: files whose bytes existed only in this browser (not
+       * uploaded yet), gone for good.
+       */
+      type: 'storage:cleared';
+      code: 'storage_cleared';
+      message: string;
+      lostFileIds: string[];
+    }
   /** A stored record was broken and skipped when the state loaded (see `getStorageIssues`). */
   | { type: 'storage:issue'; table: string; key: string; code: string; message: string }
   | { type: 'leader:gained' }

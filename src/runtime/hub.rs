@@ -22,7 +22,7 @@ use super::protocol::{
 use super::remote::RemoteConfig;
 use super::sync;
 use crate::core::event::FileEvent;
-use crate::core::store::{batch_ops, client_id_op, CorruptRecord, StateStore};
+use crate::core::store::{batch_ops, client_id_op, last_term_op, CorruptRecord, StateStore};
 use crate::core::{
     ClientId, Command, Config, Engine, EngineError, Event, FileId, Input, Millis, Mode, OpId,
     Output, StoreId, Term,
@@ -132,6 +132,12 @@ struct Ready {
     parting: (usize, u64),
     parting_at: f64,
     parting_timer: Option<gloo_timers::callback::Timeout>,
+    /// The browser removed the storage under the hub and it is being opened again (see
+    /// [`recover`]): app writes and term requests wait here, nothing is written to the old
+    /// database, and nothing is read from the old byte store.
+    recovering: Option<Vec<(Peer, ToHub)>>,
+    /// The database's `close` handler (kept alive with the hub).
+    on_close: Option<Closure<dyn FnMut()>>,
 }
 
 enum Phase {
@@ -156,6 +162,9 @@ struct State {
     /// This hub's alive lock, once asked for (a start tried again after a failure holds it
     /// already); released when the hub hands the store over.
     alive: Option<HeldLock>,
+    /// The alive lock asked for again each time the storage was cleared: the browser may have
+    /// forgotten the first (then this one is granted) or not (then it waits behind it).
+    alive_again: Vec<HeldLock>,
     /// Where other hubs of the store ask for it, once this one holds it.
     handover: Option<web_sys::BroadcastChannel>,
 }
@@ -252,6 +261,7 @@ impl Hub {
                         live: Rc::default(),
                     },
                     alive: None,
+                    alive_again: Vec::new(),
                     handover: None,
                 })
             }),
@@ -343,6 +353,12 @@ fn receive(state: &Rc<RefCell<State>>, port: &Peer, msg: ToHub) {
                 refuse(&mut s.outbox, port, &msg, &err);
                 None
             }
+            Phase::Ready(r) if r.recovering.is_some() && holds_while_recovering(&msg) => {
+                if let Some(held) = &mut r.recovering {
+                    held.push((port.clone(), msg));
+                }
+                None
+            }
             Phase::Ready(_) => {
                 handle(&mut s, port, msg);
                 None
@@ -405,6 +421,12 @@ fn refuse(outbox: &mut Outbox, port: &Peer, msg: &ToHub, err: &ErrorInfo) {
         let error = err.clone();
         outbox.push(port.clone(), &ToTab::HubFailed { error });
     }
+}
+
+/// What waits while the hub opens its storage again: writes (they must land in the new
+/// storage) and term requests (terms come from storage).
+fn holds_while_recovering(msg: &ToHub) -> bool {
+    matches!(msg, ToHub::Commit { .. } | ToHub::Elected { .. })
 }
 
 fn request_of(msg: &ToHub) -> Option<u64> {
@@ -555,7 +577,116 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         parting: (0, 0),
         parting_at: 0.0,
         parting_timer: None,
+        recovering: None,
+        on_close: None,
     })
+    .map(|mut r| {
+        watch_storage(&mut r);
+        r
+    })
+}
+
+/// Notices when the browser removes the database under the hub ("Clear site data", eviction:
+/// the origin's IndexedDB and OPFS go together) and starts [`recover`]ing.
+fn watch_storage(r: &mut Ready) {
+    let feed = r.feed.clone();
+    let f = Closure::<dyn FnMut()>::new(move || feed.push(HubEvent::StorageLost));
+    r.store.on_close(f.as_ref().unchecked_ref());
+    r.on_close = Some(f);
+}
+
+/// Opens the storage again after the browser removed it, and starts the engine over on it from
+/// what memory holds (`Input::StorageLost`). Writes and term requests made meanwhile wait and
+/// run after, against the new storage. A failed reopen is tried again, slower each time.
+fn recover(state: &Rc<RefCell<State>>, attempt: u32) {
+    let store_id = {
+        let s = state.borrow();
+        let Phase::Ready(r) = &s.phase else { return };
+        r.engine.config().store.clone()
+    };
+    let state = state.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        // What the new database must hold before anything else is written or read from it:
+        // this client's id with its event counter (a crash must never leave the id without
+        // the counter: numbers the server has would be used again) and the leadership term
+        // floor (terms never go back). One transaction, done before term requests run.
+        let first = {
+            let s = state.borrow();
+            let Phase::Ready(r) = &s.phase else { return };
+            let mut ops = vec![
+                client_id_op(&r.engine.config().client),
+                last_term_op(r.engine.term()),
+            ];
+            ops.extend(batch_ops(&crate::core::engine::PersistBatch {
+                next_event_n: r.engine.next_event_n(),
+                ..Default::default()
+            }));
+            ops
+        };
+        let opened = async {
+            // Clearing site data may drop the Web Locks held (the alive lock among them): ask
+            // for it again, so tabs can still tell when this hub dies (their watches queue
+            // behind it).
+            if let Ok(lock) = hold_lock(&alive_lock_name(store_id.as_str())) {
+                state.borrow_mut().alive_again.push(lock);
+            }
+            let store = IdbStateStore::open(&store_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.write(&first).await.map_err(|e| e.to_string())?;
+            let bytes = ByteStore::open(&store_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let present = bytes.list().await.map_err(|e| e.to_string())?.hashes;
+            Ok::<_, String>((store, bytes, present))
+        }
+        .await;
+        let (store, bytes, present) = match opened {
+            Ok(o) => o,
+            Err(message) => {
+                // The browser may still be clearing: the first tries fail quietly.
+                if attempt >= 2 {
+                    let event = AppEvent::StorageError {
+                        code: "storage".into(),
+                        message: format!("could not open the storage again: {message}"),
+                    };
+                    broadcast(&mut state.borrow_mut(), &ToTab::event(&event));
+                    after(&state);
+                }
+                let delay = (100u32 << attempt.min(8)).min(30_000);
+                let again = state.clone();
+                gloo_timers::callback::Timeout::new(delay, move || recover(&again, attempt + 1))
+                    .forget();
+                return;
+            }
+        };
+        let held = {
+            let mut s = state.borrow_mut();
+            let Phase::Ready(r) = &mut s.phase else {
+                return;
+            };
+            r.storage = bytes.kind().as_str().to_string();
+            r.store = store;
+            r.bytes = Rc::new(bytes);
+            watch_storage(r);
+            // The leader lock went too: every tab campaigns again (on the event below), and
+            // the next leader's term, from the new storage, is above this one.
+            if let Some((_, term)) = r.leader.take() {
+                let _ = r.engine.handle(now(), Input::LeaderLost { term });
+            }
+            let _ = r.engine.handle(now(), Input::StorageLost { present });
+            let held = r.recovering.take().unwrap_or_default();
+            broadcast_leader(&mut s);
+            held
+        };
+        {
+            let mut s = state.borrow_mut();
+            for (port, msg) in held {
+                handle(&mut s, &port, msg);
+            }
+        }
+        after(&state);
+    });
 }
 
 /// Waits for the alive lock (`granted`), asking the hub that holds it for the store now and
@@ -660,9 +791,10 @@ fn hand_over(state: &Rc<RefCell<State>>, asker: &str) {
         channel.close();
     }
     let lock = s.alive.take();
+    let again = std::mem::take(&mut s.alive_again);
     drop(s);
     after(state);
-    if let Some(lock) = lock {
+    for lock in again.into_iter().chain(lock) {
         lock.release();
     }
 }
@@ -825,6 +957,8 @@ fn broadcast_leader(s: &mut State) {
 enum HubEvent {
     Input(Input),
     Term(String, Option<Term>),
+    /// The database was closed under the hub: its storage is gone.
+    StorageLost,
 }
 
 /// Drains the engine and the queues, performs commands, posts messages, re-arms the timer.
@@ -835,6 +969,8 @@ fn after(state: &Rc<RefCell<State>>) {
         let mut s = state.borrow_mut();
         let mut leader_changed = false;
         let mut waiting = false;
+        let mut start_recovery = false;
+        let mut lost_terms = Vec::new();
         if let Phase::Ready(r) = &mut s.phase {
             for ev in events {
                 match ev {
@@ -850,7 +986,18 @@ fn after(state: &Rc<RefCell<State>>) {
                             leader_changed = true;
                         }
                     }
-                    HubEvent::Term(_, None) => {}
+                    HubEvent::Term(tab, None) => {
+                        // Storage went while the term was handed out: ask the new storage.
+                        if r.recovering.is_some() {
+                            lost_terms.push(tab);
+                        }
+                    }
+                    HubEvent::StorageLost => {
+                        if r.recovering.is_none() {
+                            r.recovering = Some(Vec::new());
+                            start_recovery = true;
+                        }
+                    }
                 }
             }
         } else if matches!(s.phase, Phase::Starting(_)) && !events.is_empty() {
@@ -863,11 +1010,26 @@ fn after(state: &Rc<RefCell<State>>) {
         if leader_changed {
             broadcast_leader(&mut s);
         }
+        for tab in lost_terms {
+            let port = s
+                .ports
+                .iter()
+                .find(|(t, _)| *t == tab)
+                .map(|(_, p)| p.clone());
+            if let (Some(port), Phase::Ready(r)) = (port, &mut s.phase) {
+                if let Some(held) = &mut r.recovering {
+                    held.push((port, ToHub::Elected { tab }));
+                }
+            }
+        }
         drain(&mut s);
         let outbox = std::mem::take(&mut s.outbox);
         drop(s);
         for (peer, msg) in outbox.0 {
             peer.post(&msg);
+        }
+        if start_recovery {
+            recover(state, 0);
         }
         if waiting || queue.borrow().is_empty() {
             break;
@@ -1048,15 +1210,17 @@ fn drain(s: &mut State) {
         .iter()
         .find(|(t, _)| Some(t) == leader.as_ref())
         .map(|(_, p)| p.clone());
-    if let Some(p) = leader_peer {
-        for msg in &to_leader {
-            s.outbox.push(p.clone(), msg);
-        }
-    }
+    // Events first: a tab learns of a change (storage cleared, a file gone) before it is asked
+    // to run a transfer that depends on it.
     for (port, msg) in &msgs {
         match port {
             Some(p) => s.outbox.push(p.clone(), msg),
             None => broadcast(s, msg),
+        }
+    }
+    if let Some(p) = leader_peer {
+        for msg in &to_leader {
+            s.outbox.push(p.clone(), msg);
         }
     }
 }
@@ -1115,6 +1279,10 @@ fn check_lease(s: &mut State, now: Millis) {
 fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
     let feed = r.feed.clone();
     match c {
+        // The storage is gone and not yet opened again: `Input::StorageLost` drops the batch
+        // and writes everything again, and there are no bytes to delete or list.
+        Command::Persist(_) | Command::DeleteLocalBytes { .. } | Command::ListLocalBytes
+            if r.recovering.is_some() => {}
         Command::Persist(batch) => {
             let store = r.store.clone();
             wasm_bindgen_futures::spawn_local(async move {

@@ -169,6 +169,16 @@ pub enum AppEvent {
     ErrorRetryStart { file_ids: Vec<String> },
     #[serde(rename = "storage:error")]
     StorageError { code: String, message: String },
+    /// The browser removed this store's storage under it ("Clear site data", eviction): the
+    /// hub started again on emptied storage from what it held in memory. `lost_file_ids`: files
+    /// whose bytes existed only in this browser (gone for good); everything else is written
+    /// again and downloaded again as needed.
+    #[serde(rename = "storage:cleared", rename_all = "camelCase")]
+    StorageCleared {
+        code: String,
+        message: String,
+        lost_file_ids: Vec<String>,
+    },
     /// A concurrent edit from another device replaced content written here; the losing
     /// content stays readable by its hash for a while (`readFile(id, {contentHash})`).
     #[serde(rename = "conflict", rename_all = "camelCase")]
@@ -292,6 +302,18 @@ impl AppEvent {
             Event::StorageError { code, message } => AppEvent::StorageError {
                 code: code.clone(),
                 message: message.clone(),
+            },
+            Event::StorageReset { lost } => AppEvent::StorageCleared {
+                code: "storage_cleared".into(),
+                message: if lost.is_empty() {
+                    "this browser's storage was cleared: the store started again from the server and memory; nothing was lost".into()
+                } else {
+                    format!(
+                        "this browser's storage was cleared: {} file(s) existed only here and are gone",
+                        lost.len()
+                    )
+                },
+                lost_file_ids: ids(lost),
             },
             Event::Conflict { file, mine, winner } => AppEvent::Conflict {
                 file_id: id(file),

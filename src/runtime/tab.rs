@@ -57,6 +57,15 @@ extern "C" {
     fn when_free(name: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
+/// How often a tab whose view of the hub's lock is unreliable looks at it again.
+const WATCH_RETRY_MS: u32 = 5_000;
+
+/// Whether the hub spoke recently enough (it pings every second) that a free alive lock is
+/// not news of its death.
+fn hub_seems_alive(heard_at: f64, now: f64) -> bool {
+    now - heard_at < 3_000.0
+}
+
 /// A JS callback and the value to call it with, made after the state is released.
 type Call = (js_sys::Function, JsValue);
 
@@ -161,6 +170,8 @@ struct State {
     unconfirmed: usize,
     /// The hub's parting push: sent with `keepalive` when the page goes.
     parting: Option<String>,
+    /// When the hub last said anything (it pings every second), in ms since the epoch.
+    heard_at: f64,
     /// The open's promise, settled by the first snapshot (or the hub's failure).
     ready: Option<(js_sys::Function, js_sys::Function)>,
     /// The hub has loaded the state (its snapshot is not the provisional view); until then,
@@ -231,7 +242,10 @@ struct Inner {
     worker: (String, String, WorkerKind),
     /// The hello, sent again to each new hub.
     hello: ToHub,
-    bytes: Rc<ByteStore>,
+    /// Opened again when the browser removed the storage under it (see [`Tab::store_bytes`]).
+    bytes: RefCell<Rc<ByteStore>>,
+    /// Settles once the byte store is open again after the storage was removed.
+    reopening: RefCell<Option<js_sys::Promise>>,
     /// The server (`None`: local-only).
     remote: Option<Rc<RemoteConfig>>,
     /// Transfers this tab runs while it leads.
@@ -377,6 +391,7 @@ impl Tab {
             online: true,
             unconfirmed: 0,
             parting: None,
+            heard_at: 0.0,
             ready: resolve.zip(reject),
             loaded: false,
             on_loaded: Vec::new(),
@@ -453,7 +468,8 @@ impl Tab {
                     options.worker_type,
                 ),
                 hello: hello.clone(),
-                bytes,
+                bytes: RefCell::new(bytes),
+                reopening: RefCell::new(None),
                 remote: remote.map(Rc::new),
                 transfers: Rc::new(Transfers::default()),
                 state: RefCell::new(state),
@@ -552,10 +568,57 @@ impl Tab {
         wasm_bindgen_futures::spawn_local(async move {
             if JsFuture::from(free).await.is_ok() {
                 if let Some(inner) = weak.upgrade() {
-                    Tab { inner }.restart_worker();
+                    let tab = Tab { inner };
+                    let heard = tab.inner.state.borrow().heard_at;
+                    if hub_seems_alive(heard, js_sys::Date::now()) {
+                        // A lock that lies: after "Clear site data", contexts created since
+                        // see a lock namespace of their own, without the hub's lock. Look
+                        // again later instead of starting the hub over and over.
+                        let weak = Rc::downgrade(&tab.inner);
+                        gloo_timers::callback::Timeout::new(WATCH_RETRY_MS, move || {
+                            if let Some(inner) = weak.upgrade() {
+                                Tab { inner }.watch_hub();
+                            }
+                        })
+                        .forget();
+                    } else {
+                        tab.restart_worker();
+                    }
                 }
             }
         });
+    }
+
+    /// The browser forgot every Web Lock with the cleared storage: this tab's claim on the
+    /// leader lock (held or waiting) and its watch on the hub's lock mean nothing any more.
+    /// Campaign again from scratch (the hub dropped the leader, so the next one gets a new
+    /// term) and watch the hub's lock again (it holds it again before telling tabs).
+    fn after_locks_forgotten(&self) {
+        if self.inner.state.borrow().disposed {
+            return;
+        }
+        let leads = self
+            .inner
+            .leadership
+            .borrow()
+            .as_ref()
+            .is_some_and(|l| l.is_leader());
+        if leads {
+            // Holders hear of the loss (and campaign again at once): this lock was granted
+            // after the storage went. The hub dropped its leader: ask for a new term.
+            self.post(&ToHub::Elected {
+                tab: self.inner.tab.clone(),
+            });
+        } else {
+            // A waiting request was dropped without a word: make a new one.
+            if let Some(old) = self.inner.leadership.borrow_mut().take() {
+                old.resign();
+            }
+            if let Ok(store) = StoreId::new(self.inner.hello_store().to_string()) {
+                let _ = self.campaign(&store);
+            }
+        }
+        self.watch_hub();
     }
 
     fn restart_worker(&self) {
@@ -676,6 +739,9 @@ impl Tab {
         let mut superseded = false;
         {
             let mut s = self.inner.state.borrow_mut();
+            if from_hub {
+                s.heard_at = js_sys::Date::now();
+            }
             match msg {
                 ToTab::Snapshot {
                     files,
@@ -782,6 +848,19 @@ impl Tab {
                     match event_type(&value).as_str() {
                         "online" => s.online = true,
                         "offline" => s.online = false,
+                        "storage:cleared" => {
+                            // The hub started again on emptied storage: so does this tab's
+                            // byte store (a leader's downloads write through it; transfers
+                            // wait for it).
+                            let me = self.clone();
+                            let ready = wasm_bindgen_futures::future_to_promise(async move {
+                                let _ = me.reopen_bytes().await;
+                                *me.inner.reopening.borrow_mut() = None;
+                                me.after_locks_forgotten();
+                                Ok(JsValue::UNDEFINED)
+                            });
+                            *self.inner.reopening.borrow_mut() = Some(ready);
+                        }
                         "sync:error" => {
                             let field = |k: &str| {
                                 js_sys::Reflect::get(&value, &JsValue::from_str(k))
@@ -934,7 +1013,13 @@ impl Tab {
         let Some(remote) = self.inner.remote.clone() else {
             return;
         };
-        if !leads || self.inner.state.borrow().disposed {
+        if self.inner.state.borrow().disposed {
+            return;
+        }
+        if !leads {
+            // The hub thinks this tab leads, but it does not (its lock went: storage cleared,
+            // or taken over): say so, or the hub would wait on this job until it stalls.
+            self.post(&ToHub::Resigned { term: job.term });
             return;
         }
         let weak = Rc::downgrade(&self.inner);
@@ -943,9 +1028,21 @@ impl Tab {
                 Tab { inner }.post(&ToHub::Transfer { report });
             }
         });
-        self.inner
-            .transfers
-            .start(job, remote, self.inner.bytes.clone(), report);
+        // The byte store is being opened again (the storage was removed): start once it is.
+        let reopening = self.inner.reopening.borrow().clone();
+        match reopening {
+            None => self
+                .inner
+                .transfers
+                .start(job, remote, self.bytes(), report),
+            Some(ready) => {
+                let me = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = wasm_bindgen_futures::JsFuture::from(ready).await;
+                    me.inner.transfers.start(job, remote, me.bytes(), report);
+                });
+            }
+        }
     }
 
     fn check_open(&self) -> Result<(), ErrorInfo> {
@@ -1207,6 +1304,31 @@ impl Tab {
         Ok(json.as_string())
     }
 
+    fn bytes(&self) -> Rc<ByteStore> {
+        self.inner.bytes.borrow().clone()
+    }
+
+    /// Opens the byte store again (the browser removed the storage under it).
+    async fn reopen_bytes(&self) -> Result<Rc<ByteStore>, ErrorInfo> {
+        let store = StoreId::new(self.inner.hello_store().to_string())?;
+        let fresh = Rc::new(ByteStore::open(&store).await.map_err(|e| web_error(&e))?);
+        *self.inner.bytes.borrow_mut() = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Stores a file's bytes here (hashing them). Storage removed under the tab (site data
+    /// cleared, eviction) is opened again and the write made once more: a save must not fail
+    /// because of handles to storage that no longer exists.
+    async fn store_bytes(&self, file: &web_sys::File) -> Result<ContentHash, ErrorInfo> {
+        match self.bytes().write(file).await {
+            Err(e) if e.is_storage_gone() => {
+                let fresh = self.reopen_bytes().await?;
+                fresh.write(file).await.map_err(|e| web_error(&e))
+            }
+            other => other.map_err(|e| web_error(&e)),
+        }
+    }
+
     /// Saves a new file; returns it.
     pub async fn save(
         &self,
@@ -1218,7 +1340,7 @@ impl Tab {
         let info = Self::info_of(&file)?;
         let path = check_path(path.unwrap_or_else(|| info.name.clone()))?;
         let metadata_json = Self::metadata_json(&metadata)?;
-        let hash = self.inner.bytes.write(&file).await?;
+        let hash = self.store_bytes(&file).await?;
         let id = FileId::new(random_uuid()?)?;
         let now = Millis(js_sys::Date::now() as u64);
         self.commit(
@@ -1260,7 +1382,7 @@ impl Tab {
             Some(m) => MetadataPatch::Set(m),
             None => MetadataPatch::Keep,
         };
-        let hash = self.inner.bytes.write(&file).await?;
+        let hash = self.store_bytes(&file).await?;
         let fid = FileId::new(id.to_string())?;
         let base = ContentHash::parse(&current.content_hash).ok();
         self.commit(
@@ -1304,11 +1426,7 @@ impl Tab {
             ));
         }
         let hash = ContentHash::parse(&f.content_hash)?;
-        self.inner
-            .bytes
-            .read(&hash)
-            .await
-            .map_err(|e| web_error(&e))
+        self.bytes().read(&hash).await.map_err(|e| web_error(&e))
     }
 
     /// The file's bytes as a `File` with its original name and type: its current content, or
@@ -1322,7 +1440,7 @@ impl Tab {
             None => self.local_blob(&f).await?,
             Some(other) => {
                 let hash = ContentHash::parse(other)?;
-                self.inner.bytes.read(&hash).await.map_err(|e| {
+                self.bytes().read(&hash).await.map_err(|e| {
                     if e.code() == "not_found" {
                         error(
                             "not_available",

@@ -58,6 +58,17 @@ impl WebError {
     }
 }
 
+impl WebError {
+    /// The storage this handle pointed at is gone or closed (the site's data was cleared, or
+    /// the browser evicted it): opening it again may succeed.
+    pub fn is_storage_gone(&self) -> bool {
+        matches!(
+            self,
+            WebError::NotFound { .. } | WebError::Unavailable { .. }
+        )
+    }
+}
+
 impl fmt::Display for WebError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -336,6 +336,13 @@ struct ViewState {
 }
 
 impl IdbStateStore {
+    /// Calls `f` when the browser closes the database under us (the user cleared the site's
+    /// data, or the browser evicted it): every later transaction fails, and the database is
+    /// gone. The caller keeps `f` alive.
+    pub fn on_close(&self, f: &js_sys::Function) {
+        self.db.set_onclose(Some(f));
+    }
+
     /// Opens (creating if needed) the database of `store`.
     pub async fn open(store: &StoreId) -> Result<IdbStateStore, StoreError> {
         let factory = global::indexed_db().map_err(|e| StoreError::Unavailable {

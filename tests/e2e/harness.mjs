@@ -127,3 +127,19 @@ export async function throttle(dev, page, { up = -1, down = -1 }) {
     downloadThroughput: down,
   });
 }
+
+/** Resolves once no hub SharedWorker runs in `dev` (every tab of every store closed). */
+export async function hubsGone(dev, limitMs = 15_000) {
+  const cdp = await dev.context.browser().newBrowserCDPSession();
+  const t0 = Date.now();
+  try {
+    for (;;) {
+      const { targetInfos } = await cdp.send('Target.getTargets');
+      if (!targetInfos.some((t) => t.type === 'shared_worker')) return;
+      if (Date.now() - t0 > limitMs) throw new Error(`a hub still runs after ${limitMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    await cdp.detach();
+  }
+}

@@ -204,6 +204,11 @@ pub enum Input {
     RetryErrors,
     /// Sync now: pull, push, probe if offline, and end retry waits.
     SyncNow,
+    /// The driver's storage was removed under it ("Clear site data", the browser evicting the
+    /// origin) and opened again empty; `present` is what the new byte store holds. Everything
+    /// in memory is written again; bytes that were only here are gone (reported); transfers
+    /// running on the old storage are dropped (their reports no longer match a task).
+    StorageLost { present: Vec<ContentHash> },
     /// Stop starting transfers and abort running ones (they stay queued).
     Pause,
     /// Undo `Pause`.
@@ -333,6 +338,12 @@ pub enum Event {
     StorageError {
         code: String,
         message: String,
+    },
+    /// Local storage was removed under the engine and started again empty (see
+    /// [`Input::StorageLost`]): `lost` are the live files whose bytes existed only here.
+    /// Everything else is written again, and downloaded again where needed.
+    StorageReset {
+        lost: Vec<FileId>,
     },
     /// A concurrent edit made elsewhere (without knowledge of it) replaced content this client
     /// wrote: this device's work lost. Its bytes stay here for at least `delete_grace_ms`, so
@@ -713,6 +724,16 @@ impl Engine {
         &self.local
     }
 
+    /// The number the next event made here gets.
+    pub fn next_event_n(&self) -> u64 {
+        self.next_event_n
+    }
+
+    /// The highest leadership term seen (whether or not a leader runs now).
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
     /// Whether a leader is running transfers.
     pub fn leader_term(&self) -> Option<Term> {
         self.leader.then_some(self.term)
@@ -905,6 +926,7 @@ impl Engine {
                 self.stop_running(true);
             }
             Input::Resume => self.paused = false,
+            Input::StorageLost { present } => self.storage_lost(present),
         }
         Ok(())
     }
@@ -1054,6 +1076,58 @@ impl Engine {
         let delay = (100u64 << self.persist_failures.min(6)).min(5_000);
         self.persist_failures += 1;
         self.timers.set(Timer::Persist, Some(self.now.after(delay)));
+    }
+
+    /// Starts over on emptied storage, from what memory holds (see [`Input::StorageLost`]).
+    fn storage_lost(&mut self, present: Vec<ContentHash>) {
+        // Transfers read or write the storage that is gone: stop them (they queue again).
+        self.stop_running(true);
+        // The batch being written went with the old database: its writes are made again (with
+        // everything else, below), and its app writes acknowledged once they are durable.
+        if let Some(f) = self.batch_in_flight.take() {
+            let mut ops = f.ops;
+            ops.append(&mut self.unbatched_ops);
+            self.unbatched_ops = ops;
+        }
+        self.timers.set(Timer::Persist, None);
+        self.persist_failures = 0;
+        // Nothing is left to collect: the bytes are gone.
+        self.unbatched_gc.clear();
+        self.gc_local.clear();
+        self.orphans.clear();
+        self.retained.clear();
+        self.journal = None;
+        let before = std::mem::replace(&mut self.bytes, present.into_iter().collect());
+        let lost: Vec<FileId> = self
+            .table
+            .rows()
+            .filter(|r| r.is_live() && r.remote_key.is_none())
+            .filter(|r| before.contains(&r.content_hash) && !self.bytes.contains(&r.content_hash))
+            .map(|r| r.id.clone())
+            .collect();
+        // Local copies are what storage holds now; statuses re-derive (downloads queue).
+        let ids: Vec<FileId> = self.local.rows().map(|r| r.file_id.clone()).collect();
+        let gone: Vec<FileId> = self
+            .local
+            .rows()
+            .filter(|r| r.local_hash.is_some_and(|h| !self.bytes.contains(&h)))
+            .map(|r| r.file_id.clone())
+            .collect();
+        for id in &gone {
+            self.update_local(id, |r| r.local_hash = None);
+        }
+        self.touched.extend(ids.iter().cloned());
+        // Everything in memory goes to the new database.
+        let d = &mut self.dirty;
+        d.rows
+            .extend(self.table.confirmed_rows().map(|r| r.id.clone()));
+        d.pending
+            .extend(self.table.pending().iter().map(|p| p.id.clone()));
+        d.local.extend(ids);
+        d.meta = true;
+        d.unattached = true;
+        d.garbage = true;
+        self.emit_event(Event::StorageReset { lost });
     }
 
     // ----- event sync -------------------------------------------------------------------------

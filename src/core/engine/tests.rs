@@ -1429,3 +1429,55 @@ fn edits_made_with_knowledge_or_over_content_written_elsewhere_are_no_conflict()
         .iter()
         .any(|e| matches!(e, Event::Conflict { .. })));
 }
+
+#[test]
+fn storage_lost_writes_everything_again_reports_what_only_it_held_and_downloads_the_rest() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "on the server");
+    let t = h.transfers().remove(0);
+    h.done(&t);
+    h.input(Input::Pause).unwrap();
+    h.save("b", "only here");
+    // A save whose batch is being written when the storage goes.
+    h.auto_persist = false;
+    let op = h.save("c", "in flight");
+    h.events();
+    h.commands();
+    h.input(Input::StorageLost {
+        present: vec![hash("in flight")],
+    })
+    .unwrap();
+    let events = h.events();
+    assert!(events.contains(&Event::StorageReset {
+        lost: vec![fid("b")]
+    }));
+    // One batch writes everything memory holds to the new database.
+    let batch = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b),
+            _ => None,
+        })
+        .expect("a full batch");
+    let rows: Vec<String> = batch.rows.iter().map(|r| r.id.to_string()).collect();
+    assert!(rows.contains(&"a".to_string()), "{rows:?}");
+    assert_eq!(batch.local_put.len(), 3);
+    assert_eq!(batch.pending_put.len(), h.e.table().pending().len());
+    assert_eq!(batch.next_event_n, h.e.snapshot().next_event_n);
+    // The write in flight is acknowledged once the new batch is durable.
+    h.input(Input::Persisted { batch: batch.id }).unwrap();
+    assert!(h.events().contains(&Event::Committed { op }));
+    // Nothing claims bytes that are gone; what the server has downloads again.
+    assert!(!h.e.file(&fid("a")).unwrap().display.has_local_copy);
+    assert!(!h.e.file(&fid("b")).unwrap().display.has_local_copy);
+    assert!(h.e.file(&fid("c")).unwrap().display.has_local_copy);
+    h.input(Input::Resume).unwrap();
+    let t = h.transfers();
+    assert!(
+        t.iter()
+            .any(|t| t.kind == TransferKind::Download && t.hash == hash("on the server")),
+        "{t:?}"
+    );
+}
