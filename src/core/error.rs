@@ -196,12 +196,12 @@ impl fmt::Display for Failure {
             }
             Failure::Storage { message, .. } => write!(f, "local storage failed: {message}"),
             Failure::Cancelled => write!(f, "cancelled"),
-            Failure::KeyCleared => write!(
-                f,
-                "the server recorded the upload without its remote key: it does not hold the \
-                 bytes (are blobs kept by a signer the event server does not know? see \
-                 filesync-server --blob-mode external)"
-            ),
+            Failure::KeyCleared => {
+                write!(
+                    f,
+                    "the server stored the upload without its key: it lacks the bytes"
+                )
+            }
         }
     }
 }

@@ -127,11 +127,8 @@ struct Ready {
     view_timer: Option<gloo_timers::callback::Timeout>,
     /// How long after a change the view is saved: grows with what a save costs.
     view_delay_ms: u32,
-    /// The unconfirmed events the tabs' parting push holds (count, last event number), when
-    /// it was last sent (ms) and the timer that sends the next one.
-    parting: (usize, u64),
-    parting_at: f64,
-    parting_timer: Option<gloo_timers::callback::Timeout>,
+    /// What the tabs were last told of the unconfirmed events (see [`ToTab::Parting`]).
+    parting: crate::runtime::remote::PartingSent,
     /// The browser removed the storage under the hub and it is being opened again (see
     /// [`recover`]): app writes and term requests wait here, nothing is written to the old
     /// database, and nothing is read from the old byte store.
@@ -574,9 +571,7 @@ async fn start_ready(config: HubConfig, state: &Rc<RefCell<State>>) -> Result<Re
         view_dirty: false,
         view_timer: None,
         view_delay_ms: VIEW_DELAY_MS,
-        parting: (0, 0),
-        parting_at: 0.0,
-        parting_timer: None,
+        parting: Default::default(),
         recovering: None,
         on_close: None,
     })
@@ -854,13 +849,10 @@ fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 unconfirmed: r.engine.unconfirmed_events(),
                 provisional: false,
             });
-            // What it sends if it is the last tab to go (the others got it when it changed).
-            if r.parting.0 > 0 {
-                let body = crate::runtime::remote::parting_body(
-                    r.engine.durable_unconfirmed(),
-                    crate::runtime::remote::PARTING_BODY_LIMIT,
-                );
-                replies.push(ToTab::Parting { body });
+            // What it sends if it is the last tab to go (the others got it as it changed).
+            let durable = r.engine.durable_unconfirmed();
+            if !durable.is_empty() {
+                replies.push(parting_message(0, durable));
             }
         }
         ToHub::Commit { req, event } => match FileEvent::from_wire(&event) {
@@ -1037,54 +1029,6 @@ fn after(state: &Rc<RefCell<State>>) {
     }
     arm_timer(state);
     arm_view(state);
-    arm_parting(state);
-}
-
-/// At most one parting push per this period goes to the tabs (a burst of saves changes the
-/// unconfirmed events at every commit; each message carries up to 60 KiB).
-const PARTING_MS: f64 = 100.0;
-
-/// Sends the tabs the parting push when the unconfirmed events changed: at once if none went
-/// out for [`PARTING_MS`], else when that period is over.
-fn arm_parting(state: &Rc<RefCell<State>>) {
-    let mut s = state.borrow_mut();
-    let Phase::Ready(r) = &mut s.phase else {
-        return;
-    };
-    if r.remote.is_none() || r.parting_timer.is_some() {
-        return;
-    }
-    let events = r.engine.durable_unconfirmed();
-    if (events.len(), events.last().map_or(0, |e| e.id.n)) == r.parting {
-        return;
-    }
-    let wait = (r.parting_at + PARTING_MS - js_sys::Date::now()).max(0.0);
-    let state = state.clone();
-    r.parting_timer = Some(gloo_timers::callback::Timeout::new(
-        wait as u32,
-        move || {
-            let mut s = state.borrow_mut();
-            let Phase::Ready(r) = &mut s.phase else {
-                return;
-            };
-            r.parting_timer = None;
-            r.parting_at = js_sys::Date::now();
-            let events = r.engine.durable_unconfirmed();
-            r.parting = (events.len(), events.last().map_or(0, |e| e.id.n));
-            let body = crate::runtime::remote::parting_body(
-                events,
-                crate::runtime::remote::PARTING_BODY_LIMIT,
-            );
-            broadcast(&mut s, &ToTab::Parting { body });
-            let outbox = std::mem::take(&mut s.outbox);
-            drop(s);
-            for (peer, msg) in outbox.0 {
-                peer.post(&msg);
-            }
-            // Changed meanwhile (the timer waited out the period)?
-            arm_parting(&state);
-        },
-    ));
 }
 
 /// How long after a change of files the view is saved, at least (at most one save per this
@@ -1210,6 +1154,14 @@ fn drain(s: &mut State) {
         .iter()
         .find(|(t, _)| Some(t) == leader.as_ref())
         .map(|(_, p)| p.clone());
+    // The tabs' copy of the unconfirmed events, for the push a closing page sends.
+    if r.remote.is_some() {
+        let durable = r.engine.durable_unconfirmed();
+        if let Some((sent, new)) = crate::runtime::remote::parting_delta(r.parting, durable) {
+            r.parting = sent;
+            msgs.push((None, parting_message(sent.below, new)));
+        }
+    }
     // Events first: a tab learns of a change (storage cleared, a file gone) before it is asked
     // to run a transfer that depends on it.
     for (port, msg) in &msgs {
@@ -1222,6 +1174,18 @@ fn drain(s: &mut State) {
         for msg in &to_leader {
             s.outbox.push(p.clone(), msg);
         }
+    }
+}
+
+/// Tells the tabs that unconfirmed events below `below` are gone and `new` ones are there.
+fn parting_message(below: u64, new: &[crate::core::event::ClientEvent]) -> ToTab {
+    ToTab::Parting {
+        below,
+        ns: new.iter().map(|e| e.id.n).collect(),
+        events: new
+            .iter()
+            .map(crate::runtime::remote::envelope_json)
+            .collect(),
     }
 }
 

@@ -610,10 +610,16 @@ pub enum ToTab<F = FileState> {
     TakeOver,
     /// Answer to `History`: a JSON array of [`HistoryEntry`], handed to the app as it is.
     History { req: u64, entries: Box<RawValue> },
-    /// The push body of the durable events the server has not confirmed yet (as much as a
-    /// `keepalive` request carries; `None`: nothing to send): what a closing page sends, so
-    /// the last tab going does not strand them (see `remote::parting_body`).
-    Parting { body: Option<String> },
+    /// What changed in the durable events made here that the server has not confirmed yet:
+    /// those numbered below `below` are gone, `events` are new (envelope JSON), numbered `ns`
+    /// (two lists, not a list of pairs: one decoder less in the wasm). Tabs
+    /// keep the list and send it as a `keepalive` push when their page goes, so the last tab
+    /// going does not strand them (see `remote::parting_body`).
+    Parting {
+        below: u64,
+        ns: Vec<u64>,
+        events: Vec<String>,
+    },
 }
 
 /// One of the engine's recent events as `getHistory()` lists it: when the hub's engine emitted

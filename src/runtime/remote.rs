@@ -251,21 +251,49 @@ pub fn push_body(events: &[ClientEvent]) -> String {
 /// flight per page, and the page may have its own.
 pub const PARTING_BODY_LIMIT: usize = 60 * 1024;
 
-/// The push a closing page sends with `keepalive` (it outlives the page): the longest prefix
-/// of `events` whose body fits in `limit` bytes. `None` when there is nothing to send or the
-/// first event alone is too large (the next session pushes it).
-pub fn parting_body(events: &[ClientEvent], limit: usize) -> Option<String> {
-    // `{"events":[` + the envelopes joined by commas + `]}`, as `push_body` writes it.
+/// An event's envelope as a push carries it (what tabs keep for the parting push).
+pub fn envelope_json(e: &ClientEvent) -> String {
+    json(&e.to_wire())
+}
+
+/// The push a closing page sends with `keepalive` (it outlives the page), from the envelopes of
+/// the unconfirmed events (oldest first, as [`envelope_json`] writes them): the longest prefix
+/// whose body fits in `limit` bytes, exactly as [`push_body`] would write it. `None` when there
+/// is nothing to send or the first event alone is too large (the next session pushes it).
+pub fn parting_body(envelopes: &[&str], limit: usize) -> Option<String> {
     let mut size = r#"{"events":[]}"#.len();
     let mut fits = 0;
-    for (i, e) in events.iter().enumerate() {
-        size += json(&e.to_wire()).len() + usize::from(i > 0);
+    for (i, e) in envelopes.iter().enumerate() {
+        size += e.len() + usize::from(i > 0);
         if size > limit {
             break;
         }
         fits = i + 1;
     }
-    (fits > 0).then(|| push_body(&events[..fits]))
+    (fits > 0).then(|| format!(r#"{{"events":[{}]}}"#, envelopes[..fits].join(",")))
+}
+
+/// What the tabs' copy of the unconfirmed events was last told: events numbered below `below`
+/// are gone (confirmed), and every event numbered below `upto` was sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartingSent {
+    pub below: u64,
+    pub upto: u64,
+}
+
+/// What to tell the tabs about the durable unconfirmed events (`durable`, oldest first) since
+/// `sent`: the new `below` and the events not sent yet; `None` when nothing changed. Only the
+/// difference travels, so a burst of saves costs one small message per change.
+pub fn parting_delta(
+    sent: PartingSent,
+    durable: &[ClientEvent],
+) -> Option<(PartingSent, &[ClientEvent])> {
+    let below = durable.first().map_or(sent.upto, |e| e.id.n);
+    let new_from = durable.partition_point(|e| e.id.n < sent.upto);
+    let new = &durable[new_from..];
+    let upto = new.last().map_or(sent.upto, |e| e.id.n + 1);
+    let next = PartingSent { below, upto };
+    (next != sent).then_some((next, new))
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -598,25 +626,50 @@ mod tests {
     }
 
     #[test]
-    fn a_parting_push_is_the_longest_prefix_that_fits() {
+    fn a_parting_push_is_the_longest_prefix_that_fits_written_as_a_push() {
         let events: Vec<ClientEvent> = (1..=5).map(event).collect();
+        let texts: Vec<String> = events.iter().map(envelope_json).collect();
+        let envelopes: Vec<&str> = texts.iter().map(String::as_str).collect();
         let all = push_body(&events);
         assert_eq!(
-            parting_body(&events, all.len()).as_deref(),
+            parting_body(&envelopes, all.len()).as_deref(),
             Some(all.as_str())
         );
         let three = push_body(&events[..3]);
         assert_eq!(
-            parting_body(&events, three.len()).as_deref(),
+            parting_body(&envelopes, three.len()).as_deref(),
             Some(three.as_str()),
             "the limit is inclusive and the size computed exactly"
         );
         assert_eq!(
-            parting_body(&events, three.len() + 5).as_deref(),
+            parting_body(&envelopes, three.len() + 5).as_deref(),
             Some(three.as_str()),
             "an event that does not fit whole is left for the next session"
         );
-        assert_eq!(parting_body(&events, 10), None, "not even one event fits");
+        assert_eq!(
+            parting_body(&envelopes, 10),
+            None,
+            "not even one event fits"
+        );
         assert_eq!(parting_body(&[], PARTING_BODY_LIMIT), None);
+    }
+
+    #[test]
+    fn the_tabs_hear_only_what_changed_in_the_unconfirmed_events() {
+        let all: Vec<ClientEvent> = (1..=4).map(event).collect();
+        let start = PartingSent::default();
+        // Two events made durable: both go.
+        let (sent, new) = parting_delta(start, &all[..2]).unwrap();
+        assert_eq!((sent, new.len()), (PartingSent { below: 1, upto: 3 }, 2));
+        assert_eq!(parting_delta(sent, &all[..2]), None, "nothing changed");
+        // A third: only it goes.
+        let (sent, new) = parting_delta(sent, &all[..3]).unwrap();
+        assert_eq!((new.len(), new[0].id.n), (1, 3));
+        // The first two confirmed: only the new floor goes.
+        let (sent, new) = parting_delta(sent, &all[2..3]).unwrap();
+        assert_eq!((sent.below, new.len()), (3, 0));
+        // All confirmed: everything below the last sent goes.
+        let (sent, new) = parting_delta(sent, &[]).unwrap();
+        assert_eq!((sent, new.len()), (PartingSent { below: 4, upto: 4 }, 0));
     }
 }

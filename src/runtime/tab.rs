@@ -168,8 +168,9 @@ struct State {
     online: bool,
     /// Events made in this browser that the server has not confirmed yet.
     unconfirmed: usize,
-    /// The hub's parting push: sent with `keepalive` when the page goes.
-    parting: Option<String>,
+    /// The durable events made here the server has not confirmed yet (number, envelope JSON),
+    /// oldest first: sent with `keepalive` when the page goes.
+    parting: Vec<(u64, String)>,
     /// When the hub last said anything (it pings every second), in ms since the epoch.
     heard_at: f64,
     /// The open's promise, settled by the first snapshot (or the hub's failure).
@@ -390,7 +391,7 @@ impl Tab {
             issues: Vec::new(),
             online: true,
             unconfirmed: 0,
-            parting: None,
+            parting: Vec::new(),
             heard_at: 0.0,
             ready: resolve.zip(reject),
             loaded: false,
@@ -807,7 +808,11 @@ impl Tab {
                         }
                     }
                 }
-                ToTab::Parting { body } => s.parting = body,
+                ToTab::Parting { below, ns, events } => {
+                    let first_new = ns.first().copied().unwrap_or(u64::MAX);
+                    s.parting.retain(|(n, _)| *n >= below && *n < first_new);
+                    s.parting.extend(ns.into_iter().zip(events));
+                }
                 ToTab::History { req, entries } => {
                     if let Some(p) = s.pending.remove(&req) {
                         let list = js_sys::JSON::parse(entries.get())
@@ -1174,16 +1179,21 @@ impl Tab {
     /// confirmed, every local file's bytes uploaded); rejects at once when offline with work
     /// left, when an upload stopped for good, or when the server refuses this browser's
     /// changes (see [`synced::verdict`]).
-    /// Sends the hub's parting push with `keepalive` (the page is going).
+    /// Sends the unconfirmed events with `keepalive` (the page is going).
     fn send_parting(&self) {
-        let (Some(remote), Some(body)) = (&self.inner.remote, &self.inner.state.borrow().parting)
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        let s = self.inner.state.borrow();
+        let envelopes: Vec<&str> = s.parting.iter().map(|(_, e)| e.as_str()).collect();
+        let Some(body) = super::remote::parting_body(&envelopes, super::remote::PARTING_BODY_LIMIT)
         else {
             return;
         };
         let Ok(store) = StoreId::new(self.inner.hello_store().to_string()) else {
             return;
         };
-        crate::web::http::send_keepalive(&remote.endpoint(), &remote.events_url(&store), body);
+        crate::web::http::send_keepalive(&remote.endpoint(), &remote.events_url(&store), &body);
     }
 
     pub fn when_synced(&self) -> js_sys::Promise {

@@ -599,17 +599,3 @@ fn subtle_crypto() -> Result<web_sys::SubtleCrypto, WebError> {
         message: format!("not a SubtleCrypto: {v:?}"),
     })
 }
-
-/// For the browser benchmark (`scripts/bench-browser.mjs`, section `webcrypto`, which picks
-/// [`WEBCRYPTO_MAX_BYTES`]): the SHA-256 hex of `blob` by one path, `"webcrypto"` or
-/// `"streaming"`, without writing it anywhere.
-#[wasm_bindgen::prelude::wasm_bindgen(js_name = benchHashBlob)]
-pub async fn bench_hash_blob(blob: web_sys::Blob, path: String) -> Result<String, JsValue> {
-    let hash = match path.as_str() {
-        "webcrypto" => hash_blob_webcrypto(&blob).await,
-        "streaming" => hash_blob_streaming(&blob).await,
-        _ => return Err(JsValue::from_str("path must be webcrypto or streaming")),
-    };
-    hash.map(|h| h.to_hex())
-        .map_err(|e| JsValue::from_str(&e.to_string()))
-}

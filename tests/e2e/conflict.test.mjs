@@ -4,12 +4,30 @@
 //   node --test tests/e2e/conflict.test.mjs   (after the package and server builds)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WAIT, useServer, save, twoDevices, waitLocal, readText } from './harness.mjs';
+import { TOKEN, WAIT, useServer, save, twoDevices, waitLocal, readText } from './harness.mjs';
 
 const env = useServer();
 
 const edit = (page, id, text) => page.evaluate(([id, text]) =>
   window.fs.updateFile(id, new File([text], 'doc.txt', { type: 'text/plain' })), [id, text]);
+
+/** The content of the later of the two edits in the server's log, once both are there. */
+async function serverWinner(store, id, hashes) {
+  const t0 = Date.now();
+  for (;;) {
+    const res = await fetch(`${env.server.url}/api/v1/stores/${store}/events?after=0&limit=1000`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const edits = (await res.json()).events
+      // Edits, not upload attaches (conditional updates that change no content).
+      .filter((e) => e.name === 'v1.FileUpdated' && !e.args.expectedContentHash)
+      .filter((e) => e.args.id === id && hashes.includes(e.args.contentHash))
+      .map((e) => e.args.contentHash);
+    if (new Set(edits).size === 2) return edits.at(-1);
+    assert.ok(Date.now() - t0 < WAIT.timeout, 'both edits reach the server');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 const conflicts = (page) => page.evaluate(() => window.events.filter((e) => e.type === 'conflict'));
 
@@ -21,7 +39,7 @@ const settledOn = (page, id, hash) => page.waitForFunction(([id, hash]) => {
 }, [id, hash], WAIT);
 
 test('the device whose offline edit lost is told once, reads its version and keeps it', async () => {
-  const { a1, b1 } = await twoDevices('conflict-told');
+  const { store, a1, b1 } = await twoDevices('conflict-told');
   const doc = await save(a1, 'doc.txt', 'original');
   await waitLocal(b1, doc.id, doc.contentHash);
   await env.server.stop();
@@ -31,12 +49,8 @@ test('the device whose offline edit lost is told once, reads its version and kee
   const mineB = await edit(b1, doc.id, 'edited in B');
   await env.server.start();
   // The server orders the two edits; the later one wins everywhere. Which device pushed first
-  // is up to the network: find out from what both settle on.
-  const winner = await a1.waitForFunction(([id, hashes]) => {
-    const f = window.fs.getFile(id);
-    return window.fs.isOnline() && !window.fs.getSyncStatus().hasPending && f
-      && hashes.includes(f.contentHash) && f.isSynced && f.contentHash;
-  }, [doc.id, [mineA.contentHash, mineB.contentHash]], WAIT).then((h) => h.jsonValue());
+  // is up to the network: the server's log says.
+  const winner = await serverWinner(store, doc.id, [mineA.contentHash, mineB.contentHash]);
   await settledOn(a1, doc.id, winner);
   await settledOn(b1, doc.id, winner);
   const [loser, loserEdit, other] = winner === mineB.contentHash

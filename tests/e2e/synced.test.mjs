@@ -148,12 +148,15 @@ async function frontProxy(target) {
   const http = await import('node:http');
   const front = { armed: false, held: null, forwarded: null };
   let settle;
+  let holding;
   front.forwarded = new Promise((resolve) => (settle = resolve));
+  front.holding = new Promise((resolve) => (holding = resolve));
   const server = http.createServer((req, res) => {
     const isPush = req.method === 'POST' && /\/v1\/stores\/[^/]+\/events$/.test(req.url);
     if (req.method === 'PUT' && req.url.startsWith('/livestore-filesync-files/')) front.armed = true;
     if (isPush && front.armed && !front.held) {
       front.held = req;
+      holding();
       return; // never answered: the hub waits for it until its page goes
     }
     const up = http.request(new URL(req.url, target), { method: req.method, headers: req.headers }, (r) => {
@@ -175,28 +178,32 @@ async function frontProxy(target) {
 
 test('the last tab going sends the changes its hub had not pushed, with keepalive', async () => {
   const front = await frontProxy(env.server.url);
-  const [writer, reader] = [await device(), await device()];
-  const store = unique('parting');
-  const page = await writer.context.newPage();
-  await page.goto(`${front.url}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
-  const saved = await page.evaluate(async (store) => {
-    window.fs = await window.filesync.openFileSync({ storeId: store, remote: { authToken: 'e2e-token' } });
-    return window.fs.saveFile(new File(['parting words'], 'last.txt', { type: 'text/plain' }));
-  }, store);
-  // Uploaded, but the push that attaches the key hangs: the server does not know it yet.
-  await page.waitForFunction((id) => {
-    const f = window.fs.getFile(id);
-    return f.isUploaded && !f.isSynced && window.fs.getSyncStatus().unconfirmedEventCount === 1;
-  }, saved.id, WAIT);
-  assert.ok(front.held, 'the attach push is held');
-  assert.equal((await serverFiles(store)).get(saved.id), '', 'the server lacks the key');
-  await page.close(); // the only tab: its hub goes too
-  assert.equal(await front.forwarded, 200, 'the parting push reached the server');
-  assert.ok((await serverFiles(store)).get(saved.id), 'the server has the key');
-  const r = await openTab(reader, store);
-  await waitLocal(r, saved.id, saved.contentHash);
-  assert.equal(await readText(r, saved.id), 'parting words');
-  await r.close();
-  await front.close();
+  try {
+    const [writer, reader] = [await device(), await device()];
+    const store = unique('parting');
+    const page = await writer.context.newPage();
+    await page.goto(`${front.url}/e2e.html`);
+    await page.waitForSelector('body[data-ready="true"]');
+    const saved = await page.evaluate(async (store) => {
+      window.fs = await window.filesync.openFileSync({ storeId: store, remote: { authToken: 'e2e-token' } });
+      return window.fs.saveFile(new File(['parting words'], 'last.txt', { type: 'text/plain' }));
+    }, store);
+    // Uploaded, but the push that attaches the key hangs: the server does not know it yet.
+    await page.waitForFunction((id) => {
+      const f = window.fs.getFile(id);
+      return f.isUploaded && !f.isSynced && window.fs.getSyncStatus().unconfirmedEventCount === 1;
+    }, saved.id, WAIT);
+    // The hub pushes only events it has stored, and tells its tabs of them as it pushes.
+    await front.holding;
+    assert.equal((await serverFiles(store)).get(saved.id), '', 'the server lacks the key');
+    await page.close(); // the only tab: its hub goes too
+    assert.equal(await front.forwarded, 200, 'the parting push reached the server');
+    assert.ok((await serverFiles(store)).get(saved.id), 'the server has the key');
+    const r = await openTab(reader, store);
+    await waitLocal(r, saved.id, saved.contentHash);
+    assert.equal(await readText(r, saved.id), 'parting words');
+    await r.close();
+  } finally {
+    await front.close();
+  }
 });

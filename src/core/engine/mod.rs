@@ -1324,7 +1324,6 @@ impl Engine {
     /// and [`Self::sync_task`] holds it back until the backoff ends.
     fn on_key_cleared(&mut self, hash: ContentHash) {
         let failure = Failure::KeyCleared;
-        let (code, message) = (failure.code().to_string(), failure.to_string());
         let retries = self.cleared.get(&hash).map_or(0, |c| c.0);
         let files: Vec<FileId> = self
             .table
@@ -1335,44 +1334,54 @@ impl Engine {
         match self.cfg.retry.decide(&failure, retries, &mut self.rng) {
             Decision::RetryIn(ms) => {
                 self.cleared.insert(hash, (retries + 1, self.now.after(ms)));
-                for file in files {
-                    self.emit_event(Event::TransferError {
-                        kind: TransferKind::Upload,
-                        file,
-                        code: code.clone(),
-                        message: message.clone(),
-                        retry_in_ms: Some(ms),
-                    });
-                }
+                self.report_failure(TransferKind::Upload, files, &failure, Some(ms));
             }
             // Not an offline failure: only the budget ends it.
             Decision::WaitOnline | Decision::GiveUp => {
                 self.cleared.remove(&hash);
-                let err = SyncError {
+                self.report_failure(TransferKind::Upload, files, &failure, None);
+            }
+        }
+    }
+
+    /// Reports a failed attempt of `kind` for `files`: another attempt in `retry_in_ms`, or
+    /// none (`None`: the files go to `error` with the failure as their last error, and the
+    /// transfer is exhausted).
+    fn report_failure(
+        &mut self,
+        kind: TransferKind,
+        files: Vec<FileId>,
+        failure: &Failure,
+        retry_in_ms: Option<u64>,
+    ) {
+        let (code, message) = (failure.code().to_string(), failure.to_string());
+        if retry_in_ms.is_none() {
+            let err = SyncError {
+                code: code.clone(),
+                message: message.clone(),
+            };
+            for file in &files {
+                self.update_local(file, |r| {
+                    r.set_status(kind, TransferStatus::Error);
+                    r.last_error = Some(err.clone());
+                });
+            }
+        }
+        for file in files {
+            self.emit_event(Event::TransferError {
+                kind,
+                file: file.clone(),
+                code: code.clone(),
+                message: message.clone(),
+                retry_in_ms,
+            });
+            if retry_in_ms.is_none() {
+                self.emit_event(Event::TransferExhausted {
+                    kind,
+                    file,
                     code: code.clone(),
                     message: message.clone(),
-                };
-                for file in &files {
-                    self.update_local(file, |r| {
-                        r.upload = TransferStatus::Error;
-                        r.last_error = Some(err.clone());
-                    });
-                }
-                for file in files {
-                    self.emit_event(Event::TransferError {
-                        kind: TransferKind::Upload,
-                        file: file.clone(),
-                        code: code.clone(),
-                        message: message.clone(),
-                        retry_in_ms: None,
-                    });
-                    self.emit_event(Event::TransferExhausted {
-                        kind: TransferKind::Upload,
-                        file,
-                        code: code.clone(),
-                        message: message.clone(),
-                    });
-                }
+                });
             }
         }
     }
@@ -1897,7 +1906,6 @@ impl Engine {
         let retries = task.retries;
         let files = self.rows_with(kind, hash, TransferStatus::InProgress);
         let decision = self.cfg.retry.decide(&failure, retries, &mut self.rng);
-        let (code, message) = (failure.code().to_string(), failure.to_string());
         match decision {
             Decision::WaitOnline => {
                 self.set_offline();
@@ -1921,43 +1929,11 @@ impl Engine {
                     TransferStatus::InProgress,
                     TransferStatus::Queued,
                 );
-                for file in files {
-                    self.emit_event(Event::TransferError {
-                        kind,
-                        file,
-                        code: code.clone(),
-                        message: message.clone(),
-                        retry_in_ms: Some(ms),
-                    });
-                }
+                self.report_failure(kind, files, &failure, Some(ms));
             }
             Decision::GiveUp => {
                 self.remove_task(kind, hash);
-                let err = SyncError {
-                    code: code.clone(),
-                    message: message.clone(),
-                };
-                for file in &files {
-                    self.update_local(file, |r| {
-                        r.set_status(kind, TransferStatus::Error);
-                        r.last_error = Some(err.clone());
-                    });
-                }
-                for file in files {
-                    self.emit_event(Event::TransferError {
-                        kind,
-                        file: file.clone(),
-                        code: code.clone(),
-                        message: message.clone(),
-                        retry_in_ms: None,
-                    });
-                    self.emit_event(Event::TransferExhausted {
-                        kind,
-                        file,
-                        code: code.clone(),
-                        message: message.clone(),
-                    });
-                }
+                self.report_failure(kind, files, &failure, None);
             }
         }
     }
