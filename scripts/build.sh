@@ -20,38 +20,29 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 CONFIG=wasm-pack.toml
 [ -f "$CONFIG" ] || { echo "build: $CONFIG not found" >&2; exit 1; }
 
-# Flat TOML: only `key = "value"` lines under [build]; comments and blank lines are skipped.
-target="" profile="" out_dir="" out_name=""
-table=""
-lineno=0
-while IFS= read -r line || [ -n "$line" ]; do
-    lineno=$((lineno + 1))
-    line="${line%%#*}"                                   # strip comments (values hold no '#')
-    line="$(sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$line")"
-    [ -z "$line" ] && continue
-    if [[ "$line" =~ ^\[([A-Za-z0-9_.-]+)\]$ ]]; then
-        table="${BASH_REMATCH[1]}"
-        continue
-    fi
-    if [[ "$line" =~ ^([A-Za-z0-9_-]+)[[:space:]]*=[[:space:]]*\"([^\"]*)\"$ ]]; then
-        key="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
-    else
-        echo "build: $CONFIG:$lineno: expected key = \"value\": $line" >&2
-        exit 1
-    fi
-    [ "$table" = build ] || { echo "build: $CONFIG:$lineno: key outside [build]: $key" >&2; exit 1; }
-    case "$key" in
-        target) target="$value" ;;
-        profile) profile="$value" ;;
-        out-dir) out_dir="$value" ;;
-        out-name) out_name="$value" ;;
-        *) echo "build: $CONFIG:$lineno: unknown key: $key" >&2; exit 1 ;;
-    esac
-done <"$CONFIG"
+# Read with Python's own TOML parser (tomllib, Python >= 3.11, on every machine of this kind):
+# the four settings under [build], checked, one per line.
+settings="$(python3 - "$CONFIG" <<'PY'
+import sys, tomllib
 
-for k in target profile out_dir out_name; do
-    [ -n "${!k}" ] || { echo "build: $CONFIG: missing ${k//_/-} under [build]" >&2; exit 1; }
-done
+path = sys.argv[1]
+try:
+    with open(path, "rb") as f:
+        config = tomllib.load(f)
+except tomllib.TOMLDecodeError as e:
+    sys.exit(f"build: {path}: {e}")
+keys = ["target", "profile", "out-dir", "out-name"]
+unknown = sorted(set(config) - {"build"}) + sorted(set(config.get("build", {})) - set(keys))
+if unknown:
+    sys.exit(f"build: {path}: unknown settings: {', '.join(unknown)}")
+for key in keys:
+    value = config.get("build", {}).get(key)
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        sys.exit(f"build: {path}: [build] {key} must be a non-empty string without spaces")
+    print(value)
+PY
+)"
+{ read -r target; read -r profile; read -r out_dir; read -r out_name; } <<<"$settings"
 case "$profile" in
     release | dev | profiling) ;;
     *) echo "build: $CONFIG: profile must be release, dev or profiling, not '$profile'" >&2; exit 1 ;;
