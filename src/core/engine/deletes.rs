@@ -1,0 +1,109 @@
+//! Remote deletes: content nothing references any more is deleted from the server after a grace period.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn start_deletes(&mut self) {
+        // Content referenced again (the same bytes saved anew) is not garbage any more.
+        let revived: Vec<ContentHash> = self
+            .garbage
+            .iter()
+            .filter(|(h, st)| {
+                !matches!(st, GcState::Running(..)) && self.table.is_confirmed_referenced(h)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in revived {
+            self.garbage.remove(&h);
+            self.dirty.garbage = true;
+        }
+        if !self.can_run() {
+            return;
+        }
+        let running = self
+            .garbage
+            .values()
+            .filter(|s| matches!(s, GcState::Running(..)))
+            .count();
+        let due: Vec<(ContentHash, u32)> = self
+            .garbage
+            .iter()
+            .filter_map(|(h, s)| match *s {
+                GcState::Waiting(until, n) if until <= self.now => Some((*h, n)),
+                _ => None,
+            })
+            .take(self.cfg.max_deletes.saturating_sub(running))
+            .collect();
+        for (h, n) in due {
+            let task = TaskId(self.next_task);
+            self.next_task += 1;
+            self.garbage.insert(h, GcState::Running(task, n));
+            self.emit_command(Command::DeleteRemote {
+                task,
+                term: self.term,
+                key: RemoteKey::for_content(&self.cfg.store, &h),
+            });
+        }
+    }
+
+    pub(super) fn on_remote_delete_done(
+        &mut self,
+        task: TaskId,
+        term: Term,
+        result: Result<(), Failure>,
+    ) -> Result<(), EngineError> {
+        self.check_term(term)?;
+        let (hash, retries) = self
+            .garbage
+            .iter()
+            .find_map(|(h, s)| match s {
+                GcState::Running(t, n) if *t == task => Some((*h, *n)),
+                _ => None,
+            })
+            .ok_or(EngineError::UnknownTask)?;
+        let decision = match &result {
+            Ok(()) | Err(Failure::NotFound) => None,
+            // The server refuses because a file references the content. If we know of that
+            // file, it is someone else's to delete later; if we do not, the reference may be
+            // gone by the time we catch up: ask again after the grace period.
+            Err(Failure::Rejected { status: 409 }) => {
+                if self.table.is_confirmed_referenced(&hash)
+                    || retries >= self.cfg.retry.max_retries
+                {
+                    None
+                } else {
+                    Some((
+                        Decision::RetryIn(self.cfg.delete_grace_ms),
+                        Failure::Rejected { status: 409 },
+                    ))
+                }
+            }
+            Err(f) => Some((self.cfg.retry.decide(f, retries, &mut self.rng), f.clone())),
+        };
+        match decision {
+            None => {
+                self.garbage.remove(&hash);
+                self.dirty.garbage = true;
+            }
+            Some((Decision::RetryIn(ms), _)) => {
+                self.garbage
+                    .insert(hash, GcState::Waiting(self.now.after(ms), retries + 1));
+            }
+            Some((Decision::WaitOnline, _)) => {
+                self.garbage
+                    .insert(hash, GcState::Waiting(self.now, retries));
+                self.set_offline();
+            }
+            Some((Decision::GiveUp, f)) => {
+                self.garbage.remove(&hash);
+                self.dirty.garbage = true;
+                self.emit_event(Event::SyncError {
+                    code: f.code().into(),
+                    message: format!("could not delete remote content {hash}: {f}"),
+                    context: "delete",
+                });
+            }
+        }
+        Ok(())
+    }
+}
