@@ -1,0 +1,249 @@
+//! File operations: bytes stored here first (opening the byte store again if the browser removed it), then the change committed through the hub; reads and object URLs.
+
+use super::*;
+
+impl Tab {
+    pub(super) fn info_of(file: &web_sys::File) -> Result<FileInfo, ErrorInfo> {
+        let name = file.name();
+        if name.is_empty()
+            || name.len() > 255
+            || name.contains('/')
+            || name.chars().any(char::is_control)
+        {
+            return Err(error(
+                "invalid_field",
+                format!("unusable file name {name:?}"),
+                false,
+            ));
+        }
+        let size = file.size();
+        Ok(FileInfo {
+            name,
+            mime_type: file.type_(),
+            size: if size >= 0.0 { size as u64 } else { 0 },
+        })
+    }
+
+    pub(super) fn metadata_json(metadata: &JsValue) -> Result<Option<String>, ErrorInfo> {
+        if metadata.is_undefined() || metadata.is_null() {
+            return Ok(None);
+        }
+        let json = js_sys::JSON::stringify(metadata)
+            .map_err(|_| error("invalid_field", "metadata is not JSON-serializable", false))?;
+        Ok(json.as_string())
+    }
+
+    pub(super) fn bytes(&self) -> Rc<ByteStore> {
+        self.inner.bytes.borrow().clone()
+    }
+
+    /// Opens the byte store again (the browser removed the storage under it).
+    pub(super) async fn reopen_bytes(&self) -> Result<Rc<ByteStore>, ErrorInfo> {
+        let store = StoreId::new(self.inner.hello_store().to_string())?;
+        let fresh = Rc::new(ByteStore::open(&store).await.map_err(|e| web_error(&e))?);
+        *self.inner.bytes.borrow_mut() = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Stores a file's bytes here (hashing them). Storage removed under the tab (site data
+    /// cleared, eviction) is opened again and the write made once more: a save must not fail
+    /// because of handles to storage that no longer exists.
+    pub(super) async fn store_bytes(&self, file: &web_sys::File) -> Result<ContentHash, ErrorInfo> {
+        match self.bytes().write(file).await {
+            Err(e) if e.is_storage_gone() => {
+                let fresh = self.reopen_bytes().await?;
+                fresh.write(file).await.map_err(|e| web_error(&e))
+            }
+            other => other.map_err(|e| web_error(&e)),
+        }
+    }
+
+    /// Saves a new file; returns it.
+    pub async fn save(
+        &self,
+        file: web_sys::File,
+        path: Option<String>,
+        metadata: JsValue,
+    ) -> Result<JsValue, ErrorInfo> {
+        self.check_open()?;
+        let info = Self::info_of(&file)?;
+        let path = check_path(path.unwrap_or_else(|| info.name.clone()))?;
+        let metadata_json = Self::metadata_json(&metadata)?;
+        let hash = self.store_bytes(&file).await?;
+        let id = FileId::new(random_uuid()?)?;
+        let now = Millis(js_sys::Date::now() as u64);
+        self.commit(
+            FileEvent::Created(FileCreated {
+                id: id.clone(),
+                path,
+                content_hash: hash,
+                info,
+                metadata_json,
+                created_at: now,
+                updated_at: now,
+            }),
+            None,
+        )
+        .await?;
+        self.saved(id.as_str())
+    }
+
+    /// The file a save or update just committed (its change arrives before the reply).
+    pub(super) fn saved(&self, id: &str) -> Result<JsValue, ErrorInfo> {
+        Some(self.file_js(id))
+            .filter(|f| !f.is_undefined())
+            .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
+    }
+
+    /// Replaces a file's content (and metadata when given); returns it.
+    pub async fn update(
+        &self,
+        id: &str,
+        file: web_sys::File,
+        metadata: JsValue,
+    ) -> Result<JsValue, ErrorInfo> {
+        self.check_open()?;
+        let current = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        let info = Self::info_of(&file)?;
+        let metadata = match Self::metadata_json(&metadata)? {
+            Some(m) => MetadataPatch::Set(m),
+            None => MetadataPatch::Keep,
+        };
+        let hash = self.store_bytes(&file).await?;
+        let fid = FileId::new(id.to_string())?;
+        let base = ContentHash::parse(&current.content_hash).ok();
+        self.commit(
+            FileEvent::Updated(FileUpdated {
+                id: fid,
+                path: current.path,
+                remote_key: None,
+                content_hash: hash,
+                info,
+                metadata,
+                updated_at: Millis(js_sys::Date::now() as u64),
+                expected_content_hash: None,
+                previous_content_hash: base,
+            }),
+            base,
+        )
+        .await?;
+        self.saved(id)
+    }
+
+    /// Deletes a file (its bytes go once nothing else references them).
+    pub async fn delete(&self, id: &str) -> Result<(), ErrorInfo> {
+        self.check_open()?;
+        let fid = FileId::new(id.to_string())?;
+        self.commit(
+            FileEvent::Deleted(FileDeleted {
+                id: fid,
+                deleted_at: Millis(js_sys::Date::now() as u64),
+            }),
+            None,
+        )
+        .await
+    }
+
+    pub(super) async fn local_blob(&self, f: &TabFile) -> Result<web_sys::Blob, ErrorInfo> {
+        if !f.has_local_copy {
+            return Err(error(
+                "not_available",
+                format!("the bytes of {} are not in this browser yet", f.id),
+                true,
+            ));
+        }
+        let hash = ContentHash::parse(&f.content_hash)?;
+        self.bytes().read(&hash).await.map_err(|e| web_error(&e))
+    }
+
+    /// The file's bytes as a `File` with its original name and type: its current content, or
+    /// `content` (a hash) if given and still held here.
+    pub async fn read(&self, id: &str, content: Option<&str>) -> Result<web_sys::File, ErrorInfo> {
+        self.check_open()?;
+        let f = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        let blob = match content.filter(|c| *c != f.content_hash) {
+            None => self.local_blob(&f).await?,
+            Some(other) => {
+                let hash = ContentHash::parse(other)?;
+                self.bytes().read(&hash).await.map_err(|e| {
+                    if e.code() == "not_found" {
+                        error(
+                            "not_available",
+                            format!("the content {other} of {id} is no longer in this browser"),
+                            false,
+                        )
+                    } else {
+                        web_error(&e)
+                    }
+                })?
+            }
+        };
+        let parts = js_sys::Array::of1(&blob);
+        let bag = web_sys::FilePropertyBag::new();
+        bag.set_type(&f.mime_type);
+        bag.set_last_modified(f.updated_at as f64);
+        web_sys::File::new_with_blob_sequence_and_options(&parts, &f.name, &bag)
+            .map_err(|e| web_error(&crate::web::error::WebError::from_js("File", &e)))
+    }
+
+    /// An object URL for the file's content, shared by files with the same content and revoked
+    /// when no file has that content any more (or on dispose).
+    pub async fn url(&self, id: &str) -> Result<String, ErrorInfo> {
+        self.check_open()?;
+        let f = self
+            .file(id)
+            .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
+        if let Some(u) = self.inner.state.borrow().urls.get(&f.content_hash) {
+            return Ok(u.clone());
+        }
+        let blob = self.local_blob(&f).await?;
+        let url = web_sys::Url::create_object_url_with_blob(&blob)
+            .map_err(|e| web_error(&crate::web::error::WebError::from_js("URL", &e)))?;
+        let mut s = self.inner.state.borrow_mut();
+        match s.urls.get(&f.content_hash) {
+            // Another call made one meanwhile: keep one URL per content.
+            Some(existing) => {
+                let _ = web_sys::Url::revoke_object_url(&url);
+                Ok(existing.clone())
+            }
+            None => {
+                s.urls.insert(f.content_hash.clone(), url.clone());
+                Ok(url)
+            }
+        }
+    }
+
+    /// `{usage, quota, persisted, kind}`: the origin's storage figures, whether the browser
+    /// keeps its data under storage pressure, and where this store's bytes live.
+    pub async fn storage_info(&self) -> Result<JsValue, ErrorInfo> {
+        self.check_open()?;
+        let usage = crate::web::bytes::usage()
+            .await
+            .map_err(|e| web_error(&e))?;
+        let persisted = crate::web::bytes::persisted()
+            .await
+            .map_err(|e| web_error(&e))?;
+        let info = js_sys::Object::new();
+        for (key, value) in [
+            ("usage", JsValue::from_f64(usage.usage)),
+            ("quota", JsValue::from_f64(usage.quota)),
+            ("persisted", JsValue::from_bool(persisted)),
+            ("kind", JsValue::from_str(&self.storage())),
+        ] {
+            let _ = js_sys::Reflect::set(&info, &JsValue::from_str(key), &value);
+        }
+        Ok(info.into())
+    }
+
+    /// Asks the browser to keep the origin's data under storage pressure; whether it does now.
+    pub async fn request_persistence(&self) -> Result<bool, ErrorInfo> {
+        self.check_open()?;
+        crate::web::bytes::persist()
+            .await
+            .map_err(|e| web_error(&e))
+    }
+}
