@@ -699,10 +699,200 @@ pub fn host_lock_name(store_id: &str) -> String {
     format!("filesync:hub-host:{store_id}:{VERSION}")
 }
 
+/// Whether a write a tab sent to a hub that then went away (restarted, moved to another tab)
+/// landed, judged from the new hub's view of its file (`shown`: the file's `updatedAt` and
+/// content hash, `None` when the view has no such file). A create landed if the file exists; a
+/// delete if it does not; an update if the file shows it, is gone, or shows another content
+/// than the one the update replaced (`base`: a later write won, so sending it again would
+/// undo that). A write that did not land is sent again.
+pub fn write_landed(
+    event: &crate::core::event::FileEvent,
+    base: Option<ContentHash>,
+    shown: Option<(u64, &str)>,
+) -> bool {
+    use crate::core::event::FileEvent;
+    match (event, shown) {
+        (FileEvent::Created(_), shown) => shown.is_some(),
+        (FileEvent::Deleted(_), shown) => shown.is_none(),
+        // Gone since: it was applied, or it would have been overwritten anyway.
+        (FileEvent::Updated(_), None) => true,
+        (FileEvent::Updated(u), Some((updated_at, content))) => {
+            let applied = updated_at == u.updated_at.0 && content == u.content_hash.to_hex();
+            let untouched = base.is_some_and(|b| content == b.to_hex());
+            applied || !untouched
+        }
+    }
+}
+
+/// The config of the store a hub runs with: the first tab's settings over the engine's
+/// defaults (transfers at once at least 1).
+pub fn engine_config(
+    hub: &HubConfig,
+    store: crate::core::StoreId,
+    client: crate::core::ClientId,
+) -> crate::core::Config {
+    use crate::core::{Config, Mode};
+    let mode = match hub.remote {
+        None => Mode::LocalOnly,
+        Some(_) => Mode::Remote,
+    };
+    let mut cfg = Config::new(store, client, mode);
+    if let Some(ms) = hub.progress_interval_ms {
+        cfg.progress_interval_ms = ms;
+    }
+    if let Some(n) = hub.max_uploads {
+        cfg.max_uploads = n.max(1);
+    }
+    if let Some(n) = hub.max_downloads {
+        cfg.max_downloads = n.max(1);
+    }
+    if let Some(ms) = hub.delete_grace_ms {
+        cfg.delete_grace_ms = ms;
+    }
+    cfg
+}
+
+/// Which tab the hub asks to take leadership over from a leader that has not answered a ping
+/// for `lease_ms` (a frozen or hung tab keeps its lock forever): the tab that answered last,
+/// among those that answered within the lease; `None` while the leader is fresh, when a takeover
+/// was already asked for this term, or when no other tab is fresh.
+pub fn takeover_heir<'a>(
+    leader: &str,
+    term: Term,
+    asked: Option<Term>,
+    seen: impl Fn(&str) -> Option<Millis>,
+    tabs: impl IntoIterator<Item = &'a str>,
+    now: Millis,
+    lease_ms: u64,
+) -> Option<&'a str> {
+    let fresh = |t: &str| seen(t).is_some_and(|at| now.since(at) < lease_ms);
+    if fresh(leader) || asked == Some(term) {
+        return None;
+    }
+    tabs.into_iter()
+        .filter(|t| *t != leader && fresh(t))
+        .max_by_key(|t| seen(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::SyncStatus;
+
+    #[test]
+    fn a_write_landed_if_the_new_hub_shows_it_or_a_later_write_won() {
+        use crate::core::event::{FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch};
+        use crate::core::FileId;
+        let hash = |s: &str| ContentHash::of(s.as_bytes());
+        let id = FileId::new("f").unwrap();
+        let update = FileEvent::Updated(FileUpdated {
+            id: id.clone(),
+            path: "f".into(),
+            remote_key: None,
+            content_hash: hash("new"),
+            info: FileInfo {
+                name: "f".into(),
+                mime_type: "text/plain".into(),
+                size: 3,
+            },
+            metadata: MetadataPatch::Keep,
+            updated_at: Millis(7),
+            expected_content_hash: None,
+            previous_content_hash: Some(hash("old")),
+        });
+        let base = Some(hash("old"));
+        let (new, old, other) = (
+            hash("new").to_hex(),
+            hash("old").to_hex(),
+            hash("x").to_hex(),
+        );
+        assert!(
+            write_landed(&update, base, Some((7, &new))),
+            "shown as sent"
+        );
+        assert!(
+            !write_landed(&update, base, Some((1, &old))),
+            "still the content it replaced"
+        );
+        assert!(
+            write_landed(&update, base, Some((9, &other))),
+            "a later write won"
+        );
+        assert!(write_landed(&update, base, None), "the file is gone");
+        let delete = FileEvent::Deleted(FileDeleted {
+            id,
+            deleted_at: Millis(7),
+        });
+        assert!(write_landed(&delete, None, None));
+        assert!(!write_landed(&delete, None, Some((1, &old))));
+    }
+
+    #[test]
+    fn the_first_tabs_settings_override_the_engine_defaults() {
+        use crate::core::{ClientId, StoreId};
+        let hub = HubConfig {
+            store_id: "s".into(),
+            remote: None,
+            progress_interval_ms: Some(50),
+            max_uploads: Some(0),
+            max_downloads: None,
+            delete_grace_ms: Some(1_000),
+        };
+        let cfg = engine_config(
+            &hub,
+            StoreId::new("s").unwrap(),
+            ClientId::new("c").unwrap(),
+        );
+        assert_eq!(cfg.mode, crate::core::Mode::LocalOnly);
+        assert_eq!(cfg.progress_interval_ms, 50);
+        assert_eq!(cfg.max_uploads, 1, "at least one transfer at once");
+        let defaults = crate::core::Config::new(
+            StoreId::new("s").unwrap(),
+            ClientId::new("c").unwrap(),
+            crate::core::Mode::LocalOnly,
+        );
+        assert_eq!(cfg.max_downloads, defaults.max_downloads);
+        assert_eq!(cfg.delete_grace_ms, 1_000);
+    }
+
+    #[test]
+    fn a_hung_leader_is_taken_over_by_the_tab_that_answered_last_once_per_term() {
+        let seen = |t: &str| match t {
+            "leader" => Some(Millis(1_000)),
+            "a" => Some(Millis(8_000)),
+            "b" => Some(Millis(9_000)),
+            _ => None,
+        };
+        let tabs = ["leader", "a", "b", "gone"];
+        let now = Millis(10_000);
+        assert_eq!(
+            takeover_heir("leader", Term(3), None, seen, tabs, now, 4_000),
+            Some("b")
+        );
+        assert_eq!(
+            takeover_heir("leader", Term(3), Some(Term(3)), seen, tabs, now, 4_000),
+            None,
+            "asked once per term"
+        );
+        assert_eq!(
+            takeover_heir("leader", Term(3), None, seen, tabs, Millis(4_000), 4_000),
+            None,
+            "the leader is fresh"
+        );
+        assert_eq!(
+            takeover_heir(
+                "leader",
+                Term(3),
+                None,
+                seen,
+                ["leader", "gone"],
+                now,
+                4_000
+            ),
+            None,
+            "no other tab is fresh"
+        );
+    }
 
     /// What the hub sends, and what a tab decodes of it.
     type Sent = ToTab<FileState>;

@@ -36,16 +36,17 @@ pub(super) fn check_lease(s: &mut State, now: Millis) {
     let Some((leader, term)) = r.leader.clone() else {
         return;
     };
-    let fresh = |t: &str| s.seen.get(t).is_some_and(|at| now.since(*at) < LEASE_MS);
-    if fresh(&leader) || s.takeover == Some(term) {
-        return;
-    }
-    let heir = s
-        .ports
-        .iter()
-        .filter(|(t, _)| *t != leader && fresh(t))
-        .max_by_key(|(t, _)| s.seen.get(t).copied())
-        .map(|(_, p)| p.clone());
+    let heir = crate::runtime::protocol::takeover_heir(
+        &leader,
+        term,
+        s.takeover,
+        |t| s.seen.get(t).copied(),
+        s.ports.iter().map(|(t, _)| t.as_str()),
+        now,
+        LEASE_MS,
+    )
+    .and_then(|t| s.ports.iter().find(|(id, _)| id == t))
+    .map(|(_, p)| p.clone());
     if let Some(heir) = heir {
         s.takeover = Some(term);
         s.outbox.push(heir, &ToTab::TakeOver);

@@ -24,8 +24,8 @@ use super::sync;
 use crate::core::event::FileEvent;
 use crate::core::store::{batch_ops, client_id_op, last_term_op, CorruptRecord, StateStore};
 use crate::core::{
-    ClientId, Command, Config, Engine, EngineError, Event, FileId, Input, Millis, Mode, OpId,
-    Output, StoreId, Term,
+    ClientId, Command, Engine, EngineError, Event, FileId, Input, Millis, OpId, Output, StoreId,
+    Term,
 };
 use crate::web::bytes::ByteStore;
 use crate::web::idb::IdbStateStore;

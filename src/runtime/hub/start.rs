@@ -77,23 +77,7 @@ pub(super) async fn start_ready(
         .take()
         .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
-    let mode = match config.remote {
-        None => Mode::LocalOnly,
-        Some(_) => Mode::Remote,
-    };
-    let mut cfg = Config::new(store_id, client, mode);
-    if let Some(ms) = config.progress_interval_ms {
-        cfg.progress_interval_ms = ms;
-    }
-    if let Some(n) = config.max_uploads {
-        cfg.max_uploads = n.max(1);
-    }
-    if let Some(n) = config.max_downloads {
-        cfg.max_downloads = n.max(1);
-    }
-    if let Some(ms) = config.delete_grace_ms {
-        cfg.delete_grace_ms = ms;
-    }
+    let mut cfg = crate::runtime::protocol::engine_config(&config, store_id, client);
     cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
     let store_for_sync = cfg.store.clone();
     let mut engine = Engine::new(cfg, loaded.snapshot, now());

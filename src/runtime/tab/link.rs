@@ -86,19 +86,11 @@ impl Tab {
     pub(super) fn settle_moved(&self, s: &mut State, calls: &mut Vec<Call>) {
         for (req, mut p) in take_moved(s) {
             let landed = p.write.as_ref().map(|w| {
-                let row = s.files.get(w.event.file_id().as_str()).map(|e| &e.state);
-                match (&w.event, row) {
-                    (FileEvent::Created(_), row) => row.is_some(),
-                    (FileEvent::Deleted(_), row) => row.is_none(),
-                    // Gone since: it was applied, or it would have been overwritten anyway.
-                    (FileEvent::Updated(_), None) => true,
-                    (FileEvent::Updated(u), Some(r)) => {
-                        let applied = r.updated_at == u.updated_at.0
-                            && r.content_hash == u.content_hash.to_hex();
-                        let untouched = w.base.is_some_and(|b| r.content_hash == b.to_hex());
-                        applied || !untouched
-                    }
-                }
+                let shown = s
+                    .files
+                    .get(w.event.file_id().as_str())
+                    .map(|e| (e.state.updated_at, e.state.content_hash.as_str()));
+                crate::runtime::protocol::write_landed(&w.event, w.base, shown)
             });
             if landed == Some(true) {
                 calls.push((p.resolve, JsValue::UNDEFINED));
