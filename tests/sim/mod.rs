@@ -12,11 +12,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use filesync::core::retry::Rng;
+use filesync::core::store::{batch_ops, MemoryStore, StateStore};
 use filesync::core::{
     ClientEvent, ClientId, Command, Config, ConfirmedEvent, ContentHash, Engine, Event, EventId,
     Failure, FileCreated, FileDeleted, FileEvent, FileId, FileInfo, FileRow, FileUpdated, Input,
-    LocalRow, MetadataPatch, Millis, Mode, OpId, Output, PersistBatch, RemoteKey, Seq, Snapshot,
-    StoreId, TaskId, Term, TransferKind, TransferOrder, TransferStatus,
+    MetadataPatch, Millis, Mode, OpId, Output, PersistBatch, RemoteKey, Seq, Snapshot, StoreId,
+    TaskId, Term, TransferKind, TransferOrder, TransferStatus,
 };
 
 pub const STORE: &str = "sim";
@@ -85,59 +86,45 @@ enum Msg {
     },
 }
 
-#[derive(Debug, Default, Clone)]
+/// A browser's storage: the state through the code a browser runs (`batch_ops` into the same
+/// records IndexedDB stores, `decode_records` back on load, terms handed out by the store), and
+/// the set of contents its byte store holds.
+#[derive(Debug, Default)]
 struct Disk {
-    rows: BTreeMap<FileId, FileRow>,
-    cursor: Seq,
-    pending: BTreeMap<EventId, ClientEvent>,
-    local: BTreeMap<FileId, LocalRow>,
-    next_event_n: u64,
-    unattached: Vec<ContentHash>,
-    garbage: Vec<ContentHash>,
+    store: MemoryStore,
     bytes: BTreeSet<ContentHash>,
-    /// The runtime's term counter, bumped in storage before a tab announces leadership.
-    last_term: u64,
+}
+
+/// The value of a future that is ready at once (the memory store never waits).
+fn now_ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("the memory store never waits"),
+    }
 }
 
 impl Disk {
     fn apply(&mut self, b: &PersistBatch) {
-        for r in &b.rows {
-            self.rows.insert(r.id.clone(), r.clone());
-        }
-        self.cursor = b.cursor;
-        for p in &b.pending_put {
-            self.pending.insert(p.id.clone(), p.clone());
-        }
-        for id in &b.pending_delete {
-            self.pending.remove(id);
-        }
-        for r in &b.local_put {
-            self.local.insert(r.file_id.clone(), r.clone());
-        }
-        for id in &b.local_delete {
-            self.local.remove(id);
-        }
-        self.next_event_n = b.next_event_n;
-        if let Some(u) = &b.unattached {
-            self.unattached.clone_from(u);
-        }
-        if let Some(g) = &b.garbage {
-            self.garbage.clone_from(g);
-        }
+        now_ready(self.store.write(&batch_ops(b))).expect("the memory store writes");
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut pending: Vec<ClientEvent> = self.pending.values().cloned().collect();
-        pending.sort_by_key(|p| p.id.n);
-        Snapshot {
-            rows: self.rows.values().cloned().collect(),
-            cursor: self.cursor,
-            pending,
-            local: self.local.values().cloned().collect(),
-            next_event_n: self.next_event_n,
-            unattached: self.unattached.clone(),
-            garbage: self.garbage.clone(),
-        }
+        let loaded = now_ready(self.store.load()).expect("the memory store loads");
+        assert!(
+            loaded.corrupt.is_empty(),
+            "records the engine wrote do not decode: {:?}",
+            loaded.corrupt
+        );
+        loaded.snapshot
+    }
+
+    /// The runtime's term counter, bumped in storage before a tab announces leadership.
+    fn next_term(&self) -> Term {
+        now_ready(self.store.next_term()).expect("the memory store hands out terms")
     }
 }
 
@@ -375,8 +362,7 @@ impl World {
         else {
             return;
         };
-        self.browsers[b].disk.last_term += 1;
-        let term = Term(self.browsers[b].disk.last_term);
+        let term = self.browsers[b].disk.next_term();
         self.browsers[b].leader = Some((tab, term));
         self.log(format!("b{b} tab {tab} leads term {}", term.0));
         self.hub_input(b, Input::LeaderElected { term });

@@ -140,7 +140,11 @@ impl Engine {
         }
         for ev in &applied.applied {
             self.dirty.rows.insert(ev.event.file_id().clone());
-            self.dirty.pending.insert(ev.id.clone());
+            // Our own events leave the pending table. Only ours: it is keyed by event number
+            // alone, and another client's event with the same number must not delete ours.
+            if ev.id.client == self.cfg.client {
+                self.dirty.pending.insert(ev.id.clone());
+            }
         }
         self.dirty.log.extend(applied.applied.iter().cloned());
         // Our own events, confirmed: their files are now synced as shown (or closer to it).

@@ -1481,3 +1481,31 @@ fn storage_lost_writes_everything_again_reports_what_only_it_held_and_downloads_
         "{t:?}"
     );
 }
+
+#[test]
+fn another_clients_confirmed_event_never_deletes_a_pending_event_of_ours() {
+    // The pending table is keyed by event number alone: a foreign event with the number of
+    // one of ours must not delete ours (it did, and a restart then lost the save).
+    let mut h = H::new(Mode::Remote);
+    h.auto_push = false;
+    h.save("a", "1");
+    h.save("b", "2");
+    h.commands();
+    h.auto_persist = false;
+    h.remote(vec![created("theirs", "3")]);
+    let batch = h
+        .commands()
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Persist(b) => Some(b),
+            _ => None,
+        })
+        .expect("a batch for the confirmed event");
+    let me = h.e.config().client.clone();
+    assert!(
+        batch.pending_delete.iter().all(|id| id.client == me),
+        "{:?}",
+        batch.pending_delete
+    );
+    assert_eq!(h.e.table().pending().len(), 2);
+}
