@@ -1,0 +1,9 @@
+//! The Web Locks suite (`tests/common/locks_suite.rs`) in a SharedWorker, where the hub holds its alive lock.
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::wasm_bindgen_test_configure;
+
+wasm_bindgen_test_configure!(run_in_shared_worker);
+
+#[path = "common/locks_suite.rs"]
+mod suite;
