@@ -1,5 +1,9 @@
 //! Rules of the engine, one test each. A tiny in-memory "server" answers persists, pushes and
 //! pulls; transfers are answered by hand so each test controls their outcome.
+//!
+//! Over 700 lines on purpose: every rule's test sits next to the harness that drives it, and a
+//! rule often spans sub-states (a commit, its persist, its push, its upload), so splitting by
+//! module would scatter one story across files.
 
 use super::*;
 use crate::core::event::{FileCreated, FileDeleted, FileInfo};
