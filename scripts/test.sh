@@ -3,6 +3,7 @@
 #
 #   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
 #   (unit, simulation, doc tests, the server's HTTP tests), node tests, the package build, the
+#   type checks (the public types, and the JavaScript the wasm imports: src/web/*.js), the
 #   end-to-end tests (Playwright driving Debian's Chromium: multi-tab, and two devices syncing
 #   through the real filesync-server on loopback), the npm package test (npm pack, installed
 #   into a Vite app, a plain page and a TypeScript consumer), and the browser suites:
@@ -40,6 +41,7 @@ step cargo-test cargo test --workspace
 step node-test npm run --silent test:node
 step build env SKIP_SETUP=1 bash scripts/build.sh
 step types npx --no-install tsc -p tests/types
+step js-types npx --no-install tsc -p src/web
 step server-build cargo build -p filesync-server
 step e2e node --test --test-timeout=900000 tests/e2e/
 step package node --test --test-timeout=900000 tests/package/

@@ -71,3 +71,22 @@ pub fn lock_manager() -> Result<web_sys::LockManager, WebError> {
             message: format!("not a LockManager: {v:?}"),
         })
 }
+
+/// A random UUID (`crypto.randomUUID()`): tab ids, file ids, client ids.
+pub fn random_uuid() -> Result<String, WebError> {
+    let crypto = property("crypto", "crypto")?;
+    let f: js_sys::Function = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| WebError::Unavailable {
+            api: "crypto.randomUUID",
+            message: "crypto.randomUUID is missing (insecure context?)".into(),
+        })?;
+    f.call0(&crypto)
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| WebError::Unavailable {
+            api: "crypto.randomUUID",
+            message: "crypto.randomUUID failed".into(),
+        })
+}

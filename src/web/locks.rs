@@ -46,6 +46,24 @@ use web_sys::{AbortController, LockManager, LockMode, LockOptions};
 
 use super::error::WebError;
 use super::global::lock_manager;
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/web/locks.js")]
+extern "C" {
+    /// Holds an exclusive lock for as long as this context lives, or until released.
+    #[wasm_bindgen(catch, js_name = holdLock)]
+    pub fn hold_lock(name: &str) -> Result<HeldLock, JsValue>;
+
+    pub type HeldLock;
+    /// Resolves once the lock is held.
+    #[wasm_bindgen(method, getter)]
+    pub fn granted(this: &HeldLock) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    pub fn release(this: &HeldLock);
+
+    /// Resolves when nobody holds `name` exclusively: its holder died.
+    #[wasm_bindgen(catch, js_name = whenFree)]
+    pub fn when_free(name: &str) -> Result<js_sys::Promise, JsValue>;
+}
 use crate::core::StoreId;
 
 const API: &str = "navigator.locks";

@@ -47,31 +47,7 @@ use view::*;
 /// What the hub sends: files as whole [`FileState`]s.
 type ToTab = super::protocol::ToTab<FileState>;
 
-#[wasm_bindgen(inline_js = r#"
-export function holdLock(name) {
-  // `granted` resolves once the lock is held; it stays held until `release()` or until this
-  // context dies.
-  let release;
-  const held = new Promise((resolve) => { release = resolve; });
-  const granted = new Promise((resolve) => {
-    navigator.locks.request(name, { mode: 'exclusive' }, () => {
-      resolve();
-      return held;
-    });
-  });
-  return { granted, release: () => release() };
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(catch, js_name = holdLock)]
-    fn hold_lock(name: &str) -> Result<HeldLock, JsValue>;
-
-    type HeldLock;
-    #[wasm_bindgen(method, getter)]
-    fn granted(this: &HeldLock) -> js_sys::Promise;
-    #[wasm_bindgen(method)]
-    fn release(this: &HeldLock);
-}
+use crate::web::locks::{hold_lock, HeldLock};
 
 /// The lock a hub holds for as long as it lives: tabs waiting on it learn that it died.
 pub fn alive_lock_name(store_id: &str) -> String {

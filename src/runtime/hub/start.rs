@@ -240,17 +240,6 @@ pub(super) fn hand_over(state: &Rc<RefCell<State>>, asker: &str) {
 /// A client id for this browser profile: random, stored once, never derived from anything a
 /// duplicated tab would copy.
 pub(super) fn new_client_id() -> Result<ClientId, String> {
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
-        .map_err(|_| "crypto is missing".to_string())?;
-    let f = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
-        .map_err(|_| "crypto.randomUUID is missing".to_string())?;
-    let f: js_sys::Function = f
-        .dyn_into()
-        .map_err(|_| "crypto.randomUUID is missing".to_string())?;
-    let id = f
-        .call0(&crypto)
-        .ok()
-        .and_then(|v| v.as_string())
-        .ok_or_else(|| "crypto.randomUUID failed".to_string())?;
+    let id = crate::web::global::random_uuid().map_err(|e| e.to_string())?;
     ClientId::new(id).map_err(|e| e.to_string())
 }

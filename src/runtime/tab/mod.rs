@@ -54,16 +54,7 @@ fn absolute_url(url: &str) -> Option<String> {
         .filter(|h| h.starts_with("http://") || h.starts_with("https://"))
 }
 
-#[wasm_bindgen(inline_js = r#"
-export function whenFree(name) {
-  // Resolves when nobody holds the lock exclusively: the hub that held it died.
-  return navigator.locks.request(name, { mode: 'shared' }, () => {});
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(catch, js_name = whenFree)]
-    fn when_free(name: &str) -> Result<js_sys::Promise, JsValue>;
-}
+use crate::web::locks::when_free;
 
 /// How often a tab whose view of the hub's lock is unreliable looks at it again.
 const WATCH_RETRY_MS: u32 = 5_000;
@@ -298,16 +289,7 @@ pub struct Tab {
 }
 
 fn random_uuid() -> Result<String, ErrorInfo> {
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
-        .map_err(|_| error("unavailable", "crypto is missing", false))?;
-    let f: js_sys::Function = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
-        .ok()
-        .and_then(|f| f.dyn_into().ok())
-        .ok_or_else(|| error("unavailable", "crypto.randomUUID is missing", false))?;
-    f.call0(&crypto)
-        .ok()
-        .and_then(|v| v.as_string())
-        .ok_or_else(|| error("unavailable", "crypto.randomUUID failed", false))
+    crate::web::global::random_uuid().map_err(|e| web_error(&e))
 }
 
 impl Tab {
