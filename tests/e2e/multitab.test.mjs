@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import { launchProfile } from './chromium.mjs';
 import { NEWER_VERSION, VERSION, writeNewerBuild } from './builds.mjs';
+import { unique, hubsGone as harnessHubsGone } from './harness.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
 
@@ -34,15 +35,7 @@ before(async () => {
 });
 
 /** Resolves once no hub SharedWorker runs (every tab of every store closed). */
-async function hubsGone(limitMs = 15_000) {
-  const t0 = Date.now();
-  for (;;) {
-    const { targetInfos } = await cdp.send('Target.getTargets');
-    if (!targetInfos.some((t) => t.type === 'shared_worker')) return;
-    if (Date.now() - t0 > limitMs) throw new Error(`a hub still runs after ${limitMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const hubsGone = () => harnessHubsGone({ context });
 
 after(async () => {
   await context?.close();
@@ -75,9 +68,6 @@ async function openTab(storeId, options = {}, build = '') {
   return page;
 }
 
-function unique(name) {
-  return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
-}
 
 /** Saves a text file in a tab; resolves to the file state. */
 function save(page, name, text, metadata) {
