@@ -11,6 +11,26 @@ use crate::runtime::protocol::{Control, ErrorInfo};
 use crate::runtime::tab::{error, js_error, to_js, OpenOptions, Tab};
 use crate::web::hash::StreamingHasher;
 
+/// The hub a SharedWorker runs (`filesync-worker.js`): one per store, handed every connecting
+/// port. Not part of the documented API.
+#[wasm_bindgen(js_name = Hub)]
+#[derive(Default)]
+pub struct WorkerHub(crate::runtime::hub::Hub);
+
+#[wasm_bindgen(js_class = Hub)]
+impl WorkerHub {
+    /// An idle hub; it starts when the first tab says hello.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WorkerHub {
+        WorkerHub(crate::runtime::hub::Hub::new())
+    }
+
+    /// Serves a tab's port (from the SharedWorker's `connect` event).
+    pub fn connect(&self, port: web_sys::MessagePort) {
+        self.0.connect(port);
+    }
+}
+
 pub use crate::runtime::hub::Hub;
 
 /// The crate version.

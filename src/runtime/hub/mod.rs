@@ -217,8 +217,8 @@ impl Feed {
     }
 }
 
-/// The hub of one store. Create it once per SharedWorker and hand it every connecting port.
-#[wasm_bindgen]
+/// The hub of one store. Create it once per SharedWorker and hand it every connecting port
+/// (the JS class is `crate::api::WorkerHub`, exported as `Hub`).
 pub struct Hub {
     state: Rc<RefCell<State>>,
 }
@@ -229,10 +229,8 @@ impl Default for Hub {
     }
 }
 
-#[wasm_bindgen]
 impl Hub {
     /// An idle hub; it starts when the first tab says hello.
-    #[wasm_bindgen(constructor)]
     pub fn new() -> Hub {
         Hub {
             state: Rc::new_cyclic(|hub| {
