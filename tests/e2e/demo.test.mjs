@@ -2,7 +2,7 @@
 // serves it; two persistent browser profiles are two devices, device A with two tabs.
 //   node --test tests/e2e/demo.test.mjs   (after the package and server builds)
 // Screenshots of the main states go to target/demo-screenshots/ (DEMO_SCREENSHOTS overrides).
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { startServer } from './server.mjs';
-import { launchProfile } from './chromium.mjs';
+import { useServer, device as harnessDevice, throttle } from './harness.mjs';
 import { NEWER_VERSION, VERSION, WWW, writeNewerBuild } from './builds.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -19,35 +19,14 @@ const TOKEN = 'demo-e2e-token';
 const WAIT = { timeout: 20_000 };
 const POLL = { timeout: 20_000, polling: 50 };
 
-let server;
-const devices = [];
+const env = useServer({ tokens: `${TOKEN}=*` });
+before(() => mkdir(SHOTS, { recursive: true }));
 
-before(async () => {
-  server = await startServer({ tokens: `${TOKEN}=*` });
-  await mkdir(SHOTS, { recursive: true });
-});
-
-after(async () => {
-  for (const d of devices) {
-    await d.context.close().catch(() => {});
-    await rm(d.dir, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-/** A browser profile of its own: a device. */
-async function device() {
-  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-demo-'));
-  const context = await launchProfile(dir, {
-    viewport: { width: 1280, height: 860 },
-  });
-  const d = { dir, context };
-  devices.push(d);
-  return d;
-}
+/** A device whose pages are as wide as a laptop's. */
+const device = () => harnessDevice({ viewport: { width: 1280, height: 860 } });
 
 /** The demo page of `store` in a new tab of `dev`, once the store is open (from `site`). */
-async function openDemo(dev, store, site = server) {
+async function openDemo(dev, store, site = env.server) {
   const page = await dev.context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
@@ -128,15 +107,6 @@ async function drop(page, selector, files, whileOver = async () => {}) {
   await page.dispatchEvent(selector, 'drop', { dataTransfer });
 }
 
-/** Limits a tab's network throughput (bytes/s; -1: unlimited) through the DevTools protocol. */
-async function throttle(dev, page, { up = -1, down = -1 }) {
-  const cdp = await dev.context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 0, uploadThroughput: up, downloadThroughput: down,
-  });
-  return cdp;
-}
 
 const logTypes = (page) => page.$$eval('[data-testid="log-entry"]', (rows) => rows.map((r) => r.dataset.type));
 
@@ -151,7 +121,7 @@ test('the demo shows saves, progress, previews, edits, deletes and errors across
   // The page says which store and server it uses, and that it is online.
   for (const page of [a1, a2, b1]) {
     assert.equal(await page.getByTestId('store-id').textContent(), store);
-    assert.equal(await page.getByTestId('server-url').textContent(), `${server.url}/api`);
+    assert.equal(await page.getByTestId('server-url').textContent(), `${env.server.url}/api`);
     assert.equal(await page.getByTestId('auth').textContent(), 'with token');
     await page.waitForSelector('[data-testid="connection"][data-state="online"]', WAIT);
     await page.getByTestId('empty').waitFor({ state: 'visible' });
@@ -303,7 +273,7 @@ test('the demo shows saves, progress, previews, edits, deletes and errors across
   // 6. The server goes away: every tab says offline, a save waits in the queue (and reads
   // back locally); when the server is back the tabs say online and device B gets the file.
   const tStop = Date.now();
-  await server.stop();
+  await env.server.stop();
   // Sync now finds out at once (without it the next pull or probe would, later).
   for (const page of [a1, b1]) await page.getByTestId('sync-now').click();
   for (const page of [a1, a2, b1]) await page.waitForSelector('[data-testid="connection"][data-state="offline"]', WAIT);
@@ -316,7 +286,7 @@ test('the demo shows saves, progress, previews, edits, deletes and errors across
   await a1.waitForSelector('[data-testid="pending"][data-pending="true"]', WAIT);
   await shot(a1, '8-offline');
   const tStart = Date.now();
-  await server.start();
+  await env.server.start();
   for (const page of [a1, a2, b1]) await page.waitForSelector('[data-testid="connection"][data-state="online"]', WAIT);
   console.log(`# online shown ${Date.now() - tStart} ms after the server restarted`);
   await waitCard(a1, 'offline.txt', { status: 'done', uploaded: 'true' });
@@ -328,9 +298,9 @@ test('the demo shows saves, progress, previews, edits, deletes and errors across
 });
 
 test('a store that cannot open says so on the page', async () => {
-  const dev = devices[0] ?? await device();
+  const dev = await device();
   const page = await dev.context.newPage();
-  await page.goto(`${server.url}/?store=${encodeURIComponent('../escape')}`);
+  await page.goto(`${env.server.url}/?store=${encodeURIComponent('../escape')}`);
   await page.waitForSelector('body[data-ready="error"]', WAIT);
   assert.ok(await page.getByTestId('fatal').isVisible());
   assert.match(await page.getByTestId('fatal').textContent(), /Could not open store "\.\.\/escape": invalid_id/);
@@ -344,7 +314,7 @@ test('the demo shows whether the browser keeps its storage, and asks it to', asy
   assert.match(await page.getByTestId('storage-persisted').textContent(), /^best-effort storage \([\d.]+ of \d+ MiB used\)$/);
   // The browser decides (site engagement, an installed app, the user): grant it here.
   const cdp = await dev.context.browser().newBrowserCDPSession();
-  await cdp.send('Browser.grantPermissions', { origin: server.url, permissions: ['durableStorage'] });
+  await cdp.send('Browser.grantPermissions', { origin: env.server.url, permissions: ['durableStorage'] });
   try {
     await page.getByTestId('keep-files').click();
     await page.waitForSelector('[data-testid="storage-persisted"][data-persisted="true"]', WAIT);

@@ -38,10 +38,13 @@ export function useServer(options = { tokens: `${TOKEN}=*` }) {
   return env;
 }
 
-/** A browser profile of its own: a device. `blobRequests` lists its signed-URL requests. */
-export async function device() {
+/**
+ * A browser profile of its own: a device (`options`: Playwright's, e.g. a viewport).
+ * `blobRequests` lists its signed-URL requests.
+ */
+export async function device(options = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-device-'));
-  const context = await launchProfile(dir);
+  const context = await launchProfile(dir, options);
   const blobRequests = [];
   context.on('request', (r) => {
     const u = new URL(r.url());
@@ -116,7 +119,10 @@ export async function twoDevices(name) {
   return { store, a, b, a1: await openTab(a, store), b1: await openTab(b, store) };
 }
 
-/** Limits a tab's network throughput (bytes/s) through the DevTools protocol. */
+/**
+ * Limits a tab's network throughput (bytes/s; -1: unlimited) through the DevTools protocol;
+ * resolves to the session (send it other conditions later).
+ */
 export async function throttle(dev, page, { up = -1, down = -1 }) {
   const cdp = await dev.context.newCDPSession(page);
   await cdp.send('Network.enable');
@@ -126,6 +132,7 @@ export async function throttle(dev, page, { up = -1, down = -1 }) {
     uploadThroughput: up,
     downloadThroughput: down,
   });
+  return cdp;
 }
 
 /** Resolves once no hub SharedWorker runs in `dev` (every tab of every store closed). */
