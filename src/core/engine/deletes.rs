@@ -35,8 +35,8 @@ impl Engine {
             .take(self.cfg.max_deletes.saturating_sub(running))
             .collect();
         for (h, n) in due {
-            let task = TaskId(self.next_task);
-            self.next_task += 1;
+            let task = TaskId(self.sched.next_task);
+            self.sched.next_task += 1;
             self.garbage.insert(h, GcState::Running(task, n));
             self.emit_command(Command::DeleteRemote {
                 task,

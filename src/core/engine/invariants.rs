@@ -12,31 +12,7 @@ use super::*;
 impl Engine {
     /// Panics with the first broken invariant.
     pub(super) fn check_invariants(&self) {
-        // transfers: a running transfer is a task in the running state, and back.
-        for (task, key) in &self.running {
-            match self.tasks.get(key).map(|t| t.state) {
-                Some(TaskState::Running { id, .. }) if id == *task => {}
-                other => panic!("transfers: running {task:?} {key:?} has task state {other:?}"),
-            }
-        }
-        for (key, t) in &self.tasks {
-            if let TaskState::Running { id, .. } = t.state {
-                assert_eq!(
-                    self.running.get(&id),
-                    Some(key),
-                    "transfers: task {key:?} runs as {id:?}, unknown to the running set"
-                );
-            }
-        }
-        // transfers: the queue holds ready tasks, each once.
-        for (kind, _, _, hash) in &self.ready {
-            let state = self.tasks.get(&(*kind, *hash)).map(|t| t.state);
-            assert_eq!(
-                state,
-                Some(TaskState::Ready),
-                "transfers: queued {kind:?} {hash:?} is not ready"
-            );
-        }
+        self.sched.check();
         // persist: this client's events are numbered in order below the next number, and only
         // numbers below the durable mark may have been pushed.
         let pending = self.table.pending();
@@ -71,7 +47,7 @@ impl Engine {
         for r in self.local.rows() {
             if let Some(h) = r.local_hash {
                 assert!(
-                    self.bytes.contains(&h),
+                    self.held.bytes.contains(&h),
                     "local_bytes: {} claims bytes {h:?} the store does not hold",
                     r.file_id
                 );

@@ -64,7 +64,7 @@ impl Engine {
 
     /// Aborts every running transfer and delete; they go back to the queue.
     pub(super) fn stop_running(&mut self, abort: bool) {
-        for (task, (kind, hash)) in std::mem::take(&mut self.running) {
+        for (task, (kind, hash)) in std::mem::take(&mut self.sched.running) {
             if abort {
                 self.emit_command(Command::AbortTransfer { task });
             }

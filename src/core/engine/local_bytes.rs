@@ -2,6 +2,23 @@
 
 use super::*;
 
+/// What local storage holds, as far as the engine knows, and what may go. Keeps: bytes that
+/// exist nowhere else are never deleted; a local copy is bytes held here.
+#[derive(Debug, Default)]
+pub(super) struct LocalBytes {
+    /// Contents whose bytes are in local storage.
+    pub(super) bytes: FxSet<ContentHash>,
+    /// Contents that may have lost their last user: checked at the end of the step.
+    pub(super) gc_local: FxSet<ContentHash>,
+    /// Contents found in storage that nothing used, with when they were found.
+    pub(super) orphans: FxMap<ContentHash, Millis>,
+    /// Content of this client's that a concurrent edit replaced: kept (not garbage) until then,
+    /// so the app can still read it.
+    pub(super) retained: FxMap<ContentHash, Millis>,
+    /// Contents stored and deleted since a listing began (`InventoryStarted`).
+    pub(super) journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
+}
+
 impl Engine {
     /// What storage really holds wins over what the rows say: a crash between deleting bytes
     /// and persisting the rows that dropped them leaves rows claiming missing bytes (they are
@@ -9,7 +26,7 @@ impl Engine {
     /// (they are deleted, or used if a file has that content).
     pub(super) fn take_inventory(&mut self, hashes: Vec<ContentHash>) {
         let mut present: FxSet<ContentHash> = hashes.into_iter().collect();
-        if let Some((stored, deleted)) = self.journal.take() {
+        if let Some((stored, deleted)) = self.held.journal.take() {
             present.extend(stored);
             present.retain(|h| !deleted.contains(h));
         }
@@ -25,24 +42,24 @@ impl Engine {
         }
         // Only files whose content appeared or vanished can reconcile differently: touching
         // every file would report every file changed at every start.
-        let before = std::mem::take(&mut self.bytes);
+        let before = std::mem::take(&mut self.held.bytes);
         for h in present.symmetric_difference(&before) {
             self.touched.extend(self.table.view_refs(h).cloned());
         }
         for h in &present {
             if self.is_unused_locally(h) {
                 // A tab may be about to commit these bytes: wait before deleting them.
-                self.orphans.entry(*h).or_insert(self.now);
+                self.held.orphans.entry(*h).or_insert(self.now);
             }
         }
-        self.bytes = present;
+        self.held.bytes = present;
     }
 
     /// Records content now in local storage.
     pub(super) fn note_stored(&mut self, hashes: impl IntoIterator<Item = ContentHash>) {
         for h in hashes {
-            self.bytes.insert(h);
-            if let Some((stored, deleted)) = &mut self.journal {
+            self.held.bytes.insert(h);
+            if let Some((stored, deleted)) = &mut self.held.journal {
                 stored.insert(h);
                 deleted.remove(&h);
             }
@@ -51,8 +68,8 @@ impl Engine {
 
     /// Emits the delete of local content.
     pub(super) fn delete_local_bytes(&mut self, h: ContentHash) {
-        self.bytes.remove(&h);
-        if let Some((stored, deleted)) = &mut self.journal {
+        self.held.bytes.remove(&h);
+        if let Some((stored, deleted)) = &mut self.held.journal {
             stored.remove(&h);
             deleted.insert(h);
         }
@@ -64,29 +81,31 @@ impl Engine {
         // Retained content whose time is up is garbage like any other, if unused.
         let now = self.now;
         let released: Vec<ContentHash> = self
+            .held
             .retained
             .iter()
             .filter(|(_, until)| **until <= now)
             .map(|(h, _)| *h)
             .collect();
         for h in released {
-            self.retained.remove(&h);
-            self.gc_local.insert(h);
+            self.held.retained.remove(&h);
+            self.held.gc_local.insert(h);
         }
         let limit = self.cfg.orphan_grace_ms;
         let due: Vec<ContentHash> = self
+            .held
             .orphans
             .iter()
             .filter(|(_, seen)| self.now.since(**seen) >= limit)
             .map(|(h, _)| *h)
             .collect();
         for h in due {
-            self.orphans.remove(&h);
+            self.held.orphans.remove(&h);
             if !self.is_unused_locally(&h) {
                 continue;
             }
-            if self.bytes.contains(&h) {
-                self.gc_local.insert(h);
+            if self.held.bytes.contains(&h) {
+                self.held.gc_local.insert(h);
             } else {
                 self.delete_local_bytes(h);
             }
@@ -96,12 +115,12 @@ impl Engine {
     pub(super) fn is_unused_locally(&self, h: &ContentHash) -> bool {
         !self.local.holds(h)
             && self.table.view_refs(h).next().is_none()
-            && !self.retained.contains_key(h)
+            && !self.held.retained.contains_key(h)
     }
 
     pub(super) fn collect_local_garbage(&mut self) {
-        for h in std::mem::take(&mut self.gc_local) {
-            if self.bytes.contains(&h)
+        for h in std::mem::take(&mut self.held.gc_local) {
+            if self.held.bytes.contains(&h)
                 && self.is_unused_locally(&h)
                 && !self.unbatched_gc.contains(&h)
             {
@@ -113,7 +132,7 @@ impl Engine {
     /// Deletes local contents still unused now that the state without them is durable.
     pub(super) fn delete_local(&mut self, hashes: Vec<ContentHash>) {
         for h in hashes {
-            if self.is_unused_locally(&h) && self.bytes.contains(&h) {
+            if self.is_unused_locally(&h) && self.held.bytes.contains(&h) {
                 self.delete_local_bytes(h);
             }
         }

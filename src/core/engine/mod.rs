@@ -9,9 +9,10 @@
 //!
 //! ## Where each sub-state lives
 //!
-//! The [`Engine`] struct holds every field (one borrow for one step); each module owns the
-//! methods of one sub-state and keeps its part of the invariants, which debug builds check after
-//! every step (`invariants.rs`):
+//! Each module owns the methods of one sub-state and keeps its part of the invariants, which
+//! debug builds check after every step (`invariants.rs`). The transfer scheduler
+//! (`transfers::Scheduler`) and what local storage holds (`local_bytes::LocalBytes`) are structs
+//! of their own; the other sub-states' fields are still on [`Engine`], grouped by module:
 //!
 //! | module | sub-state | keeps |
 //! |---|---|---|
@@ -174,24 +175,13 @@ pub struct Engine {
     term: Term,
     leader: bool,
     paused: bool,
-    tasks: FxMap<(TransferKind, ContentHash), Task>,
-    ready: BTreeSet<(TransferKind, bool, u64, ContentHash)>,
-    running: FxMap<TaskId, (TransferKind, ContentHash)>,
-    next_task: u64,
-    next_order: u64,
+    /// The transfer scheduler's state (see `transfers.rs`).
+    sched: transfers::Scheduler,
 
     touched: BTreeSet<FileId>,
     touched_hashes: FxSet<ContentHash>,
-    gc_local: FxSet<ContentHash>,
-    /// Contents whose bytes are in local storage, as far as the engine knows.
-    bytes: FxSet<ContentHash>,
-    /// Contents found in storage that nothing used, with when they were found.
-    orphans: FxMap<ContentHash, Millis>,
-    /// Content of this client's that a concurrent edit replaced: kept (not garbage) until then,
-    /// so the app can still read it.
-    retained: FxMap<ContentHash, Millis>,
-    /// Contents stored and deleted since a listing began (`InventoryStarted`).
-    journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
+    /// What local storage holds and what may go (see `local_bytes.rs`).
+    held: local_bytes::LocalBytes,
     changed: BTreeSet<FileId>,
     /// The unconfirmed event count the last `FilesChanged` reflected.
     reported_unconfirmed: usize,
@@ -262,18 +252,10 @@ impl Engine {
             term: Term(0),
             leader: false,
             paused: false,
-            tasks: FxMap::default(),
-            ready: BTreeSet::new(),
-            running: FxMap::default(),
-            next_task: 1,
-            next_order: 0,
+            sched: transfers::Scheduler::default(),
             touched: BTreeSet::new(),
             touched_hashes: FxSet::default(),
-            gc_local: FxSet::default(),
-            bytes: FxSet::default(),
-            orphans: FxMap::default(),
-            retained: FxMap::default(),
-            journal: None,
+            held: local_bytes::LocalBytes::default(),
             changed: BTreeSet::new(),
             reported_unconfirmed: 0,
             busy: false,
@@ -284,7 +266,7 @@ impl Engine {
             local,
         };
         e.dirty.local.extend(requeue);
-        e.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
+        e.held.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
         if bootstrap {
             e.bootstrap();
         }
@@ -463,7 +445,13 @@ impl Engine {
             .table
             .rows()
             .filter(|r| r.is_live())
-            .map(|r| self.for_mode(reconcile(r, None, self.bytes.contains(&r.content_hash))))
+            .map(|r| {
+                self.for_mode(reconcile(
+                    r,
+                    None,
+                    self.held.bytes.contains(&r.content_hash),
+                ))
+            })
             .collect();
         self.dirty.local = rows.iter().map(|r| r.file_id.clone()).collect();
         self.changed = self.dirty.local.clone();
@@ -488,7 +476,7 @@ impl Engine {
         // Sorted: tasks are numbered in the order they are created.
         wanted.sort_unstable();
         wanted.dedup();
-        self.tasks.reserve(wanted.len());
+        self.sched.tasks.reserve(wanted.len());
         for (kind, hash) in wanted {
             self.sync_task(kind, hash);
         }
@@ -506,7 +494,7 @@ impl Engine {
                 if let Err(e) = self.commit(event, true) {
                     // The driver stored the bytes before committing: collect them if unused.
                     self.note_stored(stored);
-                    self.gc_local.extend(stored);
+                    self.held.gc_local.extend(stored);
                     return Err(e);
                 }
                 self.unbatched_ops.push(op);
@@ -570,7 +558,7 @@ impl Engine {
                 if let Err(e) = self.on_transfer_done(task, term, downloaded_hash) {
                     // Bytes a fenced-off or cancelled download stored are collected if unused.
                     self.note_stored(downloaded_hash);
-                    self.gc_local.extend(downloaded_hash);
+                    self.held.gc_local.extend(downloaded_hash);
                     return Err(e);
                 }
             }
@@ -588,12 +576,12 @@ impl Engine {
             }
             Input::LocalInventory { hashes } => self.take_inventory(hashes),
             Input::InventoryStarted => {
-                self.journal = Some((FxSet::default(), FxSet::default()));
+                self.held.journal = Some((FxSet::default(), FxSet::default()));
             }
             Input::LocalBytesFound { hashes } => {
                 for h in hashes {
-                    if !self.bytes.contains(&h) {
-                        self.orphans.entry(h).or_insert(self.now);
+                    if !self.held.bytes.contains(&h) {
+                        self.held.orphans.entry(h).or_insert(self.now);
                     }
                 }
             }
@@ -646,7 +634,7 @@ impl Engine {
         self.dirty.pending.insert(ev.id.clone());
         self.note_stored(stored);
         if let Some(h) = stored {
-            self.orphans.remove(&h);
+            self.held.orphans.remove(&h);
         }
         if let (Some(h), Some(row)) = (stored, self.table.get(&id)) {
             // The driver stored these bytes before committing: record it, and let every file

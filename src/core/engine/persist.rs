@@ -112,16 +112,18 @@ impl Engine {
         self.persist_failures = 0;
         // Nothing is left to collect: the bytes are gone.
         self.unbatched_gc.clear();
-        self.gc_local.clear();
-        self.orphans.clear();
-        self.retained.clear();
-        self.journal = None;
-        let before = std::mem::replace(&mut self.bytes, present.into_iter().collect());
+        self.held.gc_local.clear();
+        self.held.orphans.clear();
+        self.held.retained.clear();
+        self.held.journal = None;
+        let before = std::mem::replace(&mut self.held.bytes, present.into_iter().collect());
         let lost: Vec<FileId> = self
             .table
             .rows()
             .filter(|r| r.is_live() && r.remote_key.is_none())
-            .filter(|r| before.contains(&r.content_hash) && !self.bytes.contains(&r.content_hash))
+            .filter(|r| {
+                before.contains(&r.content_hash) && !self.held.bytes.contains(&r.content_hash)
+            })
             .map(|r| r.id.clone())
             .collect();
         // Local copies are what storage holds now; statuses re-derive (downloads queue).
@@ -129,7 +131,7 @@ impl Engine {
         let gone: Vec<FileId> = self
             .local
             .rows()
-            .filter(|r| r.local_hash.is_some_and(|h| !self.bytes.contains(&h)))
+            .filter(|r| r.local_hash.is_some_and(|h| !self.held.bytes.contains(&h)))
             .map(|r| r.file_id.clone())
             .collect();
         for id in &gone {

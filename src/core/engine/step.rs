@@ -20,8 +20,8 @@ impl Engine {
         }
         if let Some(old) = self.local.put(row) {
             // Both the old copy and the old content may have lost their last user.
-            self.gc_local.extend(old.local_hash);
-            self.gc_local.insert(old.content_hash);
+            self.held.gc_local.extend(old.local_hash);
+            self.held.gc_local.insert(old.content_hash);
             self.touched_hashes.insert(old.content_hash);
         }
         self.touched_hashes.insert(hash);
@@ -40,14 +40,14 @@ impl Engine {
         while let Some(id) = self.touched.pop_first() {
             match self.table.get(&id).filter(|r| r.is_live()).cloned() {
                 Some(row) => {
-                    let here = self.bytes.contains(&row.content_hash);
+                    let here = self.held.bytes.contains(&row.content_hash);
                     let fresh = reconcile(&row, self.local.get(&id), here);
                     self.put_local(fresh);
                 }
                 None => {
                     if let Some(old) = self.local.remove(&id) {
-                        self.gc_local.extend(old.local_hash);
-                        self.gc_local.insert(old.content_hash);
+                        self.held.gc_local.extend(old.local_hash);
+                        self.held.gc_local.insert(old.content_hash);
                         self.touched_hashes.insert(old.content_hash);
                         self.dirty.local.insert(id.clone());
                     }
@@ -62,7 +62,7 @@ impl Engine {
         let mut progress = None::<Millis>;
         let mut retry = None::<Millis>;
         let mut stall = None::<Millis>;
-        for t in self.tasks.values() {
+        for t in self.sched.tasks.values() {
             match t.state {
                 TaskState::Backoff(until) => retry = Some(retry.map_or(until, |r| r.min(until))),
                 TaskState::Running { last_activity, .. } => {
@@ -84,10 +84,11 @@ impl Engine {
             }
         }
         let orphans = self
+            .held
             .orphans
             .values()
             .map(|t| t.after(self.cfg.orphan_grace_ms))
-            .chain(self.retained.values().copied())
+            .chain(self.held.retained.values().copied())
             .min();
         self.timers.set(Timer::Orphans, orphans);
         self.timers.set(Timer::Progress, progress);
@@ -133,7 +134,7 @@ impl Engine {
                 None => self.delete_local(gc),
             }
         }
-        let busy = !self.tasks.is_empty()
+        let busy = !self.sched.tasks.is_empty()
             || !self.garbage.is_empty()
             || (self.cfg.mode == Mode::Remote && !self.table.pending().is_empty());
         if busy != self.busy {

@@ -169,8 +169,9 @@ impl Engine {
                 .get(&o.file)
                 .is_some_and(|r| r.authored && r.content_hash == o.replaced);
             if mine {
-                if self.bytes.contains(&o.replaced) {
-                    self.retained
+                if self.held.bytes.contains(&o.replaced) {
+                    self.held
+                        .retained
                         .insert(o.replaced, self.now.after(self.cfg.delete_grace_ms));
                 }
                 self.emit_event(Event::Conflict {

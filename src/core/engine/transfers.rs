@@ -2,6 +2,62 @@
 
 use super::*;
 
+/// The transfer scheduler: one task per content and direction, the queue of ready ones (by
+/// direction, urgency, then age) and the running ones by id. Keeps: a running transfer is a
+/// task in the running state, and back; the queue holds ready tasks only.
+#[derive(Debug)]
+pub(super) struct Scheduler {
+    pub(super) tasks: FxMap<(TransferKind, ContentHash), Task>,
+    pub(super) ready: BTreeSet<(TransferKind, bool, u64, ContentHash)>,
+    pub(super) running: FxMap<TaskId, (TransferKind, ContentHash)>,
+    pub(super) next_task: u64,
+    pub(super) next_order: u64,
+}
+
+impl Scheduler {
+    /// Panics with the first broken invariant of the scheduler (debug builds, after every step).
+    #[cfg(debug_assertions)]
+    pub(super) fn check(&self) {
+        // transfers: a running transfer is a task in the running state, and back.
+        for (task, key) in &self.running {
+            match self.tasks.get(key).map(|t| t.state) {
+                Some(TaskState::Running { id, .. }) if id == *task => {}
+                other => panic!("transfers: running {task:?} {key:?} has task state {other:?}"),
+            }
+        }
+        for (key, t) in &self.tasks {
+            if let TaskState::Running { id, .. } = t.state {
+                assert_eq!(
+                    self.running.get(&id),
+                    Some(key),
+                    "transfers: task {key:?} runs as {id:?}, unknown to the running set"
+                );
+            }
+        }
+        // transfers: the queue holds ready tasks, each once.
+        for (kind, _, _, hash) in &self.ready {
+            let state = self.tasks.get(&(*kind, *hash)).map(|t| t.state);
+            assert_eq!(
+                state,
+                Some(TaskState::Ready),
+                "transfers: queued {kind:?} {hash:?} is not ready"
+            );
+        }
+    }
+}
+
+impl Default for Scheduler {
+    fn default() -> Scheduler {
+        Scheduler {
+            tasks: FxMap::default(),
+            ready: BTreeSet::new(),
+            running: FxMap::default(),
+            next_task: 1,
+            next_order: 0,
+        }
+    }
+}
+
 impl Engine {
     /// Files of the view with this content whose status of `kind` is `status`.
     pub(super) fn rows_with(
@@ -49,7 +105,7 @@ impl Engine {
             // server knows the content is referenced before any byte arrives, and refuses a
             // concurrent delete of it. The bytes must be here, of course.
             TransferKind::Upload => {
-                self.bytes.contains(&hash)
+                self.held.bytes.contains(&hash)
                     && self.table.view_refs(&hash).any(|id| {
                         self.table
                             .confirmed(id)
@@ -64,21 +120,21 @@ impl Engine {
     /// Makes the task of `(kind, hash)` match what the rows want.
     pub(super) fn sync_task(&mut self, kind: TransferKind, hash: ContentHash) {
         let wanted = self.cfg.mode == Mode::Remote && self.wanted(kind, hash);
-        match (wanted, self.tasks.get(&(kind, hash)).map(|t| t.state)) {
+        match (wanted, self.sched.tasks.get(&(kind, hash)).map(|t| t.state)) {
             (true, None) => {
-                self.next_order += 1;
+                self.sched.next_order += 1;
                 // An upload whose attach the server cleared waits out its backoff first.
                 let cleared = match kind {
                     TransferKind::Upload => self.cleared.get(&hash).copied(),
                     TransferKind::Download => None,
                 };
                 let (retries, until) = cleared.unwrap_or((0, self.now));
-                self.tasks.insert(
+                self.sched.tasks.insert(
                     (kind, hash),
                     Task {
                         retries,
                         urgent: false,
-                        order: self.next_order,
+                        order: self.sched.next_order,
                         state: if until > self.now {
                             TaskState::Backoff(until)
                         } else {
@@ -96,7 +152,7 @@ impl Engine {
             }
             (false, Some(state)) => {
                 if let TaskState::Running { id, .. } = state {
-                    self.running.remove(&id);
+                    self.sched.running.remove(&id);
                     self.emit_command(Command::AbortTransfer { task: id });
                 }
                 self.remove_task(kind, hash);
@@ -114,16 +170,16 @@ impl Engine {
     }
 
     pub(super) fn set_ready(&mut self, kind: TransferKind, hash: ContentHash) {
-        if let Some(t) = self.tasks.get_mut(&(kind, hash)) {
+        if let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) {
             t.state = TaskState::Ready;
             t.throttle = Throttle::default();
-            self.ready.insert(Self::ready_key(kind, hash, t));
+            self.sched.ready.insert(Self::ready_key(kind, hash, t));
         }
     }
 
     pub(super) fn remove_task(&mut self, kind: TransferKind, hash: ContentHash) -> Option<Task> {
-        let t = self.tasks.remove(&(kind, hash))?;
-        self.ready.remove(&Self::ready_key(kind, hash, &t));
+        let t = self.sched.tasks.remove(&(kind, hash))?;
+        self.sched.ready.remove(&Self::ready_key(kind, hash, &t));
         Some(t)
     }
 
@@ -140,8 +196,16 @@ impl Engine {
                 TransferKind::Upload => self.cfg.max_uploads,
                 TransferKind::Download => self.cfg.max_downloads,
             };
-            while self.running.values().filter(|(k, _)| *k == kind).count() < limit {
+            while self
+                .sched
+                .running
+                .values()
+                .filter(|(k, _)| *k == kind)
+                .count()
+                < limit
+            {
                 let Some(key) = self
+                    .sched
                     .ready
                     .range((kind, false, 0, ContentHash::from_bytes([0; 32]))..)
                     .next()
@@ -152,7 +216,7 @@ impl Engine {
                 if key.0 != kind {
                     break;
                 }
-                self.ready.remove(&key);
+                self.sched.ready.remove(&key);
                 self.start_transfer(kind, key.3);
             }
         }
@@ -168,15 +232,15 @@ impl Engine {
             self.remove_task(kind, hash);
             return;
         };
-        let task = TaskId(self.next_task);
-        self.next_task += 1;
-        if let Some(t) = self.tasks.get_mut(&(kind, hash)) {
+        let task = TaskId(self.sched.next_task);
+        self.sched.next_task += 1;
+        if let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) {
             t.state = TaskState::Running {
                 id: task,
                 last_activity: self.now,
             };
         }
-        self.running.insert(task, (kind, hash));
+        self.sched.running.insert(task, (kind, hash));
         if kind == TransferKind::Upload && self.unattached.insert(hash) {
             // From now on the bytes may land remotely, even if this attempt is aborted or its
             // leader dies: remember them until a confirmed row points at them.
@@ -205,7 +269,10 @@ impl Engine {
         &mut self,
         task: TaskId,
     ) -> Result<(TransferKind, ContentHash), EngineError> {
-        self.running.remove(&task).ok_or(EngineError::UnknownTask)
+        self.sched
+            .running
+            .remove(&task)
+            .ok_or(EngineError::UnknownTask)
     }
 
     pub(super) fn on_progress(
@@ -216,9 +283,13 @@ impl Engine {
         total: u64,
     ) -> Result<(), EngineError> {
         self.check_term(term)?;
-        let &(kind, hash) = self.running.get(&task).ok_or(EngineError::UnknownTask)?;
+        let &(kind, hash) = self
+            .sched
+            .running
+            .get(&task)
+            .ok_or(EngineError::UnknownTask)?;
         let (now, interval) = (self.now, self.cfg.progress_interval_ms);
-        let Some(t) = self.tasks.get_mut(&(kind, hash)) else {
+        let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) else {
             return Err(EngineError::UnknownTask);
         };
         if let TaskState::Running { last_activity, .. } = &mut t.state {
@@ -254,7 +325,7 @@ impl Engine {
     pub(super) fn flush_progress(&mut self) {
         let (now, interval) = (self.now, self.cfg.progress_interval_ms);
         let mut due = Vec::new();
-        for ((kind, hash), t) in self.tasks.iter_mut() {
+        for ((kind, hash), t) in self.sched.tasks.iter_mut() {
             if let Some((l, tot)) = t.throttle.flush(now, interval) {
                 due.push((*kind, *hash, l, tot));
             }
@@ -267,6 +338,7 @@ impl Engine {
     pub(super) fn check_stalls(&mut self) {
         let limit = self.cfg.stall_timeout_ms;
         let stalled: Vec<TaskId> = self
+            .sched
             .tasks
             .values()
             .filter_map(|t| match t.state {
@@ -279,7 +351,7 @@ impl Engine {
             })
             .collect();
         for task in stalled {
-            if let Some((kind, hash)) = self.running.remove(&task) {
+            if let Some((kind, hash)) = self.sched.running.remove(&task) {
                 self.emit_command(Command::AbortTransfer { task });
                 self.on_transfer_failed(kind, hash, Failure::Timeout);
             }
@@ -307,6 +379,7 @@ impl Engine {
             .find_map(|id| self.table.get(id))
             .map_or(0, |r| r.info.size);
         let held = self
+            .sched
             .tasks
             .get(&(kind, hash))
             .is_some_and(|t| t.throttle.loaded() < total || total == 0);
@@ -383,7 +456,7 @@ impl Engine {
         hash: ContentHash,
         failure: Failure,
     ) {
-        let Some(task) = self.tasks.get(&(kind, hash)) else {
+        let Some(task) = self.sched.tasks.get(&(kind, hash)) else {
             return;
         };
         let retries = task.retries;
@@ -402,7 +475,7 @@ impl Engine {
             }
             Decision::RetryIn(ms) => {
                 let until = self.now.after(ms);
-                if let Some(t) = self.tasks.get_mut(&(kind, hash)) {
+                if let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) {
                     t.retries += 1;
                     t.state = TaskState::Backoff(until);
                 }
@@ -425,6 +498,7 @@ impl Engine {
     pub(super) fn end_backoffs(&mut self, all: bool) {
         let now = self.now;
         let due: Vec<(TransferKind, ContentHash)> = self
+            .sched
             .tasks
             .iter()
             .filter(|(_, t)| matches!(t.state, TaskState::Backoff(until) if all || until <= now))
@@ -449,11 +523,11 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound { id: file.clone() })?;
         let hash = row.content_hash;
         for kind in KINDS {
-            let Some(t) = self.tasks.get(&(kind, hash)) else {
+            let Some(t) = self.sched.tasks.get(&(kind, hash)) else {
                 continue;
             };
-            let was_ready = self.ready.remove(&Self::ready_key(kind, hash, t));
-            let Some(t) = self.tasks.get_mut(&(kind, hash)) else {
+            let was_ready = self.sched.ready.remove(&Self::ready_key(kind, hash, t));
+            let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) else {
                 continue;
             };
             t.urgent = true;
