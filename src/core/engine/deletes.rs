@@ -15,7 +15,7 @@ impl Engine {
             .collect();
         for h in revived {
             self.garbage.remove(&h);
-            self.dirty.garbage = true;
+            self.persist.dirty.garbage = true;
         }
         if !self.can_run() {
             return;
@@ -83,7 +83,7 @@ impl Engine {
         match decision {
             None => {
                 self.garbage.remove(&hash);
-                self.dirty.garbage = true;
+                self.persist.dirty.garbage = true;
             }
             Some((Decision::RetryIn(ms), _)) => {
                 self.garbage
@@ -96,7 +96,7 @@ impl Engine {
             }
             Some((Decision::GiveUp, f)) => {
                 self.garbage.remove(&hash);
-                self.dirty.garbage = true;
+                self.persist.dirty.garbage = true;
                 self.emit_event(Event::SyncError {
                     code: f.code().into(),
                     message: format!("could not delete remote content {hash}: {f}"),

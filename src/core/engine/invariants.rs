@@ -27,9 +27,10 @@ impl Engine {
             "persist: a pending event is not this client's, or numbered past the counter"
         );
         assert!(
-            self.durable_event_n <= self.next_event_n && self.pushed_upto <= self.durable_event_n,
+            self.durable_event_n <= self.next_event_n
+                && self.sync.pushed_upto <= self.durable_event_n,
             "persist: pushed {} / durable {} / next {} out of order",
-            self.pushed_upto,
+            self.sync.pushed_upto,
             self.durable_event_n,
             self.next_event_n
         );

@@ -122,9 +122,9 @@ impl Engine {
         for h in std::mem::take(&mut self.held.gc_local) {
             if self.held.bytes.contains(&h)
                 && self.is_unused_locally(&h)
-                && !self.unbatched_gc.contains(&h)
+                && !self.persist.unbatched_gc.contains(&h)
             {
-                self.unbatched_gc.push(h);
+                self.persist.unbatched_gc.push(h);
             }
         }
     }

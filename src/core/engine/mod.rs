@@ -10,9 +10,10 @@
 //! ## Where each sub-state lives
 //!
 //! Each module owns the methods of one sub-state and keeps its part of the invariants, which
-//! debug builds check after every step (`invariants.rs`). The transfer scheduler
-//! (`transfers::Scheduler`) and what local storage holds (`local_bytes::LocalBytes`) are structs
-//! of their own; the other sub-states' fields are still on [`Engine`], grouped by module:
+//! debug builds check after every step (`invariants.rs`). Persistence (`persist::Persistence`),
+//! event sync (`sync::SyncState`), the transfer scheduler (`transfers::Scheduler`) and what local
+//! storage holds (`local_bytes::LocalBytes`) are structs of their own; the few fields of
+//! leadership (term, leader, paused) and remote deletes (garbage) are still on [`Engine`]:
 //!
 //! | module | sub-state | keeps |
 //! |---|---|---|
@@ -154,23 +155,10 @@ pub struct Engine {
     cleared: FxMap<ContentHash, (u32, Millis)>,
     garbage: FxMap<ContentHash, GcState>,
 
-    dirty: Dirty,
-    batch_in_flight: Option<InFlight>,
-    next_batch: u64,
-    unbatched_ops: Vec<OpId>,
-    /// Contents to delete locally once the state that stopped referencing them is durable.
-    unbatched_gc: Vec<ContentHash>,
-    persist_failures: u32,
-
-    online: bool,
-    health_failures: u32,
-    next_request: u64,
-    push_in_flight: Option<(RequestId, u64)>,
-    pushed_upto: u64,
-    pull_in_flight: Option<RequestId>,
-    pull_wanted: bool,
-    sync_failures: u32,
-    early: BTreeMap<Seq, ConfirmedEvent>,
+    /// Persistence batches (see `persist.rs`).
+    persist: persist::Persistence,
+    /// Event sync with the server and connectivity (see `sync.rs`).
+    sync: sync::SyncState,
 
     term: Term,
     leader: bool,
@@ -234,21 +222,8 @@ impl Engine {
                 .into_iter()
                 .map(|h| (h, GcState::Waiting(now.after(cfg.delete_grace_ms), 0)))
                 .collect(),
-            dirty: Dirty::default(),
-            batch_in_flight: None,
-            next_batch: 1,
-            unbatched_ops: Vec::new(),
-            unbatched_gc: Vec::new(),
-            persist_failures: 0,
-            online: true,
-            health_failures: 0,
-            next_request: 1,
-            push_in_flight: None,
-            pushed_upto: 0,
-            pull_in_flight: None,
-            pull_wanted: cfg.mode == Mode::Remote,
-            sync_failures: 0,
-            early: BTreeMap::new(),
+            persist: persist::Persistence::default(),
+            sync: sync::SyncState::new(cfg.mode == Mode::Remote),
             term: Term(0),
             leader: false,
             paused: false,
@@ -265,7 +240,7 @@ impl Engine {
             table,
             local,
         };
-        e.dirty.local.extend(requeue);
+        e.persist.dirty.local.extend(requeue);
         e.held.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
         if bootstrap {
             e.bootstrap();
@@ -294,13 +269,13 @@ impl Engine {
             match t {
                 Timer::Persist => {}
                 Timer::Health => {
-                    if !self.online {
+                    if !self.sync.online {
                         self.emit_command(Command::CheckHealth);
                     }
                 }
-                Timer::Sync => self.pull_wanted = true,
+                Timer::Sync => self.sync.pull_wanted = true,
                 Timer::PullInterval => {
-                    self.pull_wanted = true;
+                    self.sync.pull_wanted = true;
                     self.timers.set(
                         Timer::PullInterval,
                         Some(self.now.after(self.cfg.pull_interval_ms)),
@@ -411,13 +386,13 @@ impl Engine {
 
     /// Whether the server is believed reachable.
     pub fn is_online(&self) -> bool {
-        self.online
+        self.sync.online
     }
 
     /// Whether anything is left to do: unconfirmed events, transfers, remote deletes or
     /// unpersisted state.
     pub fn is_busy(&self) -> bool {
-        self.busy || !self.dirty.is_empty() || self.batch_in_flight.is_some()
+        self.busy || !self.persist.dirty.is_empty() || self.persist.batch_in_flight.is_some()
     }
 
     /// Everything persisted so far would restore to this (the simulation compares). Lists
@@ -453,8 +428,8 @@ impl Engine {
                 ))
             })
             .collect();
-        self.dirty.local = rows.iter().map(|r| r.file_id.clone()).collect();
-        self.changed = self.dirty.local.clone();
+        self.persist.dirty.local = rows.iter().map(|r| r.file_id.clone()).collect();
+        self.changed = self.persist.dirty.local.clone();
         self.local = LocalState::restore(rows);
     }
 
@@ -497,7 +472,7 @@ impl Engine {
                     self.held.gc_local.extend(stored);
                     return Err(e);
                 }
-                self.unbatched_ops.push(op);
+                self.persist.unbatched_ops.push(op);
             }
             Input::Persisted { batch } => self.on_persisted(batch),
             Input::PersistFailed { batch, failure } => self.on_persist_failed(batch, failure),
@@ -507,34 +482,34 @@ impl Engine {
                 events,
                 has_more,
             } => {
-                if self.pull_in_flight != Some(request) {
+                if self.sync.pull_in_flight != Some(request) {
                     return Err(EngineError::UnknownTask);
                 }
-                self.pull_in_flight = None;
+                self.sync.pull_in_flight = None;
                 self.sync_ok();
                 let before = self.table.cursor();
                 self.receive(events);
-                self.pull_wanted =
-                    has_more || (!self.early.is_empty() && self.table.cursor() > before);
+                self.sync.pull_wanted =
+                    has_more || (!self.sync.early.is_empty() && self.table.cursor() > before);
             }
             Input::SyncFailed { request, failure } => self.on_sync_failed(request, failure)?,
             Input::Live { events } => self.receive(events),
             Input::LiveConnected => {
-                self.pull_wanted = true;
+                self.sync.pull_wanted = true;
                 self.set_online();
             }
             Input::Health { ok } => {
                 if ok {
                     self.set_online();
-                } else if !self.online {
-                    self.health_failures += 1;
+                } else if !self.sync.online {
+                    self.sync.health_failures += 1;
                     self.schedule_health();
                 }
             }
             Input::NetworkHint { online } => {
                 if !online {
                     self.set_offline();
-                } else if !self.online {
+                } else if !self.sync.online {
                     self.timers.set(Timer::Health, Some(self.now));
                 }
             }
@@ -589,8 +564,8 @@ impl Engine {
             Input::Cancel { file } => self.cancel(&file)?,
             Input::RetryErrors => self.retry_errors(),
             Input::SyncNow => {
-                self.pull_wanted = true;
-                if !self.online {
+                self.sync.pull_wanted = true;
+                if !self.sync.online {
                     self.timers.set(Timer::Health, Some(self.now));
                 }
                 self.end_backoffs(true);
@@ -630,8 +605,8 @@ impl Engine {
         };
         self.table.commit_local(ev.clone())?;
         self.next_event_n += 1;
-        self.dirty.meta = true;
-        self.dirty.pending.insert(ev.id.clone());
+        self.persist.dirty.meta = true;
+        self.persist.dirty.pending.insert(ev.id.clone());
         self.note_stored(stored);
         if let Some(h) = stored {
             self.held.orphans.remove(&h);

@@ -2,23 +2,52 @@
 
 use super::*;
 
+/// Persistence batches: what changed since the last batch, the batch being written, and what
+/// waits for a batch to be durable. Keeps: a write is acknowledged only once durable; bytes go
+/// only after the rows that dropped them are durable.
+#[derive(Debug)]
+pub(super) struct Persistence {
+    pub(super) dirty: Dirty,
+    pub(super) batch_in_flight: Option<InFlight>,
+    pub(super) next_batch: u64,
+    /// App writes to acknowledge with the next batch.
+    pub(super) unbatched_ops: Vec<OpId>,
+    /// Contents to delete locally once the state that stopped referencing them is durable.
+    pub(super) unbatched_gc: Vec<ContentHash>,
+    /// Failed writes in a row (the retry delay grows with them).
+    pub(super) persist_failures: u32,
+}
+
+impl Default for Persistence {
+    fn default() -> Persistence {
+        Persistence {
+            dirty: Dirty::default(),
+            batch_in_flight: None,
+            next_batch: 1,
+            unbatched_ops: Vec::new(),
+            unbatched_gc: Vec::new(),
+            persist_failures: 0,
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn flush_persist(&mut self) {
-        if self.batch_in_flight.is_some()
-            || self.dirty.is_empty()
+        if self.persist.batch_in_flight.is_some()
+            || self.persist.dirty.is_empty()
             || self.timers.get(Timer::Persist).is_some()
         {
             return;
         }
-        let mut keys = std::mem::take(&mut self.dirty);
+        let mut keys = std::mem::take(&mut self.persist.dirty);
         let mut b = PersistBatch {
-            id: self.next_batch,
+            id: self.persist.next_batch,
             cursor: self.table.cursor(),
             next_event_n: self.next_event_n,
             log: keys.log.clone(),
             ..PersistBatch::default()
         };
-        self.next_batch += 1;
+        self.persist.next_batch += 1;
         b.rows = keys
             .rows
             .iter()
@@ -47,22 +76,22 @@ impl Engine {
             b.garbage = Some(self.garbage.keys().copied().collect());
         }
         keys.meta = true;
-        self.batch_in_flight = Some(InFlight {
+        self.persist.batch_in_flight = Some(InFlight {
             id: b.id,
             next_event_n: b.next_event_n,
             keys,
-            ops: std::mem::take(&mut self.unbatched_ops),
-            gc: std::mem::take(&mut self.unbatched_gc),
+            ops: std::mem::take(&mut self.persist.unbatched_ops),
+            gc: std::mem::take(&mut self.persist.unbatched_gc),
         });
         self.emit_command(Command::Persist(b));
     }
 
     pub(super) fn on_persisted(&mut self, batch: u64) {
-        let Some(done) = self.batch_in_flight.take_if(|f| f.id == batch) else {
+        let Some(done) = self.persist.batch_in_flight.take_if(|f| f.id == batch) else {
             return;
         };
         self.durable_event_n = self.durable_event_n.max(done.next_event_n);
-        self.persist_failures = 0;
+        self.persist.persist_failures = 0;
         for op in done.ops {
             self.emit_event(Event::Committed { op });
         }
@@ -70,12 +99,13 @@ impl Engine {
     }
 
     pub(super) fn on_persist_failed(&mut self, batch: u64, failure: Failure) {
-        let Some(InFlight { keys, ops, gc, .. }) = self.batch_in_flight.take_if(|f| f.id == batch)
+        let Some(InFlight { keys, ops, gc, .. }) =
+            self.persist.batch_in_flight.take_if(|f| f.id == batch)
         else {
             return;
         };
         // Everything in the batch is dirty again; the next batch re-reads current values.
-        let d = &mut self.dirty;
+        let d = &mut self.persist.dirty;
         let later_log = std::mem::replace(&mut d.log, keys.log);
         d.log.extend(later_log);
         d.rows.extend(keys.rows);
@@ -84,16 +114,16 @@ impl Engine {
         d.meta = true;
         d.unattached |= keys.unattached;
         d.garbage |= keys.garbage;
-        self.unbatched_gc.extend(gc);
+        self.persist.unbatched_gc.extend(gc);
         let mut ops = ops;
-        ops.append(&mut self.unbatched_ops);
-        self.unbatched_ops = ops;
+        ops.append(&mut self.persist.unbatched_ops);
+        self.persist.unbatched_ops = ops;
         self.emit_event(Event::StorageError {
             code: failure.code().into(),
             message: failure.to_string(),
         });
-        let delay = (100u64 << self.persist_failures.min(6)).min(5_000);
-        self.persist_failures += 1;
+        let delay = (100u64 << self.persist.persist_failures.min(6)).min(5_000);
+        self.persist.persist_failures += 1;
         self.timers.set(Timer::Persist, Some(self.now.after(delay)));
     }
 
@@ -103,15 +133,15 @@ impl Engine {
         self.stop_running(true);
         // The batch being written went with the old database: its writes are made again (with
         // everything else, below), and its app writes acknowledged once they are durable.
-        if let Some(f) = self.batch_in_flight.take() {
+        if let Some(f) = self.persist.batch_in_flight.take() {
             let mut ops = f.ops;
-            ops.append(&mut self.unbatched_ops);
-            self.unbatched_ops = ops;
+            ops.append(&mut self.persist.unbatched_ops);
+            self.persist.unbatched_ops = ops;
         }
         self.timers.set(Timer::Persist, None);
-        self.persist_failures = 0;
+        self.persist.persist_failures = 0;
         // Nothing is left to collect: the bytes are gone.
-        self.unbatched_gc.clear();
+        self.persist.unbatched_gc.clear();
         self.held.gc_local.clear();
         self.held.orphans.clear();
         self.held.retained.clear();
@@ -139,7 +169,7 @@ impl Engine {
         }
         self.touched.extend(ids.iter().cloned());
         // Everything in memory goes to the new database.
-        let d = &mut self.dirty;
+        let d = &mut self.persist.dirty;
         d.rows
             .extend(self.table.confirmed_rows().map(|r| r.id.clone()));
         d.pending

@@ -25,7 +25,7 @@ impl Engine {
             self.touched_hashes.insert(old.content_hash);
         }
         self.touched_hashes.insert(hash);
-        self.dirty.local.insert(id.clone());
+        self.persist.dirty.local.insert(id.clone());
         self.changed.insert(id);
     }
 
@@ -49,7 +49,7 @@ impl Engine {
                         self.held.gc_local.extend(old.local_hash);
                         self.held.gc_local.insert(old.content_hash);
                         self.touched_hashes.insert(old.content_hash);
-                        self.dirty.local.insert(id.clone());
+                        self.persist.dirty.local.insert(id.clone());
                     }
                 }
             }
@@ -127,9 +127,9 @@ impl Engine {
         // Deletes wait for the batch holding the change that made them garbage: the next one
         // if something is still dirty, the one being written otherwise; with neither, the
         // state on disk already has no use for the bytes.
-        if !self.unbatched_gc.is_empty() && self.dirty.is_empty() {
-            let gc = std::mem::take(&mut self.unbatched_gc);
-            match self.batch_in_flight.as_mut() {
+        if !self.persist.unbatched_gc.is_empty() && self.persist.dirty.is_empty() {
+            let gc = std::mem::take(&mut self.persist.unbatched_gc);
+            match self.persist.batch_in_flight.as_mut() {
                 Some(f) => f.gc.extend(gc),
                 None => self.delete_local(gc),
             }

@@ -2,35 +2,74 @@
 
 use super::*;
 
+/// Event sync with the server: the push and pull in flight, what was pushed, events that came
+/// early, and whether the server is believed reachable. Keeps: confirmed events apply in
+/// sequence order, each once; only durable events are pushed.
+#[derive(Debug)]
+pub(super) struct SyncState {
+    pub(super) online: bool,
+    pub(super) health_failures: u32,
+    pub(super) next_request: u64,
+    /// The push in flight and the event number after its last event.
+    pub(super) push_in_flight: Option<(RequestId, u64)>,
+    /// Events numbered below this were pushed (maybe not confirmed yet).
+    pub(super) pushed_upto: u64,
+    pub(super) pull_in_flight: Option<RequestId>,
+    pub(super) pull_wanted: bool,
+    pub(super) sync_failures: u32,
+    /// Confirmed events that arrived ahead of the cursor.
+    pub(super) early: BTreeMap<Seq, ConfirmedEvent>,
+}
+
+impl SyncState {
+    /// A store that syncs wants a pull at once.
+    pub(super) fn new(remote: bool) -> SyncState {
+        SyncState {
+            online: true,
+            health_failures: 0,
+            next_request: 1,
+            push_in_flight: None,
+            pushed_upto: 0,
+            pull_in_flight: None,
+            pull_wanted: remote,
+            sync_failures: 0,
+            early: BTreeMap::new(),
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn next_request(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId(self.next_request)
+        self.sync.next_request += 1;
+        RequestId(self.sync.next_request)
     }
 
     pub(super) fn maybe_sync(&mut self) {
-        if self.cfg.mode != Mode::Remote || !self.online || self.timers.get(Timer::Sync).is_some() {
+        if self.cfg.mode != Mode::Remote
+            || !self.sync.online
+            || self.timers.get(Timer::Sync).is_some()
+        {
             return;
         }
-        if self.push_in_flight.is_none() {
+        if self.sync.push_in_flight.is_none() {
             let events: Vec<ClientEvent> = self
                 .table
                 .pending()
                 .iter()
-                .filter(|p| p.id.n >= self.pushed_upto && p.id.n < self.durable_event_n)
+                .filter(|p| p.id.n >= self.sync.pushed_upto && p.id.n < self.durable_event_n)
                 .take(self.cfg.batch_limit)
                 .cloned()
                 .collect();
             if let Some(last) = events.last() {
                 let request = self.next_request();
-                self.push_in_flight = Some((request, last.id.n + 1));
+                self.sync.push_in_flight = Some((request, last.id.n + 1));
                 self.emit_command(Command::Push { request, events });
             }
         }
-        if self.pull_wanted && self.pull_in_flight.is_none() {
-            self.pull_wanted = false;
+        if self.sync.pull_wanted && self.sync.pull_in_flight.is_none() {
+            self.sync.pull_wanted = false;
             let request = self.next_request();
-            self.pull_in_flight = Some(request);
+            self.sync.pull_in_flight = Some(request);
             self.emit_command(Command::Pull {
                 request,
                 after: self.table.cursor(),
@@ -44,10 +83,10 @@ impl Engine {
         request: RequestId,
         confirmed: Vec<ConfirmedEvent>,
     ) -> Result<(), EngineError> {
-        let Some((_, upto)) = self.push_in_flight.take_if(|(r, _)| *r == request) else {
+        let Some((_, upto)) = self.sync.push_in_flight.take_if(|(r, _)| *r == request) else {
             return Err(EngineError::UnknownTask);
         };
-        self.pushed_upto = self.pushed_upto.max(upto);
+        self.sync.pushed_upto = self.sync.pushed_upto.max(upto);
         self.sync_ok();
         // Our own events with their positions: no need to wait for the live channel.
         self.receive(confirmed);
@@ -60,14 +99,19 @@ impl Engine {
         failure: Failure,
     ) -> Result<(), EngineError> {
         if self
+            .sync
             .push_in_flight
             .take_if(|(r, _)| *r == request)
             .is_none()
-            && self.pull_in_flight.take_if(|r| *r == request).is_none()
+            && self
+                .sync
+                .pull_in_flight
+                .take_if(|r| *r == request)
+                .is_none()
         {
             return Err(EngineError::UnknownTask);
         }
-        self.pull_wanted = true;
+        self.sync.pull_wanted = true;
         if matches!(failure, Failure::Offline | Failure::Timeout) {
             self.set_offline();
             return Ok(());
@@ -79,6 +123,7 @@ impl Engine {
         });
         // Sync never gives up: it backs off to the longest delay and keeps trying.
         let retries = self
+            .sync
             .sync_failures
             .min(self.cfg.retry.max_retries.saturating_sub(1));
         let delay = match self
@@ -95,13 +140,13 @@ impl Engine {
             } => delay.max(after),
             _ => delay,
         };
-        self.sync_failures += 1;
+        self.sync.sync_failures += 1;
         self.timers.set(Timer::Sync, Some(self.now.after(delay)));
         Ok(())
     }
 
     pub(super) fn sync_ok(&mut self) {
-        self.sync_failures = 0;
+        self.sync.sync_failures = 0;
         self.set_online();
     }
 
@@ -111,26 +156,26 @@ impl Engine {
         let cursor = self.table.cursor();
         for ev in events {
             if ev.seq > cursor {
-                self.early.insert(ev.seq, ev);
+                self.sync.early.insert(ev.seq, ev);
             }
         }
-        while self.early.len() > EARLY_LIMIT {
-            self.early.pop_last();
+        while self.sync.early.len() > EARLY_LIMIT {
+            self.sync.early.pop_last();
         }
         let mut run = Vec::new();
         let mut next = Seq(cursor.0 + 1);
-        while let Some(ev) = self.early.remove(&next) {
+        while let Some(ev) = self.sync.early.remove(&next) {
             run.push(ev);
             next = Seq(next.0 + 1);
         }
-        if !self.early.is_empty() {
-            self.pull_wanted = true;
+        if !self.sync.early.is_empty() {
+            self.sync.pull_wanted = true;
         }
         if run.is_empty() {
             return;
         }
         let applied = self.table.apply_confirmed(&self.cfg.store, run);
-        self.dirty.meta = true;
+        self.persist.dirty.meta = true;
         for (seq, e) in &applied.rejected {
             self.emit_event(Event::SyncError {
                 code: e.code().into(),
@@ -139,14 +184,17 @@ impl Engine {
             });
         }
         for ev in &applied.applied {
-            self.dirty.rows.insert(ev.event.file_id().clone());
+            self.persist.dirty.rows.insert(ev.event.file_id().clone());
             // Our own events leave the pending table. Only ours: it is keyed by event number
             // alone, and another client's event with the same number must not delete ours.
             if ev.id.client == self.cfg.client {
-                self.dirty.pending.insert(ev.id.clone());
+                self.persist.dirty.pending.insert(ev.id.clone());
             }
         }
-        self.dirty.log.extend(applied.applied.iter().cloned());
+        self.persist
+            .dirty
+            .log
+            .extend(applied.applied.iter().cloned());
         // Our own events, confirmed: their files are now synced as shown (or closer to it).
         for ev in &applied.applied {
             if ev.id.client == self.cfg.client {
@@ -284,7 +332,7 @@ impl Engine {
                 }
             }
         }
-        self.dirty.unattached |= changed;
+        self.persist.dirty.unattached |= changed;
     }
 
     pub(super) fn add_garbage(&mut self, h: ContentHash) {
@@ -296,23 +344,23 @@ impl Engine {
             // Wait out the grace period: an aborted upload of this content may still land.
             let at = self.now.after(self.cfg.delete_grace_ms);
             self.garbage.insert(h, GcState::Waiting(at, 0));
-            self.dirty.garbage = true;
+            self.persist.dirty.garbage = true;
         }
     }
 
     pub(super) fn set_online(&mut self) {
-        if !self.online {
-            self.online = true;
-            self.health_failures = 0;
+        if !self.sync.online {
+            self.sync.online = true;
+            self.sync.health_failures = 0;
             self.timers.set(Timer::Health, None);
-            self.pull_wanted = true;
+            self.sync.pull_wanted = true;
             self.emit_event(Event::Online);
         }
     }
 
     pub(super) fn set_offline(&mut self) {
-        if self.online && self.cfg.mode == Mode::Remote {
-            self.online = false;
+        if self.sync.online && self.cfg.mode == Mode::Remote {
+            self.sync.online = false;
             self.emit_event(Event::Offline);
             self.schedule_health();
         }
@@ -322,7 +370,7 @@ impl Engine {
         let exp = self
             .cfg
             .reconnect_base_ms
-            .saturating_mul(1 << self.health_failures.min(16))
+            .saturating_mul(1 << self.sync.health_failures.min(16))
             .min(self.cfg.max_reconnect_ms);
         let delay = exp / 2 + self.rng.below(exp / 2 + 1);
         self.timers.set(Timer::Health, Some(self.now.after(delay)));

@@ -184,7 +184,7 @@ impl Engine {
     }
 
     pub(super) fn can_run(&self) -> bool {
-        self.cfg.mode == Mode::Remote && self.leader && self.online && !self.paused
+        self.cfg.mode == Mode::Remote && self.leader && self.sync.online && !self.paused
     }
 
     pub(super) fn start_transfers(&mut self) {
@@ -244,7 +244,7 @@ impl Engine {
         if kind == TransferKind::Upload && self.unattached.insert(hash) {
             // From now on the bytes may land remotely, even if this attempt is aborted or its
             // leader dies: remember them until a confirmed row points at them.
-            self.dirty.unattached = true;
+            self.persist.dirty.unattached = true;
         }
         for file in self.set_rows_status(
             kind,
