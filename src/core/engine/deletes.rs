@@ -2,10 +2,18 @@
 
 use super::*;
 
+/// Remote deletes: content to delete from the server once nothing references it, with when
+/// the next attempt may run. Keeps: content is deleted remotely only when nothing references it.
+#[derive(Debug, Default)]
+pub(super) struct RemoteGc {
+    pub(super) garbage: FxMap<ContentHash, GcState>,
+}
+
 impl Engine {
     pub(super) fn start_deletes(&mut self) {
         // Content referenced again (the same bytes saved anew) is not garbage any more.
         let revived: Vec<ContentHash> = self
+            .gc
             .garbage
             .iter()
             .filter(|(h, st)| {
@@ -14,18 +22,20 @@ impl Engine {
             .map(|(h, _)| *h)
             .collect();
         for h in revived {
-            self.garbage.remove(&h);
+            self.gc.garbage.remove(&h);
             self.persist.dirty.garbage = true;
         }
         if !self.can_run() {
             return;
         }
         let running = self
+            .gc
             .garbage
             .values()
             .filter(|s| matches!(s, GcState::Running(..)))
             .count();
         let due: Vec<(ContentHash, u32)> = self
+            .gc
             .garbage
             .iter()
             .filter_map(|(h, s)| match *s {
@@ -37,10 +47,10 @@ impl Engine {
         for (h, n) in due {
             let task = TaskId(self.sched.next_task);
             self.sched.next_task += 1;
-            self.garbage.insert(h, GcState::Running(task, n));
+            self.gc.garbage.insert(h, GcState::Running(task, n));
             self.emit_command(Command::DeleteRemote {
                 task,
-                term: self.term,
+                term: self.lead.term,
                 key: RemoteKey::for_content(&self.cfg.store, &h),
             });
         }
@@ -54,6 +64,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.check_term(term)?;
         let (hash, retries) = self
+            .gc
             .garbage
             .iter()
             .find_map(|(h, s)| match s {
@@ -82,20 +93,22 @@ impl Engine {
         };
         match decision {
             None => {
-                self.garbage.remove(&hash);
+                self.gc.garbage.remove(&hash);
                 self.persist.dirty.garbage = true;
             }
             Some((Decision::RetryIn(ms), _)) => {
-                self.garbage
+                self.gc
+                    .garbage
                     .insert(hash, GcState::Waiting(self.now.after(ms), retries + 1));
             }
             Some((Decision::WaitOnline, _)) => {
-                self.garbage
+                self.gc
+                    .garbage
                     .insert(hash, GcState::Waiting(self.now, retries));
                 self.set_offline();
             }
             Some((Decision::GiveUp, f)) => {
-                self.garbage.remove(&hash);
+                self.gc.garbage.remove(&hash);
                 self.persist.dirty.garbage = true;
                 self.emit_event(Event::SyncError {
                     code: f.code().into(),

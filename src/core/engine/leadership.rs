@@ -2,29 +2,48 @@
 
 use super::*;
 
+/// Leadership: the highest term seen, whether a leader runs transfers now, and whether the app
+/// paused them. Keeps: reports of an older term are refused.
+#[derive(Debug)]
+pub(super) struct LeaderState {
+    pub(super) term: Term,
+    pub(super) leader: bool,
+    pub(super) paused: bool,
+}
+
+impl Default for LeaderState {
+    fn default() -> LeaderState {
+        LeaderState {
+            term: Term(0),
+            leader: false,
+            paused: false,
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn check_term(&self, term: Term) -> Result<(), EngineError> {
-        if term != self.term || !self.leader {
+        if term != self.lead.term || !self.lead.leader {
             return Err(EngineError::StaleTerm {
                 got: term,
-                current: self.term,
+                current: self.lead.term,
             });
         }
         Ok(())
     }
 
     pub(super) fn on_leader_elected(&mut self, term: Term) -> Result<(), EngineError> {
-        if term <= self.term {
+        if term <= self.lead.term {
             return Err(EngineError::StaleTerm {
                 got: term,
-                current: self.term,
+                current: self.lead.term,
             });
         }
         self.stop_running(false);
-        self.term = term;
+        self.lead.term = term;
         // The previous leader may have died between storing bytes and reporting them.
         self.emit_command(Command::ListLocalBytes);
-        self.leader = true;
+        self.lead.leader = true;
         // Recovery: whatever the previous leader left running or failed is queued again
         // (livestore-filesync left `queued` rows stranded until someone called triggerSync).
         let mut requeued = Vec::new();
@@ -76,7 +95,7 @@ impl Engine {
                 TransferStatus::Queued,
             );
         }
-        for st in self.garbage.values_mut() {
+        for st in self.gc.garbage.values_mut() {
             if let GcState::Running(_, n) = *st {
                 *st = GcState::Waiting(self.now, n);
             }

@@ -10,10 +10,10 @@
 //! ## Where each sub-state lives
 //!
 //! Each module owns the methods of one sub-state and keeps its part of the invariants, which
-//! debug builds check after every step (`invariants.rs`). Persistence (`persist::Persistence`),
-//! event sync (`sync::SyncState`), the transfer scheduler (`transfers::Scheduler`) and what local
-//! storage holds (`local_bytes::LocalBytes`) are structs of their own; the few fields of
-//! leadership (term, leader, paused) and remote deletes (garbage) are still on [`Engine`]:
+//! debug builds check after every step (`invariants.rs`). Each sub-state's fields are a struct
+//! of its module (`persist::Persistence`, `sync::SyncState`, `transfers::Scheduler`,
+//! `deletes::RemoteGc`, `local_bytes::LocalBytes`, `leadership::LeaderState`); [`Engine`] holds
+//! them with what every step shares (the files table, the per-client rows, the step's scratch):
 //!
 //! | module | sub-state | keeps |
 //! |---|---|---|
@@ -153,16 +153,16 @@ pub struct Engine {
     /// it (it does not hold the bytes the signer took) costs retries from the budget, not an
     /// upload loop. Gone once an attach of the content is confirmed with its key.
     cleared: FxMap<ContentHash, (u32, Millis)>,
-    garbage: FxMap<ContentHash, GcState>,
+    /// Remote deletes (see `deletes.rs`).
+    gc: deletes::RemoteGc,
 
     /// Persistence batches (see `persist.rs`).
     persist: persist::Persistence,
     /// Event sync with the server and connectivity (see `sync.rs`).
     sync: sync::SyncState,
 
-    term: Term,
-    leader: bool,
-    paused: bool,
+    /// Leadership (see `leadership.rs`).
+    lead: leadership::LeaderState,
     /// The transfer scheduler's state (see `transfers.rs`).
     sched: transfers::Scheduler,
 
@@ -217,16 +217,16 @@ impl Engine {
             durable_event_n: snapshot.next_event_n,
             unattached: snapshot.unattached.into_iter().collect(),
             cleared: FxMap::default(),
-            garbage: snapshot
-                .garbage
-                .into_iter()
-                .map(|h| (h, GcState::Waiting(now.after(cfg.delete_grace_ms), 0)))
-                .collect(),
+            gc: deletes::RemoteGc {
+                garbage: snapshot
+                    .garbage
+                    .into_iter()
+                    .map(|h| (h, GcState::Waiting(now.after(cfg.delete_grace_ms), 0)))
+                    .collect(),
+            },
             persist: persist::Persistence::default(),
             sync: sync::SyncState::new(cfg.mode == Mode::Remote),
-            term: Term(0),
-            leader: false,
-            paused: false,
+            lead: leadership::LeaderState::default(),
             sched: transfers::Scheduler::default(),
             touched: BTreeSet::new(),
             touched_hashes: FxSet::default(),
@@ -376,12 +376,12 @@ impl Engine {
 
     /// The highest leadership term seen (whether or not a leader runs now).
     pub fn term(&self) -> Term {
-        self.term
+        self.lead.term
     }
 
     /// Whether a leader is running transfers.
     pub fn leader_term(&self) -> Option<Term> {
-        self.leader.then_some(self.term)
+        self.lead.leader.then_some(self.lead.term)
     }
 
     /// Whether the server is believed reachable.
@@ -400,7 +400,7 @@ impl Engine {
     pub fn snapshot(&self) -> Snapshot {
         let mut unattached: Vec<ContentHash> = self.unattached.iter().copied().collect();
         unattached.sort_unstable();
-        let mut garbage: Vec<ContentHash> = self.garbage.keys().copied().collect();
+        let mut garbage: Vec<ContentHash> = self.gc.garbage.keys().copied().collect();
         garbage.sort_unstable();
         Snapshot {
             rows: self.table.confirmed_rows().cloned().collect(),
@@ -516,7 +516,7 @@ impl Engine {
             Input::LeaderElected { term } => self.on_leader_elected(term)?,
             Input::LeaderLost { term } => {
                 self.check_term(term)?;
-                self.leader = false;
+                self.lead.leader = false;
                 self.stop_running(false);
             }
             Input::TransferProgress {
@@ -571,10 +571,10 @@ impl Engine {
                 self.end_backoffs(true);
             }
             Input::Pause => {
-                self.paused = true;
+                self.lead.paused = true;
                 self.stop_running(true);
             }
-            Input::Resume => self.paused = false,
+            Input::Resume => self.lead.paused = false,
             Input::StorageLost { present } => self.storage_lost(present),
         }
         Ok(())

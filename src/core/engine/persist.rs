@@ -73,7 +73,7 @@ impl Engine {
             b.unattached = Some(self.unattached.iter().copied().collect());
         }
         if keys.garbage {
-            b.garbage = Some(self.garbage.keys().copied().collect());
+            b.garbage = Some(self.gc.garbage.keys().copied().collect());
         }
         keys.meta = true;
         self.persist.batch_in_flight = Some(InFlight {

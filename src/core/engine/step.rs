@@ -75,7 +75,7 @@ impl Engine {
                 _ => {}
             }
         }
-        for st in self.garbage.values() {
+        for st in self.gc.garbage.values() {
             // Due entries need no timer: they start as soon as a leader can run them.
             if let GcState::Waiting(until, _) = *st {
                 if until > self.now {
@@ -135,7 +135,7 @@ impl Engine {
             }
         }
         let busy = !self.sched.tasks.is_empty()
-            || !self.garbage.is_empty()
+            || !self.gc.garbage.is_empty()
             || (self.cfg.mode == Mode::Remote && !self.table.pending().is_empty());
         if busy != self.busy {
             self.busy = busy;

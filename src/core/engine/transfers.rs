@@ -184,7 +184,7 @@ impl Engine {
     }
 
     pub(super) fn can_run(&self) -> bool {
-        self.cfg.mode == Mode::Remote && self.leader && self.sync.online && !self.paused
+        self.cfg.mode == Mode::Remote && self.lead.leader && self.sync.online && !self.lead.paused
     }
 
     pub(super) fn start_transfers(&mut self) {
@@ -256,7 +256,7 @@ impl Engine {
         }
         self.emit_command(Command::StartTransfer(TransferOrder {
             task,
-            term: self.term,
+            term: self.lead.term,
             kind,
             hash,
             key: RemoteKey::for_content(&self.cfg.store, &hash),
@@ -508,7 +508,7 @@ impl Engine {
             self.set_ready(kind, hash);
         }
         if all {
-            for st in self.garbage.values_mut() {
+            for st in self.gc.garbage.values_mut() {
                 if let GcState::Waiting(until, n) = *st {
                     *st = GcState::Waiting(until.min(now), n);
                 }
