@@ -59,12 +59,7 @@ impl Tab {
         if self.inner.state.borrow().disposed {
             return;
         }
-        let leads = self
-            .inner
-            .leadership
-            .borrow()
-            .as_ref()
-            .is_some_and(|l| l.is_leader());
+        let leads = self.holds_leader_lock();
         if leads {
             // Holders hear of the loss (and campaign again at once): this lock was granted
             // after the storage went. The hub dropped its leader: ask for a new term.
@@ -83,15 +78,20 @@ impl Tab {
         self.watch_hub();
     }
 
-    /// Runs a transfer the hub asked for, if this tab still leads; its reports carry the
-    /// job's term, so the hub ignores them once another tab leads.
-    pub(super) fn run_transfer(&self, job: crate::runtime::protocol::TransferJob) {
-        let leads = self
-            .inner
+    /// Whether this tab's campaign holds the leader lock now (what the browser granted; the
+    /// hub's word on who leads is [`Tab::is_leader`]).
+    pub(super) fn holds_leader_lock(&self) -> bool {
+        self.inner
             .leadership
             .borrow()
             .as_ref()
-            .is_some_and(|l| l.is_leader());
+            .is_some_and(|l| l.is_leader())
+    }
+
+    /// Runs a transfer the hub asked for, if this tab still leads; its reports carry the
+    /// job's term, so the hub ignores them once another tab leads.
+    pub(super) fn run_transfer(&self, job: crate::runtime::protocol::TransferJob) {
+        let leads = self.holds_leader_lock();
         let Some(remote) = self.inner.remote.clone() else {
             return;
         };

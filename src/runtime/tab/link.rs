@@ -66,12 +66,7 @@ impl Tab {
             p.moved = true;
         }
         self.post(&self.inner.hello);
-        let leads = self
-            .inner
-            .leadership
-            .borrow()
-            .as_ref()
-            .is_some_and(|l| l.is_leader());
+        let leads = self.holds_leader_lock();
         if leads {
             self.post(&ToHub::Elected {
                 tab: self.inner.tab.clone(),
