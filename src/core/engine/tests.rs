@@ -273,7 +273,14 @@ fn created(id: &str, content: &str) -> FileEvent {
     })
 }
 
-fn uploaded_by_other(id: &str, content: &str) -> FileEvent {
+/// Another client's update of `id` to `content`, with its remote key: an upload's attach
+/// (conditional on the content) or an edit made on top of `previous`.
+fn updated_by_other(
+    id: &str,
+    content: &str,
+    expected: Option<&str>,
+    previous: Option<&str>,
+) -> FileEvent {
     let h = hash(content);
     FileEvent::Updated(FileUpdated {
         id: fid(id),
@@ -287,9 +294,13 @@ fn uploaded_by_other(id: &str, content: &str) -> FileEvent {
         },
         metadata: MetadataPatch::Keep,
         updated_at: Millis(2),
-        expected_content_hash: Some(h),
-        previous_content_hash: None,
+        expected_content_hash: expected.map(hash),
+        previous_content_hash: previous.map(hash),
     })
+}
+
+fn uploaded_by_other(id: &str, content: &str) -> FileEvent {
+    updated_by_other(id, content, Some(content), None)
 }
 
 use TransferStatus::*;
@@ -1031,20 +1042,7 @@ fn uploaded_is_not_synced_until_the_server_confirms_the_attach() {
         !h.events().contains(&Event::SyncComplete),
         "not complete while an event is unconfirmed"
     );
-    let (request, events) = h
-        .commands()
-        .into_iter()
-        .find_map(|c| match c {
-            Command::Push { request, events } => Some((request, events)),
-            _ => None,
-        })
-        .expect("the attach push");
-    let confirmed = vec![ConfirmedEvent {
-        seq: Seq(h.log.len() as u64 + 1),
-        id: events[0].id.clone(),
-        event: events[0].event.clone(),
-    }];
-    h.input(Input::Pushed { request, confirmed }).unwrap();
+    answer_push(&mut h, |e| e);
     let view = h.e.file(&fid("f1")).unwrap();
     assert!(view.display.is_synced);
     let s = h.e.status();
@@ -1357,22 +1355,7 @@ fn a_restart_whose_listing_matches_the_rows_reports_no_change() {
 
 /// Another client's edit of `id` to `content`, made on top of `base`.
 fn edited_by_other(id: &str, content: &str, base: &str) -> FileEvent {
-    let h = hash(content);
-    FileEvent::Updated(FileUpdated {
-        id: fid(id),
-        path: format!("files/{id}"),
-        remote_key: Some(RemoteKey::for_content(&StoreId::new(STORE).unwrap(), &h)),
-        content_hash: h,
-        info: FileInfo {
-            name: format!("{id}.txt"),
-            mime_type: "text/plain".into(),
-            size: content.len() as u64,
-        },
-        metadata: MetadataPatch::Keep,
-        updated_at: Millis(3),
-        expected_content_hash: None,
-        previous_content_hash: Some(hash(base)),
-    })
+    updated_by_other(id, content, None, Some(base))
 }
 
 #[test]
