@@ -148,11 +148,6 @@ pub struct Engine {
     /// never reuse the number of an event the server already has.
     durable_event_n: u64,
     unattached: FxSet<ContentHash>,
-    /// Contents whose attach the server recorded without the remote key, this session: how
-    /// many times in a row, and not before when to upload again. A server that keeps clearing
-    /// it (it does not hold the bytes the signer took) costs retries from the budget, not an
-    /// upload loop. Gone once an attach of the content is confirmed with its key.
-    cleared: FxMap<ContentHash, (u32, Millis)>,
     /// Remote deletes (see `deletes.rs`).
     gc: deletes::RemoteGc,
 
@@ -216,7 +211,6 @@ impl Engine {
             next_event_n: snapshot.next_event_n,
             durable_event_n: snapshot.next_event_n,
             unattached: snapshot.unattached.into_iter().collect(),
-            cleared: FxMap::default(),
             gc: deletes::RemoteGc {
                 garbage: snapshot
                     .garbage

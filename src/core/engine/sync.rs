@@ -201,7 +201,7 @@ impl Engine {
                 self.changed.insert(ev.event.file_id().clone());
                 if let FileEvent::Updated(u) = &ev.event {
                     if u.remote_key.is_some() {
-                        self.cleared.remove(&u.content_hash);
+                        self.sched.cleared.remove(&u.content_hash);
                     }
                 }
             }
@@ -252,7 +252,7 @@ impl Engine {
     /// and [`Self::sync_task`] holds it back until the backoff ends.
     pub(super) fn on_key_cleared(&mut self, hash: ContentHash) {
         let failure = Failure::KeyCleared;
-        let retries = self.cleared.get(&hash).map_or(0, |c| c.0);
+        let retries = self.sched.cleared.get(&hash).map_or(0, |c| c.0);
         let files: Vec<FileId> = self
             .table
             .view_refs(&hash)
@@ -261,12 +261,14 @@ impl Engine {
             .collect();
         match self.cfg.retry.decide(&failure, retries, &mut self.rng) {
             Decision::RetryIn(ms) => {
-                self.cleared.insert(hash, (retries + 1, self.now.after(ms)));
+                self.sched
+                    .cleared
+                    .insert(hash, (retries + 1, self.now.after(ms)));
                 self.report_failure(TransferKind::Upload, files, &failure, Some(ms));
             }
             // Not an offline failure: only the budget ends it.
             Decision::WaitOnline | Decision::GiveUp => {
-                self.cleared.remove(&hash);
+                self.sched.cleared.remove(&hash);
                 self.report_failure(TransferKind::Upload, files, &failure, None);
             }
         }

@@ -12,6 +12,11 @@ pub(super) struct Scheduler {
     pub(super) running: FxMap<TaskId, (TransferKind, ContentHash)>,
     pub(super) next_task: u64,
     pub(super) next_order: u64,
+    /// Contents whose attach the server recorded without the remote key, this session: how
+    /// many times in a row, and not before when to upload again. A server that keeps clearing
+    /// it (it does not hold the bytes the signer took) costs retries from the budget, not an
+    /// upload loop. Gone once an attach of the content is confirmed with its key.
+    pub(super) cleared: FxMap<ContentHash, (u32, Millis)>,
 }
 
 impl Scheduler {
@@ -54,6 +59,7 @@ impl Default for Scheduler {
             running: FxMap::default(),
             next_task: 1,
             next_order: 0,
+            cleared: FxMap::default(),
         }
     }
 }
@@ -125,7 +131,7 @@ impl Engine {
                 self.sched.next_order += 1;
                 // An upload whose attach the server cleared waits out its backoff first.
                 let cleared = match kind {
-                    TransferKind::Upload => self.cleared.get(&hash).copied(),
+                    TransferKind::Upload => self.sched.cleared.get(&hash).copied(),
                     TransferKind::Download => None,
                 };
                 let (retries, until) = cleared.unwrap_or((0, self.now));
@@ -575,7 +581,7 @@ impl Engine {
     }
 
     pub(super) fn retry_errors(&mut self) {
-        self.cleared.clear();
+        self.sched.cleared.clear();
         let ids: Vec<FileId> = self
             .local
             .rows()
