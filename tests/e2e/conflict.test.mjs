@@ -4,7 +4,7 @@
 //   node --test tests/e2e/conflict.test.mjs   (after the package and server builds)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TOKEN, WAIT, useServer, save, twoDevices, waitLocal, readText } from './harness.mjs';
+import { WAIT, useServer, save, twoDevices, waitLocal, readText, serverEvents } from './harness.mjs';
 
 const env = useServer();
 
@@ -15,10 +15,7 @@ const edit = (page, id, text) => page.evaluate(([id, text]) =>
 async function serverWinner(store, id, hashes) {
   const t0 = Date.now();
   for (;;) {
-    const res = await fetch(`${env.server.url}/api/v1/stores/${store}/events?after=0&limit=1000`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    const edits = (await res.json()).events
+    const edits = (await serverEvents(store))
       // Edits, not upload attaches (conditional updates that change no content).
       .filter((e) => e.name === 'v1.FileUpdated' && !e.args.expectedContentHash)
       .filter((e) => e.args.id === id && hashes.includes(e.args.contentHash))

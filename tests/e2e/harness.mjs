@@ -112,6 +112,21 @@ export async function saveUploaded(page, name, text) {
   return saved;
 }
 
+/** Every event the server stores for `store`, in order, read as a client would (all pages). */
+export async function serverEvents(store, serverUrl = env.server.url) {
+  const all = [];
+  for (;;) {
+    const after = all.at(-1)?.seq ?? 0;
+    const res = await fetch(`${serverUrl}/api/v1/stores/${store}/events?after=${after}&limit=1000`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(res.status, 200, `pull of ${store}`);
+    const { events, hasMore } = await res.json();
+    all.push(...events);
+    if (!hasMore) return all;
+  }
+}
+
 /** Two devices with a tab each on a new store named after `name`. */
 export async function twoDevices(name) {
   const store = unique(name);

@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { startServer } from './server.mjs';
-import { TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal } from './harness.mjs';
+import {
+  TOKEN, useServer, device, openTab, unique, save, readText, waitLocal, serverEvents,
+} from './harness.mjs';
 
 const env = useServer();
 
@@ -73,12 +75,7 @@ async function foreignSigner() {
   };
 }
 
-async function eventCount(serverUrl, store) {
-  const res = await fetch(`${serverUrl}/api/v1/stores/${store}/events?after=0&limit=1000`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  return (await res.json()).events.length;
-}
+const eventCount = async (serverUrl, store) => (await serverEvents(store, serverUrl)).length;
 
 test('with blobs behind another signer, a save uploads once and another device downloads it', async () => {
   const signer = await foreignSigner();
