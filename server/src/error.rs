@@ -49,6 +49,10 @@ pub enum ApiError {
     /// A blob that is not stored (404 `not_found`).
     #[error("not found")]
     NotFound,
+    /// A multipart upload that does not exist (never created, completed and cleaned, aborted,
+    /// or swept as stale); start a new one (404 `upload_not_found`).
+    #[error("no such multipart upload")]
+    UploadNotFound,
     /// A delete of content a live file references (409 `referenced`).
     #[error("content is referenced by a live file")]
     Referenced,
@@ -80,7 +84,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UploadNotFound => StatusCode::NOT_FOUND,
             ApiError::Referenced => StatusCode::CONFLICT,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +106,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::HashMismatch { .. } => "hash_mismatch",
             ApiError::NotFound => "not_found",
+            ApiError::UploadNotFound => "upload_not_found",
             ApiError::Referenced => "referenced",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Body(_) => "body_error",
@@ -179,6 +184,9 @@ pub enum BlobError {
     /// The requested range is outside the object.
     #[error("range not satisfiable")]
     Range { size: u64 },
+    /// The body's length differs from the one required (a multipart part); nothing was kept.
+    #[error("body must be {expected} bytes")]
+    Length { expected: u64 },
     /// The backend failed.
     #[error("backend: {0}")]
     Backend(String),
@@ -194,6 +202,9 @@ impl From<BlobError> for ApiError {
             }
             BlobError::Body(m) => ApiError::Body(m),
             BlobError::Range { size } => ApiError::RangeNotSatisfiable { size },
+            BlobError::Length { expected } => {
+                ApiError::InvalidRequest(format!("the part must be {expected} bytes"))
+            }
             BlobError::Backend(m) => ApiError::internal("blob store", m),
         }
     }

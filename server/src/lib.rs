@@ -26,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod live;
+pub mod multipart;
 pub mod routes;
 pub mod signing;
 
@@ -57,6 +58,8 @@ pub const MAX_URL_TTL_SECS: u64 = 3600;
 pub const EVENTS_DB: &str = "events.sqlite";
 /// Directory of blobs inside the data dir.
 pub const BLOBS_DIR: &str = "blobs";
+/// Default of [`Config::multipart_max_age`]: one day.
+pub const DEFAULT_MULTIPART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything [`serve`] needs.
 #[derive(Debug, Clone)]
@@ -79,6 +82,9 @@ pub struct Config {
     pub url_ttl_secs: u64,
     /// Interval of `: ping` comments on live streams.
     pub ping_interval: Duration,
+    /// Multipart uploads older than this are aborted (at start, then every quarter of it, at
+    /// most hourly).
+    pub multipart_max_age: Duration,
     /// Blobs in an S3-compatible bucket instead of `<data-dir>/blobs`.
     pub s3: Option<S3Config>,
     /// Who moves the bytes; [`BlobMode::Presign`] needs [`Config::s3`].
@@ -113,6 +119,7 @@ impl Config {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             url_ttl_secs: DEFAULT_URL_TTL_SECS,
             ping_interval: routes::PING_INTERVAL,
+            multipart_max_age: DEFAULT_MULTIPART_MAX_AGE,
             s3: None,
             blob_mode: BlobMode::Proxy,
         }
@@ -132,6 +139,8 @@ pub struct AppState {
     pub max_blob_bytes: u64,
     pub url_ttl_secs: u64,
     pub ping_interval: Duration,
+    /// See [`Config::multipart_max_age`].
+    pub multipart_max_age: Duration,
     pub stores: live::Stores,
     /// Cancelled on shutdown; ends live streams so graceful shutdown does not wait for them.
     pub shutdown: CancellationToken,
@@ -323,9 +332,18 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         max_blob_bytes: config.max_blob_bytes,
         url_ttl_secs: config.url_ttl_secs.clamp(1, MAX_URL_TTL_SECS),
         ping_interval: config.ping_interval,
+        multipart_max_age: config.multipart_max_age,
         stores: live::Stores::default(),
         shutdown: shutdown.clone(),
     });
+    if let Some(blobs) = state.blobs.clone() {
+        sweep_uploads(&*blobs, state.multipart_max_age).await;
+        tokio::spawn(sweep_periodically(
+            blobs,
+            state.multipart_max_age,
+            shutdown.clone(),
+        ));
+    }
     let app = app(state, config.www_dir.as_deref());
     let stop = shutdown.clone();
     // TCP_NODELAY: a response is written as headers then body; with Nagle's algorithm the body
@@ -345,4 +363,35 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         shutdown,
         task,
     })
+}
+
+/// Aborts the multipart uploads older than `max_age`. Failures are logged: the next sweep tries
+/// again, and several instances sweeping at once only repeat idempotent deletes.
+async fn sweep_uploads(blobs: &dyn BlobStore, max_age: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match blobs
+        .multipart()
+        .sweep(now.saturating_sub(max_age.as_secs()))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(uploads = n, "aborted stale multipart uploads"),
+        Err(e) => tracing::warn!(%e, "sweeping stale multipart uploads failed"),
+    }
+}
+
+async fn sweep_periodically(
+    blobs: Arc<dyn BlobStore>,
+    max_age: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => sweep_uploads(&*blobs, max_age).await,
+        }
+    }
 }

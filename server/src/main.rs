@@ -15,7 +15,9 @@ use std::time::Duration;
 use clap::Parser;
 use filesync_server::auth::Tokens;
 use filesync_server::blobs::{normalize_s3_prefix, S3Config, DEFAULT_VERIFY_MAX_BYTES};
-use filesync_server::{BlobMode, Config, DEFAULT_MAX_BLOB_BYTES, MAX_URL_TTL_SECS};
+use filesync_server::{
+    BlobMode, Config, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MULTIPART_MAX_AGE, MAX_URL_TTL_SECS,
+};
 
 /// Reference server of filesync: event sync API, livestore-filesync signer API, blob storage.
 #[derive(Parser, Debug)]
@@ -49,6 +51,10 @@ struct Args {
     #[arg(long, env = "FILESYNC_URL_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=MAX_URL_TTL_SECS))]
     url_ttl_secs: u64,
+    /// Multipart uploads not completed within this many seconds are aborted and their parts
+    /// deleted.
+    #[arg(long, env = "FILESYNC_MULTIPART_MAX_AGE_SECS", default_value_t = DEFAULT_MULTIPART_MAX_AGE.as_secs())]
+    multipart_max_age_secs: u64,
     /// Who moves blob bytes: this server (proxy), the S3 bucket via presigned URLs (presign,
     /// needs --s3-bucket), or another signer this server does not know (external: events only,
     /// no signer API; attaches are stored as pushed).
@@ -200,6 +206,7 @@ async fn main() -> ExitCode {
         signing_secret: args.signing_secret.filter(|s| !s.is_empty()),
         max_blob_bytes: args.max_blob_bytes,
         url_ttl_secs: args.url_ttl_secs,
+        multipart_max_age: Duration::from_secs(args.multipart_max_age_secs),
         s3,
         blob_mode: match args.blob_mode {
             Mode::Proxy => BlobMode::Proxy,

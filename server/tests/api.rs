@@ -33,7 +33,7 @@ async fn health_answers_on_both_paths() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["ok"], true);
         assert_eq!(body["service"], "filesync-server");
-        assert_eq!(body["features"], json!(["events", "proxy"]));
+        assert_eq!(body["features"], json!(["events", "proxy", "multipart"]));
         assert!(body["version"].is_string());
     }
     let (status, body) = s.get_json(None, "/nope").await;

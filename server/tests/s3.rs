@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 mod common;
-use common::{hash, start_with, url_of, Server, TOKENS};
+use common::{big_content, hash, sha256_b64, start_with, url_of, Server, MIB, PART, TOKENS};
 
 const BUCKET: &str = "filesync-test";
 const ACCESS_KEY: &str = "AKIATESTFILESYNC";
@@ -176,7 +176,10 @@ async fn presigned_urls_round_trip_through_the_bucket() {
     let s3 = S3::start().await;
     let s = start(&s3, BlobMode::Presign, 900, None).await;
     let (_, health) = s.get_json(None, "/api/health").await;
-    assert_eq!(health["features"], json!(["events", "presign"]));
+    assert_eq!(
+        health["features"],
+        json!(["events", "presign", "multipart"])
+    );
 
     let content = b"bytes straight to the bucket".to_vec();
     let key = format!("storeA/{}", hash(&content));
@@ -306,7 +309,7 @@ async fn proxy_mode_streams_to_the_bucket_and_verifies_hashes() {
     let s3 = S3::start().await;
     let s = start(&s3, BlobMode::Proxy, 900, None).await;
     let (_, health) = s.get_json(None, "/health").await;
-    assert_eq!(health["features"], json!(["events", "proxy"]));
+    assert_eq!(health["features"], json!(["events", "proxy", "multipart"]));
     let content: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     let key = format!("storeA/{}", hash(&content));
     // Upload URLs are this server's own.
@@ -493,4 +496,136 @@ fn the_binary_refuses_a_bad_prefix_and_a_prefix_without_a_bucket() {
         assert_eq!(code, Some(2), "{bad}: {stderr}");
         assert!(stderr.contains("--s3-prefix:"), "{bad}: {stderr}");
     }
+}
+
+/// [`start`] with blobs up to 64 MiB (multipart tests).
+async fn start_big(s3: &S3, mode: BlobMode, prefix: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        max_blob_bytes: 64 * MIB as u64,
+        ..config(s3, mode, 900, prefix, dir.path())
+    };
+    start_with(cfg, Some(dir)).await
+}
+
+/// Whether any object of the multipart extension's own (manifests, staged parts) is left.
+fn uploads_left(s3: &S3) -> Vec<String> {
+    s3.object_keys()
+        .into_iter()
+        .filter(|k| k.contains("_uploads/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn multipart_uploads_through_the_server_in_proxy_mode() {
+    let s3 = S3::start().await;
+    let s = start_big(&s3, BlobMode::Proxy, Some("apps/x")).await;
+    let up = s
+        .create_upload("ta", "storeA", big_content(2 * PART + 99, 11))
+        .await;
+    s.upload_in_parts("ta", &up).await;
+    let (status, body) = s.get(&up.key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == up.content, "assembled blob differs");
+    assert_eq!(s3.object_keys(), vec![format!("apps/x/{}", up.key)]);
+}
+
+#[tokio::test]
+async fn multipart_parts_go_straight_to_the_bucket_in_presign_mode() {
+    let s3 = S3::start().await;
+    let s = start_big(&s3, BlobMode::Presign, Some("apps/x")).await;
+    let up = s
+        .create_upload("ta", "storeA", big_content(PART + 4321, 12))
+        .await;
+    let signed = s.sign_parts("ta", &up, &[1, 2]).await;
+    let url = signed[0]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/apps/x/{}?", s3.endpoint, up.key)),
+        "{url}"
+    );
+    assert_eq!(query_param(url, "partNumber").as_deref(), Some("1"));
+    assert!(query_param(url, "uploadId").is_some());
+    assert_eq!(
+        signed[0]["headers"]["x-amz-checksum-sha256"],
+        sha256_b64(up.part(1)).as_str()
+    );
+
+    // The checksum header is part of the signature: another value, or none, is refused.
+    let mut wrong = signed[0].clone();
+    wrong["headers"]["x-amz-checksum-sha256"] = sha256_b64(b"other").into();
+    assert_eq!(
+        s.put_part(&wrong, up.part(1).to_vec()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let mut bare = signed[0].clone();
+    bare["headers"] = json!({});
+    assert_eq!(
+        s.put_part(&bare, up.part(1).to_vec()).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    s.upload_in_parts("ta", &up).await;
+    let (status, body) = s.get(&up.key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == up.content, "completed object differs");
+    assert!(uploads_left(&s3).is_empty(), "{:?}", uploads_left(&s3));
+    // The completed object is known good: a push naming it keeps its remote key.
+    s.push_a(vec![created(1, "f", &up.content)]).await;
+    let pushed = s.push_a(vec![attached(2, "f", &up.content)]).await;
+    assert_eq!(pushed["events"][0]["args"]["remoteKey"], up.key.as_str());
+}
+
+#[tokio::test]
+async fn a_presign_multipart_upload_of_other_bytes_is_refused_at_completion() {
+    let s3 = S3::start().await;
+    let s = start_big(&s3, BlobMode::Presign, None).await;
+    let mut up = s
+        .create_upload("ta", "storeA", big_content(PART + 5, 13))
+        .await;
+    up.content = big_content(PART + 5, 14);
+    let etags = s.send_parts("ta", &up, &[1, 2]).await;
+    let (status, body) = s.complete_upload("ta", &up, &etags).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(s.get(&up.key).await.0, StatusCode::NOT_FOUND);
+    assert!(s3.object_keys().is_empty(), "{:?}", s3.object_keys());
+}
+
+#[tokio::test]
+async fn aborted_and_stale_presign_uploads_are_gone_from_the_bucket() {
+    let s3 = S3::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |max_age| Config {
+        max_blob_bytes: 64 * MIB as u64,
+        multipart_max_age: max_age,
+        ..config(&s3, BlobMode::Presign, 900, None, dir.path())
+    };
+    let s = start_with(cfg(std::time::Duration::from_secs(3600)), None).await;
+    let up = s
+        .create_upload("ta", "storeA", big_content(PART + 5, 15))
+        .await;
+    let later = s.sign_parts("ta", &up, &[2]).await.remove(0);
+    s.send_parts("ta", &up, &[1]).await;
+    let (status, _) = s
+        .multipart("ta", "abort", json!({"key": up.key, "uploadId": up.id}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The bucket no longer knows the upload: a part signed before is refused there.
+    assert_ne!(
+        s.put_part(&later, up.part(2).to_vec()).await.0,
+        StatusCode::OK
+    );
+    assert!(uploads_left(&s3).is_empty());
+
+    let stale = s
+        .create_upload("ta", "storeA", big_content(PART + 5, 16))
+        .await;
+    let later = s.sign_parts("ta", &stale, &[2]).await.remove(0);
+    s.running.shutdown().await.unwrap();
+    let s = start_with(cfg(std::time::Duration::ZERO), None).await;
+    assert!(uploads_left(&s3).is_empty(), "{:?}", uploads_left(&s3));
+    assert_ne!(
+        s.put_part(&later, stale.part(2).to_vec()).await.0,
+        StatusCode::OK
+    );
+    s.running.shutdown().await.unwrap();
 }

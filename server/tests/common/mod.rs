@@ -203,3 +203,139 @@ impl Server {
         self.get_bytes(&url).await
     }
 }
+
+/// 1 MiB.
+pub const MIB: usize = 1024 * 1024;
+/// The smallest part size of the multipart extension.
+pub const PART: usize = 5 * MIB;
+
+/// `len` bytes that differ from part to part (so a part put in the wrong place changes the hash).
+pub fn big_content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i / 4096) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// The base64 SHA-256 of `bytes`, as the multipart extension's `checksumSha256`.
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let digest = ContentHash::of(bytes);
+    let raw: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&digest.to_hex()[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// One multipart upload as a client drives it.
+pub struct Upload {
+    pub key: String,
+    pub id: String,
+    pub content: Vec<u8>,
+    pub part_size: usize,
+}
+
+impl Upload {
+    /// The bytes of part `n` (1-based).
+    pub fn part(&self, n: usize) -> &[u8] {
+        let start = (n - 1) * self.part_size;
+        &self.content[start..(start + self.part_size).min(self.content.len())]
+    }
+
+    pub fn part_count(&self) -> usize {
+        self.content.len().div_ceil(self.part_size)
+    }
+}
+
+impl Server {
+    /// `POST /api/v1/multipart/<call>` as `token`.
+    pub async fn multipart(&self, token: &str, call: &str, body: Value) -> (StatusCode, Value) {
+        self.post(Some(token), &format!("/api/v1/multipart/{call}"), body)
+            .await
+    }
+
+    /// Creates an upload of `content` under `<store>/<its hash>`; asserts 200.
+    pub async fn create_upload(&self, token: &str, store: &str, content: Vec<u8>) -> Upload {
+        let key = format!("{store}/{}", hash(&content));
+        let body = json!({"key": key, "size": content.len(), "partSize": PART});
+        let (s, created) = self.multipart(token, "create", body).await;
+        assert_eq!(s, StatusCode::OK, "{created}");
+        assert_eq!(created["partSize"], PART);
+        assert_eq!(created["partCount"], content.len().div_ceil(PART));
+        Upload {
+            key,
+            id: created["uploadId"].as_str().unwrap().to_string(),
+            content,
+            part_size: PART,
+        }
+    }
+
+    /// Signs parts `numbers` of `up` (their checksums from `up`'s content); the answer's parts.
+    pub async fn sign_parts(&self, token: &str, up: &Upload, numbers: &[usize]) -> Vec<Value> {
+        let parts: Vec<Value> = numbers
+            .iter()
+            .map(|&n| json!({"partNumber": n, "checksumSha256": sha256_b64(up.part(n))}))
+            .collect();
+        let body = json!({"key": up.key, "uploadId": up.id, "parts": parts});
+        let (s, signed) = self.multipart(token, "sign", body).await;
+        assert_eq!(s, StatusCode::OK, "{signed}");
+        signed["parts"].as_array().unwrap().clone()
+    }
+
+    /// PUTs `body` to a signed part (with the headers it lists); the status and ETag.
+    pub async fn put_part(&self, signed: &Value, body: Vec<u8>) -> (StatusCode, Option<String>) {
+        let mut req = self.http.put(signed["url"].as_str().unwrap()).body(body);
+        if let Some(headers) = signed["headers"].as_object() {
+            for (name, value) in headers {
+                req = req.header(name, value.as_str().unwrap());
+            }
+        }
+        let resp = req.send().await.unwrap();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status(), etag)
+    }
+
+    /// Signs and PUTs parts `numbers` of `up`; asserts 200 each; their ETags, in `numbers` order.
+    pub async fn send_parts(&self, token: &str, up: &Upload, numbers: &[usize]) -> Vec<String> {
+        let signed = self.sign_parts(token, up, numbers).await;
+        let mut etags = Vec::new();
+        for (entry, &n) in signed.iter().zip(numbers) {
+            assert_eq!(entry["partNumber"], n);
+            let (s, etag) = self.put_part(entry, up.part(n).to_vec()).await;
+            assert_eq!(s, StatusCode::OK, "part {n}");
+            etags.push(etag.expect("a part's PUT answers with its ETag"));
+        }
+        etags
+    }
+
+    /// `complete` of `up` with `etags` (part 1 first).
+    pub async fn complete_upload(
+        &self,
+        token: &str,
+        up: &Upload,
+        etags: &[String],
+    ) -> (StatusCode, Value) {
+        let parts: Vec<Value> = etags
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| {
+                json!({"partNumber": i + 1, "etag": etag,
+                       "checksumSha256": sha256_b64(up.part(i + 1))})
+            })
+            .collect();
+        let body = json!({"key": up.key, "uploadId": up.id, "parts": parts});
+        self.multipart(token, "complete", body).await
+    }
+
+    /// Sends every part of `up`, last first, and completes it; asserts 200.
+    pub async fn upload_in_parts(&self, token: &str, up: &Upload) {
+        let numbers: Vec<usize> = (1..=up.part_count()).rev().collect();
+        let mut etags = self.send_parts(token, up, &numbers).await;
+        etags.reverse();
+        let (s, done) = self.complete_upload(token, up, &etags).await;
+        assert_eq!(s, StatusCode::OK, "{done}");
+        assert_eq!(done["key"], up.key.as_str());
+    }
+}

@@ -9,26 +9,29 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, WireEnvelope};
 use filesync::core::ids::{ContentHash, Seq, StoreId};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Allowed;
-use crate::blobs::{ByteRange, PresignMethod};
+use crate::blobs::PresignMethod;
 use crate::error::ApiError;
 use crate::keys::{self, BlobKey};
 use crate::live::LiveBatch;
+
+mod files;
+use crate::multipart;
 use crate::AppState;
 
 /// Largest events request body.
@@ -54,6 +57,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sign/download", post(sign_download))
         .route("/v1/delete", post(delete_blob))
         .layer(DefaultBodyLimit::max(MAX_SIGNER_BODY));
+    let multipart = Router::new()
+        .route("/v1/multipart/create", post(multipart::routes::create))
+        .route("/v1/multipart/sign", post(multipart::routes::sign))
+        .route("/v1/multipart/abort", post(multipart::routes::abort))
+        .layer(DefaultBodyLimit::max(multipart::routes::MAX_MULTIPART_BODY))
+        .merge(
+            Router::new()
+                .route("/v1/multipart/complete", post(multipart::routes::complete))
+                .layer(DefaultBodyLimit::max(multipart::routes::MAX_COMPLETE_BODY)),
+        );
     let events = Router::new()
         .route("/v1/stores/{store}/events", post(push).get(pull))
         .route("/v1/stores/{store}/events/live", get(live))
@@ -62,31 +75,34 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut root = Router::new().route("/health", get(health));
     // Blobs behind another signer: no signer API, no file URLs (404s).
     if keeps_blobs {
-        api = api.merge(signer);
+        api = api.merge(signer).merge(multipart);
         root = root.route(
             &format!("{FILES_PATH}/{{*key}}"),
-            put(upload_file)
-                .get(download_file)
+            put(files::upload_file)
+                .get(files::download_file)
                 .layer(DefaultBodyLimit::disable()),
         );
     }
     root.nest("/api", api).with_state(state)
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Allowed, ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Allowed, ApiError> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     state.tokens.authorize(auth)
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge {
@@ -98,7 +114,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
     })
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
@@ -107,7 +123,7 @@ fn store_id(raw: &str) -> Result<StoreId, ApiError> {
 }
 
 /// The blob store of routes that only exist when this server keeps the blobs.
-fn kept(state: &AppState) -> Result<&Arc<dyn crate::blobs::BlobStore>, ApiError> {
+pub(crate) fn kept(state: &AppState) -> Result<&Arc<dyn crate::blobs::BlobStore>, ApiError> {
     state.blobs.as_ref().ok_or(ApiError::NotFound)
 }
 
@@ -119,7 +135,10 @@ async fn health(State(state): Shared) -> Json<serde_json::Value> {
         "ok": true,
         "service": "filesync-server",
         "version": env!("CARGO_PKG_VERSION"),
-        "features": ["events", state.blobs.as_ref().map_or("external", |b| b.mode())],
+        "features": match &state.blobs {
+            Some(blobs) => json!(["events", blobs.mode(), "multipart"]),
+            None => json!(["events", "external"]),
+        },
     }))
 }
 
@@ -142,7 +161,7 @@ struct KeyRequest {
 }
 
 /// Base of signed URLs: `--public-url`, else `http://<Host>` of the request.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(base) = &state.public_url {
         return base.clone();
     }
@@ -179,7 +198,7 @@ async fn signed_url(
     Ok((format!("{base}{FILES_PATH}/{key}?exp={exp}&sig={sig}"), exp))
 }
 
-fn iso8601(unix_secs: u64) -> String {
+pub(crate) fn iso8601(unix_secs: u64) -> String {
     let secs = i64::try_from(unix_secs).unwrap_or(i64::MAX);
     chrono::DateTime::from_timestamp(secs, 0)
         .unwrap_or_default()
@@ -187,7 +206,7 @@ fn iso8601(unix_secs: u64) -> String {
 }
 
 /// Authorizes and parses the key of a signer request.
-fn signer_key(allowed: &Allowed, key: &str) -> Result<BlobKey, ApiError> {
+pub(crate) fn signer_key(allowed: &Allowed, key: &str) -> Result<BlobKey, ApiError> {
     keys::check_safe(key)?;
     allowed.check_key(key)?;
     keys::parse(key)
@@ -501,121 +520,6 @@ fn live_event(batch: &LiveBatch, after: u64) -> Option<Event> {
             .id(batch.last_seq.to_string())
             .data(data.to_string()),
     )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Proxy file URLs
-
-#[derive(Deserialize)]
-struct SignedQuery {
-    exp: Option<u64>,
-    sig: Option<String>,
-}
-
-/// Validates the key and the signature of a proxy URL.
-fn verify_signed(
-    state: &AppState,
-    method: &Method,
-    raw_key: &str,
-    query: Result<Query<SignedQuery>, QueryRejection>,
-) -> Result<BlobKey, ApiError> {
-    let key = keys::parse(raw_key)?;
-    let Ok(Query(q)) = query else {
-        return Err(ApiError::BadSignature);
-    };
-    let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
-        return Err(ApiError::BadSignature);
-    };
-    state
-        .signer
-        .verify(method.as_str(), raw_key, exp, &sig, now_secs())?;
-    Ok(key)
-}
-
-fn etag(key: &BlobKey) -> HeaderValue {
-    // A hex hash in quotes is always a valid header value.
-    HeaderValue::from_str(&format!("\"{}\"", key.hash.to_hex()))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
-}
-
-async fn upload_file(
-    State(state): Shared,
-    Path(raw_key): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    query: Result<Query<SignedQuery>, QueryRejection>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let key = verify_signed(&state, &method, &raw_key, query)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_blob_bytes) {
-        return Err(ApiError::TooLarge {
-            limit: state.max_blob_bytes,
-        });
-    }
-    let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
-    kept(&state)?
-        .put_verified(&key, stream, state.max_blob_bytes)
-        .await?;
-    tracing::info!(key = %key.as_string(), "blob stored");
-    Ok((StatusCode::OK, [(header::ETAG, etag(&key))]).into_response())
-}
-
-async fn download_file(
-    State(state): Shared,
-    Path(raw_key): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    query: Result<Query<SignedQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let key = verify_signed(&state, &method, &raw_key, query)?;
-    let tag = etag(&key);
-    let none_match = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == tag.to_str().unwrap_or("") || t.trim() == "*")
-        });
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(ByteRange::parse);
-    let read = kept(&state)?.get(&key, range).await?;
-    if none_match {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
-    }
-    let len = read.range.end - read.range.start;
-    let mut resp = Response::new(Body::from_stream(read.stream));
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::ETAG, tag);
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    // Content-addressed: the bytes under a key never change.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    if read.partial {
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let cr = format!(
-            "bytes {}-{}/{}",
-            read.range.start,
-            read.range.end.saturating_sub(1),
-            read.size
-        );
-        if let Ok(v) = HeaderValue::from_str(&cr) {
-            resp.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
-    }
-    Ok(resp)
 }
 
 /// JSON 404 for unknown paths when no static directory is served.
