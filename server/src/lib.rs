@@ -24,7 +24,9 @@ pub mod auth;
 pub mod blobs;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod keys;
+pub mod listen;
 pub mod live;
 pub mod multipart;
 pub mod routes;
@@ -58,6 +60,14 @@ pub const MAX_URL_TTL_SECS: u64 = 3600;
 pub const EVENTS_DB: &str = "events.sqlite";
 /// Directory of blobs inside the data dir.
 pub const BLOBS_DIR: &str = "blobs";
+/// Default of [`Config::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`Config::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default of [`Config::write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Descriptors kept for everything but connections (database, blob files, S3 clients).
+const RESERVED_DESCRIPTORS: u64 = 128;
 /// Default of [`Config::multipart_max_age`]: one day.
 pub const DEFAULT_MULTIPART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -85,6 +95,14 @@ pub struct Config {
     /// Multipart uploads older than this are aborted (at start, then every quarter of it, at
     /// most hourly).
     pub multipart_max_age: Duration,
+    /// Most connections served at once; more wait in the listen queue. Lowered at start to fit
+    /// under the process's descriptor limit.
+    pub max_connections: usize,
+    /// A request head must arrive within this; an idle keep-alive connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// A peer that accepts no byte for this long is dropped (a live subscriber that stopped
+    /// reading, a stalled download).
+    pub write_timeout: Duration,
     /// Blobs in an S3-compatible bucket instead of `<data-dir>/blobs`.
     pub s3: Option<S3Config>,
     /// Who moves the bytes; [`BlobMode::Presign`] needs [`Config::s3`].
@@ -120,6 +138,9 @@ impl Config {
             url_ttl_secs: DEFAULT_URL_TTL_SECS,
             ping_interval: routes::PING_INTERVAL,
             multipart_max_age: DEFAULT_MULTIPART_MAX_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             s3: None,
             blob_mode: BlobMode::Proxy,
         }
@@ -248,7 +269,10 @@ pub fn app(state: Arc<AppState>, www_dir: Option<&std::path::Path>) -> Router {
             header::ACCEPT_RANGES,
         ])
         .max_age(Duration::from_secs(86_400));
-    router.layer(TraceLayer::new_for_http()).layer(cors)
+    router
+        .layer(axum::middleware::from_fn(guard::close_after_refusal))
+        .layer(TraceLayer::new_for_http())
+        .layer(cors)
 }
 
 /// Opens the data dir, binds `config.addr` and serves in the background.
@@ -345,24 +369,40 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         ));
     }
     let app = app(state, config.www_dir.as_deref());
-    let stop = shutdown.clone();
-    // TCP_NODELAY: a response is written as headers then body; with Nagle's algorithm the body
-    // of a small download waited for the client's delayed ACK (~40 ms per request).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%e, "cannot set TCP_NODELAY");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
+    let limits = listen::Limits {
+        max_connections: connection_cap(config.max_connections),
+        header_read_timeout: config.header_read_timeout,
+        write_timeout: config.write_timeout,
+    };
+    let task = tokio::spawn(listen::serve(listener, app, limits, shutdown.clone()));
     Ok(Running {
         addr,
         shutdown,
         task,
     })
+}
+
+/// `wanted`, lowered to fit under the descriptor limit (raised to its hard maximum first).
+fn connection_cap(wanted: usize) -> usize {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let fits = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+            let cap = (wanted as u64).min(fits) as usize;
+            if cap < wanted {
+                tracing::warn!(
+                    wanted,
+                    cap,
+                    descriptors = limit,
+                    "connection cap lowered to fit the descriptor limit"
+                );
+            }
+            cap
+        }
+        Err(e) => {
+            tracing::warn!(%e, "cannot read the descriptor limit");
+            wanted
+        }
+    }
 }
 
 /// Aborts the multipart uploads older than `max_age`. Failures are logged: the next sweep tries

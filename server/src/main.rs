@@ -16,7 +16,8 @@ use clap::Parser;
 use filesync_server::auth::Tokens;
 use filesync_server::blobs::{normalize_s3_prefix, S3Config, DEFAULT_VERIFY_MAX_BYTES};
 use filesync_server::{
-    BlobMode, Config, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MULTIPART_MAX_AGE, MAX_URL_TTL_SECS,
+    BlobMode, Config, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MULTIPART_MAX_AGE, DEFAULT_WRITE_TIMEOUT, MAX_URL_TTL_SECS,
 };
 
 /// Reference server of filesync: event sync API, livestore-filesync signer API, blob storage.
@@ -55,6 +56,18 @@ struct Args {
     /// deleted.
     #[arg(long, env = "FILESYNC_MULTIPART_MAX_AGE_SECS", default_value_t = DEFAULT_MULTIPART_MAX_AGE.as_secs())]
     multipart_max_age_secs: u64,
+    /// Most connections served at once (more wait in the listen queue); lowered at start to
+    /// fit the descriptor limit.
+    #[arg(long, env = "FILESYNC_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds a client has to send a whole request head; also how long an idle keep-alive
+    /// connection is kept.
+    #[arg(long, env = "FILESYNC_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    header_timeout_secs: u64,
+    /// Seconds a client may accept no byte before it is dropped (a live subscriber that stopped
+    /// reading, a stalled download).
+    #[arg(long, env = "FILESYNC_WRITE_TIMEOUT_SECS", default_value_t = DEFAULT_WRITE_TIMEOUT.as_secs())]
+    write_timeout_secs: u64,
     /// Who moves blob bytes: this server (proxy), the S3 bucket via presigned URLs (presign,
     /// needs --s3-bucket), or another signer this server does not know (external: events only,
     /// no signer API; attaches are stored as pushed).
@@ -142,30 +155,47 @@ fn s3_config(args: &Args) -> Result<Option<S3Config>, String> {
     }))
 }
 
-async fn stop_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(%e, "cannot listen for SIGINT");
+/// The next delivery of `signal`; never, without one.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Starts listening for SIGINT and SIGTERM at once (the handlers are installed when this
+/// returns), and returns a future that completes on the first of them. Called before the server
+/// announces itself, so a signal sent right after the "listening" line stops it gracefully.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for {name}");
+                None
+            }
+        };
+        let (mut int, mut term) = (
+            listen(SignalKind::interrupt(), "SIGINT"),
+            listen(SignalKind::terminate(), "SIGTERM"),
+        );
+        async move {
+            tokio::select! {
+                () = recv(int.as_mut()) => {}
+                () = recv(term.as_mut()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(%e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
@@ -207,6 +237,9 @@ async fn main() -> ExitCode {
         max_blob_bytes: args.max_blob_bytes,
         url_ttl_secs: args.url_ttl_secs,
         multipart_max_age: Duration::from_secs(args.multipart_max_age_secs),
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),
         s3,
         blob_mode: match args.blob_mode {
             Mode::Proxy => BlobMode::Proxy,
@@ -215,6 +248,7 @@ async fn main() -> ExitCode {
         },
         ..Config::new(args.data_dir)
     };
+    let stop_requested = stop_signal();
     let running = match filesync_server::serve(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -229,7 +263,7 @@ async fn main() -> ExitCode {
 
     let token = running.shutdown_token();
     tokio::spawn(async move {
-        stop_signal().await;
+        stop_requested.await;
         tracing::info!("stopping");
         token.cancel();
     });

@@ -52,11 +52,14 @@ type Shared = State<Arc<AppState>>;
 /// The API router (without CORS, tracing and static files; see `crate::app`).
 pub fn router(state: Arc<AppState>) -> Router {
     let keeps_blobs = state.blobs.is_some();
+    // Every call with a bearer token is refused on its head when the token is unknown.
+    let token = || axum::middleware::from_fn_with_state(state.clone(), crate::guard::require_token);
     let signer = Router::new()
         .route("/v1/sign/upload", post(sign_upload))
         .route("/v1/sign/download", post(sign_download))
         .route("/v1/delete", post(delete_blob))
-        .layer(DefaultBodyLimit::max(MAX_SIGNER_BODY));
+        .layer(DefaultBodyLimit::max(MAX_SIGNER_BODY))
+        .route_layer(token());
     let multipart = Router::new()
         .route("/v1/multipart/create", post(multipart::routes::create))
         .route("/v1/multipart/sign", post(multipart::routes::sign))
@@ -66,11 +69,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             Router::new()
                 .route("/v1/multipart/complete", post(multipart::routes::complete))
                 .layer(DefaultBodyLimit::max(multipart::routes::MAX_COMPLETE_BODY)),
-        );
+        )
+        .route_layer(token());
     let events = Router::new()
         .route("/v1/stores/{store}/events", post(push).get(pull))
         .route("/v1/stores/{store}/events/live", get(live))
-        .layer(DefaultBodyLimit::max(MAX_EVENTS_BODY));
+        .layer(DefaultBodyLimit::max(MAX_EVENTS_BODY))
+        .route_layer(token());
     let mut api = Router::new().route("/health", get(health)).merge(events);
     let mut root = Router::new().route("/health", get(health));
     // Blobs behind another signer: no signer API, no file URLs (404s).
