@@ -62,8 +62,28 @@ fn read_options(options: JsValue) -> Result<ReadOptions, ErrorInfo> {
     if options.is_undefined() || options.is_null() {
         return Ok(ReadOptions::default());
     }
-    serde_wasm_bindgen::from_value(options)
-        .map_err(|e| error("invalid_options", e.to_string(), false))
+    from_js(&options)
+}
+
+/// Decodes options given by the app: as JSON (`JSON.stringify` drops `undefined` members), so
+/// JS values cross the boundary in one place and one decoder serves every options type.
+fn from_js<T: for<'de> serde::Deserialize<'de>>(options: &JsValue) -> Result<T, ErrorInfo> {
+    let invalid = |m: String| error("invalid_options", m, false);
+    let text = js_sys::JSON::stringify(options)
+        .map_err(|e| invalid(format!("{e:?}")))?
+        .as_string()
+        .unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| {
+        // The position in the JSON text means nothing to the app: drop it.
+        let message = e.to_string();
+        invalid(
+            message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string(),
+        )
+    })
 }
 
 fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
@@ -74,8 +94,7 @@ fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
         js_sys::Reflect::get(options, &JsValue::from_str("metadata")).unwrap_or(JsValue::UNDEFINED);
     let rest = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
     let _ = js_sys::Reflect::delete_property(&rest, &JsValue::from_str("metadata"));
-    let parsed = serde_wasm_bindgen::from_value(rest.into())
-        .map_err(|e| error("invalid_options", e.to_string(), false))?;
+    let parsed = from_js(&rest.into())?;
     Ok((parsed, metadata))
 }
 
@@ -119,8 +138,7 @@ impl FileSync {
     pub fn open(options: JsValue) -> js_sys::Promise {
         console_error_panic_hook::set_once();
         future_to_promise(async move {
-            let options: OpenOptions = serde_wasm_bindgen::from_value(options)
-                .map_err(|e| reject(error("invalid_options", e.to_string(), false)))?;
+            let options: OpenOptions = from_js(&options).map_err(reject)?;
             let tab = Tab::open(options).await.map_err(reject)?;
             Ok(FileSync { tab }.into())
         })

@@ -44,6 +44,25 @@ extern "C" {
         credentials: bool,
         on_progress: &js_sys::Function,
     ) -> Call;
+    /// What `done` resolves with: an answer (`status`, `retryAfter`, `text`, and for streams
+    /// `body` and `length`) or a failure (`failure`: `timeout`, `cancelled` or `offline`, with
+    /// an optional `message`).
+    type Answer;
+    #[wasm_bindgen(method, getter)]
+    fn status(this: &Answer) -> Option<u16>;
+    #[wasm_bindgen(method, getter = retryAfter)]
+    fn retry_after(this: &Answer) -> Option<String>;
+    #[wasm_bindgen(method, getter)]
+    fn text(this: &Answer) -> Option<String>;
+    #[wasm_bindgen(method, getter)]
+    fn body(this: &Answer) -> Option<web_sys::ReadableStream>;
+    #[wasm_bindgen(method, getter)]
+    fn length(this: &Answer) -> Option<f64>;
+    #[wasm_bindgen(method, getter)]
+    fn failure(this: &Answer) -> Option<String>;
+    #[wasm_bindgen(method, getter)]
+    fn message(this: &Answer) -> Option<String>;
+
     #[wasm_bindgen(js_name = sseOpen)]
     fn sse_open(
         url: &str,
@@ -92,17 +111,6 @@ pub struct Response {
     pub text: String,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawAnswer {
-    status: Option<u16>,
-    retry_after: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
-    failure: Option<String>,
-    message: Option<String>,
-}
-
 fn failure_of(kind: &str, message: Option<String>) -> Failure {
     match kind {
         "timeout" => Failure::Timeout,
@@ -114,26 +122,23 @@ fn failure_of(kind: &str, message: Option<String>) -> Failure {
     }
 }
 
-async fn settle(call: &Call) -> Result<(Response, JsValue), Failure> {
+async fn settle(call: &Call) -> Result<(Response, Answer), Failure> {
     let value = JsFuture::from(call.done())
         .await
         .map_err(|e| Failure::Protocol {
             message: format!("{e:?}"),
         })?;
-    let raw: RawAnswer =
-        serde_wasm_bindgen::from_value(value.clone()).map_err(|e| Failure::Protocol {
-            message: e.to_string(),
-        })?;
-    if let Some(kind) = raw.failure {
-        return Err(failure_of(&kind, raw.message));
+    let answer: Answer = value.unchecked_into();
+    if let Some(kind) = answer.failure() {
+        return Err(failure_of(&kind, answer.message()));
     }
     Ok((
         Response {
-            status: raw.status.unwrap_or(0),
-            retry_after: raw.retry_after,
-            text: raw.text.unwrap_or_default(),
+            status: answer.status().unwrap_or(0),
+            retry_after: answer.retry_after(),
+            text: answer.text().unwrap_or_default(),
         },
-        value,
+        answer,
     ))
 }
 
@@ -199,13 +204,12 @@ impl StreamRequest {
     }
 
     pub async fn response(&self) -> Result<StreamResponse, Failure> {
-        let (r, raw) = settle(&self.call).await?;
-        let get = |k: &str| js_sys::Reflect::get(&raw, &JsValue::from_str(k)).ok();
+        let (r, answer) = settle(&self.call).await?;
         Ok(StreamResponse {
             status: r.status,
             retry_after: r.retry_after,
-            body: get("body").and_then(|b| b.dyn_into().ok()),
-            length: get("length").and_then(|v| v.as_f64()).map(|n| n as u64),
+            body: answer.body(),
+            length: answer.length().map(|n| n as u64),
             text: r.text,
         })
     }
