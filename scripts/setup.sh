@@ -7,7 +7,7 @@
 #                      with tiny_http's thread pool fixed (see install_bindgen_cli below);
 #                      NOT --locked: its lock names a webpki-roots release the registry does
 #                      not serve
-#   chromium + chromium-driver                           (apt-get)
+#   chromium + chromium-driver, postgresql              (apt-get)
 #   node_modules                                         (npm ci)
 #
 # When everything is present it only checks and returns in seconds. The long steps (the two
@@ -162,13 +162,22 @@ elif ! runner_patched; then
     start wasm-bindgen-cli install_bindgen_cli
 fi
 
-# --- Chromium and its driver --------------------------------------------------------------
+# --- Chromium and its driver, PostgreSQL (the server's tests start a throwaway cluster) -----
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+apt_wanted=()
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     say "chromium/chromedriver missing"
+    apt_wanted+=(chromium chromium-driver)
+fi
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+    say "PostgreSQL server missing"
+    apt_wanted+=(postgresql)
+fi
+if [ ${#apt_wanted[@]} -gt 0 ]; then
     apt_install() {
         export DEBIAN_FRONTEND=noninteractive
         as_root apt-get update
-        as_root apt-get -o DPkg::Lock::Timeout=300 install -y chromium chromium-driver
+        as_root apt-get -o DPkg::Lock::Timeout=300 install -y "${apt_wanted[@]}"
     }
     start apt apt_install
 fi
@@ -200,6 +209,7 @@ done
 runner_patched || die "wasm-bindgen-test-runner lacks the tiny_http fix ($RUNNER_MARKER)"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || die "wasm32 target missing"
 { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || die "chromium/chromedriver missing"
+[ -x "$(pg_bin)/initdb" ] || die "PostgreSQL (initdb) missing"
 if command -v wasm-opt >/dev/null && wasm-opt --version 2>/dev/null | grep -q 'version 1[01][0-9]\b'; then
     say "WARNING: $(command -v wasm-opt) is an old binaryen that cannot read wasm-bindgen output;" \
         "keep wasm-opt = false in Cargo.toml or remove it"
@@ -207,7 +217,7 @@ fi
 
 if [ ${#JOB_PIDS[@]} -eq 0 ]; then
     say "everything present (wasm-pack $WASM_PACK_VERSION, wasm-bindgen $WASM_BINDGEN_VERSION," \
-        "wasm32 target, chromium, node_modules) in $((SECONDS - START)) s"
+        "wasm32 target, chromium, PostgreSQL, node_modules) in $((SECONDS - START)) s"
 else
     say "finished in $((SECONDS - START)) s"
 fi

@@ -2,7 +2,8 @@
 # The project's one test command (CI runs it through .ci/run).
 #
 #   setup (installs what is missing), rustfmt, clippy (native and wasm32), native tests
-#   (unit, simulation, doc tests, the server's HTTP tests), node tests, the package build, the
+#   (unit, simulation, doc tests, the server's HTTP tests, its event store on SQLite and on a
+#   throwaway PostgreSQL cluster started here), node tests, the package build, the
 #   type checks (the public types, and the JavaScript the wasm imports: src/web/*.js), the
 #   end-to-end tests (Playwright driving Debian's Chromium: multi-tab, and two devices syncing
 #   through the real filesync-server on loopback), the npm package test (npm pack, installed
@@ -21,6 +22,15 @@ export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-180}"
 START=$SECONDS
 
 bash scripts/setup.sh
+
+# The server's PostgreSQL tests use a throwaway cluster (scripts/pg.sh), stopped on exit. If it
+# cannot start, those tests fail and say why (they are never skipped).
+if pg_env="$(bash scripts/pg.sh start)"; then
+    export "${pg_env?}"
+    trap 'bash scripts/pg.sh stop' EXIT
+else
+    echo "test.sh: the PostgreSQL test cluster did not start; the server's PostgreSQL tests will fail" >&2
+fi
 
 names=() results=()
 step() {

@@ -157,11 +157,17 @@ pub enum StoreError {
     /// A stored row that does not decode (the database was changed behind our back).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The blob check or delete run inside a store operation failed.
+    #[error("blob store: {0}")]
+    Blob(BlobError),
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::internal("event store", e)
+        match e {
+            StoreError::Blob(b) => b.into(),
+            e => ApiError::internal("event store", e),
+        }
     }
 }
 

@@ -47,7 +47,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Tokens;
 use crate::blobs::{BlobStore, ObjectStoreBlobs, S3Config};
-use crate::events::{EventStore, SqliteEventStore};
+use crate::events::{EventStore, PostgresEventStore, SqliteEventStore};
 use crate::signing::Signer;
 
 /// Default largest blob: 5 GiB.
@@ -60,6 +60,8 @@ pub const MAX_URL_TTL_SECS: u64 = 3600;
 pub const EVENTS_DB: &str = "events.sqlite";
 /// Directory of blobs inside the data dir.
 pub const BLOBS_DIR: &str = "blobs";
+/// Pooled PostgreSQL connections per instance.
+pub const DATABASE_CONNECTIONS: usize = 16;
 /// Default of [`Config::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of [`Config::header_read_timeout`].
@@ -103,6 +105,9 @@ pub struct Config {
     /// A peer that accepts no byte for this long is dropped (a live subscriber that stopped
     /// reading, a stalled download).
     pub write_timeout: Duration,
+    /// Events in PostgreSQL at this URL (`postgres://user:password@host:port/db`) instead of
+    /// SQLite in the data dir: for several instances serving the same stores.
+    pub database_url: Option<String>,
     /// Blobs in an S3-compatible bucket instead of `<data-dir>/blobs`.
     pub s3: Option<S3Config>,
     /// Who moves the bytes; [`BlobMode::Presign`] needs [`Config::s3`].
@@ -138,6 +143,7 @@ impl Config {
             url_ttl_secs: DEFAULT_URL_TTL_SECS,
             ping_interval: routes::PING_INTERVAL,
             multipart_max_age: DEFAULT_MULTIPART_MAX_AGE,
+            database_url: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -288,10 +294,20 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         Some(s) => Signer::new(s.as_bytes()),
         None => Signer::load_or_create(&config.data_dir).map_err(dir_err)?,
     };
-    let db_path = config.data_dir.join(EVENTS_DB);
-    let events = tokio::task::spawn_blocking(move || SqliteEventStore::open(&db_path))
-        .await
-        .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
+    let events: Arc<dyn EventStore> = match &config.database_url {
+        Some(url) => {
+            let pg = PostgresEventStore::connect(url, DATABASE_CONNECTIONS).await?;
+            tracing::info!("events in PostgreSQL");
+            Arc::new(pg)
+        }
+        None => {
+            let db_path = config.data_dir.join(EVENTS_DB);
+            let sqlite = tokio::task::spawn_blocking(move || SqliteEventStore::open(&db_path))
+                .await
+                .map_err(|e| dir_err(std::io::Error::other(e.to_string())))??;
+            Arc::new(sqlite)
+        }
+    };
     let blobs = match (&config.s3, config.blob_mode) {
         (Some(_), BlobMode::External) => {
             return Err(ServeError::Config(
@@ -344,7 +360,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     }
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
-        events: Arc::new(events),
+        events,
         blobs: blobs.map(|b| Arc::new(b) as Arc<dyn BlobStore>),
         tokens: config.tokens.clone(),
         signer,

@@ -56,6 +56,10 @@ struct Args {
     /// deleted.
     #[arg(long, env = "FILESYNC_MULTIPART_MAX_AGE_SECS", default_value_t = DEFAULT_MULTIPART_MAX_AGE.as_secs())]
     multipart_max_age_secs: u64,
+    /// Keep events in PostgreSQL (`postgres://user:password@host:port/db`) instead of SQLite in
+    /// the data dir: several instances may then serve the same stores.
+    #[arg(long, env = "FILESYNC_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Most connections served at once (more wait in the listen queue); lowered at start to
     /// fit the descriptor limit.
     #[arg(long, env = "FILESYNC_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -237,6 +241,7 @@ async fn main() -> ExitCode {
         max_blob_bytes: args.max_blob_bytes,
         url_ttl_secs: args.url_ttl_secs,
         multipart_max_age: Duration::from_secs(args.multipart_max_age_secs),
+        database_url: args.database_url.filter(|u| !u.is_empty()),
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),

@@ -19,6 +19,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, WireEnvelope};
 use filesync::core::ids::{ContentHash, Seq, StoreId};
+use futures_util::future::FutureExt;
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -260,15 +261,19 @@ async fn delete_blob(
     let key = signer_key(&allowed, &req.key)?;
     let slot = state.stores.slot(&key.store);
     let _serialized = slot.lock.lock().await;
-    let events = state.events.clone();
-    let (store, hash) = (key.store.clone(), key.hash);
-    let referenced = tokio::task::spawn_blocking(move || events.is_referenced(&store, &hash))
-        .await
-        .map_err(|e| ApiError::internal("reference check task", e))??;
-    if referenced {
+    let blobs = kept(&state)?.clone();
+    let target = key.clone();
+    let delete = move || {
+        let (blobs, target) = (blobs.clone(), target.clone());
+        async move { blobs.delete(&target).await }.boxed()
+    };
+    let deleted = state
+        .events
+        .delete_unreferenced(&key.store, &key.hash, &delete)
+        .await?;
+    if !deleted {
         return Err(ApiError::Referenced);
     }
-    kept(&state)?.delete(&key).await?;
     tracing::info!(key = %key.as_string(), "blob deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -347,32 +352,31 @@ async fn push(
     }
     let slot = state.stores.slot(&store);
     let _serialized = slot.lock.lock().await;
-    // Blob presence for every attach in the request, checked under the store's lock so a
-    // delete cannot slip between this check and the store. Only for blobs kept here: another
-    // signer's are taken on trust (this server cannot see them).
-    let wanted: BTreeSet<ContentHash> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            FileEvent::Updated(u) if u.remote_key.is_some() => Some(u.content_hash),
-            _ => None,
-        })
-        .collect();
-    let mut absent = BTreeSet::new();
-    for hash in wanted {
-        let Some(blobs) = &state.blobs else { break };
-        let key = BlobKey {
-            store: store.clone(),
-            hash,
-        };
-        if !blobs.is_present(&key).await? {
-            absent.insert(hash);
+    // Blob presence for every attach in the request, checked by the event store where a
+    // delete cannot slip between this check and the store (see `crate::events`). Only for
+    // blobs kept here: another signer's are taken on trust (this server cannot see them).
+    let (blobs, owner) = (state.blobs.clone(), store.clone());
+    let absent = move |wanted: BTreeSet<ContentHash>| {
+        let (blobs, owner) = (blobs.clone(), owner.clone());
+        async move {
+            let mut absent = BTreeSet::new();
+            let Some(blobs) = blobs else {
+                return Ok(absent);
+            };
+            for hash in wanted {
+                let key = BlobKey {
+                    store: owner.clone(),
+                    hash,
+                };
+                if !blobs.is_present(&key).await? {
+                    absent.insert(hash);
+                }
+            }
+            Ok(absent)
         }
-    }
-    let db = state.events.clone();
-    let store2 = store.clone();
-    let result = tokio::task::spawn_blocking(move || db.push(&store2, &events, &absent))
-        .await
-        .map_err(|e| ApiError::internal("push task", e))??;
+        .boxed()
+    };
+    let result = state.events.push(&store, &events, &absent).await?;
     if let (Some(first), Some(last)) = (result.new.first(), result.new.last()) {
         tracing::info!(store = %store, first = first.seq.0, last = last.seq.0, "events stored");
         // No receiver is fine: nobody is listening live.
@@ -408,12 +412,10 @@ async fn pull(
         .limit
         .unwrap_or(DEFAULT_PULL_LIMIT)
         .clamp(1, MAX_PULL_LIMIT);
-    let db = state.events.clone();
-    let mut events = tokio::task::spawn_blocking(move || {
-        db.pull(&store, Seq(q.after.min(i64::MAX as u64)), limit + 1)
-    })
-    .await
-    .map_err(|e| ApiError::internal("pull task", e))??;
+    let mut events = state
+        .events
+        .pull(&store, Seq(q.after.min(i64::MAX as u64)), limit + 1)
+        .await?;
     let has_more = events.len() > limit;
     events.truncate(limit);
     Ok(Json(
@@ -448,11 +450,7 @@ async fn live(
         .unwrap_or(0);
     // Subscribe before reading the head, so no batch stored in between is missed.
     let rx = state.stores.slot(&store).live.subscribe();
-    let db = state.events.clone();
-    let store2 = store.clone();
-    let head = tokio::task::spawn_blocking(move || db.head(&store2))
-        .await
-        .map_err(|e| ApiError::internal("head task", e))??;
+    let head = state.events.head(&store).await?;
     let ready = Event::default()
         .event("ready")
         .data(json!({"head": head.0}).to_string());

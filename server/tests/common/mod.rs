@@ -339,3 +339,31 @@ impl Server {
         assert_eq!(done["key"], up.key.as_str());
     }
 }
+
+/// A fresh PostgreSQL database (named `<prefix>_<random>`) on the test cluster that
+/// `scripts/test.sh` starts (`FILESYNC_TEST_DATABASE_URL`), and its URL. Fails, saying why,
+/// when the cluster is not there: these tests are never skipped.
+pub async fn pg_database(prefix: &str) -> String {
+    let admin = std::env::var("FILESYNC_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "FILESYNC_TEST_DATABASE_URL is not set: these tests need the PostgreSQL cluster \
+             scripts/test.sh starts (or `scripts/pg.sh start`)"
+        )
+    });
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test cluster at {admin}: {e}"));
+    tokio::spawn(conn);
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let name: String = std::iter::once(format!("{prefix}_"))
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    // Same server and credentials, another database.
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}

@@ -1,74 +1,26 @@
-//! Event storage: the per-store log of confirmed events and the files table folded from it.
-//!
-//! # Contract of [`EventStore`]
-//!
-//! * [`EventStore::push`] is atomic: either every new event of the call is stored (with the
-//!   files rows they change) or none is.
-//! * It is idempotent by [`EventId`]: an id already stored in the store is not stored again and
-//!   its stored version is returned in its place (also for a repeat inside one call).
-//! * New events get the store's next sequence numbers, 1, 2, 3, ... with no gaps.
-//! * A `v1.FileUpdated` whose content is in `absent` is stored with its remote key cleared.
-//! * The files table follows [`filesync::core::table::fold`], the clients' own rule, so
-//!   [`EventStore::is_referenced`] answers exactly what every client will materialize.
-//!
-//! Methods are blocking; the server calls them from `spawn_blocking`. Serialization: the server
-//! holds a per-store lock around "check blob presence, push" and around "check references,
-//! delete blob", so a blob cannot disappear between the presence check and the push, nor be
-//! deleted while a push that references it is in flight. That lock lives in one process: a
-//! backend shared by several server instances must provide the same serialization itself (for
-//! example a `SELECT ... FOR UPDATE` on a per-store row taken by both operations, with the
-//! presence check and the delete done inside that transaction).
-//!
-//! [`SqliteEventStore`] is the default backend: one SQLite file, WAL, `synchronous=FULL` so a
+//! [`SqliteEventStore`], the default backend: one SQLite file, WAL, `synchronous=FULL` so a
 //! push acknowledged to a client survives a power cut. Schema changes are numbered migrations
 //! recorded in the `schema_version` table.
+//!
+//! One process owns a data dir, so the per-store serialization of "check, then push" and
+//! "check, then delete" is the process's lock (`crate::live::StoreSlot::lock`, held by the
+//! routes); the connection itself is behind a mutex and used from `spawn_blocking`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use filesync::core::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo};
-use filesync::core::ids::{
-    ClientId, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId,
-};
+use async_trait::async_trait;
+use filesync::core::event::{ClientEvent, ConfirmedEvent, FileInfo};
+use filesync::core::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
 use filesync::core::table::{fold, FileRow};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::{
+    as_stored, attached_contents, decode_event, to_i64, to_u64, BlobCheck, BlobDelete, EventStore,
+    PushResult,
+};
 use crate::error::StoreError;
-
-/// What a push stored.
-#[derive(Debug, Clone, Default)]
-pub struct PushResult {
-    /// Every event of the request as stored, in request order.
-    pub events: Vec<ConfirmedEvent>,
-    /// The events this call stored (not repeats), in sequence order.
-    pub new: Vec<ConfirmedEvent>,
-}
-
-/// Storage of events and materialized files, per store.
-pub trait EventStore: Send + Sync + 'static {
-    /// Stores `events` atomically and idempotently (see the module docs).
-    fn push(
-        &self,
-        store: &StoreId,
-        events: &[ClientEvent],
-        absent: &BTreeSet<ContentHash>,
-    ) -> Result<PushResult, StoreError>;
-
-    /// Events with `seq > after`, in order, at most `limit`.
-    fn pull(
-        &self,
-        store: &StoreId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<ConfirmedEvent>, StoreError>;
-
-    /// The latest sequence number of the store (0 when empty).
-    fn head(&self, store: &StoreId) -> Result<Seq, StoreError>;
-
-    /// Whether a live file of the store has this content.
-    fn is_referenced(&self, store: &StoreId, hash: &ContentHash) -> Result<bool, StoreError>;
-}
 
 /// Migrations, applied in order; `MIGRATIONS[i]` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -109,19 +61,9 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-/// SQLite values are signed; our numbers are below 2^63 (sizes and times are checked below
-/// 2^53 by the decoder, sequence numbers count requests).
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Db(format!("{v} does not fit in i64")))
-}
-
-fn to_u64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative number {v}")))
-}
-
 /// The default event store: one SQLite database file.
 pub struct SqliteEventStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl SqliteEventStore {
@@ -135,7 +77,7 @@ impl SqliteEventStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         let store = SqliteEventStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         };
         store.migrate()?;
         Ok(store)
@@ -187,27 +129,6 @@ impl SqliteEventStore {
         }
         tx.commit().map_err(db)
     }
-}
-
-fn decode_event(
-    seq: i64,
-    client: String,
-    n: i64,
-    name: String,
-    args: String,
-) -> Result<ConfirmedEvent, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {seq}: {e}"));
-    let args: &serde_json::value::RawValue =
-        serde_json::from_str(&args).map_err(|e| corrupt(&e))?;
-    let event = FileEvent::from_parts(&name, args).map_err(|e| corrupt(&e))?;
-    Ok(ConfirmedEvent {
-        seq: Seq(to_u64(seq)?),
-        id: EventId {
-            client: ClientId::new(client).map_err(|e| corrupt(&e))?,
-            n: to_u64(n)?,
-        },
-        event,
-    })
 }
 
 fn find_by_id(
@@ -333,8 +254,10 @@ fn save_row(tx: &Transaction<'_>, store: &StoreId, row: &FileRow) -> Result<(), 
     Ok(())
 }
 
-impl EventStore for SqliteEventStore {
-    fn push(
+/// The blocking operations, run from `spawn_blocking` by the [`EventStore`] methods (and
+/// directly by the unit tests).
+impl SqliteEventStore {
+    fn push_blocking(
         &self,
         store: &StoreId,
         events: &[ClientEvent],
@@ -360,12 +283,7 @@ impl EventStore for SqliteEventStore {
                 continue;
             }
             head += 1;
-            let mut event = ev.event.clone();
-            if let FileEvent::Updated(u) = &mut event {
-                if u.remote_key.is_some() && absent.contains(&u.content_hash) {
-                    u.remote_key = None;
-                }
-            }
+            let event = as_stored(&ev.event, absent);
             let wire = event.to_wire();
             tx.execute(
                 "INSERT INTO events (store, seq, client, n, name, args)
@@ -404,7 +322,7 @@ impl EventStore for SqliteEventStore {
         Ok(out)
     }
 
-    fn pull(
+    fn pull_blocking(
         &self,
         store: &StoreId,
         after: Seq,
@@ -431,7 +349,7 @@ impl EventStore for SqliteEventStore {
         Ok(out)
     }
 
-    fn head(&self, store: &StoreId) -> Result<Seq, StoreError> {
+    fn head_blocking(&self, store: &StoreId) -> Result<Seq, StoreError> {
         let conn = self.lock()?;
         let head = conn
             .query_row(
@@ -444,7 +362,11 @@ impl EventStore for SqliteEventStore {
         Ok(Seq(head.map(to_u64).transpose()?.unwrap_or(0)))
     }
 
-    fn is_referenced(&self, store: &StoreId, hash: &ContentHash) -> Result<bool, StoreError> {
+    fn is_referenced_blocking(
+        &self,
+        store: &StoreId,
+        hash: &ContentHash,
+    ) -> Result<bool, StoreError> {
         let conn = self.lock()?;
         conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM files
@@ -456,132 +378,68 @@ impl EventStore for SqliteEventStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use filesync::core::event::{FileCreated, FileDeleted, FileUpdated, MetadataPatch};
+impl SqliteEventStore {
+    /// Runs `f` on a handle of this store on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteEventStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = SqliteEventStore {
+            conn: self.conn.clone(),
+        };
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| StoreError::Db(format!("database task: {e}")))?
+    }
+}
 
-    fn store() -> StoreId {
-        StoreId::new("s").unwrap()
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn push(
+        &self,
+        store: &StoreId,
+        events: &[ClientEvent],
+        absent: BlobCheck<'_>,
+    ) -> Result<PushResult, StoreError> {
+        // Serialized with deletes by the caller's per-store lock (see the module docs).
+        let absent = absent(attached_contents(events))
+            .await
+            .map_err(StoreError::Blob)?;
+        let (store, events) = (store.clone(), events.to_vec());
+        self.blocking(move |db| db.push_blocking(&store, &events, &absent))
+            .await
     }
 
-    fn id(n: u64) -> EventId {
-        EventId {
-            client: ClientId::new("c").unwrap(),
-            n,
-        }
+    async fn pull(
+        &self,
+        store: &StoreId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<ConfirmedEvent>, StoreError> {
+        let store = store.clone();
+        self.blocking(move |db| db.pull_blocking(&store, after, limit))
+            .await
     }
 
-    fn info() -> FileInfo {
-        FileInfo {
-            name: "a.txt".into(),
-            mime_type: "text/plain".into(),
-            size: 1,
-        }
+    async fn head(&self, store: &StoreId) -> Result<Seq, StoreError> {
+        let store = store.clone();
+        self.blocking(move |db| db.head_blocking(&store)).await
     }
 
-    fn created(n: u64, file: &str, content: &[u8]) -> ClientEvent {
-        ClientEvent {
-            id: id(n),
-            event: FileEvent::Created(FileCreated {
-                id: FileId::new(file).unwrap(),
-                path: file.into(),
-                content_hash: ContentHash::of(content),
-                info: info(),
-                metadata_json: None,
-                created_at: Millis(1),
-                updated_at: Millis(1),
-            }),
+    async fn delete_unreferenced(
+        &self,
+        store: &StoreId,
+        hash: &ContentHash,
+        delete: BlobDelete<'_>,
+    ) -> Result<bool, StoreError> {
+        let (s, h) = (store.clone(), *hash);
+        if self
+            .blocking(move |db| db.is_referenced_blocking(&s, &h))
+            .await?
+        {
+            return Ok(false);
         }
-    }
-
-    fn uploaded(n: u64, file: &str, content: &[u8]) -> ClientEvent {
-        let h = ContentHash::of(content);
-        ClientEvent {
-            id: id(n),
-            event: FileEvent::Updated(FileUpdated {
-                id: FileId::new(file).unwrap(),
-                path: file.into(),
-                remote_key: Some(RemoteKey::for_content(&store(), &h)),
-                content_hash: h,
-                info: info(),
-                metadata: MetadataPatch::Keep,
-                updated_at: Millis(2),
-                expected_content_hash: Some(h),
-                previous_content_hash: None,
-            }),
-        }
-    }
-
-    fn deleted(n: u64, file: &str) -> ClientEvent {
-        ClientEvent {
-            id: id(n),
-            event: FileEvent::Deleted(FileDeleted {
-                id: FileId::new(file).unwrap(),
-                deleted_at: Millis(3),
-            }),
-        }
-    }
-
-    #[test]
-    fn push_is_idempotent_gapless_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.sqlite");
-        let db = SqliteEventStore::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 1);
-        let none = BTreeSet::new();
-        let a = created(1, "f1", b"x");
-        let r = db.push(&store(), &[a.clone(), a.clone()], &none).unwrap();
-        assert_eq!(r.new.len(), 1);
-        assert_eq!(r.events.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [1, 1]);
-        let r = db
-            .push(&store(), &[a, created(2, "f2", b"y")], &none)
-            .unwrap();
-        assert_eq!(r.events.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(r.new.len(), 1);
-        // Another store has its own numbering and ids.
-        let other = StoreId::new("t").unwrap();
-        assert_eq!(
-            db.push(&other, &[created(1, "f1", b"x")], &none)
-                .unwrap()
-                .new[0]
-                .seq
-                .0,
-            1
-        );
-        drop(db);
-        let db = SqliteEventStore::open(&path).unwrap();
-        assert_eq!(db.head(&store()).unwrap(), Seq(2));
-        assert_eq!(db.pull(&store(), Seq(0), 10).unwrap().len(), 2);
-        assert_eq!(db.pull(&store(), Seq(1), 10).unwrap()[0].seq, Seq(2));
-        assert_eq!(db.pull(&store(), Seq(0), 1).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn references_follow_the_fold_and_absent_blobs_clear_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SqliteEventStore::open(&dir.path().join("e.sqlite")).unwrap();
-        let h = ContentHash::of(b"x");
-        let absent: BTreeSet<_> = [h].into();
-        db.push(&store(), &[created(1, "f1", b"x")], &absent)
-            .unwrap();
-        assert!(db.is_referenced(&store(), &h).unwrap());
-        let r = db
-            .push(&store(), &[uploaded(2, "f1", b"x")], &absent)
-            .unwrap();
-        match &r.events[0].event {
-            FileEvent::Updated(u) => assert_eq!(u.remote_key, None),
-            e => panic!("{e:?}"),
-        }
-        let r = db
-            .push(&store(), &[uploaded(3, "f1", b"x")], &BTreeSet::new())
-            .unwrap();
-        match &r.events[0].event {
-            FileEvent::Updated(u) => assert!(u.remote_key.is_some()),
-            e => panic!("{e:?}"),
-        }
-        db.push(&store(), &[deleted(4, "f1")], &absent).unwrap();
-        assert!(!db.is_referenced(&store(), &h).unwrap());
-        assert!(!db.is_referenced(&StoreId::new("t").unwrap(), &h).unwrap());
+        delete().await.map_err(StoreError::Blob)?;
+        Ok(true)
     }
 }
