@@ -71,8 +71,9 @@ fn local_only_engine_runs_in_a_page() {
 
     let file = e.file(&FileId::new("a").unwrap()).unwrap();
     assert!(file.display.can_display && file.display.has_local_copy);
-    // Derived state crosses into JS as a plain object with the documented field names.
-    let status = serde_wasm_bindgen::to_value(&e.status()).unwrap();
+    // Derived state crosses into JS (as the tab hands it out) as a plain object with the
+    // documented field names.
+    let status = filesync::runtime::tab::to_js(&e.status());
     let has_pending = js_sys::Reflect::get(&status, &JsValue::from_str("hasPending")).unwrap();
     assert_eq!(has_pending, JsValue::FALSE);
 }

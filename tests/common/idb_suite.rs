@@ -8,7 +8,6 @@ use super::conformance;
 use filesync::core::store::{Key, MemoryStore, Op, StateStore, Table};
 use filesync::core::{Mode, StoreId};
 use filesync::web::idb::IdbStateStore;
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -101,8 +100,7 @@ impl conformance::Harness for Idb {
 }
 
 fn js_value(v: &serde_json::Value) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap()
+    js_sys::JSON::parse(&v.to_string()).unwrap()
 }
 
 fn unique(prefix: &str) -> String {
