@@ -29,6 +29,7 @@ pub mod keys;
 pub mod listen;
 pub mod live;
 pub mod multipart;
+pub mod relay;
 pub mod routes;
 pub mod signing;
 
@@ -294,10 +295,13 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         Some(s) => Signer::new(s.as_bytes()),
         None => Signer::load_or_create(&config.data_dir).map_err(dir_err)?,
     };
+    // With PostgreSQL, this instance's id in the notifications of its pushes.
+    let mut relay = None;
     let events: Arc<dyn EventStore> = match &config.database_url {
         Some(url) => {
             let pg = PostgresEventStore::connect(url, DATABASE_CONNECTIONS).await?;
-            tracing::info!("events in PostgreSQL");
+            tracing::info!(instance = pg.instance(), "events in PostgreSQL");
+            relay = Some((url.clone(), pg.instance().to_string()));
             Arc::new(pg)
         }
         None => {
@@ -335,7 +339,7 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         }
         (None, BlobMode::Proxy) => {
             let dir = config.data_dir.join(BLOBS_DIR);
-            let swept = blobs::sweep_staging(&dir).map_err(dir_err)?;
+            let swept = blobs::sweep_staging(&dir, blobs::STAGING_ABANDONED).map_err(dir_err)?;
             if swept > 0 {
                 tracing::info!(
                     files = swept,
@@ -376,6 +380,9 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         stores: live::Stores::default(),
         shutdown: shutdown.clone(),
     });
+    if let Some((url, instance)) = relay {
+        tokio::spawn(relay::run(state.clone(), url, instance));
+    }
     if let Some(blobs) = state.blobs.clone() {
         sweep_uploads(&*blobs, state.multipart_max_age).await;
         tokio::spawn(sweep_periodically(

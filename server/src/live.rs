@@ -10,9 +10,10 @@
 //!   ends); the client reconnects and pulls, which is always correct because pulls read the log.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use filesync::core::event::WireEnvelope;
+use filesync::core::event::{ConfirmedEvent, WireEnvelope};
 use filesync::core::ids::StoreId;
 use tokio::sync::broadcast;
 
@@ -37,6 +38,35 @@ pub struct StoreSlot {
     pub lock: tokio::sync::Mutex<()>,
     /// Stored batches, for live subscribers.
     pub live: broadcast::Sender<Arc<LiveBatch>>,
+    /// The last sequence number live subscribers here were sent (or, for a new subscriber,
+    /// told is the head): where a catch-up after missed cross-instance notifications starts.
+    delivered: AtomicU64,
+}
+
+impl StoreSlot {
+    /// Sends `events` (in sequence order) to the live subscribers as one batch.
+    pub fn broadcast(&self, events: &[ConfirmedEvent]) {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return;
+        };
+        self.note_delivered(last.seq.0);
+        // No receiver is fine: nobody is listening live.
+        let _ = self.live.send(Arc::new(LiveBatch {
+            first_seq: first.seq.0,
+            last_seq: last.seq.0,
+            events: events.iter().map(ConfirmedEvent::to_wire).collect(),
+        }));
+    }
+
+    /// Records that subscribers have everything up to `seq`.
+    pub fn note_delivered(&self, seq: u64) {
+        self.delivered.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// See [`StoreSlot::note_delivered`].
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
 }
 
 /// The slots of every store seen since start.
@@ -56,8 +86,31 @@ impl Stores {
                 Arc::new(StoreSlot {
                     lock: tokio::sync::Mutex::new(()),
                     live: broadcast::channel(LIVE_CAPACITY).0,
+                    delivered: AtomicU64::new(0),
                 })
             })
             .clone()
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<StoreId, Arc<StoreSlot>>> {
+        // Never poisoned in practice: nothing below can panic while the map is locked.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The slot of `store` if it has live subscribers now.
+    pub fn live_slot(&self, store: &StoreId) -> Option<Arc<StoreSlot>> {
+        self.lock_slots()
+            .get(store)
+            .filter(|s| s.live.receiver_count() > 0)
+            .cloned()
+    }
+
+    /// Every store with live subscribers now.
+    pub fn live_slots(&self) -> Vec<(StoreId, Arc<StoreSlot>)> {
+        self.lock_slots()
+            .iter()
+            .filter(|(_, s)| s.live.receiver_count() > 0)
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
     }
 }

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{attached, config, created, deleted, hash, start, start_with, Server, SECRET, TOKENS};
+use common::{
+    attached, config, created, deleted, hash, read_sse, start, start_with, Server, SECRET, TOKENS,
+};
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
@@ -551,42 +553,6 @@ async fn remote_key_is_cleared_when_the_blob_is_absent_and_deletes_respect_refer
     s.running.shutdown().await.unwrap();
 }
 
-/// Reads SSE messages `(event, data)` from a response until `n` were seen.
-async fn read_sse(
-    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buf: &mut String,
-    n: usize,
-) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        while let Some(pos) = buf.find("\n\n") {
-            let msg: String = buf.drain(..pos + 2).collect();
-            let mut event = String::new();
-            let mut data = String::new();
-            for line in msg.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if !event.is_empty() {
-                out.push((event, serde_json::from_str(&data).unwrap()));
-            }
-        }
-        if out.len() >= n {
-            break;
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("an SSE message within 10 s")
-            .expect("stream open")
-            .unwrap();
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    out
-}
-
 #[tokio::test]
 async fn live_stream_sends_ready_then_new_batches() {
     let s = start(TOKENS).await;
@@ -724,11 +690,20 @@ async fn a_restart_removes_staging_files_of_interrupted_uploads() {
     let store_dir = dir.path().join("blobs/storeA");
     let staging = store_dir.join(format!("{}#1", hash(b"cut short")));
     let staging2 = store_dir.join(format!("{}#2", hash(b"kept")));
-    std::fs::write(&staging, b"cut sh").unwrap();
-    std::fs::write(&staging2, b"ke").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(20 * 60);
+    for (path, bytes) in [(&staging, &b"cut sh"[..]), (&staging2, &b"ke"[..])] {
+        std::fs::write(path, bytes).unwrap();
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(long_ago).unwrap();
+    }
+    // One being written right now (another instance sharing the blob dir): kept.
+    let live = store_dir.join(format!("{}#3", hash(b"in flight")));
+    std::fs::write(&live, b"in fl").unwrap();
 
     let s = start_with(cfg, None).await;
     assert!(!staging.exists() && !staging2.exists());
+    assert!(live.exists(), "an upload in flight lost its staging file");
+    std::fs::remove_file(&live).unwrap();
     assert_eq!(
         s.download("ta", &key).await,
         (StatusCode::OK, b"kept".to_vec())

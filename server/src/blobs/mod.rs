@@ -137,10 +137,19 @@ pub enum PresignMethod {
     Get,
 }
 
+/// How long a staging file must have been left unwritten before [`sweep_staging`] removes it:
+/// an upload in flight writes to its staging file all the time, so one untouched for this
+/// long belongs to a process that crashed (this one, or another instance sharing the dir).
+pub const STAGING_ABANDONED: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Removes the staging files (`<hash>#<n>`) of uploads a crashed process left in a local blob
-/// dir (`<dir>/<store>/`). Run at start, before serving: one process owns a data dir, so no
-/// upload is in flight then. Returns how many files were removed.
-pub fn sweep_staging(dir: &std::path::Path) -> std::io::Result<usize> {
+/// dir (`<dir>/<store>/`): those not written for `abandoned` (several instances may share
+/// the dir, and uploads of the others may be in flight). Run at start. Returns how many files
+/// were removed.
+pub fn sweep_staging(
+    dir: &std::path::Path,
+    abandoned: std::time::Duration,
+) -> std::io::Result<usize> {
     let mut removed = 0;
     let stores = match std::fs::read_dir(dir) {
         Ok(d) => d,
@@ -154,7 +163,14 @@ pub fn sweep_staging(dir: &std::path::Path) -> std::io::Result<usize> {
         }
         for file in std::fs::read_dir(store.path())? {
             let file = file?;
-            if file.file_name().to_string_lossy().contains('#') && file.file_type()?.is_file() {
+            let staging =
+                file.file_name().to_string_lossy().contains('#') && file.file_type()?.is_file();
+            let idle = file
+                .metadata()?
+                .modified()?
+                .elapsed()
+                .is_ok_and(|age| age >= abandoned);
+            if staging && idle {
                 std::fs::remove_file(file.path())?;
                 removed += 1;
             }

@@ -71,6 +71,8 @@ fn db(e: impl std::fmt::Display) -> StoreError {
 /// The event store on PostgreSQL.
 pub struct PostgresEventStore {
     pool: Pool,
+    /// This instance's id in the notifications of its pushes (see [`crate::relay`]).
+    instance: String,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -103,7 +105,10 @@ impl PostgresEventStore {
             .max_size(max_connections.max(2))
             .build()
             .map_err(db)?;
-        let store = PostgresEventStore { pool };
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(db)?;
+        let instance = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let store = PostgresEventStore { pool, instance };
         store.migrate().await?;
         Ok(store)
     }
@@ -144,6 +149,11 @@ impl PostgresEventStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    /// This instance's id in notifications (random per connection pool).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The schema version after connecting.
@@ -325,13 +335,18 @@ impl EventStore for PostgresEventStore {
             out.events.push(confirmed.clone());
             out.new.push(confirmed);
         }
-        if !out.new.is_empty() {
+        if let (Some(first), Some(last)) = (out.new.first(), out.new.last()) {
             tx.execute(
                 "UPDATE stores SET head = $2 WHERE store = $1",
                 &[&store.as_str(), &to_i64(head)?],
             )
             .await
             .map_err(db)?;
+            // Delivered to the other instances when (and only if) this commits.
+            let note = crate::relay::payload(&self.instance, first.seq.0, last.seq.0, store);
+            tx.execute("SELECT pg_notify($1, $2)", &[&crate::relay::CHANNEL, &note])
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(out)

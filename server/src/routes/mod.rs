@@ -379,12 +379,7 @@ async fn push(
     let result = state.events.push(&store, &events, &absent).await?;
     if let (Some(first), Some(last)) = (result.new.first(), result.new.last()) {
         tracing::info!(store = %store, first = first.seq.0, last = last.seq.0, "events stored");
-        // No receiver is fine: nobody is listening live.
-        let _ = slot.live.send(Arc::new(LiveBatch {
-            first_seq: first.seq.0,
-            last_seq: last.seq.0,
-            events: envelopes(&result.new),
-        }));
+        slot.broadcast(&result.new);
     }
     drop(_serialized);
     Ok(Json(json!({"events": envelopes(&result.events)})))
@@ -449,8 +444,11 @@ async fn live(
         })
         .unwrap_or(0);
     // Subscribe before reading the head, so no batch stored in between is missed.
-    let rx = state.stores.slot(&store).live.subscribe();
+    let slot = state.stores.slot(&store);
+    let rx = slot.live.subscribe();
     let head = state.events.head(&store).await?;
+    // The subscriber pulls up to the head: a catch-up starts after it.
+    slot.note_delivered(head.0);
     let ready = Event::default()
         .event("ready")
         .data(json!({"head": head.0}).to_string());

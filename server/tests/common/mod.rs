@@ -367,3 +367,42 @@ pub async fn pg_database(prefix: &str) -> String {
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     format!("{base}/{name}")
 }
+
+/// Reads SSE messages `(event, data)` from a response until `n` were seen.
+pub async fn read_sse(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    n: usize,
+) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(pos) = buf.find("\n\n") {
+            let msg: String = buf.drain(..pos + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in msg.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !event.is_empty() {
+                out.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+        let chunk = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures_util::StreamExt::next(stream),
+        )
+        .await
+        .expect("an SSE message within 10 s")
+        .expect("stream open")
+        .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    out
+}
