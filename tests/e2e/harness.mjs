@@ -55,21 +55,27 @@ export async function device(options = {}) {
   return d;
 }
 
-/** A new tab of `dev` on the server's test page, the package loaded, no store open. */
-export async function blankTab(dev) {
+/**
+ * A new tab of `dev` on the server's test page (or on `base`: another server, a front), the
+ * package loaded, no store open.
+ */
+export async function blankTab(dev, base = env.server.url) {
   const page = await dev.context.newPage();
   page.on('pageerror', (e) => {
     pageErrors.push(String(e));
     console.error('page error:', e);
   });
-  await page.goto(`${env.server.url}/e2e.html`);
+  await page.goto(`${base}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
   return page;
 }
 
-/** A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`. */
-export async function openTab(dev, storeId, remote = { authToken: TOKEN }, extra = {}) {
-  const page = await blankTab(dev);
+/**
+ * A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`.
+ * `extra.base`: the page's server, when not the test's (the store's API is on the page's origin).
+ */
+export async function openTab(dev, storeId, remote = { authToken: TOKEN }, { base, ...extra } = {}) {
+  const page = await blankTab(dev, base);
   await page.evaluate(async ([storeId, remote, extra]) => {
     window.events = [];
     window.fs = await window.filesync.openFileSync({ storeId, remote, ...extra });

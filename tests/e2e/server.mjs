@@ -14,13 +14,14 @@ const defaultBinary = () => process.env.FILESYNC_SERVER_BIN
 
 /**
  * A running server: `url`, `stop()`, `restart()` (same port and data), `close()`. It serves
- * the app's files from `www` (default: the repository's www/); `args` are more flags.
+ * the app's files from `www` (default: the repository's www/); `args` are more flags;
+ * `dataDir` shares another server's data dir (its blobs and signing secret: a second instance).
  */
-export async function startServer({ tokens, args: extra = [], binary: serverBinary = defaultBinary(), www = path.join(repo, 'www') } = {}) {
+export async function startServer({ tokens, args: extra = [], binary: serverBinary = defaultBinary(), www = path.join(repo, 'www'), dataDir: shared } = {}) {
   if (!existsSync(serverBinary)) {
     throw new Error(`${serverBinary} is missing: run cargo build -p filesync-server first`);
   }
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'filesync-server-'));
+  const dataDir = shared ?? await mkdtemp(path.join(tmpdir(), 'filesync-server-'));
   let child = null;
   let addr = '127.0.0.1:0';
   const server = {
@@ -49,7 +50,8 @@ export async function startServer({ tokens, args: extra = [], binary: serverBina
     },
     /** Stops the process (SIGKILL: a crash, not a graceful shutdown). */
     async stop() {
-      if (!child || child.exitCode !== null) return;
+      // Exited, or killed before (a killed process has no exit code, only a signal).
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGKILL');
       await exited;
@@ -60,7 +62,8 @@ export async function startServer({ tokens, args: extra = [], binary: serverBina
     },
     async close() {
       await server.stop();
-      await rm(dataDir, { recursive: true, force: true });
+      // A shared data dir is its owner's to remove.
+      if (!shared) await rm(dataDir, { recursive: true, force: true });
     },
   };
   await server.start();
