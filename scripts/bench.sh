@@ -4,8 +4,8 @@
 #   engine: native benchmark of the sans-IO engine at 100,000 files (benches/engine.rs), built
 #           with the release profile by `cargo bench`. Prints a table and one line of JSON.
 #
-# Then the browser benchmarks of the wasm package and the remote sync benchmarks, as further
-# `bench` steps. Every step runs even when an earlier one failed. The exit status is non-zero only if a
+# Then the browser benchmarks of the wasm package, the remote sync benchmarks and the server's
+# load test, as further `bench` steps. Every step runs even when an earlier one failed. The exit status is non-zero only if a
 # benchmark fails to build or run: timings are information, never a failure (no thresholds).
 #
 # Environment: BENCH_RUNS (timed runs per figure, default 7, after one warm-up run).
@@ -49,6 +49,19 @@ bench_sync() {
     node scripts/bench-sync.mjs
 }
 bench sync bench_sync
+
+# The event API under many simulated clients (server/tests/bench_load.rs): 1,000 live
+# subscribers and 200 pushers on SQLite, PostgreSQL and two PostgreSQL instances (the last run
+# kills one), against the release server on a throwaway PostgreSQL cluster (scripts/pg.sh).
+bench_load() {
+    local pg_env
+    pg_env="$(bash scripts/pg.sh start)" || return 1
+    env "$pg_env" cargo test --release -p filesync-server --test bench_load -- --ignored --nocapture
+    local status=$?
+    bash scripts/pg.sh stop
+    return $status
+}
+bench load bench_load
 
 printf '\n==== bench.sh summary\n'
 failed=0
