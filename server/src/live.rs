@@ -29,6 +29,23 @@ pub struct LiveBatch {
     pub first_seq: u64,
     /// The events, in order.
     pub events: Vec<WireEnvelope>,
+    /// `{"events": [...]}` of all of them: what most subscribers are sent, serialized once
+    /// per batch rather than once per subscriber.
+    pub data: String,
+}
+
+impl LiveBatch {
+    /// The batch of `events` (in sequence order).
+    pub fn new(events: &[ConfirmedEvent]) -> LiveBatch {
+        let events: Vec<WireEnvelope> = events.iter().map(ConfirmedEvent::to_wire).collect();
+        let data = serde_json::json!({ "events": events }).to_string();
+        LiveBatch {
+            first_seq: events.first().and_then(|e| e.seq).unwrap_or(0),
+            last_seq: events.last().and_then(|e| e.seq).unwrap_or(0),
+            events,
+            data,
+        }
+    }
 }
 
 /// Coordination state of one store.
@@ -46,16 +63,12 @@ pub struct StoreSlot {
 impl StoreSlot {
     /// Sends `events` (in sequence order) to the live subscribers as one batch.
     pub fn broadcast(&self, events: &[ConfirmedEvent]) {
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        let Some(last) = events.last() else {
             return;
         };
         self.note_delivered(last.seq.0);
         // No receiver is fine: nobody is listening live.
-        let _ = self.live.send(Arc::new(LiveBatch {
-            first_seq: first.seq.0,
-            last_seq: last.seq.0,
-            events: events.iter().map(ConfirmedEvent::to_wire).collect(),
-        }));
+        let _ = self.live.send(Arc::new(LiveBatch::new(events)));
     }
 
     /// Records that subscribers have everything up to `seq`.

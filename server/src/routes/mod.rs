@@ -506,20 +506,20 @@ fn live_event(batch: &LiveBatch, after: u64) -> Option<Event> {
         return None;
     }
     let data = if batch.first_seq > after {
-        json!({"events": batch.events})
+        batch.data.clone()
     } else {
         let tail: Vec<&WireEnvelope> = batch
             .events
             .iter()
             .filter(|e| e.seq.is_some_and(|s| s > after))
             .collect();
-        json!({"events": tail})
+        json!({ "events": tail }).to_string()
     };
     Some(
         Event::default()
             .event("events")
             .id(batch.last_seq.to_string())
-            .data(data.to_string()),
+            .data(data),
     )
 }
 
@@ -542,6 +542,7 @@ mod tests {
             first_seq: seq,
             last_seq: seq,
             events: vec![],
+            data: String::new(),
         })
     }
 
