@@ -10,8 +10,10 @@
 //! Notifications are not relied upon alone: while the listener is disconnected they are lost,
 //! so after every (re)connection each store with subscribers is brought up to the database's
 //! head (the events after the last batch this instance delivered: one cheap `head` read per
-//! store). Clients already take live events that come late, twice or out of order (they pull
-//! to fill gaps), so a batch delivered by both paths costs nothing.
+//! store). A relayed batch can arrive after a later batch of this instance: the store's
+//! sequencer (`crate::live::Sequencer`) holds the later one back until the gap is filled, by
+//! the notification on its way or, after [`GAP_WAIT`], by reading the gap from the log
+//! ([`fill_gaps`]); a batch delivered by both paths is sent once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use filesync::core::ids::{Seq, StoreId};
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::live::StoreSlot;
 use crate::AppState;
 
 /// The notification channel.
@@ -27,6 +30,44 @@ pub const CHANNEL: &str = "filesync_events";
 
 /// How long the listener waits before connecting again.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// How long a gap before a waiting batch may stay before it is read from the log (the batch
+/// that fills it is usually a notification on its way).
+pub const GAP_WAIT: Duration = Duration::from_millis(200);
+
+/// Fills the gaps that hold batches back in `slot` (see [`crate::live::Sequencer`]): waits
+/// [`GAP_WAIT`] for the batch that belongs there, then reads what is still missing from the
+/// log. One task per slot at a time.
+pub fn fill_gaps(state: Arc<AppState>, store: StoreId, slot: Arc<StoreSlot>) {
+    use std::sync::atomic::Ordering;
+    if slot
+        .filling
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        while let Some(gap) = slot.gap() {
+            tokio::time::sleep(GAP_WAIT).await;
+            if slot.gap() != Some(gap) {
+                continue; // filled meanwhile, or another gap: look again
+            }
+            let (from, to) = gap;
+            let count = usize::try_from(to - from + 1).unwrap_or(usize::MAX);
+            match state.events.pull(&store, Seq(from - 1), count).await {
+                Ok(events) => {
+                    slot.broadcast(&events);
+                }
+                Err(e) => {
+                    tracing::warn!(%e, store = %store, "filling a live gap failed");
+                    break;
+                }
+            }
+        }
+        slot.filling.store(false, Ordering::Release);
+    });
+}
 
 /// A notification's text: `<instance> <first seq> <last seq> <store>` (store ids have no
 /// spaces; they come last because they may hold other punctuation).
@@ -113,7 +154,7 @@ async fn listen(state: &Arc<AppState>, url: &str, instance: &str) -> Result<(), 
 }
 
 /// Broadcasts another instance's batch to this instance's subscribers of the store.
-async fn deliver(state: &AppState, stored: &Stored) {
+async fn deliver(state: &Arc<AppState>, stored: &Stored) {
     let Some(slot) = state.stores.live_slot(&stored.store) else {
         return;
     };
@@ -123,14 +164,17 @@ async fn deliver(state: &AppState, stored: &Stored) {
         .pull(&stored.store, Seq(stored.first - 1), count)
         .await
     {
-        Ok(events) if !events.is_empty() => slot.broadcast(&events),
-        Ok(_) => {}
+        Ok(events) => {
+            if slot.broadcast(&events).is_some() {
+                fill_gaps(state.clone(), stored.store.clone(), slot);
+            }
+        }
         Err(e) => tracing::warn!(%e, store = %stored.store, "reading a relayed batch failed"),
     }
 }
 
 /// Broadcasts whatever the store holds beyond the last batch delivered here.
-async fn catch_up(state: &AppState, store: &StoreId) {
+async fn catch_up(state: &Arc<AppState>, store: &StoreId) {
     let Some(slot) = state.stores.live_slot(store) else {
         return;
     };
@@ -147,8 +191,11 @@ async fn catch_up(state: &AppState, store: &StoreId) {
     }
     let count = usize::try_from(head - delivered).unwrap_or(usize::MAX);
     match state.events.pull(store, Seq(delivered), count).await {
-        Ok(events) if !events.is_empty() => slot.broadcast(&events),
-        Ok(_) => {}
+        Ok(events) => {
+            if slot.broadcast(&events).is_some() {
+                fill_gaps(state.clone(), store.clone(), slot);
+            }
+        }
         Err(e) => tracing::warn!(%e, store = %store, "catching up a store failed"),
     }
 }

@@ -379,7 +379,10 @@ async fn push(
     let result = state.events.push(&store, &events, &absent).await?;
     if let (Some(first), Some(last)) = (result.new.first(), result.new.last()) {
         tracing::info!(store = %store, first = first.seq.0, last = last.seq.0, "events stored");
-        slot.broadcast(&result.new);
+        if slot.broadcast(&result.new).is_some() {
+            // Batches of other instances are missing before this one (see `crate::relay`).
+            crate::relay::fill_gaps(state.clone(), store.clone(), slot.clone());
+        }
     }
     drop(_serialized);
     Ok(Json(json!({"events": envelopes(&result.events)})))
@@ -447,8 +450,9 @@ async fn live(
     let slot = state.stores.slot(&store);
     let rx = slot.live.subscribe();
     let head = state.events.head(&store).await?;
-    // The subscriber pulls up to the head: a catch-up starts after it.
-    slot.note_delivered(head.0);
+    // The subscriber pulls up to the head: the first subscriber's head is where the store's
+    // live sequence starts.
+    slot.note_subscribed(head.0);
     let ready = Event::default()
         .event("ready")
         .data(json!({"head": head.0}).to_string());
