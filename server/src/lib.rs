@@ -69,7 +69,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default of [`Config::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Descriptors kept for everything but connections (database, blob files, S3 clients).
+/// Descriptors kept for everything but connections (database, blob files, S3 clients): this
+/// many, or a quarter of a lower limit.
 const RESERVED_DESCRIPTORS: u64 = 128;
 /// Default of [`Config::multipart_max_age`]: one day.
 pub const DEFAULT_MULTIPART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -409,7 +410,8 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
 fn connection_cap(wanted: usize) -> usize {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
-            let fits = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+            let reserved = RESERVED_DESCRIPTORS.min(limit / 4);
+            let fits = limit.saturating_sub(reserved).max(1);
             let cap = (wanted as u64).min(fits) as usize;
             if cap < wanted {
                 tracing::warn!(

@@ -243,6 +243,43 @@ fn listening_url(child: &mut std::process::Child) -> String {
         .to_string()
 }
 
+#[tokio::test]
+async fn stalled_connections_cannot_starve_health_under_a_low_descriptor_limit() {
+    // The binary with 200 descriptors at most (soft and hard), a 1 s header timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=200")
+        .arg(env!("CARGO_BIN_EXE_filesync-server"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--www-dir", "/nonexistent", "--header-timeout-secs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("prlimit (util-linux) runs the server");
+    let base = listening_url(&mut child);
+    let addr = base.strip_prefix("http://").unwrap().to_string();
+    // More connections than descriptors, each stuck in its request line.
+    let mut stalled = Vec::new();
+    for _ in 0..250 {
+        let Ok(mut sock) = TcpStream::connect(&addr).await else {
+            break;
+        };
+        let _ = sock.write_all(b"GET /api/hea").await;
+        stalled.push(sock);
+    }
+    let health = async {
+        let mut sock = TcpStream::connect(&addr).await.unwrap();
+        sock.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_head(&mut sock, Duration::from_secs(10)).await
+    };
+    let got = health.await.expect("/health answered within 10 s");
+    assert!(got.starts_with("http/1.1 200"), "{got}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn sigterm_right_after_start_stops_the_server_gracefully() {
     use std::os::unix::process::ExitStatusExt;

@@ -327,3 +327,33 @@ async fn an_upload_survives_a_restart_and_a_stale_one_is_swept_at_start() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     s.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sweeping_at_once_remove_every_stale_upload() {
+    use filesync_server::blobs::{BlobStore, ObjectStoreBlobs};
+    let s = start().await;
+    let mut uploads = Vec::new();
+    for seed in 0..6 {
+        let up = s
+            .create_upload("ta", "storeA", big_content(PART + 1, 20 + seed))
+            .await;
+        s.send_parts("ta", &up, &[1]).await;
+        uploads.push(up);
+    }
+    // Two instances sharing the blob directory sweep at the same moment.
+    let dir = s.dir.as_ref().unwrap().path().join("blobs");
+    let (a, b) = (
+        ObjectStoreBlobs::local(&dir).unwrap(),
+        ObjectStoreBlobs::local(&dir).unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.multipart().sweep(u64::MAX), b.multipart().sweep(u64::MAX));
+    let swept = ra.unwrap() + rb.unwrap();
+    assert!(swept >= uploads.len(), "swept {swept}");
+    assert!(staged(&s).is_empty(), "{:?}", staged(&s));
+    for up in &uploads {
+        let body = json!({"key": up.key, "uploadId": up.id,
+                          "parts": [{"partNumber": 1, "checksumSha256": common::sha256_b64(up.part(1))}]});
+        let (status, _) = s.multipart("ta", "sign", body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
