@@ -168,19 +168,26 @@ impl PostgresEventStore {
     }
 }
 
-/// Locks the store's row (creating it) inside `tx`; the store's head.
+/// `sql` prepared on this connection (once per pooled connection: a statement sent as text
+/// would cost a second round trip every time).
+async fn prepared(
+    tx: &impl GenericClient,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    tx.prepare_cached(sql).await.map_err(db)
+}
+
+/// Locks the store's row (creating it) inside `tx`, in one round trip; the store's head.
+/// `ON CONFLICT DO UPDATE` locks an existing row like `SELECT ... FOR UPDATE`.
 async fn lock_store(tx: &impl GenericClient, store: &StoreId) -> Result<u64, StoreError> {
-    tx.execute(
-        "INSERT INTO stores (store, head) VALUES ($1, 0) ON CONFLICT (store) DO NOTHING",
-        &[&store.as_str()],
+    let stmt = prepared(
+        tx,
+        "INSERT INTO stores (store, head) VALUES ($1, 0)
+         ON CONFLICT (store) DO UPDATE SET head = stores.head RETURNING head",
     )
-    .await
-    .map_err(db)?;
+    .await?;
     let head: i64 = tx
-        .query_one(
-            "SELECT head FROM stores WHERE store = $1 FOR UPDATE",
-            &[&store.as_str()],
-        )
+        .query_one(&stmt, &[&store.as_str()])
         .await
         .map_err(db)?
         .get(0);
@@ -192,9 +199,14 @@ async fn find_by_id(
     store: &StoreId,
     id: &EventId,
 ) -> Result<Option<ConfirmedEvent>, StoreError> {
+    let stmt = prepared(
+        tx,
+        "SELECT seq, name, args FROM events WHERE store = $1 AND client = $2 AND n = $3",
+    )
+    .await?;
     let row = tx
         .query_opt(
-            "SELECT seq, name, args FROM events WHERE store = $1 AND client = $2 AND n = $3",
+            &stmt,
             &[&store.as_str(), &id.client.as_str(), &to_i64(id.n)?],
         )
         .await
@@ -216,13 +228,15 @@ async fn load_row(
     store: &StoreId,
     id: &FileId,
 ) -> Result<Option<FileRow>, StoreError> {
+    let stmt = prepared(
+        tx,
+        "SELECT path, content_hash, uploaded, name, mime_type, size, metadata_json,
+                created_at, updated_at, deleted_at
+         FROM files WHERE store = $1 AND id = $2",
+    )
+    .await?;
     let Some(r) = tx
-        .query_opt(
-            "SELECT path, content_hash, uploaded, name, mime_type, size, metadata_json,
-                    created_at, updated_at, deleted_at
-             FROM files WHERE store = $1 AND id = $2",
-            &[&store.as_str(), &id.as_str()],
-        )
+        .query_opt(&stmt, &[&store.as_str(), &id.as_str()])
         .await
         .map_err(db)?
     else {
@@ -256,7 +270,8 @@ async fn save_row(
     row: &FileRow,
 ) -> Result<(), StoreError> {
     let deleted = row.deleted_at.map(|d| to_i64(d.0)).transpose()?;
-    tx.execute(
+    let stmt = prepared(
+        tx,
         "INSERT INTO files (store, id, path, content_hash, uploaded, name, mime_type, size,
             metadata_json, created_at, updated_at, deleted_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -265,6 +280,10 @@ async fn save_row(
             name = excluded.name, mime_type = excluded.mime_type, size = excluded.size,
             metadata_json = excluded.metadata_json, created_at = excluded.created_at,
             updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
+    )
+    .await?;
+    tx.execute(
+        &stmt,
         &[
             &store.as_str(),
             &row.id.as_str(),
@@ -309,9 +328,14 @@ impl EventStore for PostgresEventStore {
             head += 1;
             let event = as_stored(&ev.event, &absent);
             let wire = event.to_wire();
-            tx.execute(
+            let insert = prepared(
+                &tx,
                 "INSERT INTO events (store, seq, client, n, name, args)
                  VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await?;
+            tx.execute(
+                &insert,
                 &[
                     &store.as_str(),
                     &to_i64(head)?,
@@ -336,17 +360,26 @@ impl EventStore for PostgresEventStore {
             out.new.push(confirmed);
         }
         if let (Some(first), Some(last)) = (out.new.first(), out.new.last()) {
+            // The new head, and the notification other instances get when (and only if) this
+            // commits, in one round trip.
+            let note = crate::relay::payload(&self.instance, first.seq.0, last.seq.0, store);
+            let stmt = prepared(
+                &tx,
+                "WITH moved AS (UPDATE stores SET head = $2 WHERE store = $1)
+                 SELECT pg_notify($3, $4)",
+            )
+            .await?;
             tx.execute(
-                "UPDATE stores SET head = $2 WHERE store = $1",
-                &[&store.as_str(), &to_i64(head)?],
+                &stmt,
+                &[
+                    &store.as_str(),
+                    &to_i64(head)?,
+                    &crate::relay::CHANNEL,
+                    &note,
+                ],
             )
             .await
             .map_err(db)?;
-            // Delivered to the other instances when (and only if) this commits.
-            let note = crate::relay::payload(&self.instance, first.seq.0, last.seq.0, store);
-            tx.execute("SELECT pg_notify($1, $2)", &[&crate::relay::CHANNEL, &note])
-                .await
-                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(out)
@@ -360,12 +393,14 @@ impl EventStore for PostgresEventStore {
     ) -> Result<Vec<ConfirmedEvent>, StoreError> {
         let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let stmt = prepared(
+            &client,
+            "SELECT seq, client, n, name, args FROM events
+             WHERE store = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .await?;
         let rows = client
-            .query(
-                "SELECT seq, client, n, name, args FROM events
-                 WHERE store = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                &[&store.as_str(), &to_i64(after.0)?, &limit],
-            )
+            .query(&stmt, &[&store.as_str(), &to_i64(after.0)?, &limit])
             .await
             .map_err(db)?;
         rows.into_iter()
