@@ -56,7 +56,8 @@ bench sync bench_sync
 bench_load() {
     local pg_env
     pg_env="$(bash scripts/pg.sh start)" || return 1
-    env "$pg_env" cargo test --release -p filesync-server --test bench_load -- --ignored --nocapture
+    # shellcheck disable=SC2086
+    env $pg_env cargo test --release -p filesync-server --test bench_load -- --ignored --nocapture
     local status=$?
     bash scripts/pg.sh stop
     return $status

@@ -26,7 +26,9 @@ bash scripts/setup.sh
 # The server's PostgreSQL tests use a throwaway cluster (scripts/pg.sh), stopped on exit. If it
 # cannot start, those tests fail and say why (they are never skipped).
 if pg_env="$(bash scripts/pg.sh start)"; then
-    export "${pg_env?}"
+    # Lines NAME=value without spaces.
+    # shellcheck disable=SC2086
+    export ${pg_env?}
     trap 'bash scripts/pg.sh stop' EXIT
 else
     echo "test.sh: the PostgreSQL test cluster did not start; the server's PostgreSQL tests will fail" >&2

@@ -110,6 +110,8 @@ pub struct Config {
     /// Events in PostgreSQL at this URL (`postgres://user:password@host:port/db`) instead of
     /// SQLite in the data dir: for several instances serving the same stores.
     pub database_url: Option<String>,
+    /// More trusted certificates (PEM) for TLS to the database (a managed database's CA).
+    pub database_ca_file: Option<PathBuf>,
     /// Blobs in an S3-compatible bucket instead of `<data-dir>/blobs`.
     pub s3: Option<S3Config>,
     /// Who moves the bytes; [`BlobMode::Presign`] needs [`Config::s3`].
@@ -146,6 +148,7 @@ impl Config {
             ping_interval: routes::PING_INTERVAL,
             multipart_max_age: DEFAULT_MULTIPART_MAX_AGE,
             database_url: None,
+            database_ca_file: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -300,9 +303,10 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     let mut relay = None;
     let events: Arc<dyn EventStore> = match &config.database_url {
         Some(url) => {
-            let pg = PostgresEventStore::connect(url, DATABASE_CONNECTIONS).await?;
+            let ca = config.database_ca_file.as_deref();
+            let pg = PostgresEventStore::connect(url, DATABASE_CONNECTIONS, ca).await?;
             tracing::info!(instance = pg.instance(), "events in PostgreSQL");
-            relay = Some((url.clone(), pg.instance().to_string()));
+            relay = Some((url.clone(), pg.instance().to_string(), pg.tls()));
             Arc::new(pg)
         }
         None => {
@@ -381,8 +385,8 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
         stores: live::Stores::default(),
         shutdown: shutdown.clone(),
     });
-    if let Some((url, instance)) = relay {
-        tokio::spawn(relay::run(state.clone(), url, instance));
+    if let Some((url, instance, tls)) = relay {
+        tokio::spawn(relay::run(state.clone(), url, instance, tls));
     }
     if let Some(blobs) = state.blobs.clone() {
         sweep_uploads(&*blobs, state.multipart_max_age).await;

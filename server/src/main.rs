@@ -60,6 +60,10 @@ struct Args {
     /// the data dir: several instances may then serve the same stores.
     #[arg(long, env = "FILESYNC_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// More trusted certificates (PEM) for TLS to the database, e.g. a managed database's CA
+    /// bundle (the platform's roots are always trusted).
+    #[arg(long, env = "FILESYNC_DATABASE_CA_FILE")]
+    database_ca_file: Option<PathBuf>,
     /// Most connections served at once (more wait in the listen queue); lowered at start to
     /// fit the descriptor limit.
     #[arg(long, env = "FILESYNC_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -242,6 +246,7 @@ async fn main() -> ExitCode {
         url_ttl_secs: args.url_ttl_secs,
         multipart_max_age: Duration::from_secs(args.multipart_max_age_secs),
         database_url: args.database_url.filter(|u| !u.is_empty()),
+        database_ca_file: args.database_ca_file,
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use filesync::core::ids::{Seq, StoreId};
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::live::StoreSlot;
 use crate::AppState;
@@ -98,9 +99,9 @@ pub fn parse(text: &str) -> Option<Stored> {
 
 /// Listens for other instances' batches until shutdown (see the module docs). `instance` is
 /// this instance's id (its own notifications are skipped).
-pub async fn run(state: Arc<AppState>, url: String, instance: String) {
+pub async fn run(state: Arc<AppState>, url: String, instance: String, tls: MakeRustlsConnect) {
     while !state.shutdown.is_cancelled() {
-        match listen(&state, &url, &instance).await {
+        match listen(&state, &url, &instance, tls.clone()).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(%e, "live relay disconnected; connecting again"),
         }
@@ -112,8 +113,13 @@ pub async fn run(state: Arc<AppState>, url: String, instance: String) {
 }
 
 /// One connection's life: `Ok` on shutdown, `Err` when the connection broke.
-async fn listen(state: &Arc<AppState>, url: &str, instance: &str) -> Result<(), String> {
-    let (client, mut conn) = tokio_postgres::connect(url, NoTls)
+async fn listen(
+    state: &Arc<AppState>,
+    url: &str,
+    instance: &str,
+    tls: MakeRustlsConnect,
+) -> Result<(), String> {
+    let (client, mut conn) = tokio_postgres::connect(url, tls)
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -24,7 +24,7 @@ mod common;
 
 async fn postgres() -> Arc<dyn EventStore> {
     let url = common::pg_database("events").await;
-    Arc::new(PostgresEventStore::connect(&url, 8).await.unwrap())
+    Arc::new(PostgresEventStore::connect(&url, 8, None).await.unwrap())
 }
 
 fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn EventStore> {
@@ -332,10 +332,11 @@ async fn sqlite_concurrent_pushes_number_without_gaps() {
 #[tokio::test]
 async fn postgres_push_is_idempotent_gapless_and_per_store() {
     let url = common::pg_database("events").await;
-    let db: Arc<dyn EventStore> = Arc::new(PostgresEventStore::connect(&url, 4).await.unwrap());
+    let db: Arc<dyn EventStore> =
+        Arc::new(PostgresEventStore::connect(&url, 4, None).await.unwrap());
     push_is_idempotent_gapless_and_per_store(db).await;
     // Another connection (a restart, another instance) sees the same, and migrates nothing.
-    let again = PostgresEventStore::connect(&url, 4).await.unwrap();
+    let again = PostgresEventStore::connect(&url, 4, None).await.unwrap();
     assert_eq!(again.schema_version().await.unwrap(), 1);
     assert_eq!(again.head(&store()).await.unwrap(), Seq(2));
 }
@@ -351,7 +352,7 @@ async fn postgres_concurrent_pushes_from_three_instances_number_without_gaps() {
     let mut handles: Vec<Arc<dyn EventStore>> = Vec::new();
     for _ in 0..3 {
         handles.push(Arc::new(
-            PostgresEventStore::connect(&url, 4).await.unwrap(),
+            PostgresEventStore::connect(&url, 4, None).await.unwrap(),
         ));
     }
     concurrent_pushes_number_without_gaps(handles).await;
@@ -360,8 +361,8 @@ async fn postgres_concurrent_pushes_from_three_instances_number_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_push_on_one_instance_waits_for_a_delete_on_another() {
     let url = common::pg_database("events").await;
-    let a = Arc::new(PostgresEventStore::connect(&url, 4).await.unwrap());
-    let b = Arc::new(PostgresEventStore::connect(&url, 4).await.unwrap());
+    let a = Arc::new(PostgresEventStore::connect(&url, 4, None).await.unwrap());
+    let b = Arc::new(PostgresEventStore::connect(&url, 4, None).await.unwrap());
     a_push_waits_for_a_delete_in_progress(&url, a, b).await;
 }
 
@@ -370,11 +371,59 @@ async fn postgres_instances_starting_together_migrate_once() {
     let url = common::pg_database("events").await;
     let starts = (0..4).map(|_| {
         let url = url.clone();
-        tokio::spawn(async move { PostgresEventStore::connect(&url, 2).await.map(drop) })
+        tokio::spawn(async move { PostgresEventStore::connect(&url, 2, None).await.map(drop) })
     });
     for s in starts {
         s.await.unwrap().unwrap();
     }
-    let db = PostgresEventStore::connect(&url, 2).await.unwrap();
+    let db = PostgresEventStore::connect(&url, 2, None).await.unwrap();
     assert_eq!(db.schema_version().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn postgres_connections_are_verified_tls_when_asked() {
+    use filesync_server::events::tls_connector;
+    let ca = std::env::var("FILESYNC_TEST_DATABASE_CA").unwrap_or_else(|_| {
+        panic!("FILESYNC_TEST_DATABASE_CA is not set: the test cluster of scripts/pg.sh has it")
+    });
+    let ca = std::path::PathBuf::from(ca);
+    let url = common::pg_database("tls")
+        .await
+        .replace("sslmode=disable", "sslmode=require");
+    let db = PostgresEventStore::connect(&url, 2, Some(&ca))
+        .await
+        .unwrap();
+    let r = push(
+        &db,
+        &store(),
+        &[created("c", 1, "f1", b"x")],
+        &BTreeSet::new(),
+    )
+    .await;
+    assert_eq!(r.new[0].seq, Seq(1));
+    // The connection is encrypted.
+    let (client, conn) = tokio_postgres::connect(&url, tls_connector(Some(&ca)).unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+    // Without the CA the server's certificate is refused: never unverified TLS.
+    let refused = PostgresEventStore::connect(&url, 2, None)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("TLS handshake"), "{refused}");
+    // A CA file without a certificate is a clear error at start.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let bad = PostgresEventStore::connect(&url, 2, Some(empty.path()))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("no certificate"), "{bad}");
 }

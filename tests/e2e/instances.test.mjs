@@ -16,7 +16,9 @@ if (!admin) {
 }
 const database = unique('e2e').replace(/-/g, '_');
 execFileSync('psql', [admin, '-q', '-c', `CREATE DATABASE ${database}`]);
-const databaseUrl = admin.replace(/\/[^/]*$/, `/${database}`);
+const adminUrl = new URL(admin);
+adminUrl.pathname = `/${database}`;
+const databaseUrl = adminUrl.href;
 const tokens = `${TOKEN}=*`;
 const env = useServer({ tokens, args: ['--database-url', databaseUrl] });
 

@@ -36,7 +36,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::{BlobError, StoreError};
 
-pub use postgres::PostgresEventStore;
+pub use postgres::{tls_connector, PostgresEventStore};
 pub use sqlite::SqliteEventStore;
 
 /// What a push stored.

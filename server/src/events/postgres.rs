@@ -9,6 +9,10 @@
 //! committed rows without locking. Connections come from a `deadpool-postgres` pool; schema
 //! changes are numbered migrations applied at start under an advisory lock, so instances
 //! starting together migrate once.
+//!
+//! TLS: the URL's `sslmode` decides (`disable`; `prefer`, the default: TLS when the server
+//! offers it; `require`). Certificates are always verified, against the platform's roots and
+//! the certificates of `--database-ca-file` (a managed database's CA bundle).
 
 use std::collections::BTreeSet;
 
@@ -18,7 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use filesync::core::event::{ClientEvent, ConfirmedEvent, FileInfo};
 use filesync::core::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
 use filesync::core::table::{fold, FileRow};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     as_stored, attached_contents, decode_event, to_i64, to_u64, BlobCheck, BlobDelete, EventStore,
@@ -73,6 +77,37 @@ pub struct PostgresEventStore {
     pool: Pool,
     /// This instance's id in the notifications of its pushes (see [`crate::relay`]).
     instance: String,
+    /// How connections make TLS (the relay's connection too).
+    tls: MakeRustlsConnect,
+}
+
+/// The TLS connector: the platform's roots and the certificates in `ca_file` (PEM).
+pub fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable platform certificates are skipped; a missing trust store leaves the CA file.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::Db(format!("database CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(StoreError::Db(format!(
+                "database CA file {} holds no certificate",
+                path.display()
+            )));
+        }
+        roots.add_parsable_certificates(certs);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(db)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -82,21 +117,21 @@ impl std::fmt::Debug for PostgresEventStore {
 }
 
 impl PostgresEventStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`; TLS is not
-    /// supported: use a private network or a local socket), with at most `max_connections`
-    /// pooled connections, and migrates the schema.
-    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=...`, see the
+    /// module docs for TLS; `ca_file`: more trusted certificates), with at most
+    /// `max_connections` pooled connections, and migrates the schema.
+    pub async fn connect(
+        url: &str,
+        max_connections: usize,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Db(format!("database URL: {e}")))?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Db(
-                "sslmode=require is not supported: connect over a private network".into(),
-            ));
-        }
+        let tls = tls_connector(ca_file)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -108,7 +143,11 @@ impl PostgresEventStore {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(db)?;
         let instance = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let store = PostgresEventStore { pool, instance };
+        let store = PostgresEventStore {
+            pool,
+            instance,
+            tls,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -149,6 +188,11 @@ impl PostgresEventStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    /// The TLS connector its connections use.
+    pub fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
     }
 
     /// This instance's id in notifications (random per connection pool).

@@ -363,9 +363,15 @@ pub async fn pg_database(prefix: &str) -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
-    // Same server and credentials, another database.
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
+    // Same server, credentials and options, another database.
+    let (url, options) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!("?{options}")
+    };
+    format!("{base}/{name}{options}")
 }
 
 /// Reads SSE messages `(event, data)` from a response until `n` were seen.
