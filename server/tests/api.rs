@@ -11,20 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::{
-    attached, config, created, deleted, hash, read_sse, start, start_with, Server, SECRET, TOKENS,
+    attached, config, created, deleted, hash, read_sse, seqs, start, start_with, Server, SECRET,
+    TOKENS,
 };
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-fn seqs(body: &Value) -> Vec<u64> {
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect()
 }
 
 #[tokio::test]

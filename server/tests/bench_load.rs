@@ -19,7 +19,6 @@
 //! check is that no acknowledged event is missing from the log or from any subscriber.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 mod common;
-use common::{created, pg_database};
+use common::{created, listening_url, pg_database, pull_all, spawn_server};
 
 const TOKEN: &str = "load";
 
@@ -46,31 +45,13 @@ struct Instance {
 
 impl Instance {
     fn start(dir: &std::path::Path, database: Option<&str>) -> Instance {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filesync-server"));
-        cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args([
-                "--www-dir",
-                "/nonexistent",
-                "--tokens",
-                &format!("{TOKEN}=*"),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .env("RUST_LOG", "error");
+        let tokens = format!("{TOKEN}=*");
+        let mut args = vec!["--tokens", tokens.as_str()];
         if let Some(url) = database {
-            cmd.args(["--database-url", url]);
+            args.extend(["--database-url", url]);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("filesync-server listening on ")
-            .unwrap()
-            .to_string();
+        let mut child = spawn_server(dir, &args, &[]);
+        let url = listening_url(&mut child);
         Instance { child, url }
     }
 
@@ -360,27 +341,7 @@ async fn run(name: &str, instances: &mut [Instance], stores: usize, kill_halfway
     // And the log holds every acknowledged event (read through a surviving instance).
     let base = &instances[0].url;
     for (store, count) in &per_store {
-        let mut from = 0u64;
-        let mut n = 0usize;
-        loop {
-            let page: Value = http
-                .get(format!(
-                    "{base}/api/v1/stores/{store}/events?after={from}&limit=1000"
-                ))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let events = page["events"].as_array().unwrap();
-            if events.is_empty() {
-                break;
-            }
-            n += events.len();
-            from = events.last().unwrap()["seq"].as_u64().unwrap();
-        }
+        let n = pull_all(&http, base, TOKEN, store).await.len();
         assert_eq!(n, *count, "{name}: the log of {store}");
     }
 }
@@ -391,53 +352,37 @@ async fn many_clients_on_sqlite_and_postgres() {
     // 1,000 subscribers and the servers' sockets: more descriptors than the default 1,024.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     filesync_server::blobs::install_tls_provider();
+    // (backend, instances) for each layout, then the kill.
     for stores in [1, 100] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut one = [Instance::start(dir.path(), None)];
-        run(
-            &format!("sqlite, 1 instance, {stores} store(s)"),
-            &mut one,
-            stores,
-            false,
-        )
-        .await;
-
-        let url = pg_database("load").await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut one = [Instance::start(dir.path(), Some(&url))];
-        run(
-            &format!("postgres, 1 instance, {stores} store(s)"),
-            &mut one,
-            stores,
-            false,
-        )
-        .await;
-
-        let url = pg_database("load").await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut two = [
-            Instance::start(dir.path(), Some(&url)),
-            Instance::start(dir.path(), Some(&url)),
-        ];
-        run(
-            &format!("postgres, 2 instances, {stores} store(s)"),
-            &mut two,
-            stores,
-            false,
-        )
-        .await;
+        for (postgres, instances) in [(false, 1), (true, 1), (true, 2)] {
+            let name = format!(
+                "{}, {instances} instance(s), {stores} store(s)",
+                if postgres { "postgres" } else { "sqlite" }
+            );
+            scenario(&name, postgres, instances, stores, false).await;
+        }
     }
-    let url = pg_database("load").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut two = [
-        Instance::start(dir.path(), Some(&url)),
-        Instance::start(dir.path(), Some(&url)),
-    ];
-    run(
+    scenario(
         "postgres, 2 instances, 100 stores, 1 killed",
-        &mut two,
+        true,
+        2,
         100,
         true,
     )
     .await;
+}
+
+/// Starts `instances` servers (on a new PostgreSQL database, or one on SQLite), sharing a data
+/// dir, and runs the load against them.
+async fn scenario(name: &str, postgres: bool, instances: usize, stores: usize, kill: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = if postgres {
+        Some(pg_database("load").await)
+    } else {
+        None
+    };
+    let mut servers: Vec<Instance> = (0..instances)
+        .map(|_| Instance::start(dir.path(), url.as_deref()))
+        .collect();
+    run(name, &mut servers, stores, kill).await;
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{created, start_with, Server, TOKENS};
+use common::{created, listening_url, pull_all, spawn_server, start_with, Server, TOKENS};
 
 /// Limits low enough for a test to meet them.
 fn config(dir: &std::path::Path) -> Config {
@@ -214,48 +214,24 @@ async fn a_refused_upload_closes_its_keep_alive_connection() {
     }
 }
 
-/// The binary with `args`, stdout piped.
+/// The binary with the tests' tokens and `extra` flags.
 fn spawn_binary(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filesync-server"));
-    cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(["--www-dir", "/nonexistent", "--tokens", TOKENS])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FILESYNC_") || k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.spawn().unwrap()
-}
-
-/// Reads the binary's stdout up to its "listening on <url>" line; the URL.
-fn listening_url(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(out).read_line(&mut line).unwrap();
-    line.trim()
-        .strip_prefix("filesync-server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string()
+    let args: Vec<&str> = ["--tokens", TOKENS]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    spawn_server(dir, &args, &[])
 }
 
 #[tokio::test]
 async fn stalled_connections_cannot_starve_health_under_a_low_descriptor_limit() {
     // The binary with 200 descriptors at most (soft and hard), a 1 s header timeout.
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.arg("--nofile=200")
-        .arg(env!("CARGO_BIN_EXE_filesync-server"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(["--www-dir", "/nonexistent", "--header-timeout-secs", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("prlimit (util-linux) runs the server");
+    let mut child = spawn_server(
+        dir.path(),
+        &["--header-timeout-secs", "1"],
+        &["prlimit", "--nofile=200"],
+    );
     let base = listening_url(&mut child);
     let addr = base.strip_prefix("http://").unwrap().to_string();
     // More connections than descriptors, each stuck in its request line.
@@ -359,34 +335,18 @@ async fn no_acknowledged_push_is_lost_to_kill_9() {
     let mut child = spawn_binary(dir.path(), &[]);
     let base = listening_url(&mut child);
     let mut seen = BTreeSet::new();
-    let (mut after, mut expected_seq) = (0u64, 1u64);
-    loop {
-        let page: Value = http
-            .get(format!(
-                "{base}/api/v1/stores/storeA/events?after={after}&limit=1000"
-            ))
-            .bearer_auth("ta")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = page["events"].as_array().unwrap();
-        if events.is_empty() {
-            break;
-        }
-        for e in events {
-            let seq = e["seq"].as_u64().unwrap();
-            assert_eq!(seq, expected_seq, "a gap or a repeat in the log");
-            expected_seq += 1;
-            let id = (
-                e["id"]["client"].as_str().unwrap().to_string(),
-                e["id"]["n"].as_u64().unwrap(),
-            );
-            assert!(seen.insert(id.clone()), "{id:?} stored twice");
-            after = seq;
-        }
+    let log = pull_all(&http, &base, "ta", "storeA").await;
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(
+            e["seq"].as_u64(),
+            Some(i as u64 + 1),
+            "a gap or a repeat in the log"
+        );
+        let id = (
+            e["id"]["client"].as_str().unwrap().to_string(),
+            e["id"]["n"].as_u64().unwrap(),
+        );
+        assert!(seen.insert(id.clone()), "{id:?} stored twice");
     }
     let lost: Vec<_> = acknowledged.difference(&seen).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");

@@ -5,10 +5,9 @@
 
 use filesync_server::Config;
 use reqwest::StatusCode;
-use serde_json::Value;
 
 mod common;
-use common::{attached, created, deleted, pg_database, read_sse, start_with, Server, TOKENS};
+use common::{attached, created, deleted, pg_database, read_sse, seqs, start_with, Server, TOKENS};
 
 /// Two instances on `url`, sharing blobs and signing secret (their data dirs are one dir).
 async fn two_instances(url: &str, dir: &std::path::Path) -> (Server, Server) {
@@ -17,15 +16,6 @@ async fn two_instances(url: &str, dir: &std::path::Path) -> (Server, Server) {
         ..common::config(dir, TOKENS)
     };
     (start_with(cfg(), None).await, start_with(cfg(), None).await)
-}
-
-fn seqs(body: &Value) -> Vec<u64> {
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -412,3 +412,78 @@ pub async fn read_sse(
     }
     out
 }
+
+/// The server binary started with `args`, after `--addr 127.0.0.1:0 --data-dir <dir>` and no
+/// static files, without the FILESYNC_ and AWS_ variables of this environment, through
+/// `wrapper` when there is one (`["prlimit", "--nofile=200"]`); stdout piped for
+/// [`listening_url`].
+pub fn spawn_server(dir: &std::path::Path, args: &[&str], wrapper: &[&str]) -> std::process::Child {
+    let binary = env!("CARGO_BIN_EXE_filesync-server");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(wrapper_args).arg(binary);
+            c
+        }
+        None => std::process::Command::new(binary),
+    };
+    cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(["--www-dir", "/nonexistent"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .env("RUST_LOG", "error");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FILESYNC_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Reads a spawned server's stdout up to its "listening on <url>" line; the URL.
+pub fn listening_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix("filesync-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
+}
+
+/// The `seq` of every event of a push or pull answer.
+pub fn seqs(body: &Value) -> Vec<u64> {
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect()
+}
+
+/// Every event of `store` in the log of the server at `base` (all pages), as `token`.
+pub async fn pull_all(http: &Client, base: &str, token: &str, store: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+        let page: Value = http
+            .get(format!(
+                "{base}/api/v1/stores/{store}/events?after={after}&limit=1000"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            return all;
+        }
+        all.extend(events.iter().cloned());
+    }
+}
