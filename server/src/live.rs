@@ -165,17 +165,35 @@ impl StoreSlot {
     }
 }
 
-/// The slots of every store seen since start.
+/// The slots of the stores in use: a slot nobody holds and nobody listens to is dropped once the
+/// map has grown past twice its size after the last pruning (and at least [`PRUNE_FROM`]
+/// entries), so a server that sees many stores over time keeps only the busy ones.
 #[derive(Debug, Default)]
 pub struct Stores {
     slots: Mutex<HashMap<StoreId, Arc<StoreSlot>>>,
 }
 
+/// Size of the slot map below which nothing is pruned.
+pub const PRUNE_FROM: usize = 1024;
+
+/// Drops the idle slots of `slots` when it has grown enough (see [`Stores`]).
+fn prune(slots: &mut HashMap<StoreId, Arc<StoreSlot>>) {
+    let len = slots.len();
+    if len < PRUNE_FROM || !len.is_power_of_two() {
+        return;
+    }
+    // Idle: only the map holds it (no push, delete, stream or gap filler), nobody listens.
+    // Under the map's lock nobody can take it meanwhile.
+    slots.retain(|_, s| Arc::strong_count(s) > 1 || s.live.receiver_count() > 0);
+}
+
 impl Stores {
     /// The slot of `store`, created on first use.
     pub fn slot(&self, store: &StoreId) -> Arc<StoreSlot> {
-        // Never poisoned in practice: nothing below can panic while the map is locked.
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.lock_slots();
+        if !slots.contains_key(store) {
+            prune(&mut slots);
+        }
         slots
             .entry(store.clone())
             .or_insert_with(|| {
@@ -260,6 +278,23 @@ mod tests {
         slot.broadcast(&batch(9, 9));
         assert_eq!(received(&mut rx), [(9, 9)]);
         assert_eq!(slot.delivered(), 9);
+    }
+
+    #[test]
+    fn idle_slots_are_dropped_as_the_map_grows_and_busy_ones_stay() {
+        let stores = Stores::default();
+        let held = stores.slot(&StoreId::new("held").unwrap());
+        let listened = stores.slot(&StoreId::new("listened").unwrap());
+        let _rx = listened.live.subscribe();
+        drop(listened);
+        for i in 0..4 * PRUNE_FROM {
+            stores.slot(&StoreId::new(format!("s{i}")).unwrap());
+        }
+        let len = stores.lock_slots().len();
+        assert!(len <= 2 * PRUNE_FROM, "{len} slots kept");
+        let slots = stores.lock_slots();
+        assert!(Arc::ptr_eq(&slots[&StoreId::new("held").unwrap()], &held));
+        assert!(slots.contains_key(&StoreId::new("listened").unwrap()));
     }
 
     #[test]
