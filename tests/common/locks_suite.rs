@@ -100,8 +100,10 @@ fn campaign(store: &StoreId) -> (Leadership, Events) {
     (l, events)
 }
 
-async fn holders(store: &StoreId) -> LockSnapshotInfo {
-    query_holders(store).await.expect("navigator.locks.query")
+/// Asserts how many hold the store's leader lock and how many wait for it.
+async fn assert_holders(store: &StoreId, held: u32, pending: u32) {
+    let seen = query_holders(store).await.expect("navigator.locks.query");
+    assert_eq!(seen, LockSnapshotInfo { held, pending });
 }
 
 /// Asserts that nobody holds or waits for the lock, by the only reliable sign: a newcomer is
@@ -110,13 +112,7 @@ async fn holders(store: &StoreId) -> LockSnapshotInfo {
 async fn assert_free(store: &StoreId) {
     let (probe, events) = campaign(store);
     assert_eq!(events.expect("probe elected").await, LeaderEvent::Elected);
-    assert_eq!(
-        holders(store).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(store, 1, 0).await;
     drop(probe);
 }
 
@@ -150,13 +146,7 @@ async fn first_campaign_is_elected_second_waits_then_takes_over_on_resign() {
     assert_eq!(a.lock_name(), "filesync:leader:locks-test-resign");
 
     let (b, b_ev) = campaign(&s);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 1
-        }
-    );
+    assert_holders(&s, 1, 1).await;
     assert_waiting(&b, &b_ev, "B");
 
     a.resign();
@@ -164,13 +154,7 @@ async fn first_campaign_is_elected_second_waits_then_takes_over_on_resign() {
     assert!(a.is_resigned());
     assert_eq!(b_ev.expect("B elected").await, LeaderEvent::Elected);
     assert!(b.is_leader());
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(&s, 1, 0).await;
     // Resigning is final and silent.
     assert_eq!(a_ev.try_next(), None);
     a.resign();
@@ -188,13 +172,7 @@ async fn dropping_the_holder_hands_over() {
     assert_eq!(a_ev.expect("A elected").await, LeaderEvent::Elected);
     let (b, b_ev) = campaign(&s);
     let (c, c_ev) = campaign(&s);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 2
-        }
-    );
+    assert_holders(&s, 1, 2).await;
     assert_waiting(&b, &b_ev, "B");
     assert_waiting(&c, &c_ev, "C");
 
@@ -202,13 +180,7 @@ async fn dropping_the_holder_hands_over() {
     // In request order: B, not C.
     assert_eq!(b_ev.expect("B elected").await, LeaderEvent::Elected);
     assert!(b.is_leader());
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 1
-        }
-    );
+    assert_holders(&s, 1, 1).await;
     assert_waiting(&c, &c_ev, "C");
 
     drop(b);
@@ -224,13 +196,7 @@ async fn steal_elects_the_thief_and_the_victim_hears_lost() {
     let (victim, v_ev) = campaign(&s);
     assert_eq!(v_ev.expect("victim elected").await, LeaderEvent::Elected);
     let (thief, t_ev) = campaign(&s);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 1
-        }
-    );
+    assert_holders(&s, 1, 1).await;
     assert_waiting(&thief, &t_ev, "thief");
 
     thief.steal().expect("steal");
@@ -239,13 +205,7 @@ async fn steal_elects_the_thief_and_the_victim_hears_lost() {
     assert_eq!(v_ev.expect("victim lost").await, LeaderEvent::Lost);
     assert!(!victim.is_leader());
     // The thief's withdrawn waiting request is gone too: one holder, nobody waiting.
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(&s, 1, 0).await;
     // Stealing while leader is a no-op.
     thief.steal().expect("steal while leader");
     assert!(thief.is_leader());
@@ -253,13 +213,7 @@ async fn steal_elects_the_thief_and_the_victim_hears_lost() {
 
     // The victim resigning after the loss changes nothing for the thief.
     drop(victim);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(&s, 1, 0).await;
     assert!(thief.is_leader());
     assert_eq!(v_ev.try_next(), None);
     drop(thief);
@@ -272,33 +226,15 @@ async fn resigning_a_waiting_campaign_leaves_the_queue() {
     let (a, a_ev) = campaign(&s);
     assert_eq!(a_ev.expect("A elected").await, LeaderEvent::Elected);
     let (b, b_ev) = campaign(&s);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 1
-        }
-    );
+    assert_holders(&s, 1, 1).await;
 
     b.resign();
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(&s, 1, 0).await;
     // B was never elected and never will be, even when the lock frees up.
     let (c, c_ev) = campaign(&s);
     a.resign();
     assert_eq!(c_ev.expect("C elected").await, LeaderEvent::Elected);
-    assert_eq!(
-        holders(&s).await,
-        LockSnapshotInfo {
-            held: 1,
-            pending: 0
-        }
-    );
+    assert_holders(&s, 1, 0).await;
     assert!(!b.is_leader());
     assert_eq!(b_ev.try_next(), None);
     drop(c);
@@ -336,7 +272,8 @@ async fn handover_latency_median() {
     for i in 0..HANDOVERS {
         let (next, n_ev) = campaign(&s);
         // The successor is queued before the clock starts.
-        assert_eq!(holders(&s).await.pending, 1, "handover {i}");
+        let seen = query_holders(&s).await.expect("navigator.locks.query");
+        assert_eq!(seen.pending, 1, "handover {i}");
         let t0 = now_ms();
         holder.resign();
         assert_eq!(n_ev.expect("successor elected").await, LeaderEvent::Elected);
@@ -387,5 +324,5 @@ async fn missing_web_locks_is_unavailable_not_a_panic() {
         "{query:?}"
     );
     // Restored: the real manager answers again.
-    assert_eq!(holders(&s).await, LockSnapshotInfo::default());
+    assert_holders(&s, 0, 0).await;
 }

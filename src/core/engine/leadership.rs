@@ -87,13 +87,7 @@ impl Engine {
             if abort {
                 self.emit_command(Command::AbortTransfer { task });
             }
-            self.set_ready(kind, hash);
-            self.set_rows_status(
-                kind,
-                hash,
-                TransferStatus::InProgress,
-                TransferStatus::Queued,
-            );
+            self.requeue(kind, hash);
         }
         for st in self.gc.garbage.values_mut() {
             if let GcState::Running(_, n) = *st {

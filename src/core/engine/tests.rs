@@ -155,6 +155,17 @@ impl H {
         out
     }
 
+    /// The persist batch among the commands out so far (`what` says which, if there is none).
+    fn persist_batch(&mut self, what: &str) -> PersistBatch {
+        self.commands()
+            .into_iter()
+            .find_map(|c| match c {
+                Command::Persist(b) => Some(b),
+                _ => None,
+            })
+            .expect(what)
+    }
+
     fn transfers(&mut self) -> Vec<TransferOrder> {
         self.commands()
             .into_iter()
@@ -859,14 +870,7 @@ fn commits_are_acknowledged_only_once_durable() {
     let mut h = H::new(Mode::LocalOnly);
     h.auto_persist = false;
     let op = h.save("f", "x");
-    let batch = h
-        .commands()
-        .into_iter()
-        .find_map(|c| match c {
-            Command::Persist(b) => Some(b),
-            _ => None,
-        })
-        .unwrap();
+    let batch = h.persist_batch("a persist batch");
     // Confirmed locally within the same step: logged, and no longer pending.
     assert_eq!((batch.log.len(), batch.pending_put.len()), (1, 0));
     assert_eq!(batch.local_put.len(), 1);
@@ -884,14 +888,7 @@ fn commits_are_acknowledged_only_once_durable() {
         .any(|e| matches!(e, Event::StorageError { code, .. } if code == "quota_exceeded")));
     assert!(!ev.contains(&Event::Committed { op }));
     h.advance(100);
-    let retry = h
-        .commands()
-        .into_iter()
-        .find_map(|c| match c {
-            Command::Persist(b) => Some(b),
-            _ => None,
-        })
-        .expect("persist retried");
+    let retry = h.persist_batch("persist retried");
     assert_eq!(retry.local_put, batch.local_put);
     assert_eq!(retry.rows, batch.rows);
     h.input(Input::Persisted { batch: retry.id }).unwrap();
@@ -1440,14 +1437,7 @@ fn storage_lost_writes_everything_again_reports_what_only_it_held_and_downloads_
         lost: vec![fid("b")]
     }));
     // One batch writes everything memory holds to the new database.
-    let batch = h
-        .commands()
-        .into_iter()
-        .find_map(|c| match c {
-            Command::Persist(b) => Some(b),
-            _ => None,
-        })
-        .expect("a full batch");
+    let batch = h.persist_batch("a full batch");
     let rows: Vec<String> = batch.rows.iter().map(|r| r.id.to_string()).collect();
     assert!(rows.contains(&"a".to_string()), "{rows:?}");
     assert_eq!(batch.local_put.len(), 3);
@@ -1480,14 +1470,7 @@ fn another_clients_confirmed_event_never_deletes_a_pending_event_of_ours() {
     h.commands();
     h.auto_persist = false;
     h.remote(vec![created("theirs", "3")]);
-    let batch = h
-        .commands()
-        .into_iter()
-        .find_map(|c| match c {
-            Command::Persist(b) => Some(b),
-            _ => None,
-        })
-        .expect("a batch for the confirmed event");
+    let batch = h.persist_batch("a batch for the confirmed event");
     let me = h.e.config().client.clone();
     assert!(
         batch.pending_delete.iter().all(|id| id.client == me),

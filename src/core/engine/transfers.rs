@@ -175,6 +175,18 @@ impl Engine {
         (kind, !t.urgent, t.order, hash)
     }
 
+    /// A transfer that stopped without failing (leader gone, offline): ready again, its files
+    /// queued.
+    pub(super) fn requeue(&mut self, kind: TransferKind, hash: ContentHash) {
+        self.set_ready(kind, hash);
+        self.set_rows_status(
+            kind,
+            hash,
+            TransferStatus::InProgress,
+            TransferStatus::Queued,
+        );
+    }
+
     pub(super) fn set_ready(&mut self, kind: TransferKind, hash: ContentHash) {
         if let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) {
             t.state = TaskState::Ready;
@@ -471,13 +483,7 @@ impl Engine {
         match decision {
             Decision::WaitOnline => {
                 self.set_offline();
-                self.set_ready(kind, hash);
-                self.set_rows_status(
-                    kind,
-                    hash,
-                    TransferStatus::InProgress,
-                    TransferStatus::Queued,
-                );
+                self.requeue(kind, hash);
             }
             Decision::RetryIn(ms) => {
                 let until = self.now.after(ms);
