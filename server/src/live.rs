@@ -130,10 +130,17 @@ impl StoreSlot {
     /// sequence order with what was sent before; returns the gap that holds it back, if any
     /// (the caller reads the missing events from the log and broadcasts them).
     pub fn broadcast(&self, events: &[ConfirmedEvent]) -> Option<(u64, u64)> {
-        if events.is_empty() {
+        let Some(last) = events.last() else {
             return self.gap();
-        }
+        };
         let mut seq = self.sequencer();
+        if self.live.receiver_count() == 0 {
+            // Nobody listens: no batch to build; the sequence moves on (a subscriber that comes
+            // pulls up to the head it is told).
+            seq.delivered = Some(seq.delivered.unwrap_or(0).max(last.seq.0));
+            seq.waiting.clear();
+            return None;
+        }
         let ready = seq.offer(Some(Arc::new(LiveBatch::new(events))));
         let gap = seq.gap();
         // Sent under the sequencer's lock, so two callers cannot interleave their batches.
@@ -300,11 +307,27 @@ mod tests {
     #[test]
     fn a_gap_that_never_fills_is_skipped_past_the_capacity() {
         let slot = Stores::default().slot(&StoreId::new("s").unwrap());
+        let _rx = slot.live.subscribe();
         slot.note_subscribed(1);
-        for i in 0..=LIVE_CAPACITY as u64 {
+        for i in 0..LIVE_CAPACITY as u64 {
             slot.broadcast(&batch(10 + i, 10 + i));
         }
-        assert!(slot.delivered() >= 10 + LIVE_CAPACITY as u64);
+        // Still waiting for 2..=9 at the capacity...
+        assert_eq!(slot.gap(), Some((2, 9)));
+        // ...and moved past it beyond.
+        slot.broadcast(&batch(10 + LIVE_CAPACITY as u64, 10 + LIVE_CAPACITY as u64));
+        assert_eq!(slot.delivered(), 10 + LIVE_CAPACITY as u64);
         assert_eq!(slot.gap(), None);
+    }
+
+    #[test]
+    fn without_subscribers_nothing_is_built_and_the_sequence_moves_on() {
+        let slot = Stores::default().slot(&StoreId::new("s").unwrap());
+        assert_eq!(slot.broadcast(&batch(5, 6)), None);
+        assert_eq!(slot.delivered(), 6);
+        // The first subscriber then continues from there.
+        let mut rx = slot.live.subscribe();
+        slot.broadcast(&batch(7, 7));
+        assert_eq!(rx.try_recv().map(|b| b.first_seq).ok(), Some(7));
     }
 }

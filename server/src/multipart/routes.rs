@@ -212,7 +212,7 @@ fn part_resource(key: &str, id: &UploadId, n: u64, len: u64, sha256_hex: &str) -
 /// The part fields of a file URL's query.
 #[derive(Debug)]
 pub struct PartQuery {
-    pub upload_id: Option<String>,
+    pub upload_id: String,
     pub part_number: Option<u64>,
     pub length: Option<u64>,
     pub sha256: Option<String>,
@@ -229,12 +229,10 @@ pub async fn put_part(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = keys::parse(raw_key)?;
-    let (Some(raw_id), Some(n), Some(len), Some(sum)) =
-        (part.upload_id, part.part_number, part.length, part.sha256)
-    else {
+    let (Some(n), Some(len), Some(sum)) = (part.part_number, part.length, part.sha256) else {
         return Err(ApiError::BadSignature);
     };
-    let id = UploadId::parse(&raw_id).map_err(|_| ApiError::BadSignature)?;
+    let id = UploadId::parse(&part.upload_id).map_err(|_| ApiError::BadSignature)?;
     let resource = part_resource(raw_key, &id, n, len, &sum);
     state
         .signer

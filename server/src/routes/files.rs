@@ -64,18 +64,23 @@ pub(super) async fn upload_file(
     query: Result<Query<SignedQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A multipart part's URL (one without its signature is refused below like any other).
     let query = match query {
-        Ok(Query(q)) if q.upload_id.is_some() => {
-            let (Some(exp), Some(sig)) = (q.exp, q.sig.as_deref()) else {
-                return Err(ApiError::BadSignature);
-            };
+        Ok(Query(SignedQuery {
+            exp: Some(exp),
+            sig: Some(sig),
+            upload_id: Some(upload_id),
+            part_number,
+            length,
+            sha256,
+        })) => {
             let part = multipart::routes::PartQuery {
-                upload_id: q.upload_id.clone(),
-                part_number: q.part_number,
-                length: q.length,
-                sha256: q.sha256.clone(),
+                upload_id,
+                part_number,
+                length,
+                sha256,
             };
-            return multipart::routes::put_part(&state, &raw_key, part, exp, sig, body).await;
+            return multipart::routes::put_part(&state, &raw_key, part, exp, &sig, body).await;
         }
         other => other,
     };
