@@ -73,7 +73,7 @@ fn local_only_engine_runs_in_a_page() {
     assert!(file.display.can_display && file.display.has_local_copy);
     // Derived state crosses into JS (as the tab hands it out) as a plain object with the
     // documented field names.
-    let status = filesync::runtime::tab::to_js(&e.status());
+    let status = filesync::api::js::to_js(&e.status());
     let has_pending = js_sys::Reflect::get(&status, &JsValue::from_str("hasPending")).unwrap();
     assert_eq!(has_pending, JsValue::FALSE);
 }

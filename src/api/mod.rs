@@ -4,12 +4,14 @@
 //! `index.d.ts` gives the precise TypeScript types of what these return.
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
+pub mod js;
+
 use crate::runtime::protocol::{Control, ErrorInfo};
-use crate::runtime::tab::{error, js_error, to_js, OpenOptions, Tab};
+use crate::runtime::tab::{OpenOptions, StorageInfo, Tab};
 use crate::web::hash::StreamingHasher;
+use js::{from_js, js_error, metadata_json, object, options_with_metadata, to_js};
 
 /// The hub a SharedWorker runs (`filesync-worker.js`): one per store, handed every connecting
 /// port. Not part of the documented API.
@@ -65,37 +67,19 @@ fn read_options(options: JsValue) -> Result<ReadOptions, ErrorInfo> {
     from_js(&options)
 }
 
-/// Decodes options given by the app: as JSON (`JSON.stringify` drops `undefined` members), so
-/// JS values cross the boundary in one place and one decoder serves every options type.
-fn from_js<T: for<'de> serde::Deserialize<'de>>(options: &JsValue) -> Result<T, ErrorInfo> {
-    let invalid = |m: String| error("invalid_options", m, false);
-    let text = js_sys::JSON::stringify(options)
-        .map_err(|e| invalid(format!("{e:?}")))?
-        .as_string()
-        .unwrap_or_default();
-    serde_json::from_str(&text).map_err(|e| {
-        // The position in the JSON text means nothing to the app: drop it.
-        let message = e.to_string();
-        invalid(
-            message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string(),
-        )
-    })
+/// Save or update options: the members other than `metadata`, and the metadata as JSON text.
+fn save_options(options: &JsValue) -> Result<(SaveOptions, Option<String>), ErrorInfo> {
+    let (parsed, metadata) = options_with_metadata(options)?;
+    Ok((parsed, metadata_json(&metadata)?))
 }
 
-fn options_of(options: &JsValue) -> Result<(SaveOptions, JsValue), ErrorInfo> {
-    if options.is_undefined() || options.is_null() {
-        return Ok((SaveOptions::default(), JsValue::UNDEFINED));
-    }
-    let metadata =
-        js_sys::Reflect::get(options, &JsValue::from_str("metadata")).unwrap_or(JsValue::UNDEFINED);
-    let rest = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
-    let _ = js_sys::Reflect::delete_property(&rest, &JsValue::from_str("metadata"));
-    let parsed = from_js(&rest.into())?;
-    Ok((parsed, metadata))
+fn storage_info_js(info: &StorageInfo) -> JsValue {
+    object(&[
+        ("usage", JsValue::from_f64(info.usage)),
+        ("quota", JsValue::from_f64(info.quota)),
+        ("persisted", JsValue::from_bool(info.persisted)),
+        ("kind", JsValue::from_str(&info.kind)),
+    ])
 }
 
 /// Incremental SHA-256 for the package's hash worker (`filesync-worker.js` started as a
@@ -150,7 +134,7 @@ impl FileSync {
     pub fn save_file(&self, file: web_sys::File, options: JsValue) -> js_sys::Promise {
         let tab = self.tab.clone();
         future_to_promise(async move {
-            let (opts, metadata) = options_of(&options).map_err(reject)?;
+            let (opts, metadata) = save_options(&options).map_err(reject)?;
             tab.save(file, opts.path, metadata).await.map_err(reject)
         })
     }
@@ -165,7 +149,7 @@ impl FileSync {
     ) -> js_sys::Promise {
         let tab = self.tab.clone();
         future_to_promise(async move {
-            let (_, metadata) = options_of(&options).map_err(reject)?;
+            let (_, metadata) = save_options(&options).map_err(reject)?;
             tab.update(&id, file, metadata).await.map_err(reject)
         })
     }
@@ -351,7 +335,10 @@ impl FileSync {
     #[wasm_bindgen(js_name = getStorageInfo)]
     pub fn get_storage_info(&self) -> js_sys::Promise {
         let tab = self.tab.clone();
-        future_to_promise(async move { tab.storage_info().await.map_err(reject) })
+        future_to_promise(async move {
+            let info = tab.storage_info().await.map_err(reject)?;
+            Ok(storage_info_js(&info))
+        })
     }
 
     /// Asks the browser to keep this origin's data under storage pressure

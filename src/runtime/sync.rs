@@ -147,7 +147,7 @@ pub fn run_live(remote: RemoteConfig, store: StoreId, feed: Feed) {
                 Ok(r) if r.status == 401 || r.status == 403 => LIVE_MAX_DELAY_MS,
                 _ => (1000u32 << failures.min(6)).min(LIVE_MAX_DELAY_MS),
             };
-            let delay = base / 2 + (js_sys::Math::random() * f64::from(base / 2)) as u32;
+            let delay = base / 2 + (crate::web::global::random() * f64::from(base / 2)) as u32;
             gloo_timers::future::TimeoutFuture::new(delay).await;
         }
     });
@@ -155,7 +155,7 @@ pub fn run_live(remote: RemoteConfig, store: StoreId, feed: Feed) {
 
 /// Feeds the browser's `online` / `offline` signals to the engine.
 pub fn watch_network(feed: Feed) {
-    let global: web_sys::EventTarget = js_sys::global().unchecked_into();
+    let global: web_sys::EventTarget = crate::web::global::global().unchecked_into();
     for (name, online) in [("online", true), ("offline", false)] {
         let feed = feed.clone();
         let f = Closure::<dyn FnMut()>::new(move || feed.input(Input::NetworkHint { online }));

@@ -90,3 +90,34 @@ pub fn random_uuid() -> Result<String, WebError> {
             message: "crypto.randomUUID failed".into(),
         })
 }
+
+/// Whether `globalThis[name]` exists (e.g. `SharedWorker`, missing in some browsers).
+pub fn has(name: &str) -> bool {
+    js_sys::Reflect::has(&global(), &JsValue::from_str(name)).unwrap_or(false)
+}
+
+/// `url` made absolute against this page's (or worker's) location; `None` if it is not an
+/// http(s) URL.
+pub fn absolute_url(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let base = js_sys::Reflect::get(&global(), &JsValue::from_str("location"))
+        .ok()
+        .and_then(|l| js_sys::Reflect::get(&l, &JsValue::from_str("href")).ok())
+        .and_then(|h| h.as_string())?;
+    web_sys::Url::new_with_base(url, &base)
+        .ok()
+        .map(|u| u.href())
+        .filter(|h| h.starts_with("http://") || h.starts_with("https://"))
+}
+
+/// The wall clock, in ms since the epoch (`Date.now()`).
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A random number in [0, 1) (`Math.random()`): jitter and seeds, nothing secret.
+pub fn random() -> f64 {
+    js_sys::Math::random()
+}

@@ -55,7 +55,7 @@ pub fn alive_lock_name(store_id: &str) -> String {
 }
 
 fn now() -> Millis {
-    Millis(js_sys::Date::now() as u64)
+    Millis(crate::web::global::now_ms() as u64)
 }
 
 /// A tab as the hub reaches it: its MessagePort (SharedWorker), or its id on the tabs'

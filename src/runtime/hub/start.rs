@@ -78,7 +78,7 @@ pub(super) async fn start_ready(
         .ok_or_else(|| info("storage", "the byte store did not open", true))?
         .map_err(|e| info(e.code(), e.to_string(), false))?;
     let mut cfg = crate::runtime::protocol::engine_config(&config, store_id, client);
-    cfg.seed = (js_sys::Math::random() * 9.0e15) as u64;
+    cfg.seed = (crate::web::global::random() * 9.0e15) as u64;
     let store_for_sync = cfg.store.clone();
     let mut engine = Engine::new(cfg, loaded.snapshot, now());
     // What storage really holds wins over what rows say (see the engine's docs). Listing

@@ -38,7 +38,7 @@ pub(super) fn arm_view(state: &Rc<RefCell<State>>) {
     r.view_timer = Some(gloo_timers::callback::Timeout::new(
         r.view_delay_ms,
         move || {
-            let started = js_sys::Date::now();
+            let started = crate::web::global::now_ms();
             let (store, view) = {
                 let mut s = state.borrow_mut();
                 let Phase::Ready(r) = &mut s.phase else {
@@ -56,7 +56,7 @@ pub(super) fn arm_view(state: &Rc<RefCell<State>>) {
             };
             wasm_bindgen_futures::spawn_local(async move {
                 let saved = store.save_view(&view).await;
-                let cost = (js_sys::Date::now() - started) as u32;
+                let cost = (crate::web::global::now_ms() - started) as u32;
                 if let Phase::Ready(r) = &mut state.borrow_mut().phase {
                     r.view_delay_ms = match saved {
                         Ok(_) => cost.saturating_mul(20).max(VIEW_DELAY_MS),

@@ -336,6 +336,15 @@ pub struct ErrorInfo {
     pub retryable: bool,
 }
 
+/// A typed error.
+pub fn error(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
+    ErrorInfo {
+        code: code.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
 /// A stored record that could not be read and was skipped (the rest loaded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageIssue {

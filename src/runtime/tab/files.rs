@@ -1,6 +1,19 @@
 //! File operations: bytes stored here first (opening the byte store again if the browser removed it), then the change committed through the hub; reads and object URLs.
 
 use super::*;
+use crate::web::global::now_ms;
+
+/// What `getStorageInfo()` reports.
+pub struct StorageInfo {
+    /// Bytes the origin uses (`navigator.storage.estimate()`).
+    pub usage: f64,
+    /// Bytes the origin may use.
+    pub quota: f64,
+    /// Whether the browser keeps the origin's data under storage pressure.
+    pub persisted: bool,
+    /// Where this store's bytes live: `"opfs"` or `"indexeddb"`.
+    pub kind: String,
+}
 
 impl Tab {
     pub(super) fn info_of(file: &web_sys::File) -> Result<FileInfo, ErrorInfo> {
@@ -22,15 +35,6 @@ impl Tab {
             mime_type: file.type_(),
             size: if size >= 0.0 { size as u64 } else { 0 },
         })
-    }
-
-    pub(super) fn metadata_json(metadata: &JsValue) -> Result<Option<String>, ErrorInfo> {
-        if metadata.is_undefined() || metadata.is_null() {
-            return Ok(None);
-        }
-        let json = js_sys::JSON::stringify(metadata)
-            .map_err(|_| error("invalid_field", "metadata is not JSON-serializable", false))?;
-        Ok(json.as_string())
     }
 
     pub(super) fn bytes(&self) -> Rc<ByteStore> {
@@ -58,20 +62,19 @@ impl Tab {
         }
     }
 
-    /// Saves a new file; returns it.
+    /// Saves a new file (`metadata`: its JSON text); returns it.
     pub async fn save(
         &self,
         file: web_sys::File,
         path: Option<String>,
-        metadata: JsValue,
+        metadata_json: Option<String>,
     ) -> Result<JsValue, ErrorInfo> {
         self.check_open()?;
         let info = Self::info_of(&file)?;
         let path = check_path(path.unwrap_or_else(|| info.name.clone()))?;
-        let metadata_json = Self::metadata_json(&metadata)?;
         let hash = self.store_bytes(&file).await?;
         let id = FileId::new(random_uuid()?)?;
-        let now = Millis(js_sys::Date::now() as u64);
+        let now = Millis(now_ms() as u64);
         self.commit(
             FileEvent::Created(FileCreated {
                 id: id.clone(),
@@ -95,19 +98,19 @@ impl Tab {
             .ok_or_else(|| error("not_found", "the file was deleted meanwhile", false))
     }
 
-    /// Replaces a file's content (and metadata when given); returns it.
+    /// Replaces a file's content (and metadata, as JSON text, when given); returns it.
     pub async fn update(
         &self,
         id: &str,
         file: web_sys::File,
-        metadata: JsValue,
+        metadata_json: Option<String>,
     ) -> Result<JsValue, ErrorInfo> {
         self.check_open()?;
         let current = self
             .file(id)
             .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
         let info = Self::info_of(&file)?;
-        let metadata = match Self::metadata_json(&metadata)? {
+        let metadata = match metadata_json {
             Some(m) => MetadataPatch::Set(m),
             None => MetadataPatch::Keep,
         };
@@ -122,7 +125,7 @@ impl Tab {
                 content_hash: hash,
                 info,
                 metadata,
-                updated_at: Millis(js_sys::Date::now() as u64),
+                updated_at: Millis(now_ms() as u64),
                 expected_content_hash: None,
                 previous_content_hash: base,
             }),
@@ -139,7 +142,7 @@ impl Tab {
         self.commit(
             FileEvent::Deleted(FileDeleted {
                 id: fid,
-                deleted_at: Millis(js_sys::Date::now() as u64),
+                deleted_at: Millis(now_ms() as u64),
             }),
             None,
         )
@@ -217,9 +220,9 @@ impl Tab {
         }
     }
 
-    /// `{usage, quota, persisted, kind}`: the origin's storage figures, whether the browser
-    /// keeps its data under storage pressure, and where this store's bytes live.
-    pub async fn storage_info(&self) -> Result<JsValue, ErrorInfo> {
+    /// The origin's storage figures, whether the browser keeps its data under storage
+    /// pressure, and where this store's bytes live.
+    pub async fn storage_info(&self) -> Result<StorageInfo, ErrorInfo> {
         self.check_open()?;
         let usage = crate::web::bytes::usage()
             .await
@@ -227,16 +230,12 @@ impl Tab {
         let persisted = crate::web::bytes::persisted()
             .await
             .map_err(|e| web_error(&e))?;
-        let info = js_sys::Object::new();
-        for (key, value) in [
-            ("usage", JsValue::from_f64(usage.usage)),
-            ("quota", JsValue::from_f64(usage.quota)),
-            ("persisted", JsValue::from_bool(persisted)),
-            ("kind", JsValue::from_str(&self.storage())),
-        ] {
-            let _ = js_sys::Reflect::set(&info, &JsValue::from_str(key), &value);
-        }
-        Ok(info.into())
+        Ok(StorageInfo {
+            usage: usage.usage,
+            quota: usage.quota,
+            persisted,
+            kind: self.storage(),
+        })
     }
 
     /// Asks the browser to keep the origin's data under storage pressure; whether it does now.
@@ -245,5 +244,27 @@ impl Tab {
         crate::web::bytes::persist()
             .await
             .map_err(|e| web_error(&e))
+    }
+}
+
+/// The content of file `id` if an object URL was made for it (before the file changes).
+pub(super) fn held_url(s: &State, id: &str) -> Option<String> {
+    let hash = &s.files.get(id)?.state.content_hash;
+    s.urls.contains_key(hash).then(|| hash.clone())
+}
+
+/// Revokes the object URLs of `released` contents no file holds any more (a change only
+/// looks at the contents it released: no pass over every file).
+pub(super) fn revoke_unused_urls(s: &mut State, released: Vec<String>) {
+    for h in released {
+        let held = s
+            .files
+            .values()
+            .any(|e| e.state.has_local_copy && e.state.content_hash == h);
+        if !held {
+            if let Some(url) = s.urls.remove(&h) {
+                let _ = web_sys::Url::revoke_object_url(&url);
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ impl Tab {
                 if let Some(inner) = weak.upgrade() {
                     let tab = Tab { inner };
                     let heard = tab.inner.state.borrow().heard_at;
-                    if hub_seems_alive(heard, js_sys::Date::now()) {
+                    if hub_seems_alive(heard, crate::web::global::now_ms()) {
                         // A lock that lies: after "Clear site data", contexts created since
                         // see a lock namespace of their own, without the hub's lock. Look
                         // again later instead of starting the hub over and over.

@@ -1,6 +1,7 @@
 //! The app's callbacks: change subscribers and event listeners.
 
 use super::*;
+use crate::api::js::string_field;
 
 impl Tab {
     /// Calls `f` after every change of files, status or leader. Returns a listener id.
@@ -26,5 +27,15 @@ impl Tab {
         let mut s = self.inner.state.borrow_mut();
         s.subscribers.retain(|(i, _)| *i != id);
         s.handlers.retain(|(i, _, _)| *i != id);
+    }
+}
+
+/// Queues the calls of the listeners of an app event (its `type` picks them).
+pub(super) fn push_event(s: &State, value: JsValue, calls: &mut Vec<Call>) {
+    let kind = string_field(&value, "type").unwrap_or_default();
+    for (_, k, f) in &s.handlers {
+        if *k == kind || k == "*" {
+            calls.push((f.clone(), value.clone()));
+        }
     }
 }

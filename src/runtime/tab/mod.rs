@@ -9,16 +9,15 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{
-    channel_names, encode, host_lock_name, worker_name, AppEvent, Control, Envelope, ErrorInfo,
-    HubConfig, StorageIssue, TabFile, ToHub, ToTab,
+    channel_names, encode, error, host_lock_name, worker_name, AppEvent, Control, Envelope,
+    ErrorInfo, HubConfig, StorageIssue, TabFile, ToHub, ToTab,
 };
+use crate::api::js::{from_js_error, js_error};
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
 };
@@ -39,20 +38,10 @@ mod receive;
 mod replica;
 mod requests;
 
-/// `url` made absolute against this page (or worker) location; `None` if it is not a URL.
-fn absolute_url(url: &str) -> Option<String> {
-    if url.is_empty() {
-        return None;
-    }
-    let base = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("location"))
-        .ok()
-        .and_then(|l| js_sys::Reflect::get(&l, &JsValue::from_str("href")).ok())
-        .and_then(|h| h.as_string())?;
-    web_sys::Url::new_with_base(url, &base)
-        .ok()
-        .map(|u| u.href())
-        .filter(|h| h.starts_with("http://") || h.starts_with("https://"))
-}
+pub use files::StorageInfo;
+use files::{held_url, revoke_unused_urls};
+use listeners::push_event;
+use requests::take_moved;
 
 use crate::web::locks::when_free;
 
@@ -68,25 +57,10 @@ fn hub_seems_alive(heard_at: f64, now: f64) -> bool {
 /// A JS callback and the value to call it with, made after the state is released.
 type Call = (js_sys::Function, JsValue);
 
-/// A value as the plain JS object apps get: its JSON through the browser's `JSON.parse`
-/// (faster than building the object field by field from wasm).
-pub fn to_js<T: Serialize>(v: &T) -> JsValue {
-    js_sys::JSON::parse(&encode(v)).unwrap_or(JsValue::NULL)
-}
-
 /// A file in the tab's replica: decoded, and as the frozen JS object apps get.
 struct Entry {
     state: TabFile,
     js: JsValue,
-}
-
-/// A typed error.
-pub fn error(code: &str, message: impl Into<String>, retryable: bool) -> ErrorInfo {
-    ErrorInfo {
-        code: code.into(),
-        message: message.into(),
-        retryable,
-    }
 }
 
 fn web_error(e: &crate::web::error::WebError) -> ErrorInfo {
@@ -296,8 +270,9 @@ impl Tab {
     /// Opens the store in this tab: local byte store, hub connection, leader campaign.
     pub async fn open(options: OpenOptions) -> Result<Tab, ErrorInfo> {
         let store = StoreId::new(options.store_id.clone())?;
-        let remote = super::remote::parse_options(&options.remote, absolute_url)
-            .map_err(|m| error("invalid_options", m, false))?;
+        let remote =
+            super::remote::parse_options(&options.remote, crate::web::global::absolute_url)
+                .map_err(|m| error("invalid_options", m, false))?;
         // The files view the last hub saved, read while the hub starts (see `show_view`).
         let view = crate::web::idb::peek_view(&store);
         // Large saves and downloads hash in a dedicated worker running the same script.
@@ -305,9 +280,7 @@ impl Tab {
             &options.worker_url,
             options.worker_type == WorkerKind::Module,
         );
-        let shared_worker_exists =
-            js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedWorker"))
-                .unwrap_or(false);
+        let shared_worker_exists = crate::web::global::has("SharedWorker");
         let tab_hosted = match options.hub.as_deref() {
             None | Some("auto") => !shared_worker_exists,
             Some("shared-worker") => false,
@@ -540,114 +513,5 @@ impl Tab {
         for (f, v) in calls {
             let _ = f.call1(&JsValue::UNDEFINED, &v);
         }
-    }
-}
-
-/// Removes the requests a hub that went away left unanswered.
-fn take_moved(s: &mut State) -> Vec<(u64, Pending)> {
-    let moved: Vec<u64> = s
-        .pending
-        .iter()
-        .filter(|(_, p)| p.moved)
-        .map(|(req, _)| *req)
-        .collect();
-    moved
-        .into_iter()
-        .filter_map(|req| s.pending.remove(&req).map(|p| (req, p)))
-        .collect()
-}
-
-/// The body of a message as JS objects: `JSON.parse(text)[variant]`.
-fn parsed(text: &str, variant: &str) -> JsValue {
-    js_sys::JSON::parse(text)
-        .and_then(|m| js_sys::Reflect::get(&m, &JsValue::from_str(variant)))
-        .unwrap_or(JsValue::UNDEFINED)
-}
-
-/// The message's files, each with its frozen JS object (`body.files`, in the same order).
-fn entries(files: Vec<TabFile>, body: &JsValue) -> impl Iterator<Item = Entry> {
-    let objects: js_sys::Array = js_sys::Reflect::get(body, &JsValue::from_str("files"))
-        .ok()
-        .and_then(|a| a.dyn_into().ok())
-        .unwrap_or_default();
-    files.into_iter().enumerate().map(move |(i, state)| {
-        let js = objects.get(i as u32);
-        if js.is_object() {
-            js_sys::Object::freeze(js.unchecked_ref::<js_sys::Object>());
-        }
-        Entry { state, js }
-    })
-}
-
-/// An app event's JSON as the object handed to listeners.
-fn event_js(event: &RawValue) -> JsValue {
-    js_sys::JSON::parse(event.get()).unwrap_or(JsValue::NULL)
-}
-
-fn event_type(event: &JsValue) -> String {
-    js_sys::Reflect::get(event, &JsValue::from_str("type"))
-        .ok()
-        .and_then(|v| v.as_string())
-        .unwrap_or_default()
-}
-
-fn push_event(s: &State, value: JsValue, calls: &mut Vec<Call>) {
-    let kind = event_type(&value);
-    for (_, k, f) in &s.handlers {
-        if *k == kind || k == "*" {
-            calls.push((f.clone(), value.clone()));
-        }
-    }
-}
-
-/// The content of file `id` if an object URL was made for it (before the file changes).
-fn held_url(s: &State, id: &str) -> Option<String> {
-    let hash = &s.files.get(id)?.state.content_hash;
-    s.urls.contains_key(hash).then(|| hash.clone())
-}
-
-/// Revokes the object URLs of `released` contents no file holds any more (a change only
-/// looks at the contents it released: no pass over every file).
-fn revoke_unused_urls(s: &mut State, released: Vec<String>) {
-    for h in released {
-        let held = s
-            .files
-            .values()
-            .any(|e| e.state.has_local_copy && e.state.content_hash == h);
-        if !held {
-            if let Some(url) = s.urls.remove(&h) {
-                let _ = web_sys::Url::revoke_object_url(&url);
-            }
-        }
-    }
-}
-
-/// A typed error as a JS `Error` with `code` and `retryable`.
-pub fn js_error(e: &ErrorInfo) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    err.set_name("FileSyncError");
-    let _ = js_sys::Reflect::set(
-        &err,
-        &JsValue::from_str("code"),
-        &JsValue::from_str(&e.code),
-    );
-    let _ = js_sys::Reflect::set(
-        &err,
-        &JsValue::from_str("retryable"),
-        &JsValue::from_bool(e.retryable),
-    );
-    err.into()
-}
-
-fn from_js_error(v: &JsValue) -> ErrorInfo {
-    let get = |k: &str| js_sys::Reflect::get(v, &JsValue::from_str(k)).ok();
-    ErrorInfo {
-        code: get("code")
-            .and_then(|c| c.as_string())
-            .unwrap_or_else(|| "unknown".into()),
-        message: get("message")
-            .and_then(|c| c.as_string())
-            .unwrap_or_default(),
-        retryable: get("retryable").and_then(|c| c.as_bool()).unwrap_or(false),
     }
 }

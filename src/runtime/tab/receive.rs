@@ -1,6 +1,8 @@
 //! What the hub says: snapshots, changes, events, replies, pings, transfer jobs.
 
 use super::*;
+use crate::api::js::{frozen_files, message_body, parse, string_field, to_js};
+use crate::web::global::now_ms;
 
 impl Tab {
     /// Handles a message; `text` is its JSON, which gives the app's objects. `from_hub`:
@@ -11,7 +13,7 @@ impl Tab {
         {
             let mut s = self.inner.state.borrow_mut();
             if from_hub {
-                s.heard_at = js_sys::Date::now();
+                s.heard_at = now_ms();
             }
             match msg {
                 ToTab::Snapshot {
@@ -28,7 +30,7 @@ impl Tab {
                     if provisional && s.ready.is_none() {
                         return;
                     }
-                    let js = parsed(text, "snapshot");
+                    let js = message_body(text, "snapshot");
                     s.loaded = !provisional;
                     if s.loaded {
                         let waiting = s.on_loaded.drain(..);
@@ -85,9 +87,7 @@ impl Tab {
                 }
                 ToTab::History { req, entries } => {
                     if let Some(p) = s.pending.remove(&req) {
-                        let list = js_sys::JSON::parse(entries.get())
-                            .unwrap_or_else(|_| js_sys::Array::new().into());
-                        calls.push((p.resolve, list));
+                        calls.push((p.resolve, parse(&entries)));
                     }
                 }
                 ToTab::Changed {
@@ -96,7 +96,7 @@ impl Tab {
                     unconfirmed,
                 } => {
                     s.unconfirmed = unconfirmed;
-                    let js = parsed(text, "changed");
+                    let js = message_body(text, "changed");
                     // Contents with an object URL that a changed or removed file held: the
                     // URL goes if no file holds them any more.
                     let mut released = Vec::new();
@@ -119,8 +119,8 @@ impl Tab {
                     );
                 }
                 ToTab::Event { event } => {
-                    let value = event_js(&event);
-                    match event_type(&value).as_str() {
+                    let value = parse(&event);
+                    match string_field(&value, "type").as_deref().unwrap_or_default() {
                         "online" => s.online = true,
                         "offline" => s.online = false,
                         "storage:cleared" => {
@@ -137,12 +137,7 @@ impl Tab {
                             *self.inner.reopening.borrow_mut() = Some(ready);
                         }
                         "sync:error" => {
-                            let field = |k: &str| {
-                                js_sys::Reflect::get(&value, &JsValue::from_str(k))
-                                    .ok()
-                                    .and_then(|v| v.as_string())
-                                    .unwrap_or_default()
-                            };
+                            let field = |k: &str| string_field(&value, k).unwrap_or_default();
                             let (code, message) = (field("code"), field("message"));
                             if let Some(e) = synced::sync_error(&code, &message, &field("context"))
                             {
@@ -275,4 +270,13 @@ impl Tab {
         })
         .forget();
     }
+}
+
+/// The message's files with their frozen JS objects (`body.files`, in the same order).
+fn entries(files: Vec<TabFile>, body: &JsValue) -> impl Iterator<Item = Entry> {
+    let mut objects = frozen_files(body);
+    files.into_iter().map(move |state| Entry {
+        state,
+        js: objects.next().unwrap_or(JsValue::UNDEFINED),
+    })
 }

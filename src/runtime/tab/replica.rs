@@ -1,6 +1,7 @@
 //! This tab's replica of the files view: synchronous reads, the sync status, and the promises that wait on it (`whenLoaded`, `whenSynced`).
 
 use super::*;
+use crate::api::js::{frozen, to_js};
 
 impl Tab {
     /// A file of the replica.
@@ -51,9 +52,7 @@ impl Tab {
                 }),
                 s.unconfirmed,
             );
-            let js = to_js(&status);
-            js_sys::Object::freeze(js.unchecked_ref::<js_sys::Object>());
-            s.status = Some(js);
+            s.status = Some(frozen(to_js(&status)));
         }
         s.status.clone().unwrap_or(JsValue::NULL)
     }

@@ -72,3 +72,17 @@ impl Tab {
         self.request(|req| ToHub::History { req }, None).await
     }
 }
+
+/// Removes the requests a hub that went away left unanswered.
+pub(super) fn take_moved(s: &mut State) -> Vec<(u64, Pending)> {
+    let moved: Vec<u64> = s
+        .pending
+        .iter()
+        .filter(|(_, p)| p.moved)
+        .map(|(req, _)| *req)
+        .collect();
+    moved
+        .into_iter()
+        .filter_map(|req| s.pending.remove(&req).map(|p| (req, p)))
+        .collect()
+}
