@@ -19,6 +19,23 @@ pub(super) struct LocalBytes {
     pub(super) journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
 }
 
+impl LocalBytes {
+    /// local_bytes: a local copy is bytes the byte store holds (debug builds, after every
+    /// step).
+    #[cfg(debug_assertions)]
+    pub(super) fn check<'a>(&self, rows: impl Iterator<Item = &'a LocalRow>) {
+        for r in rows {
+            if let Some(h) = r.local_hash {
+                assert!(
+                    self.bytes.contains(&h),
+                    "local_bytes: {} claims bytes {h:?} the store does not hold",
+                    r.file_id
+                );
+            }
+        }
+    }
+}
+
 impl Engine {
     /// What storage really holds wins over what the rows say: a crash between deleting bytes
     /// and persisting the rows that dropped them leaves rows claiming missing bytes (they are

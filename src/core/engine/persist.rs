@@ -181,3 +181,30 @@ impl Engine {
         self.emit_event(Event::StorageReset { lost });
     }
 }
+
+impl Engine {
+    /// persist: this client's events are numbered in order below the next number, and only
+    /// numbers below the durable mark may have been pushed (debug builds, after every step).
+    #[cfg(debug_assertions)]
+    pub(super) fn check_numbering(&self) {
+        let pending = self.table.pending();
+        assert!(
+            pending.windows(2).all(|w| w[0].id.n < w[1].id.n),
+            "persist: pending events out of order"
+        );
+        assert!(
+            pending
+                .iter()
+                .all(|p| p.id.client == self.cfg.client && p.id.n < self.next_event_n),
+            "persist: a pending event is not this client's, or numbered past the counter"
+        );
+        assert!(
+            self.durable_event_n <= self.next_event_n
+                && self.sync.pushed_upto <= self.durable_event_n,
+            "persist: pushed {} / durable {} / next {} out of order",
+            self.sync.pushed_upto,
+            self.durable_event_n,
+            self.next_event_n
+        );
+    }
+}

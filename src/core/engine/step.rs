@@ -170,3 +170,20 @@ impl Engine {
         self.out.push_back(Output::Event(e));
     }
 }
+
+impl Engine {
+    /// step: every per-client row is about a live file of the view, and its current content
+    /// (debug builds, after every step).
+    #[cfg(debug_assertions)]
+    pub(super) fn check_rows_follow_view(&self) {
+        for r in self.local.rows() {
+            let shown = self.table.get(&r.file_id).filter(|v| v.is_live());
+            assert_eq!(
+                shown.map(|v| v.content_hash),
+                Some(r.content_hash),
+                "step: the per-client row of {} does not follow the view",
+                r.file_id
+            );
+        }
+    }
+}
