@@ -27,7 +27,7 @@ export function useServer(options = { tokens: `${TOKEN}=*` }) {
   before(async () => {
     env.server = await startServer(options);
   });
-  afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
+  failOnPageErrors();
   after(async () => {
     for (const d of devices.splice(0)) {
       await d.context.close().catch(() => {});
@@ -36,6 +36,11 @@ export function useServer(options = { tokens: `${TOKEN}=*` }) {
     await env.server?.close();
   });
   return env;
+}
+
+/** Fails each test of the file that left an uncaught error in a page of `blankTab`'s. */
+export function failOnPageErrors() {
+  afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
 }
 
 /**
@@ -72,15 +77,16 @@ export async function blankTab(dev, base = env.server.url) {
 
 /**
  * A tab of `dev` with the store open as `window.fs`; callbacks collected in `window.events`.
- * `extra.base`: the page's server, when not the test's (the store's API is on the page's origin).
+ * `remote`: the server option (`false`: local-only). `extra.base`: the page's server, when not
+ * the test's (the store's API is on the page's origin).
  */
 export async function openTab(dev, storeId, remote = { authToken: TOKEN }, { base, ...extra } = {}) {
   const page = await blankTab(dev, base);
-  await page.evaluate(async ([storeId, remote, extra]) => {
+  await page.evaluate(async (options) => {
     window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId, remote, ...extra });
+    window.fs = await window.filesync.openFileSync(options);
     window.fs.on('*', (e) => window.events.push(e));
-  }, [storeId, remote, extra]);
+  }, { storeId, remote, ...extra });
   return page;
 }
 
@@ -88,11 +94,12 @@ export function unique(name) {
   return `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 }
 
-/** Saves a text file in a tab; resolves to its state. */
-export function save(page, name, text) {
+/** Saves a text file in a tab (with `metadata` if given); resolves to its state. */
+export function save(page, name, text, metadata) {
   return page.evaluate(
-    ({ name, text }) => window.fs.saveFile(new File([text], name, { type: 'text/plain' })),
-    { name, text },
+    ({ name, text, metadata }) =>
+      window.fs.saveFile(new File([text], name, { type: 'text/plain' }), metadata ? { metadata } : undefined),
+    { name, text, metadata },
   );
 }
 

@@ -1,7 +1,7 @@
 // Multi-tab tests of the built package in headless Chromium (Debian's), with a persistent
 // browser profile so IndexedDB and OPFS are on disk. Run by scripts/test.sh after the build:
 //   node --test tests/e2e/
-import { test, before, after, afterEach } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,18 +10,21 @@ import { fileURLToPath } from 'node:url';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import { launchProfile } from './chromium.mjs';
 import { NEWER_VERSION, VERSION, writeNewerBuild } from './builds.mjs';
-import { unique, hubsGone as harnessHubsGone } from './harness.mjs';
+import {
+  blankTab, failOnPageErrors, hubsGone as harnessHubsGone, openTab as harnessOpenTab, save, unique,
+} from './harness.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../www');
 
 let server, base, profile, context, cdp, newer;
+/** The one browser profile these tests run in, as the harness's device. */
+const dev = {};
 /** Where tests load another build: this package as a newer release (`NEWER_VERSION`). */
 const NEWER = '/newer';
 
 // Uncaught errors in any page (a wasm closure called after it was freed, a rejected promise
 // nobody handles...) fail the test that caused them.
-const pageErrors = [];
-afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'uncaught errors in pages'));
+failOnPageErrors();
 
 before(async () => {
   newer = await mkdtemp(path.join(tmpdir(), 'filesync-newer-'));
@@ -31,11 +34,12 @@ before(async () => {
   base = `http://127.0.0.1:${server.address().port}`;
   profile = await mkdtemp(path.join(tmpdir(), 'filesync-e2e-'));
   context = await launchProfile(profile);
+  dev.context = context;
   cdp = await context.browser().newBrowserCDPSession();
 });
 
 /** Resolves once no hub SharedWorker runs (every tab of every store closed). */
-const hubsGone = () => harnessHubsGone({ context });
+const hubsGone = () => harnessHubsGone(dev);
 
 after(async () => {
   await context?.close();
@@ -44,39 +48,13 @@ after(async () => {
   if (newer) await rm(newer, { recursive: true, force: true });
 });
 
-/** A fresh tab on the harness page, the package loaded, no store open yet. `build`: a URL
+/** A fresh tab on the test page, the package loaded, no store open yet. `build`: a URL
  * prefix to load another build from (`NEWER`). */
-async function harnessPage(build = '') {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => {
-    pageErrors.push(String(e));
-    console.error('page error:', e);
-  });
-  await page.goto(`${base}${build}/e2e.html`);
-  await page.waitForSelector('body[data-ready="true"]');
-  return page;
-}
+const harnessPage = (build = '') => blankTab(dev, `${base}${build}`);
 
-/** A new tab with the harness page loaded and the store opened as `window.fs`. */
-async function openTab(storeId, options = {}, build = '') {
-  const page = await harnessPage(build);
-  await page.evaluate(async ([storeId, options]) => {
-    window.events = [];
-    window.fs = await window.filesync.openFileSync({ storeId, ...options });
-    window.fs.on('*', (e) => window.events.push(e));
-  }, [storeId, options]);
-  return page;
-}
-
-
-/** Saves a text file in a tab; resolves to the file state. */
-function save(page, name, text, metadata) {
-  return page.evaluate(
-    ({ name, text, metadata }) =>
-      window.fs.saveFile(new File([text], name, { type: 'text/plain' }), metadata ? { metadata } : undefined),
-    { name, text, metadata },
-  );
-}
+/** A new tab with the store opened (local-only unless `options.remote`) as `window.fs`. */
+const openTab = (storeId, options = {}, build = '') =>
+  harnessOpenTab(dev, storeId, false, { base: `${base}${build}`, ...options });
 
 const fileCount = (page) => page.evaluate(() => window.fs.getFiles().length);
 const waitForCount = (page, n) =>
