@@ -21,6 +21,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::collections::sort_by;
 use super::engine::{PersistBatch, Snapshot};
 use super::error::DecodeError;
 use super::event::{
@@ -510,7 +511,7 @@ pub fn decode_records<'a>(
             }
         }
     }
-    pending.sort_by_key(|p| p.id.n);
+    sort_by(&mut pending, |a, b| a.id.n.cmp(&b.id.n));
     // Never hand out an event number twice, even if the counter record was lost.
     let next_n = next_n.max(pending.last().map_or(0, |p| p.id.n + 1));
     let unique = |mut v: Vec<ContentHash>| {

@@ -446,7 +446,7 @@ impl StateStore for IdbStateStore {
                 Op::Put { table, .. } | Op::Delete { table, .. } => *table,
             })
             .collect();
-        tables.sort();
+        crate::core::collections::sort(&mut tables);
         tables.dedup();
         if tables.is_empty() {
             return Ok(());

@@ -432,22 +432,21 @@ impl Engine {
         if self.cfg.mode != Mode::Remote {
             return;
         }
-        let mut wanted: Vec<(TransferKind, ContentHash)> = self
-            .local
-            .rows()
-            .flat_map(|r| {
-                KINDS
-                    .into_iter()
-                    .filter(|k| r.status(*k).is_active())
-                    .map(|k| (k, r.content_hash))
-            })
-            .collect();
-        // Sorted: tasks are numbered in the order they are created.
-        wanted.sort_unstable();
-        wanted.dedup();
-        self.sched.tasks.reserve(wanted.len());
-        for (kind, hash) in wanted {
-            self.sync_task(kind, hash);
+        // Kind by kind, in hash order: tasks are numbered in the order they are created. (One
+        // sort of hashes, the instance every hash sort shares: see `collections::sort`.)
+        for kind in KINDS {
+            let mut wanted: Vec<ContentHash> = self
+                .local
+                .rows()
+                .filter(|r| r.status(kind).is_active())
+                .map(|r| r.content_hash)
+                .collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            self.sched.tasks.reserve(wanted.len());
+            for hash in wanted {
+                self.sync_task(kind, hash);
+            }
         }
     }
 

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::collections::{FxMap, FxSet};
+use super::collections::{sort_by, FxMap, FxSet};
 use super::error::{DecodeError, EngineError};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileInfo, MetadataPatch};
 use super::ids::{ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId};
@@ -167,18 +167,9 @@ impl FilesTable {
         // Bulk-built: sorted input makes both maps O(n) to build.
         let confirmed: BTreeMap<FileId, FileRow> =
             rows.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let mut pairs: Vec<(ContentHash, &FileId)> = confirmed
-            .values()
-            .filter(|r| r.is_live())
-            .map(|r| (r.content_hash, &r.id))
-            .collect();
-        pairs.sort_unstable();
         let mut refs = Refs::default();
-        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            refs.insert(
-                group[0].0,
-                group.iter().map(|(_, id)| (*id).clone()).collect(),
-            );
+        for r in confirmed.values().filter(|r| r.is_live()) {
+            refs.entry(r.content_hash).or_default().insert(r.id.clone());
         }
         let mut pending_files: FxMap<FileId, u32> = FxMap::default();
         for p in &pending {
@@ -236,7 +227,7 @@ impl FilesTable {
             .chain(over)
             .collect();
         if !self.overlay.is_empty() {
-            merged.sort_by(|a, b| a.id.cmp(&b.id));
+            sort_by(&mut merged, |a, b| a.id.cmp(&b.id));
         }
         merged.into_iter()
     }

@@ -39,9 +39,12 @@ impl Tab {
                     s.online = online;
                     s.unconfirmed = unconfirmed;
                     s.issues = issues;
-                    s.files = entries(files, &js)
-                        .map(|e| (e.state.id.to_string(), e))
-                        .collect();
+                    // Inserted one by one: collecting would compile another copy of the
+                    // standard sort for this one element type (see `collections::sort`).
+                    s.files.clear();
+                    for e in entries(files, &js) {
+                        s.files.insert(e.state.id.to_string(), e);
+                    }
                     s.files_js = None;
                     s.status = None;
                     if !provisional {

@@ -193,7 +193,7 @@ impl IdbBlobStore {
                 Err(_) => listing.ignored.push(name),
             }
         }
-        listing.hashes.sort();
+        crate::core::collections::sort(&mut listing.hashes);
         Ok(listing)
     }
 

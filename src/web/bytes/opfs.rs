@@ -433,7 +433,7 @@ impl OpfsStore {
             }
             listing.hashes = kept;
         }
-        listing.hashes.sort();
+        crate::core::collections::sort(&mut listing.hashes);
         Ok(listing)
     }
 
