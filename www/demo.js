@@ -119,10 +119,11 @@ function displayStatus(f) {
     return { status: 'error', label: `${kind === 'upload' ? 'Upload' : 'Download'} failed`, kind, percent: tr ? percentOf(tr.loaded, tr.total) : 0 };
   }
   if (f.uploadStatus === 'inProgress') {
-    return { status: 'uploading', label: 'Uploading', kind: 'upload', percent: tr?.kind === 'upload' ? percentOf(tr.loaded, tr.total) : 0 };
+    // The state carries the bytes moved, so a tab opened mid-transfer shows them at once.
+    return { status: 'uploading', label: 'Uploading', kind: 'upload', percent: percentOf(f.uploadedBytes, f.size) };
   }
   if (f.downloadStatus === 'inProgress') {
-    return { status: 'downloading', label: 'Downloading', kind: 'download', percent: tr?.kind === 'download' ? percentOf(tr.loaded, tr.total) : 0 };
+    return { status: 'downloading', label: 'Downloading', kind: 'download', percent: percentOf(f.downloadedBytes, f.size) };
   }
   if (f.uploadStatus === 'queued' || f.uploadStatus === 'pending') {
     return { status: 'queued', label: f.lastSyncError ? 'Upload queued (retrying)' : 'Upload queued', kind: 'upload', percent: 0 };

@@ -49,6 +49,14 @@ export interface FileState {
   isSynced: boolean;
   /** `hasLocalCopy || isUploaded`. */
   canDisplay: boolean;
+  /**
+   * While `uploadStatus` is `'inProgress'`: bytes of the content sent so far, as the last
+   * `upload:progress` event reported them (throttled the same way); `0` otherwise. Part of the
+   * state every tab shares, so a tab opened or reloaded mid-transfer shows the real progress.
+   */
+  uploadedBytes: number;
+  /** The same for `downloadStatus` and `download:progress`. */
+  downloadedBytes: number;
 }
 
 /** Aggregate status of this browser (livestore-filesync's field names). */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import {
   TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal, waitUploaded,
-  saveUploaded, twoDevices, throttle,
+  saveUploaded, twoDevices, throttle, blankTab,
 } from './harness.mjs';
 
 const env = useServer();
@@ -280,6 +280,38 @@ test('reloading the device in the middle of a download completes it after the re
   assert.equal(size, 4 * 1024 * 1024);
   await a1.close();
   await b1.close();
+});
+
+test('a tab opened in the middle of a transfer shows the bytes already moved, not 0 %', async () => {
+  const store = unique('progress');
+  const a = await device();
+  const a1 = await openTab(a, store);
+  await throttle(a, a1, { up: 1024 * 1024 });
+  const saved = await saveBig(a1, 'big.bin', 4);
+  // The state agrees with the events: when a progress event is delivered, the file's state
+  // already carries at least its bytes.
+  const agree = await a1.waitForFunction((id) => {
+    const e = window.events.findLast((e) => e.type === 'upload:progress' && e.fileId === id);
+    const f = window.fs.getFile(id);
+    return e && e.loaded > 0 && f.uploadStatus === 'inProgress'
+      && { event: e.loaded, state: f.uploadedBytes, size: f.size };
+  }, saved.id, WAIT).then((h) => h.jsonValue());
+  assert.ok(agree.state >= agree.event && agree.state < agree.size, JSON.stringify(agree));
+  // A tab opened now: its first state (read in the same task as the open resolves, before
+  // any later message) shows the upload with the bytes sent so far.
+  const late = await blankTab(a);
+  const first = await late.evaluate(async ({ storeId, id, token }) => {
+    window.fs = await window.filesync.openFileSync({ storeId, remote: { authToken: token } });
+    const f = window.fs.getFile(id);
+    return { status: f.uploadStatus, sent: f.uploadedBytes, size: f.size };
+  }, { storeId: store, id: saved.id, token: TOKEN });
+  assert.equal(first.status, 'inProgress');
+  assert.ok(first.sent >= agree.event && first.sent < first.size, JSON.stringify(first));
+  // Done: no transfer runs, no bytes in flight.
+  await waitUploaded(late, saved.id);
+  assert.equal(await late.evaluate((id) => window.fs.getFile(id).uploadedBytes, saved.id), 0);
+  await a1.close();
+  await late.close();
 });
 
 /** Whether the server holds the blob of `key` (through the signer API, as a client would). */

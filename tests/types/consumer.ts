@@ -68,8 +68,11 @@ export async function synced(): Promise<void> {
   // "Synced" means the server recorded it; "uploaded" only that the bytes are there.
   const confirming: number = fs.getSyncStatus().unconfirmedEventCount;
   const onServer: boolean[] = fs.getFiles().map((f) => f.isSynced && f.isUploaded);
+  // Progress is part of the state: a percentage for every running transfer.
+  const percents: number[] = fs.getFiles().map((f) => (f.size ? (f.uploadedBytes + f.downloadedBytes) / f.size : 1));
   void confirming;
   void onServer;
+  void percents;
   try {
     await fs.whenSynced();
   } catch (e) {

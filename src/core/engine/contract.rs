@@ -356,4 +356,9 @@ pub struct FileView<'a> {
     pub row: &'a FileRow,
     pub local: Option<&'a LocalRow>,
     pub display: DisplayState,
+    /// Bytes of the content moved so far by the file's running upload, as last reported
+    /// (0 when none runs): what a view built mid-transfer shows.
+    pub uploaded_bytes: u64,
+    /// The same for its running download.
+    pub downloaded_bytes: u64,
 }

@@ -313,10 +313,18 @@ impl Engine {
     fn view_of<'a>(&'a self, row: &'a FileRow) -> FileView<'a> {
         let local = self.local.get(&row.id);
         let confirmed = self.cfg.mode == Mode::Remote && !self.table.has_pending(&row.id);
+        let moved = |kind| {
+            local
+                .filter(|l| l.status(kind) == TransferStatus::InProgress)
+                .and_then(|l| self.sched.tasks.get(&(kind, l.content_hash)))
+                .map_or(0, |t| t.throttle.loaded())
+        };
         FileView {
             row,
             local,
             display: DisplayState::derive(row, local, confirmed),
+            uploaded_bytes: moved(TransferKind::Upload),
+            downloaded_bytes: moved(TransferKind::Download),
         }
     }
 

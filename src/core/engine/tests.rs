@@ -1479,3 +1479,28 @@ fn another_clients_confirmed_event_never_deletes_a_pending_event_of_ours() {
     );
     assert_eq!(h.e.table().pending().len(), 2);
 }
+
+/// A view built mid-transfer carries the bytes moved so far (a tab opened then shows them),
+/// and 0 once the transfer is over.
+#[test]
+fn a_files_view_carries_the_bytes_its_running_transfer_moved() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", &"x".repeat(1000));
+    let t = h.transfers().remove(0);
+    let moved = |h: &H| {
+        let f = h.e.file(&fid("f")).unwrap();
+        (f.uploaded_bytes, f.downloaded_bytes)
+    };
+    assert_eq!(moved(&h), (0, 0), "started, nothing reported yet");
+    h.input(Input::TransferProgress {
+        task: t.task,
+        term: t.term,
+        loaded: 400,
+        total: 1000,
+    })
+    .unwrap();
+    assert_eq!(moved(&h), (400, 0));
+    h.done(&t);
+    assert_eq!(moved(&h), (0, 0), "done: no transfer runs");
+}

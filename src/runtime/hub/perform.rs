@@ -119,6 +119,21 @@ pub(super) fn drain(s: &mut State) {
                 ));
             }
             Output::Event(e) => {
+                // The file's state carries the bytes moved (so a tab opened mid-transfer shows
+                // them): tabs get it before the event, which then agrees with `getFiles()`.
+                // The files view is not saved for it (progress is not persisted).
+                if let Event::TransferProgress { file, .. } = &e {
+                    if let Some(f) = r.engine.file(file) {
+                        msgs.push((
+                            None,
+                            ToTab::Changed {
+                                files: vec![FileState::from_view(&f)],
+                                removed: Vec::new(),
+                                unconfirmed: r.engine.unconfirmed_events(),
+                            },
+                        ));
+                    }
+                }
                 if let Some(event) = AppEvent::from_engine(&e) {
                     msgs.push((None, ToTab::event(&event)));
                 }

@@ -49,6 +49,10 @@ pub struct FileState {
     pub is_uploaded: bool,
     pub is_synced: bool,
     pub can_display: bool,
+    /// Bytes moved so far by the running upload (0 when none runs).
+    pub uploaded_bytes: u64,
+    /// Bytes moved so far by the running download (0 when none runs).
+    pub downloaded_bytes: u64,
 }
 
 impl FileState {
@@ -85,6 +89,8 @@ impl FileState {
             is_uploaded: v.display.is_uploaded,
             is_synced: v.display.is_synced,
             can_display: v.display.can_display,
+            uploaded_bytes: v.uploaded_bytes,
+            downloaded_bytes: v.downloaded_bytes,
         }
     }
 }

@@ -222,6 +222,8 @@ fn a_snapshot_of_many_files_round_trips() {
         is_uploaded: false,
         is_synced: false,
         can_display: true,
+        uploaded_bytes: 0,
+        downloaded_bytes: 0,
     };
     let files: Vec<FileState> = (0..100)
         .map(|i| FileState {
