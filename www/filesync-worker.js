@@ -27,20 +27,35 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
 } else {
   // Jobs by id: {id, chunk} feeds one (acknowledged with {id, hashed}), {id, end} answers
   // {id, hex} and ends it, {id, discard} drops it. Messages are handled in order.
-  // {id, fill: {handle, stream}} writes a download into an OPFS file while hashing it, through
-  // a sync access handle: {id, loaded} as it goes, then {id, filled: {hex, bytes}} or
-  // {id, failed: {name, message}}; {id, discard} stops it.
+  // {id, fill: {handle, stream, from}} writes a download into an OPFS file while hashing it,
+  // through a sync access handle, after the file's first `from` bytes (a resumed download:
+  // they are hashed first; 0 empties the file): {id, loaded} as it goes (bytes of the whole
+  // file), then {id, filled: {hex, bytes}} or {id, failed: {name, message}}; the bytes
+  // written before a failure stay in the file, for the next attempt. {id, discard} stops it.
   const jobs = new Map();
   const fills = new Map();
-  const fill = async (id, { handle, stream }) => {
+  const fill = async (id, { handle, stream, from }) => {
     const reader = stream.getReader();
     fills.set(id, reader);
     let access, sha, answer;
     try {
       access = await handle.createSyncAccessHandle();
       sha = new Sha256Stream();
-      let at = 0;
-      let told = 0;
+      if (access.getSize() < from) {
+        throw new DOMException(`the partial file holds ${access.getSize()} bytes, not ${from}`, 'InvalidStateError');
+      }
+      // The held prefix is hashed from the disk (cheap next to downloading it again).
+      const buffer = new Uint8Array(Math.min(from, 4 << 20));
+      for (let pos = 0; pos < from; ) {
+        const n = access.read(buffer.subarray(0, Math.min(buffer.length, from - pos)), { at: pos });
+        if (n === 0) throw new DOMException('the partial file ended early', 'InvalidStateError');
+        sha.update(buffer.subarray(0, n));
+        pos += n;
+      }
+      access.truncate(from);
+      let at = from;
+      let told = at;
+      if (from > 0) self.postMessage({ id, loaded: at });
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
@@ -59,6 +74,11 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
       answer = { id, filled: { hex, bytes: at } };
     } catch (e) {
       reader.cancel().catch(() => {});
+      try {
+        access?.flush();
+      } catch {
+        // Closing writes what it can; the next attempt checks the file anyway.
+      }
       answer = { id, failed: { name: e?.name ?? 'Error', message: String(e?.message ?? e) } };
     } finally {
       sha?.free();

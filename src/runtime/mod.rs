@@ -10,6 +10,7 @@
 
 pub mod protocol;
 pub mod remote;
+pub mod resume;
 pub mod synced;
 
 #[cfg(target_arch = "wasm32")]

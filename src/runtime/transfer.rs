@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use super::protocol::{TransferJob, TransferReport};
 use super::remote::{self, RemoteConfig, Signed};
+use super::resume::{self, RangeRefused};
 use crate::core::{Failure, TransferKind};
 use crate::web::bytes::{ByteStore, WriteError};
 use crate::web::error::WebError;
@@ -182,19 +183,39 @@ async fn download(
 ) -> Result<crate::core::ContentHash, Failure> {
     let body = remote::key_body(&job.key);
     let signed = sign(remote, running, &remote.sign_download_url(), body, "GET").await?;
+    // What an interrupted attempt left: ask for the rest only (see `runtime::resume`).
+    let held = bytes.held(&job.hash).await;
+    let range = resume::range_header(held, job.size);
+    let asked = if range.is_some() { held } else { 0 };
+    let mut headers = signed.headers.clone();
+    headers.extend(range);
     let request = Rc::new(StreamRequest::start(
         &blob_endpoint(remote),
         &signed.url,
-        &signed.headers,
+        &headers,
     ));
     let r = request.clone();
     running.track(Box::new(move || r.abort()));
     let answer = request.response().await?;
-    remote::check_status(answer.status, answer.retry_after.as_deref())?;
+    let from = match resume::body_offset(
+        asked,
+        answer.status,
+        answer.retry_after.as_deref(),
+        answer.content_range.as_deref(),
+        answer.length,
+        job.size,
+    ) {
+        Ok(from) => from,
+        Err(RangeRefused::Failed(f)) => return Err(f),
+        Err(RangeRefused::Mismatch(f)) => {
+            bytes.discard_partial(&job.hash).await;
+            return Err(f);
+        }
+    };
     let stream = answer.body.ok_or_else(|| Failure::Protocol {
         message: "download answer without a body".into(),
     })?;
-    let total = answer.length.unwrap_or(job.size);
+    let total = job.size.max(answer.length.map_or(0, |n| from + n));
     let (task, term) = (job.task, job.term);
     let report = report.clone();
     let progress = Rc::new(move |loaded: u64| {
@@ -205,7 +226,7 @@ async fn download(
             total: total.max(loaded),
         })
     });
-    match bytes.write_stream(&stream, job.hash, progress).await {
+    match bytes.write_stream(&stream, job.hash, from, progress).await {
         Ok(hash) => Ok(hash),
         Err(WriteError::Mismatch { actual, .. }) => Err(Failure::Integrity {
             actual: actual.to_hex(),

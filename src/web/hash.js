@@ -96,10 +96,18 @@ export function hashJob(url, module) {
   };
 }
 
+// Whether a hash worker can run here (none failed, `Worker` exists).
+export function hashWorkerRuns() {
+  return !hashWorkersDead && typeof Worker !== 'undefined';
+}
+
 // Has the hash worker write a download into `handle` (an OPFS file, through a sync access
-// handle) while it hashes it: the page neither reads nor copies the bytes. Resolves to
-// {hex, bytes}; `abort()` stops it. `null` when there is no hash worker.
-export function workerFill(url, module, handle, stream, progress) {
+// handle) while it hashes it: the page neither reads nor copies the bytes. The stream's bytes
+// go after the file's first `from` bytes (a resumed download: they are hashed first; `0`
+// empties the file). Resolves to {hex, bytes}, the hash and size of the whole file; on a
+// failure the bytes written so far stay in the file. `abort()` stops it. `null` when there is
+// no hash worker.
+export function workerFill(url, module, handle, stream, from, progress) {
   const hw = hashWorkerFor(url, module);
   if (!hw) return null;
   const id = hw.next++;
@@ -110,7 +118,7 @@ export function workerFill(url, module, handle, stream, progress) {
   });
   hw.jobs.set(id, job);
   try {
-    hw.worker.postMessage({ id, fill: { handle, stream } }, [stream]);
+    hw.worker.postMessage({ id, fill: { handle, stream, from } }, [stream]);
   } catch (e) {
     hw.jobs.delete(id);
     return null;

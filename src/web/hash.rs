@@ -114,8 +114,11 @@ extern "C" {
         module: bool,
         handle: &JsValue,
         stream: &web_sys::ReadableStream,
+        from: f64,
         progress: &js_sys::Function,
     ) -> Option<WorkerFill>;
+    #[wasm_bindgen(js_name = hashWorkerRuns)]
+    fn hash_worker_runs() -> bool;
     #[wasm_bindgen(method, getter)]
     fn done(this: &WorkerFill) -> js_sys::Promise;
     #[wasm_bindgen(method)]
@@ -226,11 +229,14 @@ pub struct OffThreadFill {
 
 impl OffThreadFill {
     /// Starts writing `stream` into `file` (an OPFS `FileSystemFileHandle` nobody else has open)
-    /// in the hash worker, calling `progress` with the bytes written so far. `None` where no hash
-    /// worker runs (then the caller writes and hashes itself).
+    /// in the hash worker, after the file's first `from` bytes (hashed first; `0` empties the
+    /// file), calling `progress` with the file's bytes so far. On a failure the bytes written
+    /// stay in the file. `None` where no hash worker runs (then the caller writes and hashes
+    /// itself).
     pub fn start(
         file: &JsValue,
         stream: &web_sys::ReadableStream,
+        from: u64,
         progress: impl FnMut(f64) + 'static,
     ) -> Option<OffThreadFill> {
         let (url, module) = HASH_WORKER_URL.with(|u| u.borrow().clone())?;
@@ -240,6 +246,7 @@ impl OffThreadFill {
             module,
             file,
             stream,
+            from as f64,
             progress.as_ref().unchecked_ref(),
         )?;
         Some(OffThreadFill {
@@ -249,7 +256,12 @@ impl OffThreadFill {
         })
     }
 
-    /// The hash of the bytes written, and how many.
+    /// Whether a fill can run here: a hash worker is configured and none failed.
+    pub fn available() -> bool {
+        HASH_WORKER_URL.with(|u| u.borrow().is_some()) && hash_worker_runs()
+    }
+
+    /// The hash of the file's bytes, and how many.
     pub async fn finish(mut self) -> Result<(ContentHash, u64), WebError> {
         let result = JsFuture::from(self.fill.done()).await;
         self.finished = true;

@@ -96,7 +96,12 @@ export function httpStream(url, headers, credentials, timeoutMs) {
         return { ...answer(r), text };
       }
       const length = Number(r.headers.get('content-length'));
-      return { ...answer(r), body: r.body, length: Number.isFinite(length) ? length : null };
+      return {
+        ...answer(r),
+        body: r.body,
+        length: Number.isFinite(length) ? length : null,
+        contentRange: r.headers.get('content-range'),
+      };
     } catch (e) {
       clearTimeout(timer);
       return failed(e, why);

@@ -45,8 +45,8 @@ extern "C" {
         on_progress: &js_sys::Function,
     ) -> Call;
     /// What `done` resolves with: an answer (`status`, `retryAfter`, `text`, and for streams
-    /// `body` and `length`) or a failure (`failure`: `timeout`, `cancelled` or `offline`, with
-    /// an optional `message`).
+    /// `body`, `length` and `contentRange`) or a failure (`failure`: `timeout`, `cancelled` or
+    /// `offline`, with an optional `message`).
     type Answer;
     #[wasm_bindgen(method, getter)]
     fn status(this: &Answer) -> Option<u16>;
@@ -58,6 +58,8 @@ extern "C" {
     fn body(this: &Answer) -> Option<web_sys::ReadableStream>;
     #[wasm_bindgen(method, getter)]
     fn length(this: &Answer) -> Option<f64>;
+    #[wasm_bindgen(method, getter = contentRange)]
+    fn content_range(this: &Answer) -> Option<String>;
     #[wasm_bindgen(method, getter)]
     fn failure(this: &Answer) -> Option<String>;
     #[wasm_bindgen(method, getter)]
@@ -184,6 +186,8 @@ pub struct StreamResponse {
     /// Set for a successful response (the error text is in `text` otherwise).
     pub body: Option<web_sys::ReadableStream>,
     pub length: Option<u64>,
+    /// `Content-Range`, when the answer has one and CORS lets it be read.
+    pub content_range: Option<String>,
     pub text: String,
 }
 
@@ -210,6 +214,7 @@ impl StreamRequest {
             retry_after: r.retry_after,
             body: answer.body(),
             length: answer.length().map(|n| n as u64),
+            content_range: answer.content_range(),
             text: r.text,
         })
     }

@@ -282,6 +282,72 @@ test('reloading the device in the middle of a download completes it after the re
   await b1.close();
 });
 
+/**
+ * Device B's blob downloads for `store`: each GET's `Range` header (null: none) and status.
+ * With `ignoreRange`, they are answered as by a server that ignores `Range` (200, every byte).
+ */
+async function blobGets(dev, store, { ignoreRange = false } = {}) {
+  const gets = [];
+  const pattern = (url) => url.pathname.startsWith('/livestore-filesync-files/') && url.pathname.includes(store);
+  await dev.context.route(pattern, async (route) => {
+    const headers = { ...route.request().headers() };
+    const get = { range: headers.range ?? null, status: null };
+    if (route.request().method() === 'GET') gets.push(get);
+    if (ignoreRange) delete headers.range;
+    const res = await route.fetch({ headers });
+    get.status = res.status();
+    await route.fulfill({ response: res });
+  });
+  return gets;
+}
+
+const MIB = 1024 * 1024;
+
+test('a download interrupted at about half resumes with a Range request for the rest', async () => {
+  let { store, b, a1, b1 } = await twoDevices('resume');
+  await throttle(b, b1, { down: 2 * MIB });
+  const saved = await saveBig(a1, 'big.bin', 8);
+  const before = await b1.waitForFunction((id) => {
+    const f = window.fs.getFile(id);
+    return f && f.downloadStatus === 'inProgress' && f.downloadedBytes >= 0.4 * f.size && f.downloadedBytes;
+  }, saved.id, WAIT).then((h) => h.jsonValue());
+  await b1.close();
+  const gets = await blobGets(b, store);
+  b1 = await openTab(b, store);
+  await waitLocal(b1, saved.id, saved.contentHash);
+  assert.equal(gets.length, 1, JSON.stringify(gets));
+  const from = Number(/^bytes=(\d+)-$/.exec(gets[0].range ?? '')?.[1]);
+  assert.ok(from >= before && from < 8 * MIB, `resumed at ${from}, ${before} reported before the close`);
+  assert.equal(gets[0].status, 206);
+  // The kept prefix and the appended rest, as saved (the engine checked the hash already).
+  const wrong = await b1.evaluate(async (id) => {
+    const bytes = new Uint8Array(await (await window.fs.readFile(id)).arrayBuffer());
+    if (bytes.length !== 8 * 1024 * 1024) return `length ${bytes.length}`;
+    return bytes.findIndex((v, i) => v !== (i % 4096 ? 0 : (i / 4096) % 251));
+  }, saved.id);
+  assert.equal(wrong, -1, 'every byte as saved');
+  await a1.close();
+  await b1.close();
+});
+
+test('a download resumed from a URL that ignores Range starts over and stores the right bytes', async () => {
+  let { store, b, a1, b1 } = await twoDevices('norange');
+  await throttle(b, b1, { down: 2 * MIB });
+  const saved = await saveBig(a1, 'big.bin', 8);
+  await b1.waitForFunction((id) => window.fs.getFile(id)?.downloadedBytes >= 2 * 1024 * 1024, saved.id, WAIT);
+  await b1.close();
+  const gets = await blobGets(b, store, { ignoreRange: true });
+  b1 = await openTab(b, store);
+  await waitLocal(b1, saved.id, saved.contentHash);
+  assert.equal(gets.length, 1, JSON.stringify(gets));
+  assert.match(gets[0].range ?? '', /^bytes=\d+-$/, 'asked for the rest');
+  assert.equal(gets[0].status, 200, 'got everything');
+  const size = await b1.evaluate(async (id) => (await window.fs.readFile(id)).size, saved.id);
+  assert.equal(size, 8 * MIB);
+  await a1.close();
+  await b1.close();
+});
+
 test('a tab opened in the middle of a transfer shows the bytes already moved, not 0 %', async () => {
   const store = unique('progress');
   const a = await device();

@@ -225,17 +225,42 @@ impl ByteStore {
     }
 
     /// Stores a byte stream (a download's body) only if it hashes to `expected`, hashing while
-    /// writing; `progress` gets the bytes read so far after each chunk. On a mismatch nothing
-    /// is stored. The stream is consumed (or cancelled on failure).
+    /// writing; `progress` gets the content's bytes so far after each chunk. On a mismatch
+    /// nothing is stored. The stream is consumed (or cancelled on failure).
+    ///
+    /// `from`: the stream holds the content after its first `from` bytes, which a partial file
+    /// holds (what [`Self::held`] answered; 0: the whole content). On a failure other than a
+    /// mismatch, what was written stays for the next attempt.
     pub async fn write_stream(
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
+        from: u64,
         progress: Rc<dyn Fn(u64)>,
     ) -> Result<ContentHash, WriteError> {
         match self {
-            ByteStore::Opfs(s) => s.write_stream(stream, expected, progress).await,
+            ByteStore::Opfs(s) => s.write_stream(stream, expected, from, progress).await,
+            ByteStore::Idb(_) if from > 0 => Err(WriteError::Web(WebError::Other {
+                name: "InvalidStateError".into(),
+                message: "the IndexedDB byte store cannot resume a download".into(),
+            })),
             ByteStore::Idb(s) => s.write_stream(stream, expected, &*progress).await,
+        }
+    }
+
+    /// How many bytes of `hash`'s content an interrupted download left, for the next one to
+    /// resume after (0: none, or this store cannot resume: see the OPFS module docs).
+    pub async fn held(&self, hash: &ContentHash) -> u64 {
+        match self {
+            ByteStore::Opfs(s) => s.held(hash).await,
+            ByteStore::Idb(_) => 0,
+        }
+    }
+
+    /// Drops what an interrupted download of `hash` left (the next one starts over).
+    pub async fn discard_partial(&self, hash: &ContentHash) {
+        if let ByteStore::Opfs(s) = self {
+            s.discard_partial(hash).await;
         }
     }
 

@@ -24,6 +24,17 @@
 //! behind; so an empty file under any name but the empty content's hash counts as missing (`has`,
 //! `read`, `list` in this mode, and the "already stored" check of a write, which replaces it).
 //!
+//! # Resuming downloads
+//!
+//! A download (with `move()` and the hash worker) streams into `tmp/part-<sha256hex>`, one
+//! partial file per content, through a sync access handle in the hash worker. A failure or an
+//! abort leaves the bytes written so far there, across reloads; the next attempt asks the
+//! server for the rest (`runtime::resume`), re-hashes the held prefix from the disk and appends.
+//! The whole file is checked against the content hash before it is renamed to
+//! `blobs/<sha256hex>`; wrong bytes remove it. Cleanups keep partial files for
+//! [`PARTIAL_KEEP_MS`] after their last write; other temps go at once. Elsewhere (no `move()`,
+//! no hash worker, the IndexedDB fallback) a download starts over.
+//!
 //! # Several tabs
 //!
 //! Chromium locks a file while a writable is open on it: `removeEntry` fails with
@@ -49,6 +60,10 @@ use crate::web::error::WebError;
 use crate::web::{global, hash};
 
 const API: &str = "OPFS";
+/// Names of downloads' partial files start with this (other temps never do).
+const PARTIAL_PREFIX: &str = "part-";
+/// How long a partial file unused is kept for a download to resume (then a cleanup removes it).
+pub const PARTIAL_KEEP_MS: f64 = 24.0 * 3600.0 * 1000.0;
 /// How many times a write starts over when another tab's cleanup took its temp, or another tab
 /// holds the entry's file (see the module docs).
 pub const WRITE_ATTEMPTS: u32 = 5;
@@ -183,21 +198,37 @@ impl OpfsStore {
     /// the bytes read so far. A stream cannot be read twice, so there is one attempt: a
     /// contended write fails and the caller retries the download. Without `move()` the stream
     /// is gathered into a blob first (see the module docs).
+    ///
+    /// With `move()` and a hash worker the stream goes into the content's partial file (see
+    /// "Resuming downloads" in the module docs), after its first `from` bytes (`from` as
+    /// [`Self::held`] answered); elsewhere `from` must be 0.
     pub(super) async fn write_stream(
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
+        from: u64,
         progress: Rc<dyn Fn(u64)>,
     ) -> Result<ContentHash, WriteError> {
+        if self.use_move.get() && hash::OffThreadFill::available() {
+            if let Some(written) = self
+                .write_off_thread(stream, expected, from, progress.clone())
+                .await
+            {
+                return written;
+            }
+        }
+        if from > 0 {
+            // The hash worker went away since `held`: the body is only the rest.
+            let _ = stream.cancel();
+            self.discard_partial(&expected).await;
+            return Err(WriteError::Web(WebError::Other {
+                name: "InvalidStateError".into(),
+                message: "a resumed download needs the hash worker, which stopped".into(),
+            }));
+        }
         if !self.use_move.get() {
             let blob = super::gather(stream, &*progress).await?;
             return self.write(&blob, Some(expected)).await;
-        }
-        if let Some(written) = self
-            .write_off_thread(stream, expected, progress.clone())
-            .await
-        {
-            return written;
         }
         match self
             .write_through_temp(Source::Stream(stream, &*progress), Some(expected))
@@ -209,27 +240,43 @@ impl OpfsStore {
         }
     }
 
-    /// Has the hash worker write the stream into a temp file while it hashes it (through a
-    /// sync access handle: the page neither reads nor copies the bytes), then checks the hash
-    /// and renames the file like [`Self::write_through_temp`]. `None` where no hash worker
-    /// runs: write it here.
+    /// How many bytes of `hash`'s content an interrupted download left in its partial file
+    /// (0: none, or this store cannot resume: no `move()` or no hash worker here).
+    pub(super) async fn held(&self, hash: &ContentHash) -> u64 {
+        if !self.use_move.get() || !hash::OffThreadFill::available() {
+            return 0;
+        }
+        match file(&self.tmp, &partial_name(hash), false).await {
+            Ok(handle) => get_file(&handle).await.map_or(0, |f| f.size() as u64),
+            Err(_) => 0,
+        }
+    }
+
+    /// Removes `hash`'s partial file (best effort: a leftover is removed by a later cleanup).
+    pub(super) async fn discard_partial(&self, hash: &ContentHash) {
+        self.remove_temp(&partial_name(hash)).await;
+    }
+
+    /// Has the hash worker write the stream into the content's partial file after its first
+    /// `from` bytes, while it hashes the whole (through a sync access handle: the page neither
+    /// reads nor copies the bytes), then checks the hash and renames the file like
+    /// [`Self::write_through_temp`]. A failed write leaves the partial file for the next
+    /// attempt; bytes that hash wrong remove it. `None` where no hash worker runs.
     async fn write_off_thread(
         &self,
         stream: &web_sys::ReadableStream,
         expected: ContentHash,
+        from: u64,
         progress: Rc<dyn Fn(u64)>,
     ) -> Option<Result<ContentHash, WriteError>> {
-        let name = temp_name();
+        let name = partial_name(&expected);
         let temp = match file(&self.tmp, &name, true).await {
             Ok(t) => t,
             Err(e) => return Some(Err(e.into())),
         };
-        let Some(fill) = hash::OffThreadFill::start(temp.as_ref(), stream, move |loaded| {
+        let fill = hash::OffThreadFill::start(temp.as_ref(), stream, from, move |loaded| {
             progress(loaded as u64)
-        }) else {
-            self.remove_temp(&name).await;
-            return None;
-        };
+        })?;
         let checked: Result<(ContentHash, bool), WriteError> = async {
             let (hash, _) = fill.finish().await?;
             check_expected(hash, Some(expected))?;
@@ -242,21 +289,23 @@ impl OpfsStore {
                 self.remove_temp(&name).await;
                 return Some(Ok(hash));
             }
-            Err(e) => {
+            Err(e @ WriteError::Mismatch { .. }) => {
                 self.remove_temp(&name).await;
                 return Some(Err(e));
             }
+            // Kept: the next attempt resumes after the bytes it holds.
+            Err(e) => return Some(Err(e)),
         };
         Some(match self.rename(&temp, &hash.to_hex()).await {
             Ok(()) => Ok(hash),
-            Err(e) => {
-                self.remove_temp(&name).await;
-                match self.has(&hash).await {
-                    // A concurrent writer of the same content got there first.
-                    Ok(true) => Ok(hash),
-                    _ => Err(e.into()),
+            Err(e) => match self.has(&hash).await {
+                // A concurrent writer of the same content got there first.
+                Ok(true) => {
+                    self.remove_temp(&name).await;
+                    Ok(hash)
                 }
-            }
+                _ => Err(e.into()),
+            },
         })
     }
 
@@ -443,7 +492,11 @@ impl OpfsStore {
         // Anything under tmp/ is a leftover, a stray directory included.
         options.set_recursive(true);
         let mut removed = 0;
+        let now = global::now_ms();
         for name in keys(&self.tmp).await? {
+            if name.starts_with(PARTIAL_PREFIX) && !self.stale(&name, now).await {
+                continue;
+            }
             // Best effort per entry, so one stuck leftover never makes the store unopenable:
             // `NoModificationAllowedError` is a temp another tab is writing right now (locked),
             // `NotFoundError` one another tab's cleanup removed first.
@@ -455,6 +508,17 @@ impl OpfsStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Whether the partial file `name` went unused for [`PARTIAL_KEEP_MS`].
+    async fn stale(&self, name: &str, now: f64) -> bool {
+        match file(&self.tmp, name, false).await {
+            Ok(handle) => get_file(&handle)
+                .await
+                .is_ok_and(|f| now - f.last_modified() > PARTIAL_KEEP_MS),
+            // A directory under that name is a stray leftover.
+            Err(_) => true,
+        }
     }
 
     pub(super) async fn destroy(self) -> Result<(), WebError> {
@@ -562,6 +626,11 @@ fn empty_hash() -> ContentHash {
 }
 
 /// `<millis hex>-<random hex>`: unique enough across tabs, sortable by age when debugging.
+/// The partial file of a download of `hash`'s content (see "Resuming downloads").
+fn partial_name(hash: &ContentHash) -> String {
+    format!("{PARTIAL_PREFIX}{}", hash.to_hex())
+}
+
 fn temp_name() -> String {
     let now = js_sys::Date::now() as u64;
     let random = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
