@@ -58,6 +58,11 @@ cmd=(wasm-pack build --target "$target" "--$profile" --mode no-install
 echo "build: ${cmd[*]}"
 "${cmd[@]}"
 
+# wasm-bindgen's own name section (closure shims, imports) is for debuggers only.
+if [ "$profile" = release ]; then
+    node scripts/strip-wasm-names.mjs "$out_dir/${out_name}_bg.wasm"
+fi
+
 # wasm-pack writes a `.gitignore` of `*` into the out-dir, which npm would also apply to the
 # package; an .npmignore takes precedence over it there (the root .gitignore still keeps the
 # directory out of git).

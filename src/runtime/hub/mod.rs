@@ -9,7 +9,6 @@
 //! while the state is borrowed and posted after, so nothing re-enters the engine mid-step.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
@@ -21,6 +20,7 @@ use super::protocol::{
 };
 use super::remote::RemoteConfig;
 use super::sync;
+use crate::core::collections::FxMap;
 use crate::core::event::FileEvent;
 use crate::core::store::{batch_ops, client_id_op, last_term_op, CorruptRecord, StateStore};
 use crate::core::{
@@ -106,7 +106,7 @@ struct Ready {
     storage: String,
     corrupt: Vec<CorruptRecord>,
     /// App writes waiting to be durable: the tab port and its request number.
-    commits: HashMap<OpId, (Peer, u64)>,
+    commits: FxMap<OpId, (Peer, u64)>,
     next_op: u64,
     leader: Option<(String, Term)>,
     timer: Option<gloo_timers::callback::Timeout>,
@@ -141,7 +141,7 @@ struct State {
     phase: Phase,
     ports: Vec<(String, Peer)>,
     /// When each tab last answered a ping (or said anything that names it).
-    seen: HashMap<String, Millis>,
+    seen: FxMap<String, Millis>,
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
@@ -237,7 +237,7 @@ impl Hub {
                 RefCell::new(State {
                     phase: Phase::Starting(Vec::new()),
                     ports: Vec::new(),
-                    seen: HashMap::new(),
+                    seen: FxMap::default(),
                     takeover: None,
                     outbox: Outbox::default(),
                     feed: Feed {

@@ -106,7 +106,7 @@ pub(super) async fn start_ready(
         storage: bytes.kind().as_str().to_string(),
         bytes,
         corrupt: loaded.corrupt,
-        commits: HashMap::new(),
+        commits: FxMap::default(),
         next_op: 1,
         leader: None,
         timer: None,

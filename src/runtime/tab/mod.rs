@@ -6,7 +6,6 @@
 //! after, and a callback that throws is ignored, so the runtime cannot be broken by one.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
@@ -18,6 +17,7 @@ use super::protocol::{
     ErrorInfo, HubConfig, StorageIssue, TabFile, ToHub, ToTab,
 };
 use crate::api::js::{from_js_error, js_error};
+use crate::core::collections::FxMap;
 use crate::core::event::{
     check_path, FileCreated, FileDeleted, FileEvent, FileInfo, FileUpdated, MetadataPatch,
 };
@@ -129,7 +129,9 @@ pub struct OpenOptions {
 }
 
 struct State {
-    files: BTreeMap<String, Entry>,
+    /// By id; apps get them in id order (see `replica::by_id`): a hash map plus a sort when
+    /// the list is rebuilt costs less wasm than an ordered map of this type.
+    files: FxMap<String, Entry>,
     /// `getFiles()`'s answer, built once per change (frozen objects, so callers share them).
     files_js: Option<js_sys::Array>,
     /// `getSyncStatus()`'s answer, derived from the files once per change (frozen).
@@ -157,11 +159,11 @@ struct State {
     /// The death of the current hub is watched for (armed once per hub).
     watching_hub: bool,
     next_req: u64,
-    pending: HashMap<u64, Pending>,
+    pending: FxMap<u64, Pending>,
     next_listener: u64,
     subscribers: Vec<(u64, js_sys::Function)>,
     handlers: Vec<(u64, String, js_sys::Function)>,
-    urls: HashMap<String, String>,
+    urls: FxMap<String, String>,
     disposed: bool,
     /// Another version of the app took the store over (`superseded`): every call fails with
     /// this until the page reloads.
@@ -346,7 +348,7 @@ impl Tab {
         // The hub worker loads meanwhile (messages wait in its port).
         let bytes = Rc::new(ByteStore::open(&store).await?);
         let state = State {
-            files: BTreeMap::new(),
+            files: FxMap::default(),
             files_js: None,
             status: None,
             leader: None,
@@ -362,11 +364,11 @@ impl Tab {
             on_synced: Vec::new(),
             watching_hub: false,
             next_req: 1,
-            pending: HashMap::new(),
+            pending: FxMap::default(),
             next_listener: 1,
             subscribers: Vec::new(),
             handlers: Vec::new(),
-            urls: HashMap::new(),
+            urls: FxMap::default(),
             disposed: false,
             superseded: None,
         };

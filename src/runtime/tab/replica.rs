@@ -29,7 +29,7 @@ impl Tab {
     pub fn files_js(&self) -> js_sys::Array {
         let mut s = self.inner.state.borrow_mut();
         if s.files_js.is_none() {
-            let built: js_sys::Array = s.files.values().map(|e| e.js.clone()).collect();
+            let built: js_sys::Array = by_id(&s.files).iter().map(|e| e.js.clone()).collect();
             s.files_js = Some(built);
         }
         match &s.files_js {
@@ -44,7 +44,7 @@ impl Tab {
         let mut s = self.inner.state.borrow_mut();
         if s.status.is_none() {
             let status = SyncStatus::from_transfers(
-                s.files.values().map(|e| TransferStates {
+                by_id(&s.files).into_iter().map(|e| TransferStates {
                     file_id: &e.state.id,
                     upload: e.state.upload_status,
                     download: e.state.download_status,
@@ -184,4 +184,11 @@ impl Tab {
     pub fn storage(&self) -> String {
         self.inner.state.borrow().storage.clone()
     }
+}
+
+/// The files in id order (what apps get: `getFiles()` and the status's id lists).
+fn by_id(files: &FxMap<String, Entry>) -> Vec<&Entry> {
+    let mut v: Vec<&Entry> = files.values().collect();
+    crate::core::collections::sort_by(&mut v, |a, b| a.state.id.cmp(&b.state.id));
+    v
 }
