@@ -8,6 +8,7 @@
 //! * `tab` (wasm32): a tab's side: commits, a replica of the files and status, callbacks,
 //!   leader election, local bytes.
 
+pub mod multipart;
 pub mod protocol;
 pub mod remote;
 pub mod resume;

@@ -84,6 +84,10 @@ impl RemoteConfig {
     pub fn delete_url(&self) -> String {
         format!("{}/v1/delete", self.base_url)
     }
+    /// A multipart call: `create`, `sign`, `complete` or `abort` (docs/PROTOCOL.md).
+    pub fn multipart_url(&self, call: &str) -> String {
+        format!("{}/v1/multipart/{call}", self.base_url)
+    }
     /// Push endpoint (store ids are URL-safe by construction).
     pub fn events_url(&self, store: &StoreId) -> String {
         format!("{}/v1/stores/{store}/events", self.sync_url)
@@ -190,14 +194,18 @@ pub struct Signed {
     pub headers: Vec<(String, String)>,
 }
 
+/// A signed URL as the signer sends it (alone, or as one part of a multipart `sign`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SignedWire {
+pub(crate) struct SignedWire {
     #[serde(default)]
     method: Option<String>,
     url: String,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+    /// A multipart `sign` answer's part (`runtime::multipart`).
+    #[serde(default)]
+    pub(crate) part_number: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -316,7 +324,7 @@ pub fn check_status(status: u16, retry_after: Option<&str>) -> Result<(), Failur
     }
 }
 
-fn protocol(what: &str, e: impl std::fmt::Display) -> Failure {
+pub(crate) fn protocol(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::Protocol {
         message: format!("{what}: {e}"),
     }
@@ -325,6 +333,11 @@ fn protocol(what: &str, e: impl std::fmt::Display) -> Failure {
 /// Reads a signer answer; a relative `url` is resolved against `base` (the signer's base URL).
 pub fn parse_signed(text: &str, base: &str, default_method: &str) -> Result<Signed, Failure> {
     let w: SignedWire = serde_json::from_str(text).map_err(|e| protocol("signer answer", e))?;
+    signed(w, base, default_method)
+}
+
+/// A signed URL read from its wire form (see [`parse_signed`]).
+pub(crate) fn signed(w: SignedWire, base: &str, default_method: &str) -> Result<Signed, Failure> {
     let method = w
         .method
         .unwrap_or_else(|| default_method.to_string())

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::hub::Feed;
+use super::multipart;
 use super::remote::{self, Live, RemoteConfig};
 use crate::core::event::ClientEvent;
 use crate::core::{Failure, Input, RemoteKey, RequestId, Seq, StoreId, TaskId, Term};
@@ -99,6 +100,18 @@ pub fn delete_remote(
         .await
         .map(drop);
         feed.input(Input::RemoteDeleteDone { task, term, result });
+    });
+}
+
+/// Aborts the multipart upload a resume text describes, best effort: the server sweeps the
+/// uploads nobody completes anyway.
+pub fn abort_upload(remote: Rc<RemoteConfig>, key: RemoteKey, resume: String) {
+    let Some(id) = multipart::upload_id(&resume) else {
+        return;
+    };
+    let body = multipart::abort_body(key.as_str(), id);
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = call(&remote, "POST", &remote.multipart_url("abort"), Some(body)).await;
     });
 }
 

@@ -119,6 +119,8 @@ extern "C" {
     ) -> Option<WorkerFill>;
     #[wasm_bindgen(js_name = hashWorkerRuns)]
     fn hash_worker_runs() -> bool;
+    #[wasm_bindgen(js_name = partChecksum)]
+    fn part_checksum_js(blob: &web_sys::Blob) -> js_sys::Promise;
     #[wasm_bindgen(method, getter)]
     fn done(this: &WorkerFill) -> js_sys::Promise;
     #[wasm_bindgen(method)]
@@ -444,4 +446,13 @@ fn subtle_crypto() -> Result<web_sys::SubtleCrypto, WebError> {
         api: "crypto.subtle",
         message: format!("not a SubtleCrypto: {v:?}"),
     })
+}
+
+/// The SHA-256 of `blob` in standard base64 (a multipart part's `x-amz-checksum-sha256`),
+/// hashed by WebCrypto; the blob's bytes are read into memory once.
+pub async fn part_checksum(blob: &web_sys::Blob) -> Result<String, WebError> {
+    JsFuture::from(part_checksum_js(blob))
+        .await
+        .map(|v| v.as_string().unwrap_or_default())
+        .map_err(|e| WebError::from_js("WebCrypto", &e))
 }

@@ -122,6 +122,8 @@ export function xhrSend(method, url, headers, body, credentials, onProgress) {
       status: xhr.status,
       retryAfter: xhr.getResponseHeader('retry-after'),
       text: xhr.responseText,
+      // A multipart part's ETag (cross origin: only if CORS exposes it).
+      etag: xhr.getResponseHeader('etag'),
     });
     xhr.onerror = () => resolve({ failure: 'offline', message: 'network error' });
     xhr.onabort = () => resolve({ failure: why.reason || 'cancelled' });

@@ -61,6 +61,8 @@ extern "C" {
     #[wasm_bindgen(method, getter = contentRange)]
     fn content_range(this: &Answer) -> Option<String>;
     #[wasm_bindgen(method, getter)]
+    fn etag(this: &Answer) -> Option<String>;
+    #[wasm_bindgen(method, getter)]
     fn failure(this: &Answer) -> Option<String>;
     #[wasm_bindgen(method, getter)]
     fn message(this: &Answer) -> Option<String>;
@@ -261,6 +263,11 @@ impl Upload {
 
     pub async fn response(&self) -> Result<Response, Failure> {
         settle(&self.call).await.map(|(r, _)| r)
+    }
+
+    /// The answer with its `ETag` (a multipart part's), once it is there.
+    pub async fn etag(&self) -> Result<(Response, Option<String>), Failure> {
+        settle(&self.call).await.map(|(r, a)| (r, a.etag()))
     }
 }
 

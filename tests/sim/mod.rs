@@ -160,6 +160,9 @@ struct Server {
     ids: BTreeMap<EventId, Seq>,
     table: filesync::core::table::FilesTable,
     blobs: BTreeSet<ContentHash>,
+    /// Multipart uploads open (created, not completed or aborted), by id: their content.
+    uploads: BTreeMap<String, ContentHash>,
+    next_upload: u64,
     down: bool,
 }
 
@@ -538,6 +541,10 @@ impl World {
                 o.term.0
             )),
             Command::AbortTransfer { task } => self.log(format!("b{b} abort task {}", task.0)),
+            Command::AbortUpload { resume, .. } => self.log(format!(
+                "b{b} abort multipart {}",
+                resume.split(' ').next().unwrap_or_default()
+            )),
             Command::DeleteLocalBytes { hash } => {
                 self.log(format!("b{b} delete local {}", &hash.to_hex()[..6]))
             }
@@ -673,6 +680,15 @@ impl World {
             }
             Command::DeleteLocalBytes { hash } => {
                 self.browsers[b].disk.bytes.remove(&hash);
+            }
+            Command::AbortUpload { key, resume } => {
+                let id = resume.split(' ').next().unwrap_or_default();
+                if let Some(hash) = self.server.uploads.remove(id) {
+                    assert!(
+                        key.as_str().ends_with(&hash.to_hex()),
+                        "an abort names another content's upload"
+                    );
+                }
             }
             Command::ListLocalBytes => {
                 let hashes = self.browsers[b].disk.bytes.iter().copied().collect();
@@ -867,6 +883,11 @@ impl World {
     fn serve_transfer(&mut self, b: usize, tab: u64, order: TransferOrder) {
         let (task, term, hash) = (order.task, order.term, order.hash);
         let d = self.latency();
+        // Contents whose hash starts with an odd byte upload in parts: the upload an earlier
+        // attempt left (its resume text), if the server still has it, or a new one; half the
+        // parts go before the outcome, and the checkpoint rides on the progress report.
+        let multipart = (order.kind == TransferKind::Upload && hash.as_bytes()[0] % 2 == 1)
+            .then(|| self.multipart_upload(&order));
         let outcome = self.http_outcome(b);
         let input = match (order.kind, outcome) {
             (_, Err(failure)) => Input::TransferFailed {
@@ -875,6 +896,9 @@ impl World {
                 failure,
             },
             (TransferKind::Upload, Ok(())) => {
+                if let Some(id) = &multipart {
+                    self.server.uploads.remove(id);
+                }
                 self.server.blobs.insert(hash);
                 Input::TransferDone {
                     task,
@@ -915,10 +939,38 @@ impl World {
                     term,
                     loaded: order.size / 2,
                     total: order.size,
+                    resume: multipart.map(|id| format!("{id} 1")),
                 },
             },
         );
         self.send(d, Msg::FromTab { b, tab, input });
+    }
+
+    /// The multipart upload an upload order goes on with: the one its resume text names, if the
+    /// server still holds it (it sweeps some, in chaos), or a new one.
+    fn multipart_upload(&mut self, order: &TransferOrder) -> String {
+        if self.chaos && self.chance(self.plan.p_corrupt) {
+            // The server's sweep: an upload left a while is aborted.
+            if let Some(id) = self.server.uploads.keys().next().cloned() {
+                self.server.uploads.remove(&id);
+            }
+        }
+        let kept = order
+            .resume
+            .as_deref()
+            .and_then(|r| r.split(' ').next())
+            .filter(|id| self.server.uploads.contains_key(*id));
+        if let Some(id) = kept {
+            assert_eq!(
+                self.server.uploads[id], order.hash,
+                "an upload resumed with another content's multipart upload"
+            );
+            return id.to_string();
+        }
+        self.server.next_upload += 1;
+        let id = format!("u{}", self.server.next_upload);
+        self.server.uploads.insert(id.clone(), order.hash);
+        id
     }
 
     /// The server's live channel: every connected browser gets new events, late, sometimes twice.
@@ -1302,6 +1354,11 @@ impl World {
                     e.snapshot().garbage
                 ));
             }
+            if let Some((hash, resume)) = e.snapshot().uploads.first() {
+                return Err(format!(
+                    "b{i}: multipart upload {resume:?} of {hash:?} left under way"
+                ));
+            }
             // What is on disk restores to exactly what runs.
             let disk = b.disk.snapshot();
             let mem = e.snapshot();
@@ -1309,6 +1366,7 @@ impl World {
                 || disk.local != mem.local
                 || disk.cursor != mem.cursor
                 || disk.pending != mem.pending
+                || disk.uploads != mem.uploads
             {
                 return Err(format!("b{i}: persisted state differs from the engine's"));
             }

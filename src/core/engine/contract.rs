@@ -88,6 +88,8 @@ pub struct Snapshot {
     pub unattached: Vec<ContentHash>,
     /// Remote content to delete once nothing references it.
     pub garbage: Vec<ContentHash>,
+    /// Multipart uploads under way, by content: the leader's resume text (opaque here).
+    pub uploads: Vec<(ContentHash, String)>,
 }
 
 /// Identifies an app write until it is durable.
@@ -144,12 +146,15 @@ pub enum Input {
     LeaderElected { term: Term },
     /// The leader of this term stepped down (tab closed, lock lost).
     LeaderLost { term: Term },
-    /// Bytes moved by a running transfer.
+    /// Bytes moved by a running transfer. A multipart upload also reports its new resume text
+    /// (created, a part finished; `""`: the server lost it, forget it), which is persisted and
+    /// handed to the next attempt.
     TransferProgress {
         task: TaskId,
         term: Term,
         loaded: u64,
         total: u64,
+        resume: Option<String>,
     },
     /// A transfer finished. Downloads report the SHA-256 of the bytes they stored.
     TransferDone {
@@ -213,6 +218,8 @@ pub struct PersistBatch {
     pub unattached: Option<Vec<ContentHash>>,
     /// The whole set, when it changed.
     pub garbage: Option<Vec<ContentHash>>,
+    /// The whole set of multipart uploads under way, when it changed.
+    pub uploads: Option<Vec<(ContentHash, String)>>,
 }
 
 /// One transfer for the leader to run.
@@ -225,6 +232,8 @@ pub struct TransferOrder {
     pub key: RemoteKey,
     pub size: u64,
     pub mime_type: String,
+    /// An upload's resume text from an earlier attempt (see `TransferProgress`).
+    pub resume: Option<String>,
 }
 
 /// Work for the driver.
@@ -260,6 +269,10 @@ pub enum Command {
         term: Term,
         key: RemoteKey,
     },
+    /// Best effort, nothing to report: abort the multipart upload of `key` this resume text
+    /// describes (its content is no longer wanted, or its upload gave up). The server also
+    /// aborts uploads left too long.
+    AbortUpload { key: RemoteKey, resume: String },
 }
 
 /// Ephemeral notifications for the app (callbacks in JS). Never persisted.

@@ -9,7 +9,7 @@
 //!
 //! | invariant | kept by | checked by |
 //! |---|---|---|
-//! | a running transfer is a task in the running state, and back; the queue holds ready tasks, each once | `transfers` | `Scheduler::check` |
+//! | a running transfer is a task in the running state, and back; the queue holds ready tasks, each once; a multipart upload under way has its upload task | `transfers` | `Scheduler::check` |
 //! | this client's pending events are its own, in order, numbered below the counter; only durable ones were pushed | `persist`, `sync` | `Engine::check_numbering` (`persist.rs`) |
 //! | every per-client row follows a live file of the view and its current content | `step` | `Engine::check_rows_follow_view` (`step.rs`) |
 //! | a local copy is bytes the byte store holds | `local_bytes` | `LocalBytes::check` |

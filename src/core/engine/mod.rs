@@ -20,7 +20,7 @@
 //! | `contract` | the driver's types: config, snapshot, inputs, commands, events | — |
 //! | `persist` | dirty keys, the batch in flight, acks and deletes waiting for it | a write is acknowledged only once durable; bytes go only after the rows that dropped them are durable; only durable events are pushed |
 //! | `sync` | the cursor, early events, the push and pull in flight, connectivity | confirmed events apply in sequence order, each once; this client's events are numbered in order |
-//! | `transfers` | tasks (one per content and direction), the ready queue, running transfers, retries | a running transfer is a running task and back; the queue holds ready tasks only |
+//! | `transfers` | tasks (one per content and direction), the ready queue, running transfers, retries, multipart uploads under way | a running transfer is a running task and back; the queue holds ready tasks only; a multipart upload under way has its upload task, and is aborted on the server when the task goes unfinished |
 //! | `deletes` | garbage: content to delete remotely | content is deleted remotely only when nothing references it |
 //! | `local_bytes` | bytes held, orphans, content retained after a conflict, the inventory journal | a local copy is bytes the store holds; bytes that exist nowhere else are never deleted |
 //! | `leadership` | the term and whether a leader runs | reports of an older term are refused |
@@ -34,11 +34,12 @@
 //! | `Push { request }` | `Pushed { request }` or `SyncFailed { request }` |
 //! | `Pull { request }` | `Pulled { request }` or `SyncFailed { request }` |
 //! | `CheckHealth` | `Health { ok }` |
-//! | `StartTransfer(order)` | `TransferProgress`*, then `TransferDone` or `TransferFailed`, with the order's task and term |
+//! | `StartTransfer(order)` | `TransferProgress`* (multipart uploads: some with a resume text), then `TransferDone` or `TransferFailed`, with the order's task and term |
 //! | `AbortTransfer { task }` | nothing (a late report of the task is refused) |
 //! | `DeleteRemote { task }` | `RemoteDeleteDone { task }` |
 //! | `ListLocalBytes` | `LocalBytesFound { hashes }` (what is there: unknown ones become orphans) |
 //! | `DeleteLocalBytes { hash }` | nothing (best effort: a leftover is found by the next inventory) |
+//! | `AbortUpload { key, resume }` | nothing (best effort: the server aborts uploads left too long) |
 //!
 //! Inputs nothing asked for: `Commit` (an app write), `Live` / `LiveConnected`, `NetworkHint`,
 //! `LeaderElected` / `LeaderLost`, `InventoryStarted` then `LocalInventory` (the driver's listing
@@ -122,6 +123,7 @@ struct Dirty {
     meta: bool,
     unattached: bool,
     garbage: bool,
+    uploads: bool,
 }
 
 impl Dirty {
@@ -133,6 +135,7 @@ impl Dirty {
             && !self.meta
             && !self.unattached
             && !self.garbage
+            && !self.uploads
     }
 }
 
@@ -221,7 +224,10 @@ impl Engine {
             persist: persist::Persistence::default(),
             sync: sync::SyncState::new(cfg.mode == Mode::Remote),
             lead: leadership::LeaderState::default(),
-            sched: transfers::Scheduler::default(),
+            sched: transfers::Scheduler {
+                uploads: transfers::Uploads::restore(snapshot.uploads),
+                ..transfers::Scheduler::default()
+            },
             touched: BTreeSet::new(),
             touched_hashes: FxSet::default(),
             held: local_bytes::LocalBytes::default(),
@@ -240,6 +246,7 @@ impl Engine {
             e.bootstrap();
         }
         e.rebuild_tasks();
+        e.prune_uploads();
         if e.cfg.pull_interval_ms > 0 && e.cfg.mode == Mode::Remote {
             e.timers
                 .set(Timer::PullInterval, Some(now.after(e.cfg.pull_interval_ms)));
@@ -404,6 +411,7 @@ impl Engine {
         unattached.sort_unstable();
         let mut garbage: Vec<ContentHash> = self.gc.garbage.keys().copied().collect();
         garbage.sort_unstable();
+        let uploads = self.sched.uploads.list();
         Snapshot {
             rows: self.table.confirmed_rows().cloned().collect(),
             cursor: self.table.cursor(),
@@ -411,6 +419,7 @@ impl Engine {
             local: self.local.rows().cloned().collect(),
             next_event_n: self.next_event_n,
             unattached,
+            uploads,
             garbage,
         }
     }
@@ -525,7 +534,8 @@ impl Engine {
                 term,
                 loaded,
                 total,
-            } => self.on_progress(task, term, loaded, total)?,
+                resume,
+            } => self.on_progress(task, term, loaded, total, resume)?,
             Input::TransferDone {
                 task,
                 term,

@@ -75,6 +75,9 @@ impl Engine {
         if keys.garbage {
             b.garbage = Some(self.gc.garbage.keys().copied().collect());
         }
+        if keys.uploads {
+            b.uploads = Some(self.sched.uploads.list());
+        }
         keys.meta = true;
         self.persist.batch_in_flight = Some(InFlight {
             id: b.id,
@@ -114,6 +117,7 @@ impl Engine {
         d.meta = true;
         d.unattached |= keys.unattached;
         d.garbage |= keys.garbage;
+        d.uploads |= keys.uploads;
         self.persist.unbatched_gc.extend(gc);
         let mut ops = ops;
         ops.append(&mut self.persist.unbatched_ops);
@@ -178,6 +182,7 @@ impl Engine {
         d.meta = true;
         d.unattached = true;
         d.garbage = true;
+        d.uploads = true;
         self.emit_event(Event::StorageReset { lost });
     }
 }

@@ -577,6 +577,7 @@ fn retries_back_off_then_exhaust_and_bytes_reset_the_budget() {
             term: t.term,
             loaded: round + 1,
             total: 100,
+            resume: None,
         })
         .unwrap();
         h.fail(&t, Failure::Timeout);
@@ -817,6 +818,7 @@ fn progress_is_throttled_with_first_and_last_delivered() {
             term: t.term,
             loaded: i * 100,
             total: 1000,
+            resume: None,
         })
         .unwrap();
         h.now = h.now.after(10);
@@ -1498,9 +1500,127 @@ fn a_files_view_carries_the_bytes_its_running_transfer_moved() {
         term: t.term,
         loaded: 400,
         total: 1000,
+        resume: None,
     })
     .unwrap();
     assert_eq!(moved(&h), (400, 0));
     h.done(&t);
     assert_eq!(moved(&h), (0, 0), "done: no transfer runs");
+}
+
+fn checkpoint(h: &mut H, t: &TransferOrder, resume: &str) {
+    h.input(Input::TransferProgress {
+        task: t.task,
+        term: t.term,
+        loaded: 1,
+        total: 3,
+        resume: Some(resume.into()),
+    })
+    .unwrap();
+}
+
+fn aborted_uploads(h: &mut H) -> Vec<(RemoteKey, String)> {
+    h.commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::AbortUpload { key, resume } => Some((key, resume)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A multipart upload's checkpoints are persisted, survive a restart, go to the next attempt
+/// (another leader's), and are forgotten once the upload is done.
+#[test]
+fn a_multipart_upload_resumes_from_its_last_checkpoint_across_a_restart() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "big");
+    let t = h.transfers().remove(0);
+    assert_eq!(t.resume, None, "a first attempt starts afresh");
+    h.auto_persist = false;
+    checkpoint(&mut h, &t, "upload-1 1");
+    let b = h.persist_batch("the checkpoint is persisted");
+    assert_eq!(
+        b.uploads,
+        Some(vec![(hash("big"), "upload-1 1".to_string())])
+    );
+    h.e.handle(h.now, Input::Persisted { batch: b.id }).unwrap();
+    h.auto_persist = true;
+    // The browser restarts: the next leader's attempt gets the resume text.
+    let mut h = H::with(config(Mode::Remote), h.e.snapshot());
+    h.lead(2);
+    let t = h.transfers().remove(0);
+    assert_eq!(t.resume.as_deref(), Some("upload-1 1"));
+    assert!(aborted_uploads(&mut h).is_empty());
+    // The leader goes; the next one resumes from the newer checkpoint.
+    checkpoint(&mut h, &t, "upload-1 1 2");
+    h.input(Input::LeaderLost { term: t.term }).unwrap();
+    h.lead(3);
+    let t = h.transfers().remove(0);
+    assert_eq!(t.resume.as_deref(), Some("upload-1 1 2"));
+    h.auto_persist = false;
+    h.done(&t);
+    let b = h.persist_batch("done forgets the upload");
+    assert_eq!(b.uploads, Some(vec![]));
+    assert!(
+        aborted_uploads(&mut h).is_empty(),
+        "a finished upload is not aborted"
+    );
+    assert!(h.e.snapshot().uploads.is_empty());
+}
+
+/// An upload whose content is no longer wanted (deleted, edited) is aborted on the server
+/// with its resume text; so is one restored without its file.
+#[test]
+fn an_abandoned_multipart_upload_is_aborted_on_the_server() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "big");
+    let t = h.transfers().remove(0);
+    checkpoint(&mut h, &t, "upload-1");
+    h.delete("f");
+    assert_eq!(
+        aborted_uploads(&mut h),
+        vec![(
+            RemoteKey::for_content(&StoreId::new(STORE).unwrap(), &hash("big")),
+            "upload-1".to_string()
+        )]
+    );
+    assert!(h.e.snapshot().uploads.is_empty());
+
+    // Restored with a checkpoint of content no file wants: aborted at start.
+    let mut snap = h.e.snapshot();
+    snap.uploads = vec![(hash("gone"), "upload-2".to_string())];
+    let mut h = H::with(config(Mode::Remote), snap);
+    assert_eq!(aborted_uploads(&mut h).len(), 1);
+    assert!(h.e.snapshot().uploads.is_empty());
+}
+
+/// Checkpoints name a running upload of the current term; `""` forgets the upload.
+#[test]
+fn checkpoints_are_refused_unless_they_name_a_running_upload() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "big");
+    let t = h.transfers().remove(0);
+    let stale = Input::TransferProgress {
+        task: t.task,
+        term: Term(t.term.0 + 5),
+        loaded: 0,
+        total: 3,
+        resume: Some("x".into()),
+    };
+    assert!(h.input(stale).is_err());
+    let unknown = Input::TransferProgress {
+        task: TaskId(999),
+        term: t.term,
+        loaded: 0,
+        total: 3,
+        resume: Some("x".into()),
+    };
+    assert_eq!(h.input(unknown), Err(EngineError::UnknownTask));
+    checkpoint(&mut h, &t, "upload-1");
+    checkpoint(&mut h, &t, "");
+    assert!(h.e.snapshot().uploads.is_empty());
 }

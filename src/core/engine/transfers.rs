@@ -17,6 +17,53 @@ pub(super) struct Scheduler {
     /// it (it does not hold the bytes the signer took) costs retries from the budget, not an
     /// upload loop. Gone once an attach of the content is confirmed with its key.
     pub(super) cleared: FxMap<ContentHash, (u32, Millis)>,
+    /// Multipart uploads under way: the resume text the leader reported last, by content.
+    /// Keeps: each has an upload task; it goes with the task (aborted on the server unless the
+    /// upload finished). Persisted whole when it changes.
+    pub(super) uploads: Uploads,
+}
+
+/// Multipart uploads under way: resume texts by content, sorted (a few: one per upload that
+/// runs or waits; a sorted list costs less wasm than one more map type).
+#[derive(Debug, Default)]
+pub(super) struct Uploads(Vec<(ContentHash, String)>);
+
+impl Uploads {
+    pub(super) fn restore(list: Vec<(ContentHash, String)>) -> Uploads {
+        let mut u = Uploads::default();
+        for (hash, resume) in list {
+            u.insert(hash, resume);
+        }
+        u
+    }
+
+    fn find(&self, hash: &ContentHash) -> Result<usize, usize> {
+        self.0.binary_search_by(|(h, _)| h.cmp(hash))
+    }
+
+    pub(super) fn get(&self, hash: &ContentHash) -> Option<&String> {
+        self.find(hash).ok().map(|i| &self.0[i].1)
+    }
+
+    pub(super) fn insert(&mut self, hash: ContentHash, resume: String) {
+        match self.find(&hash) {
+            Ok(i) => self.0[i].1 = resume,
+            Err(i) => self.0.insert(i, (hash, resume)),
+        }
+    }
+
+    pub(super) fn remove(&mut self, hash: &ContentHash) -> Option<String> {
+        self.find(hash).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &ContentHash> {
+        self.0.iter().map(|(h, _)| h)
+    }
+
+    /// Every upload, sorted by content (as a store lists them).
+    pub(super) fn list(&self) -> Vec<(ContentHash, String)> {
+        self.0.clone()
+    }
 }
 
 impl Scheduler {
@@ -39,6 +86,13 @@ impl Scheduler {
                 );
             }
         }
+        // transfers: a multipart upload under way has its upload task.
+        for hash in self.uploads.keys() {
+            assert!(
+                self.tasks.contains_key(&(TransferKind::Upload, *hash)),
+                "transfers: multipart upload of {hash:?} without an upload task"
+            );
+        }
         // transfers: the queue holds ready tasks, each once.
         for (kind, _, _, hash) in &self.ready {
             let state = self.tasks.get(&(*kind, *hash)).map(|t| t.state);
@@ -60,6 +114,7 @@ impl Default for Scheduler {
             next_task: 1,
             next_order: 0,
             cleared: FxMap::default(),
+            uploads: Uploads::default(),
         }
     }
 }
@@ -195,10 +250,42 @@ impl Engine {
         }
     }
 
+    /// Removes a task. A multipart upload it had under way is aborted on the server (a
+    /// finished upload forgets its resume before).
     pub(super) fn remove_task(&mut self, kind: TransferKind, hash: ContentHash) -> Option<Task> {
         let t = self.sched.tasks.remove(&(kind, hash))?;
         self.sched.ready.remove(&Self::ready_key(kind, hash, &t));
+        if kind == TransferKind::Upload {
+            if let Some(resume) = self.sched.uploads.remove(&hash) {
+                self.persist.dirty.uploads = true;
+                self.emit_command(Command::AbortUpload {
+                    key: RemoteKey::for_content(&self.cfg.store, &hash),
+                    resume,
+                });
+            }
+        }
         Some(t)
+    }
+
+    /// Aborts the multipart uploads restored without an upload task (their files were deleted
+    /// or edited while no leader ran).
+    pub(super) fn prune_uploads(&mut self) {
+        let orphans: Vec<ContentHash> = self
+            .sched
+            .uploads
+            .keys()
+            .filter(|h| !self.sched.tasks.contains_key(&(TransferKind::Upload, **h)))
+            .copied()
+            .collect();
+        for hash in orphans {
+            if let Some(resume) = self.sched.uploads.remove(&hash) {
+                self.persist.dirty.uploads = true;
+                self.emit_command(Command::AbortUpload {
+                    key: RemoteKey::for_content(&self.cfg.store, &hash),
+                    resume,
+                });
+            }
+        }
     }
 
     pub(super) fn can_run(&self) -> bool {
@@ -280,6 +367,10 @@ impl Engine {
             key: RemoteKey::for_content(&self.cfg.store, &hash),
             size: info.size,
             mime_type: info.mime_type,
+            resume: match kind {
+                TransferKind::Upload => self.sched.uploads.get(&hash).cloned(),
+                TransferKind::Download => None,
+            },
         }));
     }
 
@@ -299,6 +390,7 @@ impl Engine {
         term: Term,
         loaded: u64,
         total: u64,
+        resume: Option<String>,
     ) -> Result<(), EngineError> {
         self.check_term(term)?;
         let &(kind, hash) = self
@@ -306,6 +398,18 @@ impl Engine {
             .running
             .get(&task)
             .ok_or(EngineError::UnknownTask)?;
+        match resume {
+            Some(_) if kind != TransferKind::Upload => return Err(EngineError::UnknownTask),
+            Some(r) if r.is_empty() => {
+                self.sched.uploads.remove(&hash);
+                self.persist.dirty.uploads = true;
+            }
+            Some(r) => {
+                self.sched.uploads.insert(hash, r);
+                self.persist.dirty.uploads = true;
+            }
+            None => {}
+        }
         let (now, interval) = (self.now, self.cfg.progress_interval_ms);
         let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) else {
             return Err(EngineError::UnknownTask);
@@ -403,6 +507,10 @@ impl Engine {
             .is_some_and(|t| t.throttle.loaded() < total || total == 0);
         if held {
             self.emit_progress(kind, hash, total, total);
+        }
+        if kind == TransferKind::Upload && self.sched.uploads.remove(&hash).is_some() {
+            // Completed: nothing to abort.
+            self.persist.dirty.uploads = true;
         }
         self.remove_task(kind, hash);
         let files =

@@ -268,6 +268,11 @@ pub(super) fn perform(r: &mut Ready, c: Command) -> Option<ToTab> {
                 sync::delete_remote(remote.clone(), task, term, key, feed);
             }
         }
+        Command::AbortUpload { key, resume } => {
+            if let Some(remote) = &r.remote {
+                sync::abort_upload(remote.clone(), key, resume);
+            }
+        }
     }
     None
 }

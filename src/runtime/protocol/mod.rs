@@ -441,6 +441,9 @@ pub struct TransferJob {
     pub key: String,
     pub size: u64,
     pub mime_type: String,
+    /// An upload's resume text from an earlier attempt (`runtime::multipart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 impl TransferJob {
@@ -453,6 +456,7 @@ impl TransferJob {
             key: o.key.as_str().to_string(),
             size: o.size,
             mime_type: o.mime_type.clone(),
+            resume: o.resume.clone(),
         }
     }
 }
@@ -466,6 +470,9 @@ pub enum TransferReport {
         term: u64,
         loaded: u64,
         total: u64,
+        /// A multipart upload's new resume text (`""`: forget it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// Downloads name the hash of the bytes they stored.
     Done {
@@ -489,11 +496,13 @@ impl TransferReport {
                 term,
                 loaded,
                 total,
+                resume,
             } => Input::TransferProgress {
                 task: TaskId(task),
                 term: Term(term),
                 loaded,
                 total,
+                resume,
             },
             TransferReport::Done {
                 task,

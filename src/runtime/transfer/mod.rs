@@ -9,9 +9,9 @@
 //! engine already forgot it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::multipart;
 use super::protocol::{TransferJob, TransferReport};
 use super::remote::{self, RemoteConfig, Signed};
 use super::resume::{self, RangeRefused};
@@ -19,6 +19,15 @@ use crate::core::{Failure, TransferKind};
 use crate::web::bytes::{ByteStore, WriteError};
 use crate::web::error::WebError;
 use crate::web::http::{Endpoint, StreamRequest, TextRequest, Upload};
+
+mod parts;
+
+use parts::Parts;
+
+thread_local! {
+    /// The signer answered `create` as one without the multipart extension.
+    static NO_MULTIPART: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Where a running job's reports go (to the hub).
 pub type Reporter = Rc<dyn Fn(TransferReport)>;
@@ -51,7 +60,8 @@ impl Running {
 /// The transfers this tab runs as leader.
 #[derive(Default)]
 pub struct Transfers {
-    running: RefCell<HashMap<u64, Rc<Running>>>,
+    /// By task (a few: a list costs less wasm than a map).
+    running: RefCell<Vec<(u64, Rc<Running>)>>,
 }
 
 impl Transfers {
@@ -64,9 +74,10 @@ impl Transfers {
         report: Reporter,
     ) {
         let running = Rc::new(Running::default());
-        if let Some(old) = self.running.borrow_mut().insert(job.task, running.clone()) {
+        if let Some(old) = self.take(job.task) {
             old.abort();
         }
+        self.running.borrow_mut().push((job.task, running.clone()));
         let me = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let (task, term) = (job.task, job.term);
@@ -76,7 +87,7 @@ impl Transfers {
                     .await
                     .map(Some),
             };
-            me.running.borrow_mut().remove(&task);
+            me.take(task);
             if running.aborted.get() {
                 return;
             }
@@ -95,16 +106,22 @@ impl Transfers {
         });
     }
 
+    fn take(&self, task: u64) -> Option<Rc<Running>> {
+        let mut running = self.running.borrow_mut();
+        let at = running.iter().position(|(t, _)| *t == task)?;
+        Some(running.swap_remove(at).1)
+    }
+
     /// Aborts one job.
     pub fn abort(&self, task: u64) {
-        if let Some(r) = self.running.borrow_mut().remove(&task) {
+        if let Some(r) = self.take(task) {
             r.abort();
         }
     }
 
     /// Aborts every job (leadership lost, tab closing).
     pub fn abort_all(&self) {
-        for (_, r) in self.running.borrow_mut().drain() {
+        for (_, r) in self.running.borrow_mut().drain(..) {
             r.abort();
         }
     }
@@ -148,6 +165,13 @@ async fn upload(
     report: &Reporter,
 ) -> Result<Option<crate::core::ContentHash>, Failure> {
     let blob = bytes.read(&job.hash).await.map_err(storage_failure)?;
+    if job.size >= multipart::THRESHOLD && !NO_MULTIPART.with(Cell::get) {
+        match parts::upload_in_parts(job, remote, &blob, running, report).await? {
+            Parts::Done => return Ok(None),
+            // Learned once per leader tab: later uploads go in one `PUT` at once.
+            Parts::Unsupported => NO_MULTIPART.with(|n| n.set(true)),
+        }
+    }
     let body = remote::sign_upload_body(&job.key, &job.mime_type, job.size);
     let signed = sign(remote, running, &remote.sign_upload_url(), body, "PUT").await?;
     let (task, term) = (job.task, job.term);
@@ -164,6 +188,7 @@ async fn upload(
                 term,
                 loaded: loaded as u64,
                 total: total as u64,
+                resume: None,
             })
         },
     ));
@@ -224,6 +249,7 @@ async fn download(
             term,
             loaded,
             total: total.max(loaded),
+            resume: None,
         })
     });
     match bytes.write_stream(&stream, job.hash, from, progress).await {
