@@ -12,9 +12,16 @@
 //   measured in the same run (target >= 0.8).
 // * concurrency: the small scenario (300 files) with 2, 4 and 8 transfers at once: the figures
 //   the defaults were picked from.
+// * huge: one disk-backed file (picked with setInputFiles) of 64 MiB (the multipart threshold)
+//   and of 1 GiB (BENCH_HUGE_MIB): save time, save to uploaded (in parts), next to a plain
+//   `fetch` PUT of the same disk-backed File to the same server in the same run (target
+//   >= 0.9), and the uploading page's peak growth of V8 heap plus ArrayBuffer backing stores
+//   (CDP) and of wasm memory during the upload (target <= 64 MiB).
 //
 // Figures, not assertions: medians of BENCH_SYNC_RUNS runs (default 3); the exit status is
 // non-zero only when a section fails to run. Prints a table, then one line of JSON.
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,7 +32,7 @@ import { launchProfile } from '../tests/e2e/chromium.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The release build (an option, not the environment: imports run before this module's body).
 const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
-const SECTIONS = ['small', 'large', 'concurrency'];
+const SECTIONS = ['small', 'large', 'concurrency', 'huge'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -280,6 +287,114 @@ await section('concurrency', async () => {
       await closeAll();
     }
     report(`concurrency.${n}.files_per_s`, 300 / (median(totals) / 1000), 'files/s', `300 x 10 KiB A to B, ${n} uploads and ${n} downloads at once`);
+  }
+});
+
+/** A file of `mib` MiB on disk (random head, so each run's content is new); its SHA-256. */
+async function bigFile(dir, mib) {
+  const file = path.join(dir, `huge-${mib}.bin`);
+  const hash = createHash('sha256');
+  const out = createWriteStream(file);
+  const head = randomBytes(64);
+  for (let i = 0; i < mib; i++) {
+    const chunk = Buffer.alloc(MiB, i % 251);
+    if (i === 0) head.copy(chunk);
+    chunk.writeUInt32LE(i, 64);
+    hash.update(chunk);
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((r, e) => out.end((err) => (err ? e(err) : r())));
+  return { file, hash: hash.digest('hex') };
+}
+
+/**
+ * One disk-backed file of `mib` MiB: a plain PUT of it, then filesync's save and upload, with
+ * the page's memory sampled during the upload. Resolves to the figures (ms, MiB).
+ */
+async function hugeRun(mib) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-huge-'));
+  try {
+    const { file, hash } = await bigFile(dir, mib);
+    const ctx = await device();
+    const store = unique('huge');
+    const page = await openTab(ctx, store);
+    await page.evaluate(() => {
+      const input = document.createElement('input');
+      input.type = 'file';
+      input.id = 'pick';
+      document.body.append(input);
+    });
+    await page.setInputFiles('#pick', file);
+    // The baseline: the same File, PUT whole through a URL of the same signer (another store's
+    // key, so the server stores it anew).
+    const plain = await page.evaluate(async ([key, token]) => {
+      const f = document.getElementById('pick').files[0];
+      const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+      const s = await fetch('/api/v1/sign/upload', { method: 'POST', headers, body: JSON.stringify({ key, contentLength: f.size }) }).then((r) => r.json());
+      const t0 = performance.now();
+      const r = await fetch(s.url, { method: s.method, headers: s.headers ?? {}, body: f });
+      if (!r.ok) throw new Error(`plain PUT ${r.status}`);
+      return performance.now() - t0;
+    }, [`${unique('plain')}/${hash}`, TOKEN]);
+    const cdp = await ctx.newCDPSession(page);
+    const heap = async () => {
+      const u = await cdp.send('Runtime.getHeapUsage');
+      return u.usedSize + (u.backingStorageSize ?? 0);
+    };
+    await cdp.send('HeapProfiler.collectGarbage');
+    const heap0 = await heap();
+    const wasm0 = await page.evaluate(async () => (await window.filesync.load()).memory.buffer.byteLength);
+    let peak = heap0;
+    let done = false;
+    const sampler = (async () => {
+      while (!done) {
+        peak = Math.max(peak, await heap().catch(() => peak));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const ours = await page.evaluate(async () => {
+      const f = document.getElementById('pick').files[0];
+      const t0 = performance.now();
+      const saved = await window.fs.saveFile(f);
+      const t1 = performance.now();
+      await new Promise((resolve) => {
+        const up = () => window.fs.getFile(saved.id)?.isUploaded;
+        if (up()) resolve();
+        const off = window.fs.subscribe(() => up() && (off(), resolve()));
+      });
+      const t2 = performance.now();
+      const start = window.events.find((e) => e.type === 'upload:start' && e.fileId === saved.id)?.at ?? t1;
+      return { save: t1 - t0, saveToUploaded: t2 - t0, upload: t2 - start, size: saved.size };
+    });
+    done = true;
+    await sampler;
+    const wasm1 = await page.evaluate(async () => (await window.filesync.load()).memory.buffer.byteLength);
+    if (ours.size !== mib * MiB) throw new Error(`saved ${ours.size} bytes`);
+    return { plain, ...ours, heapGrowth: (peak - heap0) / MiB, wasmGrowth: (wasm1 - wasm0) / MiB };
+  } finally {
+    await closeAll();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await section('huge', async () => {
+  const big = Number(process.env.BENCH_HUGE_MIB ?? 1024);
+  for (const mib of [64, big]) {
+    const runs = [];
+    for (let r = 0; r < RUNS; r++) {
+      const run = await hugeRun(mib);
+      runs.push(run);
+      console.error(`bench-sync: huge ${mib} MiB run ${r + 1}/${RUNS}: save ${run.save.toFixed(0)} ms, upload ${run.upload.toFixed(0)} ms, plain PUT ${run.plain.toFixed(0)} ms, ratio ${(run.plain / run.upload).toFixed(2)}, heap +${run.heapGrowth.toFixed(1)} MiB, wasm +${run.wasmGrowth.toFixed(1)} MiB`);
+    }
+    const m = (k) => median(runs.map((r) => r[k]));
+    const name = `huge.${mib}mib`;
+    report(`${name}.save_ms`, m('save'), 'ms', 'saveFile of the disk-backed file (stored and hashed)');
+    report(`${name}.save_to_uploaded_ms`, m('saveToUploaded'), 'ms', 'saveFile called to isUploaded');
+    report(`${name}.upload_ms`, m('upload'), 'ms', 'upload:start to isUploaded (in parts of 8 MiB, 4 at once)');
+    report(`${name}.plain_put_ms`, m('plain'), 'ms', 'fetch PUT of the same File, same server');
+    report(`${name}.upload_ratio`, median(runs.map((r) => r.plain / r.upload)), 'x', 'plain PUT / ours; target >= 0.9');
+    report(`${name}.heap_growth_MiB`, m('heapGrowth'), 'MiB', 'page: V8 heap + ArrayBuffer backing stores, peak during save+upload; target <= 64');
+    report(`${name}.wasm_growth_MiB`, m('wasmGrowth'), 'MiB', 'page: wasm memory growth');
   }
 });
 

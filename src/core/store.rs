@@ -344,12 +344,12 @@ fn uploads_text(uploads: &[(ContentHash, String)]) -> String {
 
 fn decode_uploads(text: &str) -> Result<Vec<(ContentHash, String)>, DecodeError> {
     let list: Vec<Cow<'_, str>> = from_text(text)?;
-    list.iter()
-        .map(|s| {
-            let (hex, resume) = s.split_once(' ').unwrap_or((s, ""));
-            Ok((ContentHash::parse(hex)?, resume.to_string()))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(list.len());
+    for s in &list {
+        let (hex, resume) = s.split_once(' ').unwrap_or((s, ""));
+        out.push((ContentHash::parse(hex)?, resume.to_string()));
+    }
+    Ok(out)
 }
 
 fn put(table: Table, key: Key, value: String) -> Op {

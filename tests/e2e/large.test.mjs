@@ -28,6 +28,8 @@ const LONG = { timeout: 240_000, polling: 100 };
 let dir;
 let file;
 let fileHash;
+/** The store the first test uploaded the large file to (the download test reads it). */
+let uploadedStore;
 
 before(async () => {
   // Every MiB differs (its number in its first bytes), so every part has its own checksum.
@@ -131,7 +133,37 @@ test('a large upload goes in parts; the leader tab closed at half, another tab s
   assert.equal(seen.creates, 1, 'one multipart upload, resumed by the next leader');
   assertResent(seen, since, done, 'leader closed');
   assert.equal(await serverHash(`${store}/${fileHash}`), fileHash);
+  uploadedStore = store;
   await other.close();
+});
+
+test('a large download reloaded at half resumes with a Range request for the rest', async () => {
+  assert.ok(uploadedStore, 'the first test uploaded the file');
+  const b = await device();
+  const gets = [];
+  b.context.on('request', (r) => {
+    if (r.method() === 'GET' && r.url().includes(`/livestore-filesync-files/${uploadedStore}/`)) {
+      gets.push(r.headers().range ?? null);
+    }
+  });
+  let b1 = await openTab(b, uploadedStore);
+  await throttle(b, b1, { down: 96 * MIB });
+  const id = await b1.waitForFunction(() => window.fs.getFiles()[0]?.id, null, LONG).then((h) => h.jsonValue());
+  const done = await b1.waitForFunction((id) => {
+    const f = window.fs.getFile(id);
+    return f && f.downloadStatus === 'inProgress' && f.downloadedBytes >= f.size / 2 && f.downloadedBytes;
+  }, id, LONG).then((h) => h.jsonValue());
+  await b1.close();
+  b1 = await openTab(b, uploadedStore);
+  await b1.waitForFunction((id) => window.fs.getFile(id)?.hasLocalCopy, id, LONG);
+  assert.equal(gets.length, 2, JSON.stringify(gets));
+  assert.equal(gets[0], null, 'the first attempt asks for everything');
+  const from = Number(/^bytes=(\d+)-$/.exec(gets[1] ?? '')?.[1]);
+  console.log(`# download reloaded at ${(done / MIB).toFixed(0)} MiB of ${SIZE_MIB} MiB: resumed from ${(from / MIB).toFixed(0)} MiB`);
+  assert.ok(from >= done && from < SIZE, `resumed at ${from}, ${done} reported before the reload`);
+  // Present means verified: the whole content hashed to the file's content hash.
+  assert.equal(await b1.evaluate((id) => window.fs.getFile(id).contentHash, id), fileHash);
+  await b1.close();
 });
 
 test('a large upload resumes after the whole browser restarted', async () => {
