@@ -7,6 +7,10 @@ use super::*;
 #[derive(Debug, Default)]
 pub(super) struct RemoteGc {
     pub(super) garbage: FxMap<ContentHash, GcState>,
+    /// Garbage found again while its delete was running: an upload of it started meanwhile,
+    /// and its bytes may land after the delete, so it is deleted once more (after the grace
+    /// period). In memory only: a restart turns every running delete into a waiting one.
+    pub(super) again: FxSet<ContentHash>,
 }
 
 impl Engine {
@@ -92,6 +96,10 @@ impl Engine {
             Err(f) => Some((self.cfg.retry.decide(f, retries, &mut self.rng), f.clone())),
         };
         match decision {
+            None if self.gc.again.remove(&hash) && !self.table.is_confirmed_referenced(&hash) => {
+                let at = self.now.after(self.cfg.delete_grace_ms);
+                self.gc.garbage.insert(hash, GcState::Waiting(at, 0));
+            }
             None => {
                 self.gc.garbage.remove(&hash);
                 self.persist.dirty.garbage = true;
@@ -109,6 +117,7 @@ impl Engine {
             }
             Some((Decision::GiveUp, f)) => {
                 self.gc.garbage.remove(&hash);
+                self.gc.again.remove(&hash);
                 self.persist.dirty.garbage = true;
                 self.emit_event(Event::SyncError {
                     code: f.code().into(),

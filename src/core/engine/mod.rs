@@ -220,6 +220,7 @@ impl Engine {
                     .into_iter()
                     .map(|h| (h, GcState::Waiting(now.after(cfg.delete_grace_ms), 0)))
                     .collect(),
+                again: FxSet::default(),
             },
             persist: persist::Persistence::default(),
             sync: sync::SyncState::new(cfg.mode == Mode::Remote),

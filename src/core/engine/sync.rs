@@ -342,11 +342,21 @@ impl Engine {
         // Only the server's view matters: content referenced by a pending event alone may be
         // deleted, because the upload for that event happens after the server confirms it.
         let in_use = self.table.is_confirmed_referenced(&h);
-        if remote && !in_use && !self.gc.garbage.contains_key(&h) {
-            // Wait out the grace period: an aborted upload of this content may still land.
-            let at = self.now.after(self.cfg.delete_grace_ms);
-            self.gc.garbage.insert(h, GcState::Waiting(at, 0));
-            self.persist.dirty.garbage = true;
+        if !remote || in_use {
+            return;
+        }
+        match self.gc.garbage.get(&h) {
+            None => {
+                // Wait out the grace period: an aborted upload of this content may still land.
+                let at = self.now.after(self.cfg.delete_grace_ms);
+                self.gc.garbage.insert(h, GcState::Waiting(at, 0));
+                self.persist.dirty.garbage = true;
+            }
+            // Its delete runs, and bytes of an upload started since may land after it.
+            Some(GcState::Running(..)) => {
+                self.gc.again.insert(h);
+            }
+            Some(GcState::Waiting(..)) => {}
         }
     }
 

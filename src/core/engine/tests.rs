@@ -1624,3 +1624,42 @@ fn checkpoints_are_refused_unless_they_name_a_running_upload() {
     checkpoint(&mut h, &t, "");
     assert!(h.e.snapshot().uploads.is_empty());
 }
+
+/// An upload of content whose remote delete is running, aborted before it ends: its bytes may
+/// land after the delete, so the content is deleted once more after the grace period (the
+/// simulation found the orphan this leaves otherwise).
+#[test]
+fn garbage_found_again_while_its_delete_runs_is_deleted_once_more() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("a", "same");
+    let t = h.transfers().remove(0);
+    h.done(&t);
+    h.delete("a");
+    h.advance(60_000);
+    let delete = |h: &mut H| {
+        h.commands().into_iter().find_map(|c| match c {
+            Command::DeleteRemote { task, term, .. } => Some((task, term)),
+            _ => None,
+        })
+    };
+    let (task, term) = delete(&mut h).expect("the first delete runs");
+    // Saved again while the delete runs: an upload starts, then the file goes before it ends.
+    h.save("b", "same");
+    let up = h.transfers().remove(0);
+    assert_eq!(up.hash, hash("same"));
+    h.delete("b");
+    h.input(Input::RemoteDeleteDone {
+        task,
+        term,
+        result: Ok(()),
+    })
+    .unwrap();
+    assert_eq!(
+        h.e.snapshot().garbage,
+        vec![hash("same")],
+        "deleted once more"
+    );
+    h.advance(60_000);
+    assert!(delete(&mut h).is_some(), "after the grace period");
+}
