@@ -174,9 +174,7 @@ export function chunkReader(source, size) {
   };
 }
 
-// The SHA-256 of a blob (a multipart part, a few MiB) in standard base64, as S3's
-// `x-amz-checksum-sha256`: WebCrypto hashes it off this thread.
-export async function partChecksum(blob) {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
-  return btoa(String.fromCharCode(...digest));
+// Standard base64 of a few bytes (a digest).
+export function base64(bytes) {
+  return btoa(String.fromCharCode(...bytes));
 }

@@ -235,9 +235,10 @@ impl Upload {
         url: &str,
         headers: &[(String, String)],
         body: &web_sys::Blob,
-        on_progress: impl FnMut(f64, f64) + 'static,
+        on_progress: Box<dyn FnMut(f64, f64)>,
     ) -> Self {
-        let on_progress = Closure::<dyn FnMut(f64, f64)>::new(on_progress);
+        // Boxed by the callers: one instance of this and of the closure glue for all of them.
+        let on_progress = Closure::wrap(on_progress);
         // Signed URLs carry their own authorization: only the signer's headers go along.
         let plain = Endpoint {
             headers: Vec::new(),

@@ -182,7 +182,7 @@ async fn upload(
         &signed.url,
         &signed.headers,
         &blob,
-        move |loaded, total| {
+        Box::new(move |loaded, total| {
             progress(TransferReport::Progress {
                 task,
                 term,
@@ -190,7 +190,7 @@ async fn upload(
                 total: total as u64,
                 resume: None,
             })
-        },
+        }),
     ));
     let u = upload.clone();
     running.track(Box::new(move || u.abort()));

@@ -162,10 +162,10 @@ async fn send_parts(
                 &s.url,
                 &s.headers,
                 &slice(window[slot])?,
-                move |loaded, _| {
+                Box::new(move |loaded, _| {
                     flying[slot].set(loaded as u64);
                     progress();
-                },
+                }),
             )));
         }
         let all = uploads.clone();
