@@ -1195,7 +1195,7 @@ async function benchBundle() {
   const files = ['pkg/filesync_bg.wasm', 'pkg/filesync.js', 'index.js', 'filesync-worker.js'];
   // Snippets the glue imports (wasm-bindgen inline JS).
   const glue = await readFile(path.join(WWW, 'pkg/filesync.js'), 'utf8');
-  for (const m of glue.matchAll(/from ['"]\.\/(snippets\/[^'"]+)['"]/g)) {
+  for (const m of glue.matchAll(/from\s*['"]\.\/(snippets\/[^'"]+)['"]/g)) {
     if (!files.includes(`pkg/${m[1]}`)) files.push(`pkg/${m[1]}`);
   }
   let raw = 0;

@@ -58,9 +58,11 @@ cmd=(wasm-pack build --target "$target" "--$profile" --mode no-install
 echo "build: ${cmd[*]}"
 "${cmd[@]}"
 
-# wasm-bindgen's own name section (closure shims, imports) is for debuggers only.
+# wasm-bindgen's own name section (closure shims, imports) is for debuggers only, and so are
+# the comments of the JS it generated or copied (its glue, the src/web snippets).
 if [ "$profile" = release ]; then
     node scripts/strip-wasm-names.mjs "$out_dir/${out_name}_bg.wasm"
+    node scripts/compact-js.mjs "$out_dir"
 fi
 
 # wasm-pack writes a `.gitignore` of `*` into the out-dir, which npm would also apply to the

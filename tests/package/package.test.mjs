@@ -106,7 +106,7 @@ test('the tarball holds the library and nothing else', async () => {
   assert.ok(snippets.every((f) => /^www\/pkg\/snippets\/[^/]+\/.+\.js$/.test(f)), `snippets: ${snippets}`);
   // The glue imports exactly the snippets that are packed.
   const glue = await readFile(path.join(repo, 'www/pkg/filesync.js'), 'utf8');
-  const imported = new Set([...glue.matchAll(/from ['"]\.\/(snippets\/[^'"]+)['"]/g)].map((m) => `www/pkg/${m[1]}`));
+  const imported = new Set([...glue.matchAll(/from\s*['"]\.\/(snippets\/[^'"]+)['"]/g)].map((m) => `www/pkg/${m[1]}`));
   assert.deepEqual([...imported].sort(), snippets);
   assert.deepEqual(
     files.filter((f) => !f.startsWith('www/pkg/snippets/')),
