@@ -178,3 +178,15 @@ export async function hubsGone(dev, limitMs = 15_000) {
     await cdp.detach();
   }
 }
+
+/**
+ * GETs the blob the server keeps under `key` through the signer API, as a client would;
+ * resolves to the response (its body unread).
+ */
+export async function fetchBlob(key, serverUrl = env.server.url) {
+  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+  const signed = await fetch(`${serverUrl}/api/v1/sign/download`, {
+    method: 'POST', headers, body: JSON.stringify({ key }),
+  }).then((r) => r.json());
+  return fetch(new URL(signed.url, serverUrl));
+}

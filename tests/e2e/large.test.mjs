@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { launchProfile } from './chromium.mjs';
-import { TOKEN, useServer, device, blankTab, openTab, unique, throttle } from './harness.mjs';
+import { TOKEN, useServer, device, blankTab, openTab, unique, throttle, fetchBlob } from './harness.mjs';
 
 const env = useServer();
 const MIB = 1024 * 1024;
@@ -92,11 +92,7 @@ const uploaded = (page, id) => page.waitForFunction((id) => {
 
 /** The SHA-256 of the blob the server holds under `key`, read back through the signer API. */
 async function serverHash(key) {
-  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-  const signed = await fetch(`${env.server.url}/api/v1/sign/download`, {
-    method: 'POST', headers, body: JSON.stringify({ key }),
-  }).then((r) => r.json());
-  const res = await fetch(new URL(signed.url, env.server.url));
+  const res = await fetchBlob(key);
   assert.equal(res.status, 200);
   const hash = createHash('sha256');
   for await (const chunk of res.body) hash.update(chunk);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import {
   TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal, waitUploaded,
-  saveUploaded, twoDevices, throttle, blankTab,
+  saveUploaded, twoDevices, throttle, blankTab, fetchBlob,
 } from './harness.mjs';
 
 const env = useServer();
@@ -382,11 +382,7 @@ test('a tab opened in the middle of a transfer shows the bytes already moved, no
 
 /** Whether the server holds the blob of `key` (through the signer API, as a client would). */
 async function serverHas(key) {
-  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-  const signed = await fetch(`${env.server.url}/api/v1/sign/download`, {
-    method: 'POST', headers, body: JSON.stringify({ key }),
-  }).then((r) => r.json());
-  const res = await fetch(new URL(signed.url, env.server.url));
+  const res = await fetchBlob(key);
   await res.arrayBuffer();
   return res.status === 200;
 }
