@@ -20,6 +20,10 @@ use crate::core::Failure;
 
 use super::remote::check_status;
 
+/// Downloads smaller than this never resume: starting over costs less than looking for a
+/// partial file before every small download (a store of many small files downloads them all).
+pub const MIN_RESUMED: u64 = 4 * 1024 * 1024;
+
 /// The request header that asks for the bytes after the `held` ones (`None`: ask for all).
 pub fn range_header(held: u64, size: u64) -> Option<(String, String)> {
     (held > 0 && held < size).then(|| ("range".to_string(), format!("bytes={held}-")))
@@ -127,34 +131,22 @@ mod tests {
 
     #[test]
     fn other_bytes_drop_the_partial_file() {
-        assert!(is_mismatch(answer(
-            400,
-            206,
-            Some("bytes 0-999/1000"),
-            None
-        )));
-        assert!(is_mismatch(answer(
-            400,
-            206,
-            Some("bytes 400-899/1000"),
-            None
-        )));
-        assert!(is_mismatch(answer(
-            400,
-            206,
-            Some("bytes 400-999/2000"),
-            None
-        )));
-        assert!(is_mismatch(answer(
-            400,
-            206,
-            Some("bytes=400-999/1000"),
-            None
-        )));
-        assert!(is_mismatch(answer(400, 206, None, Some(100))));
-        assert!(is_mismatch(answer(400, 206, None, None)));
-        assert!(is_mismatch(answer(0, 206, Some("bytes 0-999/1000"), None)));
-        assert!(is_mismatch(answer(400, 416, None, None)));
+        for (asked, status, range, length) in [
+            (400, 206, Some("bytes 0-999/1000"), None),
+            (400, 206, Some("bytes 400-899/1000"), None),
+            (400, 206, Some("bytes 400-999/2000"), None),
+            (400, 206, Some("bytes=400-999/1000"), None),
+            (400, 206, None, Some(100)),
+            (400, 206, None, None),
+            (0, 206, Some("bytes 0-999/1000"), None),
+            (400, 416, None, None),
+        ] {
+            let got = answer(asked, status, range, length);
+            assert!(
+                is_mismatch(got.clone()),
+                "{asked} {status} {range:?} {length:?}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -256,15 +256,20 @@ impl Engine {
         let t = self.sched.tasks.remove(&(kind, hash))?;
         self.sched.ready.remove(&Self::ready_key(kind, hash, &t));
         if kind == TransferKind::Upload {
-            if let Some(resume) = self.sched.uploads.remove(&hash) {
-                self.persist.dirty.uploads = true;
-                self.emit_command(Command::AbortUpload {
-                    key: RemoteKey::for_content(&self.cfg.store, &hash),
-                    resume,
-                });
-            }
+            self.abort_upload(hash);
         }
         Some(t)
+    }
+
+    /// Forgets the multipart upload of `hash`, if one is under way, and has the server abort it.
+    fn abort_upload(&mut self, hash: ContentHash) {
+        if let Some(resume) = self.sched.uploads.remove(&hash) {
+            self.persist.dirty.uploads = true;
+            self.emit_command(Command::AbortUpload {
+                key: RemoteKey::for_content(&self.cfg.store, &hash),
+                resume,
+            });
+        }
     }
 
     /// Aborts the multipart uploads restored without an upload task (their files were deleted
@@ -278,13 +283,7 @@ impl Engine {
             .copied()
             .collect();
         for hash in orphans {
-            if let Some(resume) = self.sched.uploads.remove(&hash) {
-                self.persist.dirty.uploads = true;
-                self.emit_command(Command::AbortUpload {
-                    key: RemoteKey::for_content(&self.cfg.store, &hash),
-                    resume,
-                });
-            }
+            self.abort_upload(hash);
         }
     }
 
@@ -398,17 +397,16 @@ impl Engine {
             .running
             .get(&task)
             .ok_or(EngineError::UnknownTask)?;
-        match resume {
-            Some(_) if kind != TransferKind::Upload => return Err(EngineError::UnknownTask),
-            Some(r) if r.is_empty() => {
+        if let Some(r) = resume {
+            if kind != TransferKind::Upload {
+                return Err(EngineError::UnknownTask);
+            }
+            if r.is_empty() {
                 self.sched.uploads.remove(&hash);
-                self.persist.dirty.uploads = true;
-            }
-            Some(r) => {
+            } else {
                 self.sched.uploads.insert(hash, r);
-                self.persist.dirty.uploads = true;
             }
-            None => {}
+            self.persist.dirty.uploads = true;
         }
         let (now, interval) = (self.now, self.cfg.progress_interval_ms);
         let Some(t) = self.sched.tasks.get_mut(&(kind, hash)) else {

@@ -209,7 +209,11 @@ async fn download(
     let body = remote::key_body(&job.key);
     let signed = sign(remote, running, &remote.sign_download_url(), body, "GET").await?;
     // What an interrupted attempt left: ask for the rest only (see `runtime::resume`).
-    let held = bytes.held(&job.hash).await;
+    let held = if job.size >= resume::MIN_RESUMED {
+        bytes.held(&job.hash).await
+    } else {
+        0
+    };
     let range = resume::range_header(held, job.size);
     let asked = if range.is_some() { held } else { 0 };
     let mut headers = signed.headers.clone();
