@@ -196,6 +196,8 @@ pub struct ObjectStoreBlobs {
     pub(crate) verify_max_bytes: u64,
     /// Presign mode: keys whose content was verified (or found too large to verify).
     verified: Arc<Mutex<HashSet<String>>>,
+    /// Local disk: the folder the store lives in (multipart parts are written in place there).
+    pub(crate) disk_root: Option<Arc<std::path::Path>>,
 }
 
 impl std::fmt::Debug for ObjectStoreBlobs {
@@ -248,6 +250,7 @@ impl ObjectStoreBlobs {
             native: None,
             verify_max_bytes: 0,
             verified: Arc::default(),
+            disk_root: None,
         }
     }
 
@@ -317,7 +320,9 @@ impl ObjectStoreBlobs {
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(ObjectStoreBlobs::new(Arc::new(fs)))
+        let mut blobs = ObjectStoreBlobs::new(Arc::new(fs));
+        blobs.disk_root = Some(Arc::from(dir.canonicalize()?));
+        Ok(blobs)
     }
 }
 

@@ -9,7 +9,10 @@
 //! nothing.
 //!
 //! Where the parts go depends on the blob mode ([`store`]):
-//! * proxy (local disk or S3 through this server): parts are stored as objects
+//! * proxy on local disk ([`disk`]): every part is written in place into one file per upload;
+//!   completing hashes that file and renames it into place if it hashes to its key, so the
+//!   bytes reach the disk once.
+//! * proxy on S3 through this server: parts are stored as objects
 //!   `_uploads/<id>/<n>-<sha256 hex>`; completing streams them in order through SHA-256 into the
 //!   final object, which is kept only if it hashes to its key (the same check as a single `PUT`).
 //! * presign: the bucket's own multipart upload (`CreateMultipartUpload` with SHA-256 checksums);
@@ -25,6 +28,7 @@
 //! * uploads older than the configured age are aborted by [`store::sweep`] (at start and
 //!   periodically); aborting or sweeping twice, from two instances at once, is harmless.
 
+mod disk;
 pub mod routes;
 pub mod store;
 

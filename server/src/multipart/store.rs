@@ -3,9 +3,11 @@
 //!
 //! Layout, inside the blob store (under the S3 prefix when there is one):
 //! * `_uploads/<id>/manifest`: the [`Manifest`], written first at creation, deleted last;
-//! * `_uploads/<id>/<n>-<sha256 hex>`: part `n` (proxy mode), kept only once its length and
-//!   hash matched what its URL was signed for; naming the hash makes a re-sent part idempotent
-//!   and lets completion check every ETag without reading a byte.
+//! * `_uploads/<id>/<n>-<sha256 hex>`: part `n` (proxy mode on S3), kept only once its length
+//!   and hash matched what its URL was signed for; naming the hash makes a re-sent part
+//!   idempotent and lets completion check every ETag without reading a byte. On local disk the
+//!   same name is an empty marker and the bytes are in `_uploads/<id>/data` (see
+//!   [`super::disk`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions};
 use object_store::{ObjectStoreExt, PutPayload};
 
+use super::disk::DiskUpload;
 use super::UPLOADS_DIR;
 use super::{
     check_complete, checksum_base64, checksum_hex, CompletedPart, Manifest, Plan, UploadId,
@@ -264,7 +267,14 @@ impl MultipartBlobs for ObjectStoreBlobs {
         sha256_hex: &str,
         body: BodyStream,
     ) -> Result<String, ApiError> {
-        self.manifest(key, id).await?;
+        let manifest = self.manifest(key, id).await?;
+        if let Some(root) = &self.disk_root {
+            let offset = (n - 1) * manifest.plan.part_size;
+            DiskUpload::new(root, id)
+                .put_part(n, offset, len, sha256_hex, body)
+                .await?;
+            return Ok(sha256_hex.to_string());
+        }
         let hash = filesync::core::ids::ContentHash::parse(sha256_hex)
             .map_err(|_| ApiError::InvalidRequest("bad checksum".into()))?;
         let expect = Expect {
@@ -318,7 +328,20 @@ impl MultipartBlobs for ObjectStoreBlobs {
                     });
                 }
             }
-            _ => self.assemble(key, id, &manifest, parts, max_bytes).await?,
+            _ => match &self.disk_root {
+                Some(root) => {
+                    let target = root.join(key.store.as_str()).join(key.hash.to_hex());
+                    let done = DiskUpload::new(root, id)
+                        .complete(key, &manifest, parts, target)
+                        .await;
+                    if let Err(ApiError::HashMismatch { .. }) = &done {
+                        // These parts can never make this key's content: drop them.
+                        self.remove_upload(id).await?;
+                    }
+                    done?
+                }
+                None => self.assemble(key, id, &manifest, parts, max_bytes).await?,
+            },
         }
         self.remove_upload(id).await?;
         Ok(())
