@@ -17,12 +17,17 @@
 //   `fetch` PUT of the same disk-backed File to the same server in the same run (target
 //   >= 0.9), and the uploading page's peak growth of V8 heap plus ArrayBuffer backing stores
 //   (CDP) and of wasm memory during the upload (target <= 64 MiB).
+// * link: the huge scenario for one file of BENCH_LINK_MIB (default 256) through a link of
+//   BENCH_LINK_MIBPS MiB/s (default 25) upstream: a TCP relay in this process that every
+//   connection of the page goes through (the page is loaded from it), sharing one budget, so
+//   the plain PUT and the parts compete for the same uplink, as on a real network.
 //
 // Figures, not assertions: medians of BENCH_SYNC_RUNS runs (default 3); the exit status is
 // non-zero only when a section fails to run. Prints a table, then one line of JSON.
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +37,7 @@ import { launchProfile } from '../tests/e2e/chromium.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The release build (an option, not the environment: imports run before this module's body).
 const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
-const SECTIONS = ['small', 'large', 'concurrency', 'huge'];
+const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -61,9 +66,9 @@ async function device() {
   return context;
 }
 
-async function openTab(context, storeId, extra = {}) {
+async function openTab(context, storeId, extra = {}, base = server.url) {
   const page = await context.newPage();
-  await page.goto(`${server.url}/e2e.html`);
+  await page.goto(`${base}/e2e.html`);
   await page.waitForSelector('body[data-ready="true"]');
   await page.evaluate(async ([storeId, extra, token]) => {
     window.events = [];
@@ -311,13 +316,13 @@ async function bigFile(dir, mib) {
  * One disk-backed file of `mib` MiB: a plain PUT of it, then filesync's save and upload, with
  * the page's memory sampled during the upload. Resolves to the figures (ms, MiB).
  */
-async function hugeRun(mib) {
+async function hugeRun(mib, base = server.url) {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-huge-'));
   try {
     const { file, hash } = await bigFile(dir, mib);
     const ctx = await device();
     const store = unique('huge');
-    const page = await openTab(ctx, store);
+    const page = await openTab(ctx, store, {}, base);
     await page.evaluate(() => {
       const input = document.createElement('input');
       input.type = 'file';
@@ -395,6 +400,57 @@ await section('huge', async () => {
     report(`${name}.upload_ratio`, median(runs.map((r) => r.plain / r.upload)), 'x', 'plain PUT / ours; target >= 0.9');
     report(`${name}.heap_growth_MiB`, m('heapGrowth'), 'MiB', 'page: V8 heap + ArrayBuffer backing stores, peak during save+upload; target <= 64');
     report(`${name}.wasm_growth_MiB`, m('wasmGrowth'), 'MiB', 'page: wasm memory growth');
+  }
+});
+
+/**
+ * A TCP relay to the server on another loopback port whose client-to-server bytes, over all
+ * its connections together, flow at most `bytesPerS` (server-to-client bytes are not held).
+ */
+async function uplink(bytesPerS) {
+  const upstream = new URL(server.url);
+  let free = 0; // when the link is next idle (performance.now() ms)
+  const sockets = new Set();
+  const relay = net.createServer((client) => {
+    const up = net.connect(Number(upstream.port), upstream.hostname);
+    for (const s of [client, up]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => { client.destroy(); up.destroy(); });
+    }
+    client.on('data', (chunk) => {
+      const now = performance.now();
+      free = Math.max(now, free) + (chunk.length / bytesPerS) * 1000;
+      client.pause();
+      setTimeout(() => { up.write(chunk); client.resume(); }, free - now);
+    });
+    client.on('end', () => up.end());
+    up.pipe(client);
+  });
+  await new Promise((r) => relay.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${relay.address().port}`,
+    close: () => new Promise((r) => { sockets.forEach((s) => s.destroy()); relay.close(r); }),
+  };
+}
+
+await section('link', async () => {
+  const mib = Number(process.env.BENCH_LINK_MIB ?? 256);
+  const rate = Number(process.env.BENCH_LINK_MIBPS ?? 25);
+  const link = await uplink(rate * MiB);
+  try {
+    const runs = [];
+    for (let r = 0; r < RUNS; r++) {
+      const run = await hugeRun(mib, link.url);
+      runs.push(run);
+      console.error(`bench-sync: link ${rate} MiB/s, ${mib} MiB run ${r + 1}/${RUNS}: upload ${run.upload.toFixed(0)} ms, plain PUT ${run.plain.toFixed(0)} ms, ratio ${(run.plain / run.upload).toFixed(2)}`);
+    }
+    const name = `link.${rate}mibps.${mib}mib`;
+    report(`${name}.upload_ms`, median(runs.map((r) => r.upload)), 'ms', `upload:start to isUploaded over a ${rate} MiB/s uplink`);
+    report(`${name}.plain_put_ms`, median(runs.map((r) => r.plain)), 'ms', 'fetch PUT of the same File over the same link');
+    report(`${name}.upload_ratio`, median(runs.map((r) => r.plain / r.upload)), 'x', 'plain PUT / ours; target >= 0.9');
+  } finally {
+    await link.close();
   }
 });
 

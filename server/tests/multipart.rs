@@ -287,7 +287,13 @@ async fn a_part_sent_again_with_other_bytes_must_be_sent_once_more() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = s.complete_upload("ta", &up, &etags).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("part 2"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("part 2"),
+        "{body}"
+    );
 
     // Sent once more, the upload completes with the right bytes.
     assert_eq!(s.send_parts("ta", &up, &[2]).await, etags[1..2]);

@@ -75,7 +75,7 @@ pub struct Part {
 pub struct Resume {
     pub upload_id: String,
     pub part_size: u64,
-    /// Finished parts, by number.
+    /// Finished parts, in increasing number order.
     pub parts: Vec<Part>,
 }
 
@@ -111,7 +111,9 @@ impl Resume {
             let mut f = line.splitn(3, ' ');
             let number: u32 = f.next()?.parse().ok()?;
             let (checksum, etag) = (f.next()?, f.next()?);
-            if number == 0 || number > r.count(size) || r.parts.iter().any(|p| p.number == number) {
+            // In increasing order, as written: each number once, and `missing` can search.
+            let after = r.parts.last().map_or(0, |p| p.number);
+            if number <= after || number > r.count(size) {
                 return None;
             }
             r.parts.push(Part {
@@ -137,7 +139,7 @@ impl Resume {
     /// The parts still to send, in order.
     pub fn missing(&self, size: u64) -> Vec<u32> {
         (1..=self.count(size))
-            .filter(|n| !self.parts.iter().any(|p| p.number == *n))
+            .filter(|n| self.parts.binary_search_by_key(n, |p| p.number).is_err())
             .collect()
     }
 
@@ -325,6 +327,7 @@ mod tests {
             "abc 8388608\n4 sum etag",
             "abc 8388608\n1 sum",
             "abc 8388608\n1 sum e\n1 sum e",
+            "abc 8388608\n2 sum e\n1 sum e",
         ] {
             assert_eq!(Resume::parse(bad, SIZE), None, "{bad:?}");
         }

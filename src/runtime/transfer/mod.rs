@@ -32,28 +32,39 @@ thread_local! {
 /// Where a running job's reports go (to the hub).
 pub type Reporter = Rc<dyn Fn(TransferReport)>;
 
-/// A running job: whether it was aborted, and how to abort its request in flight.
+/// A running job: whether it was aborted, and how to abort its requests in flight (one per
+/// lane: an upload in parts runs several at once, any other job one).
 #[derive(Default)]
 struct Running {
     aborted: Cell<bool>,
-    abort_request: RefCell<Option<Box<dyn Fn()>>>,
+    abort_requests: RefCell<Vec<Option<Abort>>>,
 }
+
+/// Aborts one request in flight.
+type Abort = Box<dyn Fn()>;
 
 impl Running {
     fn abort(&self) {
         self.aborted.set(true);
-        if let Some(abort) = self.abort_request.borrow_mut().take() {
-            abort();
-        }
+        let requests = std::mem::take(&mut *self.abort_requests.borrow_mut());
+        requests.into_iter().flatten().for_each(|abort| abort());
     }
 
     /// Registers the request in flight (aborted at once if the job already was).
-    fn track(&self, abort: Box<dyn Fn()>) {
+    fn track(&self, abort: Abort) {
+        self.track_lane(0, abort);
+    }
+
+    /// Registers lane `lane`'s request in flight, in place of its previous one.
+    fn track_lane(&self, lane: usize, abort: Abort) {
         if self.aborted.get() {
-            abort();
-        } else {
-            *self.abort_request.borrow_mut() = Some(abort);
+            return abort();
         }
+        let mut requests = self.abort_requests.borrow_mut();
+        if requests.len() <= lane {
+            requests.resize_with(lane + 1, || None);
+        }
+        requests[lane] = Some(abort);
     }
 }
 
