@@ -313,6 +313,53 @@ async function bigFile(dir, mib) {
 }
 
 /**
+ * The JS isolates of `page`'s app, over CDP: the page, the hub (the origin's SharedWorker) and
+ * the page's dedicated workers (the hash worker), attached as they start. `sample()` resolves
+ * to the bytes of V8 heap plus ArrayBuffer backing stores of each: `{ page, hub, workers }`
+ * (every dedicated worker summed).
+ */
+async function isolates(ctx, page) {
+  const cdp = await ctx.newCDPSession(page);
+  const sessions = new Map(); // CDP session id -> 'hub' | 'workers'
+  const pending = new Map();
+  let last = 0;
+  cdp.on('Target.attachedToTarget', ({ sessionId, targetInfo }) => {
+    if (targetInfo.type === 'worker') sessions.set(sessionId, 'workers');
+  });
+  cdp.on('Target.detachedFromTarget', ({ sessionId }) => sessions.delete(sessionId));
+  cdp.on('Target.receivedMessageFromTarget', ({ message }) => {
+    const m = JSON.parse(message);
+    pending.get(m.id)?.(m.result);
+    pending.delete(m.id);
+  });
+  await cdp.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
+  const origin = new URL(page.url()).origin;
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  for (const t of targetInfos.filter((t) => t.type === 'shared_worker' && t.url.startsWith(origin))) {
+    const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: t.targetId, flatten: false });
+    sessions.set(sessionId, 'hub');
+  }
+  const ask = (sessionId, method) => new Promise((resolve) => {
+    const id = ++last;
+    pending.set(id, resolve);
+    const message = JSON.stringify({ id, method });
+    cdp.send('Target.sendMessageToTarget', { sessionId, message }).catch(() => resolve(undefined));
+  });
+  const bytes = (u) => (u?.usedSize ?? 0) + (u?.backingStorageSize ?? 0);
+  return {
+    async collectGarbage() {
+      await cdp.send('HeapProfiler.collectGarbage');
+      for (const id of sessions.keys()) await ask(id, 'HeapProfiler.collectGarbage');
+    },
+    async sample() {
+      const out = { page: bytes(await cdp.send('Runtime.getHeapUsage')), hub: 0, workers: 0 };
+      for (const [id, kind] of sessions) out[kind] += bytes(await ask(id, 'Runtime.getHeapUsage'));
+      return out;
+    },
+  };
+}
+
+/**
  * One disk-backed file of `mib` MiB: a plain PUT of it, then filesync's save and upload, with
  * the page's memory sampled during the upload. Resolves to the figures (ms, MiB).
  */
@@ -341,19 +388,16 @@ async function hugeRun(mib, base = server.url) {
       if (!r.ok) throw new Error(`plain PUT ${r.status}`);
       return performance.now() - t0;
     }, [`${unique('plain')}/${hash}`, TOKEN]);
-    const cdp = await ctx.newCDPSession(page);
-    const heap = async () => {
-      const u = await cdp.send('Runtime.getHeapUsage');
-      return u.usedSize + (u.backingStorageSize ?? 0);
-    };
-    await cdp.send('HeapProfiler.collectGarbage');
-    const heap0 = await heap();
+    const heaps = await isolates(ctx, page);
+    await heaps.collectGarbage();
+    const heap0 = await heaps.sample();
     const wasm0 = await page.evaluate(async () => (await window.filesync.load()).memory.buffer.byteLength);
-    let peak = heap0;
+    const peak = { ...heap0 };
     let done = false;
     const sampler = (async () => {
       while (!done) {
-        peak = Math.max(peak, await heap().catch(() => peak));
+        const now = await heaps.sample().catch(() => peak);
+        for (const k of Object.keys(peak)) peak[k] = Math.max(peak[k], now[k]);
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
@@ -369,13 +413,17 @@ async function hugeRun(mib, base = server.url) {
       });
       const t2 = performance.now();
       const start = window.events.find((e) => e.type === 'upload:start' && e.fileId === saved.id)?.at ?? t1;
-      return { save: t1 - t0, saveToUploaded: t2 - t0, upload: t2 - start, size: saved.size };
+      // A failed attempt (retried after a backoff) shows in the time: say why.
+      const errors = window.events.filter((e) => e.type === 'upload:error').map((e) => `${e.code}: ${e.message} (retry in ${e.retryInMs} ms)`);
+      return { save: t1 - t0, saveToUploaded: t2 - t0, upload: t2 - start, size: saved.size, errors };
     });
     done = true;
     await sampler;
     const wasm1 = await page.evaluate(async () => (await window.filesync.load()).memory.buffer.byteLength);
     if (ours.size !== mib * MiB) throw new Error(`saved ${ours.size} bytes`);
-    return { plain, ...ours, heapGrowth: (peak - heap0) / MiB, wasmGrowth: (wasm1 - wasm0) / MiB };
+    for (const e of ours.errors) console.error(`bench-sync: an upload attempt failed (retried): ${e}`);
+    const growth = (k) => (peak[k] - heap0[k]) / MiB;
+    return { plain, ...ours, heapGrowth: growth('page'), hubGrowth: growth('hub'), workersGrowth: growth('workers'), wasmGrowth: (wasm1 - wasm0) / MiB };
   } finally {
     await closeAll();
     await rm(dir, { recursive: true, force: true });
@@ -389,7 +437,7 @@ await section('huge', async () => {
     for (let r = 0; r < RUNS; r++) {
       const run = await hugeRun(mib);
       runs.push(run);
-      console.error(`bench-sync: huge ${mib} MiB run ${r + 1}/${RUNS}: save ${run.save.toFixed(0)} ms, upload ${run.upload.toFixed(0)} ms, plain PUT ${run.plain.toFixed(0)} ms, ratio ${(run.plain / run.upload).toFixed(2)}, heap +${run.heapGrowth.toFixed(1)} MiB, wasm +${run.wasmGrowth.toFixed(1)} MiB`);
+      console.error(`bench-sync: huge ${mib} MiB run ${r + 1}/${RUNS}: save ${run.save.toFixed(0)} ms, upload ${run.upload.toFixed(0)} ms, plain PUT ${run.plain.toFixed(0)} ms, ratio ${(run.plain / run.upload).toFixed(2)}, heap +${run.heapGrowth.toFixed(1)} MiB (hub +${run.hubGrowth.toFixed(1)}, workers +${run.workersGrowth.toFixed(1)}), wasm +${run.wasmGrowth.toFixed(1)} MiB`);
     }
     const m = (k) => median(runs.map((r) => r[k]));
     const name = `huge.${mib}mib`;
@@ -399,6 +447,8 @@ await section('huge', async () => {
     report(`${name}.plain_put_ms`, m('plain'), 'ms', 'fetch PUT of the same File, same server');
     report(`${name}.upload_ratio`, median(runs.map((r) => r.plain / r.upload)), 'x', 'plain PUT / ours; target >= 0.9');
     report(`${name}.heap_growth_MiB`, m('heapGrowth'), 'MiB', 'page: V8 heap + ArrayBuffer backing stores, peak during save+upload; target <= 64');
+    report(`${name}.hub_heap_growth_MiB`, m('hubGrowth'), 'MiB', 'hub (SharedWorker): the same, peak');
+    report(`${name}.workers_heap_growth_MiB`, m('workersGrowth'), 'MiB', "the page's dedicated workers (hash worker): the same, peak");
     report(`${name}.wasm_growth_MiB`, m('wasmGrowth'), 'MiB', 'page: wasm memory growth');
   }
 });

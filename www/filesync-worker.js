@@ -25,7 +25,8 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
     });
   };
 } else {
-  // Jobs by id: {id, chunk} feeds one (acknowledged with {id, hashed}), {id, end} answers
+  // Jobs by id: {id, chunk} feeds one (acknowledged with {id, hashed, buffer}: the chunk's
+  // buffer handed back), {id, end} answers
   // {id, hex} and ends it, {id, discard} drops it. Messages are handled in order.
   // {id, fill: {handle, stream, from}} writes a download into an OPFS file while hashing it,
   // through a sync access handle, after the file's first `from` bytes (a resumed download:
@@ -88,6 +89,40 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
     }
     self.postMessage(answer);
   };
+  // {id, digest: blob} reads the blob here and answers {id, hex} (or {id, failed}): the page
+  // never holds its bytes. Reads fill reused buffers, one per digest under way.
+  const spare = [];
+  const digest = async (id, blob) => {
+    let sha = new Sha256Stream();
+    let buffer = spare.pop() ?? new ArrayBuffer(1 << 20);
+    let answer;
+    try {
+      const reader = blob.stream().getReader({ mode: 'byob' });
+      // Whole buffers to the hasher (as the page's chunk reader does): same-sized copies into
+      // wasm memory, which its allocator reuses instead of growing for ever-new sizes.
+      for (let end = false; !end; ) {
+        let filled = 0;
+        while (filled < buffer.byteLength) {
+          const { done, value } = await reader.read(new Uint8Array(buffer, filled));
+          if (value) buffer = value.buffer;
+          if (done) {
+            end = true;
+            break;
+          }
+          filled += value.byteLength;
+        }
+        if (filled > 0) sha.update(new Uint8Array(buffer, 0, filled));
+      }
+      answer = { id, hex: sha.finish() };
+      sha = null;
+    } catch (e) {
+      answer = { id, failed: { name: e?.name ?? 'Error', message: String(e?.message ?? e) } };
+    } finally {
+      sha?.free();
+      if (buffer.byteLength) spare.push(buffer);
+    }
+    self.postMessage(answer);
+  };
   let failed = null;
   ready.catch((e) => { failed = e; });
   self.onmessage = async ({ data }) => {
@@ -99,6 +134,7 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
     }
     const { id } = data;
     if (data.fill) return fill(id, data.fill);
+    if (data.digest) return digest(id, data.digest);
     if (data.discard) {
       fills.get(id)?.cancel().catch(() => {});
       jobs.get(id)?.free();
@@ -112,7 +148,9 @@ if (typeof SharedWorkerGlobalScope !== 'undefined' && self instanceof SharedWork
     }
     if (data.chunk) {
       job.update(data.chunk);
-      self.postMessage({ id, hashed: data.chunk.byteLength });
+      // The buffer goes back to the page, which reuses it for a later chunk.
+      const { buffer } = data.chunk;
+      self.postMessage({ id, hashed: data.chunk.byteLength, buffer }, [buffer]);
     }
     if (data.end) {
       jobs.delete(id);

@@ -2,7 +2,8 @@
 
 // The hash worker: the package's worker script started as a dedicated worker (it hashes
 // there, see www/filesync-worker.js), one per page, made on first use. A job's chunks are
-// copied and transferred to it; at most HASH_AHEAD bytes wait in it, then update() returns a
+// copied and transferred to it (and their buffers back, for reuse); at most HASH_AHEAD bytes
+// wait in it, then update() returns a
 // promise that resolves as it catches up. `null` when no worker can run (none configured, no
 // Worker, or it failed): the caller hashes on its own thread.
 const HASH_AHEAD = 8 * 1024 * 1024;
@@ -11,6 +12,11 @@ const HASH_AHEAD = 8 * 1024 * 1024;
 const HASH_WORKERS = Math.max(2, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 2));
 const hashWorkers = [];
 let hashWorkersDead = false;
+// Chunk buffers the hash workers handed back once hashed, reused for the next chunks: a fresh
+// buffer per chunk is garbage on both sides, which V8 collects late (a 256 MiB upload's
+// checksums grew the hash worker's heap by ~125 MiB that way).
+const spareBuffers = [];
+const SPARE_BUFFERS = 8;
 function startHashWorker(url, module) {
   const worker = new Worker(url, module ? { type: 'module', name: 'filesync-hash' } : { name: 'filesync-hash' });
   const hw = { worker, next: 1, jobs: new Map(), dead: false };
@@ -36,6 +42,7 @@ function startHashWorker(url, module) {
       e.name = data.failed.name;
       job.fail(e);
     } else if (data.hashed !== undefined) {
+      if (data.buffer && spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(data.buffer);
       job.ahead -= data.hashed;
       if (job.ahead <= HASH_AHEAD && job.resume) job.resume();
     } else if (data.hex !== undefined) {
@@ -79,8 +86,11 @@ export function hashJob(url, module) {
   return {
     update(chunk) {
       if (failed) return Promise.reject(failed);
-      const copy = chunk.slice();
-      job.ahead += copy.byteLength;
+      const n = chunk.byteLength;
+      const at = spareBuffers.findIndex((b) => b.byteLength >= n);
+      const copy = new Uint8Array(at < 0 ? new ArrayBuffer(n) : spareBuffers.splice(at, 1)[0], 0, n);
+      copy.set(chunk);
+      job.ahead += n;
       hw.worker.postMessage({ id, chunk: copy }, [copy.buffer]);
       return job.ahead <= HASH_AHEAD ? undefined : waitFor('resume');
     },
@@ -94,6 +104,18 @@ export function hashJob(url, module) {
       if (hw.jobs.delete(id)) hw.worker.postMessage({ id, discard: true });
     },
   };
+}
+
+// Has a hash worker read `blob` and hash it: the page holds none of its bytes. A promise of
+// the hex digest; `null` when there is no hash worker.
+export function workerDigest(url, module, blob) {
+  const hw = hashWorkerFor(url, module);
+  if (!hw) return null;
+  const id = hw.next++;
+  return new Promise((resolve, reject) => {
+    hw.jobs.set(id, { done: resolve, fail: reject });
+    hw.worker.postMessage({ id, digest: blob });
+  });
 }
 
 // Whether a hash worker can run here (none failed, `Worker` exists).

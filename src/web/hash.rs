@@ -117,6 +117,8 @@ extern "C" {
         from: f64,
         progress: &js_sys::Function,
     ) -> Option<WorkerFill>;
+    #[wasm_bindgen(js_name = workerDigest)]
+    fn worker_digest(url: &str, module: bool, blob: &web_sys::Blob) -> Option<js_sys::Promise>;
     #[wasm_bindgen(js_name = hashWorkerRuns)]
     fn hash_worker_runs() -> bool;
     fn base64(bytes: &[u8]) -> String;
@@ -339,11 +341,7 @@ impl ChunkHasher {
                 let hex = JsFuture::from(job.finish())
                     .await
                     .map_err(|e| WebError::from_js("hash worker", &e))?;
-                let hex = hex.as_string().unwrap_or_default();
-                ContentHash::parse(&hex).map_err(|e| WebError::Other {
-                    name: "TypeError".into(),
-                    message: format!("hash worker: {e}"),
-                })
+                worker_hash(hex)
             }
         }
     }
@@ -447,11 +445,27 @@ fn subtle_crypto() -> Result<web_sys::SubtleCrypto, WebError> {
     })
 }
 
+/// A digest the hash worker answered (hex text).
+fn worker_hash(hex: JsValue) -> Result<ContentHash, WebError> {
+    ContentHash::parse(&hex.as_string().unwrap_or_default()).map_err(|e| WebError::Other {
+        name: "TypeError".into(),
+        message: format!("hash worker: {e}"),
+    })
+}
+
 /// The SHA-256 of `blob` in standard base64 (a multipart part's `x-amz-checksum-sha256`):
-/// streamed through reused buffers into the hash worker where there is one, so a part's bytes
-/// are never all in memory (WebCrypto would need them whole, and garbage buffers of 8 MiB
-/// pile up faster than V8 collects them: +170 MiB of heap over a 1 GiB upload).
+/// read and hashed by the hash worker where there is one (this page never holds the bytes),
+/// here through reused buffers otherwise; a part's bytes are never all in memory (WebCrypto
+/// would need them whole, and garbage buffers of 8 MiB pile up faster than V8 collects them:
+/// +170 MiB of heap over a 1 GiB upload).
 pub async fn part_checksum(blob: &web_sys::Blob) -> Result<String, WebError> {
+    let url = HASH_WORKER_URL.with(|u| u.borrow().clone());
+    if let Some(digest) = url.and_then(|(u, module)| worker_digest(&u, module, blob)) {
+        let hex = JsFuture::from(digest)
+            .await
+            .map_err(|e| WebError::from_js("hash worker", &e))?;
+        return Ok(base64(worker_hash(hex)?.as_bytes()));
+    }
     let mut chunks = BlobChunks::new(blob)?;
     let mut hasher = ChunkHasher::new();
     while let Some(chunk) = chunks.next().await? {

@@ -3,8 +3,8 @@
 
 use filesync::core::ContentHash;
 use filesync::web::hash::{
-    digest_webcrypto, hash_blob, hash_blob_streaming, hash_blob_webcrypto, StreamingHasher,
-    COPY_PIECE_BYTES, WEBCRYPTO_MAX_BYTES,
+    digest_webcrypto, hash_blob, hash_blob_streaming, hash_blob_webcrypto, part_checksum,
+    StreamingHasher, COPY_PIECE_BYTES, WEBCRYPTO_MAX_BYTES,
 };
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
@@ -197,5 +197,33 @@ async fn blob_of_64_mib_hashes_through_the_stream() {
         mb / (t_stream / 1e3),
         t_crypto,
         mb / (t_crypto / 1e3)
+    );
+}
+
+/// Standard base64 through the global `btoa` (pages and workers have it).
+fn btoa(bytes: &[u8]) -> String {
+    let binary: String = bytes.iter().map(|&b| char::from(b)).collect();
+    let btoa = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("btoa")).expect("btoa");
+    js_sys::Function::from(btoa)
+        .call1(&JsValue::NULL, &JsValue::from_str(&binary))
+        .expect("btoa()")
+        .as_string()
+        .expect("a string")
+}
+
+#[wasm_bindgen_test]
+async fn a_part_checksum_is_the_base64_sha256_of_its_bytes() {
+    // No hash worker in this suite: the part is read here, across several chunks.
+    let bytes = pattern(2 * MIB + 12_345, 99);
+    let expected = btoa(
+        digest_webcrypto(&js_sys::Uint8Array::from(&bytes[..]))
+            .await
+            .unwrap()
+            .as_bytes(),
+    );
+    assert_eq!(part_checksum(&blob_of(&bytes)).await.unwrap(), expected);
+    assert_eq!(
+        part_checksum(&blob_of(b"abc")).await.unwrap(),
+        "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
     );
 }
