@@ -21,12 +21,18 @@
 //   BENCH_LINK_MIBPS MiB/s (default 25) upstream: a TCP relay in this process that every
 //   connection of the page goes through (the page is loaded from it), sharing one budget, so
 //   the plain PUT and the parts compete for the same uplink, as on a real network.
+// * presign: one file of BENCH_PRESIGN_MIB (default 6144: past S3's 5 GiB single-PUT limit)
+//   saved and uploaded in parts straight to an S3 server (server/examples/s3_dev.rs: s3s-fs
+//   with CORS, built by scripts/bench.sh) through a second filesync-server in presign mode.
+//   The size is lowered to what the disk holds (the file, its OPFS copy and the bucket's parts
+//   and object: about 4x), and the size run is reported.
 //
 // Figures, not assertions: medians of BENCH_SYNC_RUNS runs (default 3); the exit status is
 // non-zero only when a section fails to run. Prints a table, then one line of JSON.
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,7 +43,7 @@ import { launchProfile } from '../tests/e2e/chromium.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The release build (an option, not the environment: imports run before this module's body).
 const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
-const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link'];
+const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link', 'presign'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -363,7 +369,7 @@ async function isolates(ctx, page) {
  * One disk-backed file of `mib` MiB: a plain PUT of it, then filesync's save and upload, with
  * the page's memory sampled during the upload. Resolves to the figures (ms, MiB).
  */
-async function hugeRun(mib, base = server.url) {
+async function hugeRun(mib, { base = server.url, plain: withPlain = true } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-huge-'));
   try {
     const { file, hash } = await bigFile(dir, mib);
@@ -379,7 +385,7 @@ async function hugeRun(mib, base = server.url) {
     await page.setInputFiles('#pick', file);
     // The baseline: the same File, PUT whole through a URL of the same signer (another store's
     // key, so the server stores it anew).
-    const plain = await page.evaluate(async ([key, token]) => {
+    const plain = withPlain && await page.evaluate(async ([key, token]) => {
       const f = document.getElementById('pick').files[0];
       const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const s = await fetch('/api/v1/sign/upload', { method: 'POST', headers, body: JSON.stringify({ key, contentLength: f.size }) }).then((r) => r.json());
@@ -406,10 +412,12 @@ async function hugeRun(mib, base = server.url) {
       const t0 = performance.now();
       const saved = await window.fs.saveFile(f);
       const t1 = performance.now();
-      await new Promise((resolve) => {
+      await new Promise((resolve, reject) => {
         const up = () => window.fs.getFile(saved.id)?.isUploaded;
         if (up()) resolve();
         const off = window.fs.subscribe(() => up() && (off(), resolve()));
+        // An upload that gave up fails the run instead of leaving it waiting.
+        window.fs.on('transfer:exhausted', (e) => e.fileId === saved.id && reject(new Error(`upload gave up: ${e.code}: ${e.message}`)));
       });
       const t2 = performance.now();
       const start = window.events.find((e) => e.type === 'upload:start' && e.fileId === saved.id)?.at ?? t1;
@@ -491,7 +499,7 @@ await section('link', async () => {
   try {
     const runs = [];
     for (let r = 0; r < RUNS; r++) {
-      const run = await hugeRun(mib, link.url);
+      const run = await hugeRun(mib, { base: link.url });
       runs.push(run);
       console.error(`bench-sync: link ${rate} MiB/s, ${mib} MiB run ${r + 1}/${RUNS}: upload ${run.upload.toFixed(0)} ms, plain PUT ${run.plain.toFixed(0)} ms, ratio ${(run.plain / run.upload).toFixed(2)}`);
     }
@@ -501,6 +509,59 @@ await section('link', async () => {
     report(`${name}.upload_ratio`, median(runs.map((r) => r.plain / r.upload)), 'x', 'plain PUT / ours; target >= 0.9');
   } finally {
     await link.close();
+  }
+});
+
+/** The dev S3 server (its `url`) on a fresh folder; `close()` stops it and removes the folder. */
+async function devS3() {
+  const bin = path.join(ROOT, 'target/release/examples/s3_dev');
+  const dir = await mkdtemp(path.join(tmpdir(), 'filesync-bench-s3-'));
+  const child = spawn(bin, [dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`${bin} exited with ${code} (built by scripts/bench.sh)`)));
+  });
+  return {
+    url,
+    async close() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill();
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+await section('presign', async () => {
+  const free = (await statfs(tmpdir())).bavail * (await statfs(tmpdir())).bsize;
+  const wanted = Number(process.env.BENCH_PRESIGN_MIB ?? 6144);
+  // The file, its copy in the profile, the bucket's parts and its object, and 2 GiB to spare.
+  const mib = Math.min(wanted, Math.floor((free - 2 * 1024 * MiB) / 4 / MiB));
+  if (mib < 64) throw new Error(`${(free / MiB).toFixed(0)} MiB free: not enough for the presign run`);
+  if (mib < wanted) console.error(`bench-sync: presign: ${mib} MiB, not ${wanted}: the disk has ${(free / MiB).toFixed(0)} MiB free`);
+  const s3 = await devS3();
+  const presign = await startServer({
+    tokens: `${TOKEN}=*`,
+    binary: SERVER_BIN,
+    args: ['--blob-mode', 'presign', '--s3-endpoint', s3.url, '--s3-bucket', 'filesync-dev',
+      '--s3-access-key-id', 'AKIADEVFILESYNC', '--s3-secret-access-key', 'dev-secret-access-key'],
+  });
+  try {
+    const run = await hugeRun(mib, { base: presign.url, plain: false });
+    console.error(`bench-sync: presign ${mib} MiB: save ${run.save.toFixed(0)} ms, upload ${run.upload.toFixed(0)} ms, heap +${run.heapGrowth.toFixed(1)} MiB (hub +${run.hubGrowth.toFixed(1)}, workers +${run.workersGrowth.toFixed(1)})`);
+    const name = `presign.${mib}mib`;
+    report(`${name}.save_ms`, run.save, 'ms', 'saveFile (stored and hashed), one run');
+    report(`${name}.upload_ms`, run.upload, 'ms', 'upload:start to isUploaded, in parts straight to the bucket');
+    report(`${name}.upload_MiB_per_s`, mib / (run.upload / 1000), 'MiB/s', '');
+    report(`${name}.heap_growth_MiB`, run.heapGrowth + run.hubGrowth + run.workersGrowth, 'MiB', 'page + hub + workers, peak');
+  } finally {
+    await presign.close();
+    await s3.close();
   }
 });
 

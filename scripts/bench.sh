@@ -46,6 +46,8 @@ bench_sync() {
         SKIP_SETUP=1 bash scripts/build.sh || return 1
     fi
     cargo build --release -p filesync-server || return 1
+    # The dev S3 server of the presign section.
+    cargo build --release -p filesync-server --example s3_dev || return 1
     node scripts/bench-sync.mjs
 }
 bench sync bench_sync

@@ -51,8 +51,9 @@ use crate::blobs::{BlobStore, ObjectStoreBlobs, S3Config};
 use crate::events::{EventStore, PostgresEventStore, SqliteEventStore};
 use crate::signing::Signer;
 
-/// Default largest blob: 5 GiB.
-pub const DEFAULT_MAX_BLOB_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Default largest blob: 5 TiB, the largest object S3 stores. Blobs past S3's 5 GiB single-PUT
+/// limit go up in parts (the multipart extension), which every blob mode serves.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 /// Default lifetime of signed URLs.
 pub const DEFAULT_URL_TTL_SECS: u64 = 900;
 /// Longest lifetime of signed URLs.

@@ -45,7 +45,7 @@ struct Args {
     /// HMAC secret of signed URLs (default: random, kept in <data-dir>/signing-secret).
     #[arg(long, env = "FILESYNC_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
-    /// Largest blob accepted, in bytes.
+    /// Largest blob accepted, in bytes (default 5 TiB, S3's largest object).
     #[arg(long, env = "FILESYNC_MAX_BLOB_BYTES", default_value_t = DEFAULT_MAX_BLOB_BYTES)]
     max_blob_bytes: u64,
     /// Lifetime of signed URLs in seconds (at most 3600).
