@@ -1,8 +1,12 @@
 // Types of filesync-wasm's public API. The generated pkg/filesync.d.ts types the raw
 // wasm-bindgen class loosely (`any`); these are the precise ones apps should use.
 
-/** Status of one direction of transfer for one file. */
-export type TransferStatus = 'pending' | 'queued' | 'inProgress' | 'done' | 'error';
+/**
+ * Status of one direction of transfer for one file. `'remote'` (downloads only): the bytes
+ * are on the server and not wanted here yet; they download when the app reads the file
+ * (`downloads: 'lazy'`).
+ */
+export type TransferStatus = 'pending' | 'queued' | 'inProgress' | 'done' | 'error' | 'remote';
 
 /** A JSON value (what `metadata` may hold). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -47,7 +51,10 @@ export interface FileState {
    * Every other device can get it now. Always `false` in a local-only store.
    */
   isSynced: boolean;
-  /** `hasLocalCopy || isUploaded`. */
+  /**
+   * `hasLocalCopy`, or uploaded and on its way here: `false` for a lazy file not read yet
+   * (`downloadStatus: 'remote'`), until `readFile`/`resolveFileUrl` asks for it.
+   */
   canDisplay: boolean;
   /**
    * While `uploadStatus` is `'inProgress'`: bytes of the content sent so far, as the last
@@ -222,6 +229,14 @@ export interface OpenOptions {
   /** Downloads at once (default 4). */
   maxDownloads?: number;
   /**
+   * When the bytes of files other devices saved come to this browser: `'eager'` (default) as
+   * soon as they are on the server; `'lazy'` only when the app reads the file (`readFile`,
+   * `resolveFileUrl`, `prioritizeDownload`), which then waits for that one download, ahead of
+   * any other. Until read, a lazy file's `downloadStatus` is `'remote'`. Files saved here are
+   * uploaded either way. The first tab to open the store decides for every tab of the browser.
+   */
+  downloads?: 'eager' | 'lazy';
+  /**
    * Remote content is deleted this long after the last file using it went (default 60000 ms),
    * so an upload still in flight cannot land after the delete.
    */
@@ -282,10 +297,21 @@ export interface FileSync {
   /**
    * The bytes as a `File` with the original name and type. `contentHash` reads another
    * content of the file while this browser still holds it: the losing side of a `conflict`
-   * (kept for at least `deleteGraceMs`); `not_available` once it is gone.
+   * (kept for at least `deleteGraceMs`); `not_available` once it is gone. Waits for the
+   * current content's download when the bytes are not here yet (see `resolveFileUrl`).
    */
   readFile(id: string, options?: { contentHash?: string }): Promise<File>;
-  /** An object URL, cached per content and revoked when no longer needed. */
+  /**
+   * An object URL, cached per content and revoked when no longer needed.
+   *
+   * Like `readFile`, when the bytes are not in this browser yet (a lazy file, or a download
+   * still queued) it asks for the download, at the head of the queue, and resolves once the
+   * verified bytes are stored, with the usual progress events in every tab. It rejects at once
+   * when they cannot come now: `offline` (retryable) while the server is unreachable,
+   * `not_available` (retryable) before the device that saved the file uploaded it, and with
+   * the download's own error (`integrity`, `not_found`, ...; retryable when another attempt is
+   * scheduled) when an attempt fails.
+   */
   resolveFileUrl(id: string): Promise<string>;
   getFiles(): FileState[];
   getFile(id: string): FileState | undefined;
@@ -303,6 +329,7 @@ export interface FileSync {
    * (`leader:*`, `storage:issue`) are not in it.
    */
   getHistory(): Promise<HistoryEntry[]>;
+  /** Moves the file's download to the head of the queue; starts a lazy file's download. */
   prioritizeDownload(id: string): Promise<void>;
   cancel(id: string): Promise<void>;
   retryErrors(): Promise<void>;

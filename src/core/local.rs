@@ -28,6 +28,21 @@ pub enum TransferStatus {
     Done,
     /// Failed for good or cancelled; `last_error` says why. `retryErrors` re-queues it.
     Error,
+    /// Downloads only: the bytes are on the server and not wanted here yet; they download when
+    /// the app reads the file ([`Downloads::Lazy`]).
+    Remote,
+}
+
+/// When the bytes of files other clients saved download here (the app's `downloads` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Downloads {
+    /// As soon as they are on the server (the default).
+    #[default]
+    Eager,
+    /// When the app reads the file (`readFile`, `resolveFileUrl`, `prioritizeDownload`); until
+    /// then its download status is [`TransferStatus::Remote`].
+    Lazy,
 }
 
 impl TransferStatus {
@@ -97,23 +112,30 @@ impl LocalRow {
 /// |---|---|---|---|
 /// | yes | none | queued | done |
 /// | yes | set  | done   | done |
-/// | no  | set  | done   | queued |
+/// | no  | set  | done   | queued (eager), remote (lazy: until the app reads it) |
 /// | no  | none | done   | pending (wait for the owner's upload) |
 ///
 /// For the same content, an active (queued, in progress) or failed status is kept, so neither a
-/// running transfer nor an error the app has not retried is clobbered; `done` always wins,
-/// because the work is no longer needed. New content starts afresh.
-pub fn reconcile(row: &FileRow, existing: Option<&LocalRow>, bytes_here: bool) -> LocalRow {
+/// running transfer (a lazy file the app asked for included) nor an error the app has not
+/// retried is clobbered; `done` always wins, because the work is no longer needed. New content
+/// starts afresh.
+pub fn reconcile(
+    row: &FileRow,
+    existing: Option<&LocalRow>,
+    bytes_here: bool,
+    downloads: Downloads,
+) -> LocalRow {
     use TransferStatus::*;
     let (want_up, want_down) = match (bytes_here, row.remote_key.is_some()) {
         (true, false) => (Queued, Done),
         (true, true) => (Done, Done),
+        (false, true) if downloads == Downloads::Lazy => (Done, Remote),
         (false, true) => (Done, Queued),
         (false, false) => (Done, Pending),
     };
     let same = existing.filter(|e| e.content_hash == row.content_hash);
     let keep = |want: TransferStatus, old: Option<TransferStatus>| match (want, old) {
-        (Queued, Some(o)) if o.is_active() || o == Error => o,
+        (Queued | Remote, Some(o)) if o.is_active() || o == Error => o,
         _ => want,
     };
     let upload = keep(want_up, same.map(|e| e.upload));
@@ -228,6 +250,7 @@ impl LocalState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Downloads::Eager;
     use TransferStatus::*;
 
     fn row(content: &[u8], uploaded: bool) -> FileRow {
@@ -243,7 +266,7 @@ mod tests {
             (false, false, Done, Pending),
         ];
         for (here, uploaded, up, down) in cases {
-            let r = reconcile(&row(b"a", uploaded), None, here);
+            let r = reconcile(&row(b"a", uploaded), None, here, Eager);
             assert_eq!(
                 (r.upload, r.download),
                 (up, down),
@@ -254,27 +277,50 @@ mod tests {
     }
 
     #[test]
+    fn lazy_downloads_wait_for_the_app_and_keep_its_request() {
+        use Downloads::Lazy;
+        let r = row(b"a", true);
+        let fresh = reconcile(&r, None, false, Lazy);
+        assert_eq!((fresh.upload, fresh.download), (Done, Remote));
+        // Not uploaded yet: pending as in eager mode; bytes here: nothing to download.
+        assert_eq!(
+            reconcile(&row(b"a", false), None, false, Lazy).download,
+            Pending
+        );
+        assert_eq!(reconcile(&r, None, true, Lazy).download, Done);
+        // The app asked for it (queued), it runs, or it failed: kept until done.
+        for asked in [Queued, InProgress, Error] {
+            let mut existing = fresh.clone();
+            existing.download = asked;
+            assert_eq!(reconcile(&r, Some(&existing), false, Lazy).download, asked);
+        }
+        assert_eq!(reconcile(&r, Some(&fresh), true, Lazy).download, Done);
+        // A remote-only row under an eager policy (the option changed) downloads.
+        assert_eq!(reconcile(&r, Some(&fresh), false, Eager).download, Queued);
+    }
+
+    #[test]
     fn reapplying_never_downgrades_active_or_failed_transfers() {
         let r = row(b"a", true);
         for active in [Queued, InProgress, Error] {
-            let mut existing = reconcile(&r, None, false);
+            let mut existing = reconcile(&r, None, false, Eager);
             existing.download = active;
             existing.last_error = (active == Error).then(|| SyncError {
                 code: "x".into(),
                 message: "y".into(),
             });
-            let again = reconcile(&r, Some(&existing), false);
+            let again = reconcile(&r, Some(&existing), false, Eager);
             assert_eq!(again.download, active);
             assert_eq!(again.last_error, existing.last_error);
         }
         // Finished elsewhere: done wins over an active status.
-        let mut existing = reconcile(&row(b"a", false), None, true);
+        let mut existing = reconcile(&row(b"a", false), None, true, Eager);
         existing.upload = InProgress;
-        assert_eq!(reconcile(&r, Some(&existing), true).upload, Done);
+        assert_eq!(reconcile(&r, Some(&existing), true, Eager).upload, Done);
         // New content starts afresh, keeping the old bytes' hash until new ones arrive.
-        let mut old = reconcile(&row(b"a", true), None, true);
+        let mut old = reconcile(&row(b"a", true), None, true, Eager);
         old.download = Error;
-        let fresh = reconcile(&row(b"b", true), Some(&old), false);
+        let fresh = reconcile(&row(b"b", true), Some(&old), false, Eager);
         assert_eq!(fresh.download, Queued);
         assert_eq!(fresh.local_hash, Some(ContentHash::of(b"a")));
         assert!(!fresh.has_local_copy());
@@ -283,7 +329,7 @@ mod tests {
     #[test]
     fn stored_index_follows_rows() {
         let mut s = LocalState::default();
-        let a = reconcile(&row(b"a", false), None, true);
+        let a = reconcile(&row(b"a", false), None, true, Eager);
         let h = ContentHash::of(b"a");
         s.put(a.clone());
         let mut b = a.clone();

@@ -59,7 +59,7 @@ pub use event::{
     MetadataPatch,
 };
 pub use ids::{ClientId, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId, Term};
-pub use local::{LocalRow, TransferKind, TransferStatus};
+pub use local::{Downloads, LocalRow, TransferKind, TransferStatus};
 pub use retry::RetryPolicy;
 pub use status::{DisplayState, SyncStatus};
 pub use table::FileRow;

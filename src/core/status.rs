@@ -80,13 +80,13 @@ impl SyncStatus {
                 InProgress => s.uploading_file_ids.push(id()),
                 Queued => s.queued_upload_file_ids.push(id()),
                 Pending => s.pending_upload_file_ids.push(id()),
-                Done | Error => {}
+                Done | Error | Remote => {}
             }
             match r.download {
                 InProgress => s.downloading_file_ids.push(id()),
                 Queued => s.queued_download_file_ids.push(id()),
                 Pending => s.pending_download_file_ids.push(id()),
-                Done | Error => {}
+                Done | Error | Remote => {}
             }
             if r.upload == Error || r.download == Error {
                 let (code, error) = r
@@ -149,11 +149,13 @@ impl DisplayState {
     pub fn derive(row: &FileRow, local: Option<&LocalRow>, confirmed: bool) -> DisplayState {
         let has_local_copy = local.is_some_and(|l| l.local_hash == Some(row.content_hash));
         let is_uploaded = row.remote_key.is_some();
+        // A lazy file not read yet is on the server only: not displayable until the app asks.
+        let remote_only = local.is_some_and(|l| l.download == TransferStatus::Remote);
         DisplayState {
             has_local_copy,
             is_uploaded,
             is_synced: confirmed && is_uploaded && row.is_live(),
-            can_display: row.is_live() && (has_local_copy || is_uploaded),
+            can_display: row.is_live() && (has_local_copy || (is_uploaded && !remote_only)),
         }
     }
 }
@@ -161,7 +163,7 @@ impl DisplayState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::local::{reconcile, SyncError};
+    use crate::core::local::{reconcile, Downloads, SyncError};
 
     fn row(id: &str, uploaded: bool) -> FileRow {
         crate::core::table::test_row(id, id.as_bytes(), uploaded)
@@ -169,17 +171,17 @@ mod tests {
 
     #[test]
     fn counts_and_lists_follow_rows() {
-        let mut up = reconcile(&row("a", false), None, true);
+        let mut up = reconcile(&row("a", false), None, true, Downloads::Eager);
         up.upload = TransferStatus::InProgress;
-        let down = reconcile(&row("b", true), None, false);
-        let wait = reconcile(&row("c", false), None, false);
-        let mut failed = reconcile(&row("d", true), None, false);
+        let down = reconcile(&row("b", true), None, false, Downloads::Eager);
+        let wait = reconcile(&row("c", false), None, false, Downloads::Eager);
+        let mut failed = reconcile(&row("d", true), None, false, Downloads::Eager);
         failed.download = TransferStatus::Error;
         failed.last_error = Some(SyncError {
             code: "auth".into(),
             message: "no".into(),
         });
-        let done = reconcile(&row("e", true), None, true);
+        let done = reconcile(&row("e", true), None, true, Downloads::Eager);
         let s = SyncStatus::derive([&up, &down, &wait, &failed, &done], 0);
         assert_eq!(s.uploading_file_ids, vec![FileId::new("a").unwrap()]);
         assert_eq!(s.queued_download_file_ids, vec![FileId::new("b").unwrap()]);
@@ -204,11 +206,21 @@ mod tests {
     fn can_display_when_local_or_uploaded() {
         let r = row("a", false);
         assert!(!DisplayState::derive(&r, None, true).can_display);
-        let here = reconcile(&r, None, true);
+        let here = reconcile(&r, None, true, Downloads::Eager);
         assert!(DisplayState::derive(&r, Some(&here), true).can_display);
         let up = row("a", true);
         let d = DisplayState::derive(&up, None, true);
         assert!(d.can_display && d.is_uploaded && !d.has_local_copy);
+        // Lazy, not read yet: remote only, not displayable; once asked for, displayable again
+        // (as an eager file whose download is queued).
+        let mut lazy = reconcile(&up, None, false, Downloads::Lazy);
+        assert!(!DisplayState::derive(&up, Some(&lazy), true).can_display);
+        lazy.download = TransferStatus::Queued;
+        assert!(DisplayState::derive(&up, Some(&lazy), true).can_display);
+        // Remote-only files are not work under way.
+        let remote = reconcile(&up, None, false, Downloads::Lazy);
+        let s = SyncStatus::derive([&remote], 0);
+        assert!(!s.is_syncing && !s.has_pending && s.queued_download_count == 0);
     }
 
     #[test]

@@ -63,8 +63,12 @@ export async function synced(): Promise<void> {
       requestTimeoutMs: 10_000,
     },
     maxUploads: 2,
+    downloads: 'lazy',
   });
   fs.on('online', () => undefined);
+  // Lazy: a file not read yet is on the server only, not displayable until asked for.
+  const remoteOnly: string[] = fs.getFiles().filter((f) => f.downloadStatus === 'remote' && !f.canDisplay).map((f) => f.id);
+  void remoteOnly;
   // "Synced" means the server recorded it; "uploaded" only that the bytes are there.
   const confirming: number = fs.getSyncStatus().unconfirmedEventCount;
   const onServer: boolean[] = fs.getFiles().map((f) => f.isSynced && f.isUploaded);

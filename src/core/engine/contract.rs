@@ -22,6 +22,8 @@ pub struct Config {
     pub max_uploads: usize,
     /// Downloads running at once.
     pub max_downloads: usize,
+    /// When other clients' files download here: at once, or when the app reads them.
+    pub downloads: Downloads,
     /// Remote deletes running at once.
     pub max_deletes: usize,
     /// Remote content becomes garbage only this long after its last reference went away, so
@@ -60,6 +62,7 @@ impl Config {
             mode,
             max_uploads: 4,
             max_downloads: 4,
+            downloads: Downloads::Eager,
             max_deletes: 2,
             delete_grace_ms: 60_000,
             orphan_grace_ms: 60_000,

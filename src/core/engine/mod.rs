@@ -52,7 +52,9 @@ use super::error::{EngineError, Failure};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileUpdated, MetadataPatch};
 use super::history::History;
 use super::ids::{ClientId, ContentHash, EventId, FileId, Millis, RemoteKey, Seq, StoreId, Term};
-use super::local::{reconcile, LocalRow, LocalState, SyncError, TransferKind, TransferStatus};
+use super::local::{
+    reconcile, Downloads, LocalRow, LocalState, SyncError, TransferKind, TransferStatus,
+};
 use super::progress::Throttle;
 use super::retry::{Decision, RetryPolicy, Rng};
 use super::status::{DisplayState, SyncStatus};
@@ -437,6 +439,7 @@ impl Engine {
                     r,
                     None,
                     self.held.bytes.contains(&r.content_hash),
+                    self.cfg.downloads,
                 ))
             })
             .collect();
@@ -626,7 +629,7 @@ impl Engine {
         if let (Some(h), Some(row)) = (stored, self.table.get(&id)) {
             // The driver stored these bytes before committing: record it, and let every file
             // with the same content use them.
-            let mut fresh = reconcile(row, self.local.get(&id), true);
+            let mut fresh = reconcile(row, self.local.get(&id), true, self.cfg.downloads);
             fresh.authored = authors;
             self.put_local(fresh);
             self.touched.extend(self.table.view_refs(&h).cloned());

@@ -41,7 +41,7 @@ impl Engine {
             match self.table.get(&id).filter(|r| r.is_live()).cloned() {
                 Some(row) => {
                     let here = self.held.bytes.contains(&row.content_hash);
-                    let fresh = reconcile(&row, self.local.get(&id), here);
+                    let fresh = reconcile(&row, self.local.get(&id), here, self.cfg.downloads);
                     self.put_local(fresh);
                 }
                 None => {

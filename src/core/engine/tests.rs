@@ -418,6 +418,44 @@ fn remote_file_downloads_once_uploaded_and_bytes_are_verified() {
 }
 
 #[test]
+fn lazy_downloads_start_only_when_the_app_asks() {
+    let mut cfg = config(Mode::Remote);
+    cfg.downloads = Downloads::Lazy;
+    let mut h = H::with(cfg, Snapshot::default());
+    h.lead(1);
+    for f in ["a", "b", "c"] {
+        h.remote(vec![created(f, f), uploaded_by_other(f, f)]);
+    }
+    assert!(h.transfers().is_empty(), "nothing downloads by itself");
+    assert_eq!(h.local("b").download, Remote);
+    let b = h.e.file(&fid("b")).unwrap().display;
+    assert!(!b.can_display && !b.has_local_copy);
+    assert!(!h.e.status().has_pending);
+
+    // Saved here: uploaded as usual (lazy is about other clients' files).
+    h.save("mine", "bytes");
+    let up = h.transfers();
+    assert_eq!(up[0].kind, TransferKind::Upload);
+
+    h.input(Input::Prioritize { file: fid("b") }).unwrap();
+    let t = h.transfers();
+    assert_eq!(
+        (t.len(), t[0].kind, t[0].hash),
+        (1, TransferKind::Download, hash("b"))
+    );
+    assert_eq!(h.local("b").download, InProgress);
+    assert!(h.e.file(&fid("b")).unwrap().display.can_display);
+    // The row re-applied (another event of the file, same content) keeps the request.
+    h.remote(vec![uploaded_by_other("b", "b")]);
+    assert_eq!(h.local("b").download, InProgress);
+    h.done(&t[0]);
+    assert_eq!(h.local("b").download, Done);
+    assert!(h.local("b").has_local_copy());
+    assert_eq!(h.local("a").download, Remote, "only the file asked for");
+    assert_eq!(h.local("c").download, Remote);
+}
+
+#[test]
 fn concurrency_limits_and_one_transfer_per_content() {
     let mut h = H::new(Mode::Remote);
     h.lead(1);

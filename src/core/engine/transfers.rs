@@ -521,7 +521,7 @@ impl Engine {
                 for id in ids {
                     let row = self.table.get(&id).cloned();
                     if let Some(row) = row {
-                        let fresh = reconcile(&row, self.local.get(&id), true);
+                        let fresh = reconcile(&row, self.local.get(&id), true, self.cfg.downloads);
                         self.put_local(fresh);
                     }
                 }
@@ -634,12 +634,18 @@ impl Engine {
         }
     }
 
+    /// Moves the file's transfers to the head of their queues; a lazy file's download (remote
+    /// only so far) is asked for.
     pub(super) fn prioritize(&mut self, file: &FileId) -> Result<(), EngineError> {
         let row = self
             .local
             .get(file)
             .ok_or_else(|| EngineError::NotFound { id: file.clone() })?;
         let hash = row.content_hash;
+        if row.download == TransferStatus::Remote {
+            self.update_local(file, |r| r.download = TransferStatus::Queued);
+            self.sync_task(TransferKind::Download, hash);
+        }
         for kind in KINDS {
             let Some(t) = self.sched.tasks.get(&(kind, hash)) else {
                 continue;

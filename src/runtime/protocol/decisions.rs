@@ -52,6 +52,7 @@ pub fn engine_config(
     if let Some(n) = hub.max_downloads {
         cfg.max_downloads = n.max(1);
     }
+    cfg.downloads = hub.downloads;
     if let Some(ms) = hub.delete_grace_ms {
         cfg.delete_grace_ms = ms;
     }

@@ -400,6 +400,8 @@ pub struct HubConfig {
     pub progress_interval_ms: Option<u64>,
     pub max_uploads: Option<usize>,
     pub max_downloads: Option<usize>,
+    #[serde(default)]
+    pub downloads: crate::core::Downloads,
     pub delete_grace_ms: Option<u64>,
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::SyncStatus;
+use crate::core::{Downloads, SyncStatus};
 
 #[test]
 fn a_write_landed_if_the_new_hub_shows_it_or_a_later_write_won() {
@@ -58,6 +58,7 @@ fn the_first_tabs_settings_override_the_engine_defaults() {
         progress_interval_ms: Some(50),
         max_uploads: Some(0),
         max_downloads: None,
+        downloads: crate::core::Downloads::Lazy,
         delete_grace_ms: Some(1_000),
     };
     let cfg = engine_config(
@@ -75,6 +76,7 @@ fn the_first_tabs_settings_override_the_engine_defaults() {
     );
     assert_eq!(cfg.max_downloads, defaults.max_downloads);
     assert_eq!(cfg.delete_grace_ms, 1_000);
+    assert_eq!(cfg.downloads, crate::core::Downloads::Lazy);
 }
 
 #[test]
@@ -278,7 +280,7 @@ fn tabs_derive_the_engines_status_from_the_files_they_get() {
     let mut local: Vec<_> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| reconcile(r, None, i % 3 == 0))
+        .map(|(i, r)| reconcile(r, None, i % 3 == 0, Downloads::Eager))
         .collect();
     local[1].upload = TransferStatus::Error;
     local[1].last_error = Some(SyncError {

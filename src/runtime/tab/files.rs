@@ -149,16 +149,55 @@ impl Tab {
         .await
     }
 
-    pub(super) async fn local_blob(&self, f: &TabFile) -> Result<web_sys::Blob, ErrorInfo> {
-        if !f.has_local_copy {
-            return Err(error(
-                "not_available",
-                format!("the bytes of {} are not in this browser yet", f.id),
-                true,
-            ));
+    /// The file, once the bytes of its current content are here, and those bytes: a file whose
+    /// bytes are not here yet has its download asked for, at the head of the queue, and is
+    /// waited for (see [`reading::verdict`]).
+    pub(super) async fn local_blob(&self, id: &str) -> Result<(TabFile, web_sys::Blob), ErrorInfo> {
+        loop {
+            let (file, verdict) = {
+                let s = self.inner.state.borrow();
+                let file = s.files.get(id).map(|e| e.state.clone());
+                let v = reading::verdict(file.as_ref(), self.inner.remote.is_some(), s.online);
+                (file, v)
+            };
+            match (verdict, file) {
+                (reading::Local::Here, Some(f)) => {
+                    let hash = ContentHash::parse(&f.content_hash)?;
+                    let blob = self.bytes().read(&hash).await.map_err(|e| web_error(&e))?;
+                    return Ok((f, blob));
+                }
+                (reading::Local::Failed(e), _) => return Err(e),
+                _ => {
+                    self.control(Control::Prioritize {
+                        file_id: id.to_string(),
+                    })
+                    .await?;
+                    self.until_local(id).await?;
+                }
+            }
         }
-        let hash = ContentHash::parse(&f.content_hash)?;
-        self.bytes().read(&hash).await.map_err(|e| web_error(&e))
+    }
+
+    /// Resolves once a read of file `id` can go on (its bytes are here, or it failed: the
+    /// caller decides again).
+    async fn until_local(&self, id: &str) -> Result<(), ErrorInfo> {
+        let inner = self.inner.clone();
+        let promise = js_sys::Promise::new(&mut |resolve, reject| {
+            inner
+                .state
+                .borrow_mut()
+                .on_local
+                .push((id.to_string(), resolve, reject));
+        });
+        let mut calls = Vec::new();
+        self.settle_local(&mut calls);
+        for (f, v) in calls {
+            let _ = f.call1(&JsValue::UNDEFINED, &v);
+        }
+        JsFuture::from(promise)
+            .await
+            .map(drop)
+            .map_err(|e| from_js_error(&e))
     }
 
     /// The file's bytes as a `File` with its original name and type: its current content, or
@@ -168,11 +207,11 @@ impl Tab {
         let f = self
             .file(id)
             .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
-        let blob = match content.filter(|c| *c != f.content_hash) {
-            None => self.local_blob(&f).await?,
+        let (f, blob) = match content.filter(|c| *c != f.content_hash) {
+            None => self.local_blob(id).await?,
             Some(other) => {
                 let hash = ContentHash::parse(other)?;
-                self.bytes().read(&hash).await.map_err(|e| {
+                let blob = self.bytes().read(&hash).await.map_err(|e| {
                     if e.code() == "not_found" {
                         error(
                             "not_available",
@@ -182,7 +221,8 @@ impl Tab {
                     } else {
                         web_error(&e)
                     }
-                })?
+                })?;
+                (f, blob)
             }
         };
         let parts = js_sys::Array::of1(&blob);
@@ -203,7 +243,7 @@ impl Tab {
         if let Some(u) = self.inner.state.borrow().urls.get(&f.content_hash) {
             return Ok(u.clone());
         }
-        let blob = self.local_blob(&f).await?;
+        let (f, blob) = self.local_blob(id).await?;
         let url = web_sys::Url::create_object_url_with_blob(&blob)
             .map_err(|e| web_error(&crate::web::error::WebError::from_js("URL", &e)))?;
         let mut s = self.inner.state.borrow_mut();

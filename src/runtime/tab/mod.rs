@@ -26,6 +26,7 @@ use crate::core::{ContentHash, FileId, Millis, StoreId, SyncStatus};
 use crate::web::bytes::ByteStore;
 use crate::web::locks::{LeaderEvent, Leadership};
 
+use super::reading;
 use super::remote::RemoteConfig;
 use super::synced;
 use super::transfer::Transfers;
@@ -118,6 +119,9 @@ pub struct OpenOptions {
     pub max_uploads: Option<usize>,
     #[serde(default)]
     pub max_downloads: Option<usize>,
+    /// When other clients' files download here: `"eager"` (default) or `"lazy"`.
+    #[serde(default)]
+    pub downloads: crate::core::Downloads,
     /// How long remote content stays after its last reference went (ms).
     #[serde(default)]
     pub delete_grace_ms: Option<u64>,
@@ -156,6 +160,8 @@ struct State {
     on_loaded: Vec<(js_sys::Function, js_sys::Function)>,
     /// `whenSynced()` callers, settled when [`super::synced::verdict`] says so.
     on_synced: Vec<(js_sys::Function, js_sys::Function)>,
+    /// Reads waiting for a file's bytes: its id, resolve, reject (see [`reading`]).
+    on_local: Vec<(String, js_sys::Function, js_sys::Function)>,
     /// The death of the current hub is watched for (armed once per hub).
     watching_hub: bool,
     next_req: u64,
@@ -362,6 +368,7 @@ impl Tab {
             loaded: false,
             on_loaded: Vec::new(),
             on_synced: Vec::new(),
+            on_local: Vec::new(),
             watching_hub: false,
             next_req: 1,
             pending: FxMap::default(),
@@ -380,6 +387,7 @@ impl Tab {
                 progress_interval_ms: options.progress_throttle_ms,
                 max_uploads: options.max_uploads,
                 max_downloads: options.max_downloads,
+                downloads: options.downloads,
                 delete_grace_ms: options.delete_grace_ms,
             },
         };
@@ -490,6 +498,11 @@ impl Tab {
             let err = js_error(&error("disposed", "this FileSync was disposed", false));
             let mut waiting: Vec<_> = s.on_loaded.drain(..).collect();
             waiting.append(&mut s.on_synced);
+            waiting.extend(
+                s.on_local
+                    .drain(..)
+                    .map(|(_, resolve, reject)| (resolve, reject)),
+            );
             let waiting: Vec<_> = waiting.into_iter().map(|(_, reject)| reject).collect();
             s.pending
                 .drain()

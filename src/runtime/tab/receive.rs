@@ -10,6 +10,8 @@ impl Tab {
     pub(super) fn receive(&self, msg: ToTab<TabFile>, text: &str, from_hub: bool) {
         let mut calls: Vec<Call> = Vec::new();
         let mut superseded = false;
+        // Downloads that failed an attempt: the reads waiting for them fail too.
+        let mut failed_reads: Vec<(String, ErrorInfo)> = Vec::new();
         {
             let mut s = self.inner.state.borrow_mut();
             if from_hub {
@@ -139,6 +141,16 @@ impl Tab {
                             });
                             *self.inner.reopening.borrow_mut() = Some(ready);
                         }
+                        "download:error" => {
+                            let field = |k: &str| string_field(&value, k).unwrap_or_default();
+                            let e = ErrorInfo {
+                                code: field("code"),
+                                message: field("message"),
+                                retryable: js_sys::Reflect::get(&value, &"retryInMs".into())
+                                    .is_ok_and(|r| r.as_f64().is_some()),
+                            };
+                            failed_reads.push((field("fileId"), e));
+                        }
                         "sync:error" => {
                             let field = |k: &str| string_field(&value, k).unwrap_or_default();
                             let (code, message) = (field("code"), field("message"));
@@ -171,6 +183,8 @@ impl Tab {
                         if superseded {
                             let waiting = s.on_synced.drain(..);
                             calls.extend(waiting.map(|(_, reject)| (reject, js_error(&error))));
+                            let reads = s.on_local.drain(..);
+                            calls.extend(reads.map(|(_, _, reject)| (reject, js_error(&error))));
                         }
                         let event = AppEvent::StorageError {
                             code: error.code,
@@ -230,6 +244,10 @@ impl Tab {
             }
         }
         self.settle_synced(&mut calls);
+        for (id, e) in failed_reads {
+            self.fail_local(&id, &e, &mut calls);
+        }
+        self.settle_local(&mut calls);
         if superseded {
             // The other version's tabs lead now: stop transfers and let go of the leader lock.
             self.inner.transfers.abort_all();

@@ -145,6 +145,39 @@ impl Tab {
         }
     }
 
+    /// Settles the reads waiting for a file's bytes that can go on (the bytes are here) or
+    /// cannot (see [`reading::verdict`]).
+    pub(super) fn settle_local(&self, calls: &mut Vec<Call>) {
+        let mut s = self.inner.state.borrow_mut();
+        if s.on_local.is_empty() {
+            return;
+        }
+        let remote = self.inner.remote.is_some();
+        let waiting = std::mem::take(&mut s.on_local);
+        for (id, resolve, reject) in waiting {
+            let file = s.files.get(&id).map(|e| &e.state);
+            match reading::verdict(file, remote, s.online) {
+                reading::Local::Here => calls.push((resolve, JsValue::UNDEFINED)),
+                reading::Local::Failed(e) => calls.push((reject, js_error(&e))),
+                reading::Local::Waiting => s.on_local.push((id, resolve, reject)),
+            }
+        }
+    }
+
+    /// Fails the reads waiting for file `id`'s bytes: an attempt of its download failed.
+    pub(super) fn fail_local(&self, id: &str, e: &ErrorInfo, calls: &mut Vec<Call>) {
+        let mut s = self.inner.state.borrow_mut();
+        let (failed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.on_local)
+            .into_iter()
+            .partition(|(file, _, _)| file == id);
+        s.on_local = waiting;
+        calls.extend(
+            failed
+                .into_iter()
+                .map(|(_, _, reject)| (reject, js_error(e))),
+        );
+    }
+
     /// Whether the hub has loaded the store's state (see [`Tab::when_loaded`]).
     pub fn is_loaded(&self) -> bool {
         self.inner.state.borrow().loaded

@@ -1,0 +1,77 @@
+// On-demand downloads end to end (`downloads: 'lazy'`): the real server on loopback, two
+// devices. A lazy device lists every file and downloads none until the app reads one; a read
+// downloads that file alone, with the usual events, and resolves with verified bytes; offline,
+// reading a file whose bytes are not here fails at once with a typed, retryable error.
+//   node --test tests/e2e/lazy.test.mjs   (after the package and server builds)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TOKEN, WAIT, useServer, device, openTab, unique, readText, saveUploaded } from './harness.mjs';
+
+const env = useServer();
+
+test('a lazy device downloads only the files the app reads, and an offline read fails at once', async () => {
+  const store = unique('lazy');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const files = [];
+  for (const n of ['one', 'two', 'three']) files.push(await saveUploaded(a1, `${n}.txt`, `the bytes of ${n}`));
+
+  const b1 = await openTab(b, store, { authToken: TOKEN }, { downloads: 'lazy' });
+  await b1.evaluate(() => window.fs.whenLoaded());
+  await b1.waitForFunction((n) => window.fs.getFiles().length === n, files.length, WAIT);
+  const shown = () => b1.evaluate(() =>
+    Object.fromEntries(window.fs.getFiles().map((f) => [f.name, [f.downloadStatus, f.hasLocalCopy, f.canDisplay]])));
+  // Known, remote only, not displayable; nothing asked of the blob store.
+  assert.deepEqual(await shown(), {
+    'one.txt': ['remote', false, false],
+    'two.txt': ['remote', false, false],
+    'three.txt': ['remote', false, false],
+  });
+  const gets = () => b.blobRequests.filter(([method]) => method === 'GET').map(([, p]) => p.split('/').pop());
+  assert.deepEqual(gets(), []);
+  assert.equal(await b1.evaluate(() => window.fs.getSyncStatus().hasPending), false);
+
+  // Reading one file downloads it, and only it, with the usual events.
+  assert.equal(await readText(b1, files[1].id), 'the bytes of two');
+  assert.deepEqual(gets(), [files[1].contentHash]);
+  const seen = await b1.evaluate(() => window.events.filter((e) => e.type.startsWith('download:')).map((e) => [e.type, e.fileId]));
+  assert.deepEqual(seen.filter(([type]) => type !== 'download:progress'), [
+    ['download:start', files[1].id],
+    ['download:complete', files[1].id],
+  ]);
+  assert.deepEqual(await shown(), {
+    'one.txt': ['remote', false, false],
+    'two.txt': ['done', true, true],
+    'three.txt': ['remote', false, false],
+  });
+  // An object URL waits the same way.
+  const url = await b1.evaluate((id) => window.fs.resolveFileUrl(id), files[2].id);
+  assert.equal(await b1.evaluate(async (u) => (await fetch(u)).text(), url), 'the bytes of three');
+  assert.deepEqual(gets(), [files[1].contentHash, files[2].contentHash]);
+
+  // Offline: a remote-only file's read fails at once, typed and retryable; bytes already here
+  // still read.
+  await env.server.stop();
+  await b1.evaluate(() => window.fs.syncNow().catch(() => {}));
+  await b1.waitForFunction(() => window.events.some((e) => e.type === 'offline'), null, WAIT);
+  const failure = await b1.evaluate(async (id) => {
+    try {
+      await window.fs.readFile(id);
+      return 'read';
+    } catch (e) {
+      return [e.code, e.retryable];
+    }
+  }, files[0].id);
+  assert.deepEqual(failure, ['offline', true]);
+  assert.equal(await readText(b1, files[1].id), 'the bytes of two');
+
+  // Back online, the same read succeeds.
+  await env.server.start();
+  await b1.evaluate(() => window.fs.syncNow().catch(() => {}));
+  await b1.waitForFunction(() => {
+    const last = (type) => window.events.findLastIndex((e) => e.type === type);
+    return last('online') > last('offline');
+  }, null, WAIT);
+  assert.equal(await readText(b1, files[0].id), 'the bytes of one');
+  for (const p of [a1, b1]) await p.close();
+});
