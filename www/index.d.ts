@@ -64,6 +64,8 @@ export interface FileState {
   uploadedBytes: number;
   /** The same for `downloadStatus` and `download:progress`. */
   downloadedBytes: number;
+  /** Kept available offline in this browser (`pin`), whatever the `downloads` policy. */
+  isPinned: boolean;
 }
 
 /** Aggregate status of this browser (livestore-filesync's field names). */
@@ -331,6 +333,14 @@ export interface FileSync {
   getHistory(): Promise<HistoryEntry[]>;
   /** Moves the file's download to the head of the queue; starts a lazy file's download. */
   prioritizeDownload(id: string): Promise<void>;
+  /**
+   * Keeps the file available offline in this browser whatever the `downloads` policy: its
+   * bytes download now if they are not here, and again after each edit. Remembered by this
+   * browser (every tab), not synced to other devices. Rejects with `not_found` for no such file.
+   */
+  pin(id: string): Promise<void>;
+  /** Undoes `pin`; the bytes already here stay. */
+  unpin(id: string): Promise<void>;
   cancel(id: string): Promise<void>;
   retryErrors(): Promise<void>;
   syncNow(): Promise<void>;

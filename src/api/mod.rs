@@ -233,6 +233,23 @@ impl FileSync {
         self.control(Control::Prioritize { file_id: id })
     }
 
+    /// Keeps the file available offline in this browser, whatever the downloads policy: its
+    /// bytes download now if they are not here.
+    pub fn pin(&self, id: String) -> js_sys::Promise {
+        self.control(Control::Pin {
+            file_id: id,
+            pinned: true,
+        })
+    }
+
+    /// Undoes `pin` (the bytes stay until something else removes them).
+    pub fn unpin(&self, id: String) -> js_sys::Promise {
+        self.control(Control::Pin {
+            file_id: id,
+            pinned: false,
+        })
+    }
+
     /// Stops the file's transfers (they end in `error` with code `cancelled`).
     pub fn cancel(&self, id: String) -> js_sys::Promise {
         self.control(Control::Cancel { file_id: id })

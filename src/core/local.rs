@@ -82,6 +82,9 @@ pub struct LocalRow {
     /// This client wrote the current content (an app save or edit made here), so a concurrent
     /// edit that replaces it overwrites this device's work: the app is told (`Conflict`).
     pub authored: bool,
+    /// The app keeps this file available offline here (`pin`), whatever the downloads policy:
+    /// its bytes download as soon as they can. Follows the file across edits.
+    pub pinned: bool,
 }
 
 impl LocalRow {
@@ -112,7 +115,7 @@ impl LocalRow {
 /// |---|---|---|---|
 /// | yes | none | queued | done |
 /// | yes | set  | done   | done |
-/// | no  | set  | done   | queued (eager), remote (lazy: until the app reads it) |
+/// | no  | set  | done   | queued (eager, or pinned), remote (lazy: until the app reads it) |
 /// | no  | none | done   | pending (wait for the owner's upload) |
 ///
 /// For the same content, an active (queued, in progress) or failed status is kept, so neither a
@@ -129,7 +132,9 @@ pub fn reconcile(
     let (want_up, want_down) = match (bytes_here, row.remote_key.is_some()) {
         (true, false) => (Queued, Done),
         (true, true) => (Done, Done),
-        (false, true) if downloads == Downloads::Lazy => (Done, Remote),
+        (false, true) if downloads == Downloads::Lazy && !existing.is_some_and(|e| e.pinned) => {
+            (Done, Remote)
+        }
         (false, true) => (Done, Queued),
         (false, false) => (Done, Pending),
     };
@@ -156,6 +161,7 @@ pub fn reconcile(
         download,
         last_error,
         authored: same.is_some_and(|e| e.authored),
+        pinned: existing.is_some_and(|e| e.pinned),
     }
 }
 
@@ -297,6 +303,14 @@ mod tests {
         assert_eq!(reconcile(&r, Some(&fresh), true, Lazy).download, Done);
         // A remote-only row under an eager policy (the option changed) downloads.
         assert_eq!(reconcile(&r, Some(&fresh), false, Eager).download, Queued);
+        // Pinned: downloads whatever the policy, and the pin stays with the file when its
+        // content changes.
+        let mut pinned = fresh.clone();
+        pinned.pinned = true;
+        let again = reconcile(&r, Some(&pinned), false, Lazy);
+        assert_eq!((again.download, again.pinned), (Queued, true));
+        let edited = reconcile(&row(b"b", true), Some(&again), false, Lazy);
+        assert_eq!((edited.download, edited.pinned), (Queued, true));
     }
 
     #[test]

@@ -238,6 +238,9 @@ struct LocalRecord<'a> {
     /// Written only when true (older records have no such field).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     authored: bool,
+    /// The same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pinned: bool,
 }
 
 fn to_text<T: Serialize + ?Sized>(v: &T) -> String {
@@ -302,6 +305,7 @@ pub fn local_record(r: &LocalRow) -> String {
         download_status: r.download,
         last_sync_error: r.last_error.clone(),
         authored: r.authored,
+        pinned: r.pinned,
     })
 }
 
@@ -321,6 +325,7 @@ pub fn decode_local(text: &str) -> Result<LocalRow, DecodeError> {
         download: r.download_status,
         last_error: r.last_sync_error,
         authored: r.authored,
+        pinned: r.pinned,
     })
 }
 
@@ -677,8 +682,8 @@ mod tests {
     }
 
     #[test]
-    fn a_local_row_says_authored_only_when_it_is_and_old_records_read_as_not() {
-        let row = |authored| LocalRow {
+    fn a_local_row_says_authored_and_pinned_only_when_it_is_and_old_records_read_as_not() {
+        let row = |authored, pinned| LocalRow {
             file_id: FileId::new("f").unwrap(),
             path: "files/f".into(),
             content_hash: crate::core::ContentHash::of(b"x"),
@@ -687,12 +692,18 @@ mod tests {
             download: TransferStatus::Done,
             last_error: None,
             authored,
+            pinned,
         };
-        let mine = local_record(&row(true));
-        assert_eq!(decode_local(&mine).unwrap(), row(true));
-        let theirs = local_record(&row(false));
-        assert!(!theirs.contains("authored"), "{theirs}");
-        assert_eq!(decode_local(&theirs).unwrap(), row(false));
+        for (authored, pinned) in [(true, false), (false, true), (true, true)] {
+            let text = local_record(&row(authored, pinned));
+            assert_eq!(decode_local(&text).unwrap(), row(authored, pinned));
+        }
+        let theirs = local_record(&row(false, false));
+        assert!(
+            !theirs.contains("authored") && !theirs.contains("pinned"),
+            "{theirs}"
+        );
+        assert_eq!(decode_local(&theirs).unwrap(), row(false, false));
     }
 
     /// Multipart uploads under way survive a restart as written, with their opaque resume

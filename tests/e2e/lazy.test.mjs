@@ -1,7 +1,8 @@
 // On-demand downloads end to end (`downloads: 'lazy'`): the real server on loopback, two
 // devices. A lazy device lists every file and downloads none until the app reads one; a read
-// downloads that file alone, with the usual events, and resolves with verified bytes; offline,
-// reading a file whose bytes are not here fails at once with a typed, retryable error.
+// downloads that file alone, with the usual events, and resolves with verified bytes; a pinned
+// file downloads without a read and stays pinned across a reload; offline, reading a file whose
+// bytes are not here fails at once with a typed, retryable error.
 //   node --test tests/e2e/lazy.test.mjs   (after the package and server builds)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,6 +49,27 @@ test('a lazy device downloads only the files the app reads, and an offline read 
   const url = await b1.evaluate((id) => window.fs.resolveFileUrl(id), files[2].id);
   assert.equal(await b1.evaluate(async (u) => (await fetch(u)).text(), url), 'the bytes of three');
   assert.deepEqual(gets(), [files[1].contentHash, files[2].contentHash]);
+
+  // Pinned: downloads without a read; the pin is this browser's, kept across a reload.
+  const four = await saveUploaded(a1, 'four.txt', 'the bytes of four');
+  await b1.waitForFunction((id) => window.fs.getFile(id)?.downloadStatus === 'remote', four.id, WAIT);
+  await b1.evaluate((id) => window.fs.pin(id), four.id);
+  await b1.waitForFunction((id) => window.fs.getFile(id)?.hasLocalCopy, four.id, WAIT);
+  assert.deepEqual(gets(), [files[1].contentHash, files[2].contentHash, four.contentHash]);
+  await b1.reload();
+  await b1.waitForSelector('body[data-ready="true"]');
+  await b1.evaluate(async ([storeId, token]) => {
+    window.events = [];
+    window.fs = await window.filesync.openFileSync({ storeId, remote: { authToken: token }, downloads: 'lazy' });
+    window.fs.on('*', (e) => window.events.push(e));
+    await window.fs.whenLoaded();
+  }, [store, TOKEN]);
+  const pins = await b1.evaluate(() => Object.fromEntries(window.fs.getFiles().map((f) => [f.name, f.isPinned])));
+  assert.deepEqual(pins, { 'one.txt': false, 'two.txt': false, 'three.txt': false, 'four.txt': true });
+  await b1.evaluate((id) => window.fs.unpin(id), four.id);
+  assert.equal(await b1.evaluate((id) => window.fs.getFile(id).isPinned, four.id), false);
+  const missing = await b1.evaluate(() => window.fs.pin('no-such-file').then(() => 'pinned', (e) => e.code));
+  assert.equal(missing, 'not_found');
 
   // Offline: a remote-only file's read fails at once, typed and retryable; bytes already here
   // still read.

@@ -188,6 +188,9 @@ pub enum Input {
     LocalBytesFound { hashes: Vec<ContentHash> },
     /// The app wants this file shown soon: its transfer jumps the queue.
     Prioritize { file: FileId },
+    /// Keep this file's bytes here whatever the downloads policy (`pinned`), or stop keeping
+    /// them especially. Persisted with the per-client row.
+    Pin { file: FileId, pinned: bool },
     /// Stop this file's transfers; they end in `error` with code `cancelled`.
     Cancel { file: FileId },
     /// Re-queue every failed transfer.

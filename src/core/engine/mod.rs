@@ -576,6 +576,14 @@ impl Engine {
                 }
             }
             Input::Prioritize { file } => self.prioritize(&file)?,
+            Input::Pin { file, pinned } => {
+                if self.local.get(&file).is_none() {
+                    return Err(EngineError::NotFound { id: file });
+                }
+                self.update_local(&file, |r| r.pinned = pinned);
+                // Reconciled again: a pinned lazy file's download is wanted now.
+                self.touched.insert(file);
+            }
             Input::Cancel { file } => self.cancel(&file)?,
             Input::RetryErrors => self.retry_errors(),
             Input::SyncNow => {

@@ -453,6 +453,30 @@ fn lazy_downloads_start_only_when_the_app_asks() {
     assert!(h.local("b").has_local_copy());
     assert_eq!(h.local("a").download, Remote, "only the file asked for");
     assert_eq!(h.local("c").download, Remote);
+
+    // Pinned: downloads now, and the pin is kept in the per-client state.
+    h.input(Input::Pin {
+        file: fid("c"),
+        pinned: true,
+    })
+    .unwrap();
+    let t = h.transfers();
+    assert_eq!((t.len(), t[0].hash), (1, hash("c")));
+    assert!(h.local("c").pinned);
+    let saved = h.e.snapshot();
+    assert!(saved
+        .local
+        .iter()
+        .any(|r| r.file_id == fid("c") && r.pinned));
+    assert_eq!(
+        h.input(Input::Pin {
+            file: fid("nope"),
+            pinned: true
+        })
+        .unwrap_err()
+        .code(),
+        "not_found"
+    );
 }
 
 #[test]

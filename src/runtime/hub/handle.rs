@@ -70,6 +70,9 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                     file(&file_id).map(|file| Input::Prioritize { file })
                 }
                 Control::Cancel { file_id } => file(&file_id).map(|file| Input::Cancel { file }),
+                Control::Pin { file_id, pinned } => {
+                    file(&file_id).map(|file| Input::Pin { file, pinned })
+                }
                 Control::RetryErrors => Ok(Input::RetryErrors),
                 Control::SyncNow => Ok(Input::SyncNow),
                 Control::Pause => Ok(Input::Pause),

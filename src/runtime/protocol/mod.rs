@@ -53,6 +53,8 @@ pub struct FileState {
     pub uploaded_bytes: u64,
     /// Bytes moved so far by the running download (0 when none runs).
     pub downloaded_bytes: u64,
+    /// Kept available offline here (`pin`), whatever the downloads policy.
+    pub is_pinned: bool,
 }
 
 impl FileState {
@@ -91,6 +93,7 @@ impl FileState {
             can_display: v.display.can_display,
             uploaded_bytes: v.uploaded_bytes,
             downloaded_bytes: v.downloaded_bytes,
+            is_pinned: local.is_some_and(|l| l.pinned),
         }
     }
 }
@@ -383,6 +386,11 @@ pub enum Control {
     #[serde(rename_all = "camelCase")]
     Cancel {
         file_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Pin {
+        file_id: String,
+        pinned: bool,
     },
     RetryErrors,
     SyncNow,

@@ -226,6 +226,7 @@ fn a_snapshot_of_many_files_round_trips() {
         can_display: true,
         uploaded_bytes: 0,
         downloaded_bytes: 0,
+        is_pinned: false,
     };
     let files: Vec<FileState> = (0..100)
         .map(|i| FileState {
