@@ -9,7 +9,8 @@
 //! 1. `materialize`: 100,000 confirmed events (60k creates, 30k updates, 10k deletes) applied to
 //!    a fresh `FilesTable` in one `apply_confirmed` call.
 //! 2. `bootstrap`: `Engine::new` (`Mode::Remote`) from a snapshot of 100,000 confirmed live rows
-//!    and no per-client rows, so every file is reconciled; `cold_start`: the same with the
+//!    and no per-client rows, so every file is reconciled (and again with lazy downloads: no
+//!    download tasks); `cold_start`: the same with the
 //!    per-client rows already present (`engine.snapshot()` of the first engine).
 //! 3. `status`: `engine.status()` over the 100,000 per-client rows.
 //!
@@ -441,6 +442,31 @@ fn main() {
                 map_baseline.median,
             )),
             target: true,
+        });
+    }
+    if want("reconcile_bootstrap_100k_lazy") {
+        // The same with `downloads: 'lazy'`: remote-only rows and no download tasks, next to
+        // the eager bootstrap measured just now.
+        let eager = measure(
+            runs,
+            || bootstrap_snapshot.clone(),
+            |s| Engine::new(config(&store), s, Millis(0)),
+        );
+        let lazy = || {
+            let mut c = config(&store);
+            c.downloads = filesync::core::Downloads::Lazy;
+            c
+        };
+        lines.push(Line {
+            key: "reconcile_bootstrap_100k_lazy",
+            what: "Engine::new, 100k rows, no per-client rows, downloads lazy",
+            sample: measure(
+                runs,
+                || bootstrap_snapshot.clone(),
+                |s| Engine::new(lazy(), s, Millis(0)),
+            ),
+            baseline: Some(("the same bootstrap, downloads eager", eager.median)),
+            target: false,
         });
     }
     if want("cold_start_100k") {

@@ -21,6 +21,10 @@
 //   BENCH_LINK_MIBPS MiB/s (default 25) upstream: a TCP relay in this process that every
 //   connection of the page goes through (the page is loaded from it), sharing one budget, so
 //   the plain PUT and the parts compete for the same uplink, as on a real network.
+// * lazy: device A saves 20 files of 100 KiB; device B opens the store with downloads: 'lazy'
+//   and calls resolveFileUrl on them one after another: the time from the call to the URL
+//   (goal: one round trip plus the transfer, under 100 ms on loopback), next to a plain signed
+//   GET of the same bytes from the same page.
 // * presign: one file of BENCH_PRESIGN_MIB (default 6144: past S3's 5 GiB single-PUT limit)
 //   saved and uploaded in parts straight to an S3 server (server/examples/s3_dev.rs: s3s-fs
 //   with CORS, built by scripts/bench.sh) through a second filesync-server in presign mode.
@@ -43,7 +47,7 @@ import { launchProfile } from '../tests/e2e/chromium.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The release build (an option, not the environment: imports run before this module's body).
 const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
-const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link', 'presign'];
+const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link', 'presign', 'lazy'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -510,6 +514,44 @@ await section('link', async () => {
   } finally {
     await link.close();
   }
+});
+
+await section('lazy', async () => {
+  const store = unique('lazy');
+  const a = await openTab(await device(), store);
+  const ids = await a.evaluate(async () => {
+    const out = [];
+    for (let i = 0; i < 20; i++) {
+      const bytes = new Uint8Array(100 * 1024).map((_, j) => (i * 31 + j) % 251);
+      out.push((await window.fs.saveFile(new File([bytes], `f${i}.bin`))).id);
+    }
+    return out;
+  });
+  await a.waitForFunction((ids) => ids.every((id) => window.fs.getFile(id)?.isUploaded), ids, { timeout: 60_000 });
+  const b = await openTab(await device(), store, { downloads: 'lazy' });
+  await b.evaluate(() => window.fs.whenLoaded());
+  await b.waitForFunction((n) => window.fs.getFiles().length === n, ids.length, { timeout: 60_000 });
+  // Leadership first (the leader runs the downloads): the first read should not wait for it.
+  await b.waitForFunction(() => window.fs.isLeader(), null, { timeout: 60_000 });
+  const times = await b.evaluate(async ([ids, token]) => {
+    const ours = [];
+    const plain = [];
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    for (const id of ids) {
+      const f = window.fs.getFile(id);
+      if (f.downloadStatus !== 'remote') throw new Error(`${id} is ${f.downloadStatus}, not remote`);
+      let t0 = performance.now();
+      await window.fs.resolveFileUrl(id);
+      ours.push(performance.now() - t0);
+      t0 = performance.now();
+      const s = await fetch('/api/v1/sign/download', { method: 'POST', headers, body: JSON.stringify({ key: f.remoteKey }) }).then((r) => r.json());
+      await (await fetch(s.url)).arrayBuffer();
+      plain.push(performance.now() - t0);
+    }
+    return { ours, plain };
+  }, [ids, TOKEN]);
+  report('lazy.resolve_url_100kib_ms', median(times.ours), 'ms', `resolveFileUrl of a remote-only 100 KiB file, median of ${ids.length} (goal < 100)`);
+  report('lazy.plain_get_100kib_ms', median(times.plain), 'ms', 'sign + GET of the same bytes from the page');
 });
 
 /** The dev S3 server (its `url`) on a fresh folder; `close()` stops it and removes the folder. */

@@ -152,8 +152,12 @@ pub fn reconcile(
         file_id: row.id.clone(),
         path: row.path.clone(),
         content_hash: row.content_hash,
+        // An older content's bytes stay shown until the new ones arrive; a lazy file whose new
+        // content nobody asked for lets them go (nothing will replace them).
         local_hash: if bytes_here {
             Some(row.content_hash)
+        } else if download == Remote {
+            None
         } else {
             existing.and_then(|e| e.local_hash)
         },
@@ -311,6 +315,16 @@ mod tests {
         assert_eq!((again.download, again.pinned), (Queued, true));
         let edited = reconcile(&row(b"b", true), Some(&again), false, Lazy);
         assert_eq!((edited.download, edited.pinned), (Queued, true));
+        // Edited elsewhere while the old bytes are here: kept while the new ones are wanted,
+        // let go when nobody asked for them (lazy).
+        let held = reconcile(&r, None, true, Lazy);
+        assert_eq!(held.local_hash, Some(ContentHash::of(b"a")));
+        let mut wanted = held.clone();
+        wanted.pinned = true;
+        let kept = reconcile(&row(b"b", true), Some(&wanted), false, Lazy);
+        assert_eq!(kept.local_hash, Some(ContentHash::of(b"a")));
+        let dropped = reconcile(&row(b"b", true), Some(&held), false, Lazy);
+        assert_eq!((dropped.download, dropped.local_hash), (Remote, None));
     }
 
     #[test]

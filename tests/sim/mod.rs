@@ -147,6 +147,9 @@ struct Hub {
 
 struct Browser {
     client: ClientId,
+    /// Opens the store with `downloads: 'lazy'` (every other browser): other browsers' files
+    /// download only when read or pinned.
+    lazy: bool,
     disk: Disk,
     hub: Option<Hub>,
     tabs: Vec<Tab>,
@@ -266,6 +269,7 @@ impl World {
         for i in 0..plan.browsers {
             w.browsers.push(Browser {
                 client: ClientId::new(format!("browser-{i}")).unwrap(),
+                lazy: i % 2 == 1,
                 disk: Disk::default(),
                 hub: None,
                 tabs: Vec::new(),
@@ -327,6 +331,9 @@ impl World {
         cfg.seed = self.seed ^ (epoch << 32);
         cfg.max_uploads = 1 + self.rng.below(3) as usize;
         cfg.max_downloads = 1 + self.rng.below(3) as usize;
+        if self.browsers[b].lazy {
+            cfg.downloads = filesync::core::Downloads::Lazy;
+        }
         let snap = self.browsers[b].disk.snapshot();
         let engine = Engine::new(cfg, snap, self.now);
         self.browsers[b].hub = Some(Hub {
@@ -1033,6 +1040,22 @@ impl World {
             .files()
             .map(|f| f.row.clone())
             .collect();
+        if self.browsers[b].lazy && !files.is_empty() && self.chance(30) {
+            // The app reads a file (its download is asked for) or pins or unpins one.
+            let file = files[self.rng.below(files.len() as u64) as usize]
+                .id
+                .clone();
+            let input = match self.rng.below(3) {
+                0 | 1 => Input::Prioritize { file },
+                _ => {
+                    let pinned = self.chance(70);
+                    Input::Pin { file, pinned }
+                }
+            };
+            self.log(format!("b{b} app {input:?}"));
+            self.hub_input(b, input);
+            return;
+        }
         let roll = self.rng.below(10);
         let op = OpId(self.next_op);
         self.next_op += 1;
@@ -1328,7 +1351,19 @@ impl World {
                     .local_state()
                     .get(&r.id)
                     .ok_or(format!("b{i}: no local row for {}", r.id))?;
-                if !l.has_local_copy() || !b.disk.bytes.contains(&r.content_hash) {
+                let here = l.has_local_copy() && b.disk.bytes.contains(&r.content_hash);
+                if b.lazy && !l.pinned && !here {
+                    // Not read since its content last changed: on the server only, and no
+                    // work left for it.
+                    if (l.upload, l.download) != (TransferStatus::Done, TransferStatus::Remote) {
+                        return Err(format!(
+                            "b{i} (lazy): {} left {:?}/{:?} {:?} without its bytes",
+                            r.id, l.upload, l.download, l.last_error
+                        ));
+                    }
+                    continue;
+                }
+                if !here {
                     return Err(format!("b{i}: {} has no local bytes", r.id));
                 }
                 if (l.upload, l.download) != (TransferStatus::Done, TransferStatus::Done) {
