@@ -57,6 +57,13 @@ pub fn verdict(file: Option<&TabFile>, remote: bool, online: bool) -> Local {
             not_here("the device that saved it has not uploaded them yet"),
             true,
         )),
+        // No download wanted, yet the bytes are not here (this browser's storage lost them, and
+        // the hub has not re-reconciled yet): nothing would end the wait.
+        TransferStatus::Done => Local::Failed(failed(
+            "not_available",
+            not_here("no download of them is under way"),
+            true,
+        )),
         _ if !online => Local::Failed(failed(
             "offline",
             not_here("the server is unreachable"),
@@ -117,10 +124,12 @@ mod tests {
                 "offline: at once, retryable"
             );
         }
-        assert_eq!(
-            code(verdict(Some(&file(Pending, false)), true, true)),
-            ("not_available".into(), true)
-        );
+        for nothing_coming in [Pending, Done] {
+            assert_eq!(
+                code(verdict(Some(&file(nothing_coming, false)), true, true)),
+                ("not_available".into(), true)
+            );
+        }
         let mut failed = file(Error, false);
         failed.last_sync_error = Some(SyncError {
             code: "integrity".into(),

@@ -16,6 +16,9 @@ pub(super) struct SyncState {
     pub(super) pushed_upto: u64,
     pub(super) pull_in_flight: Option<RequestId>,
     pub(super) pull_wanted: bool,
+    /// A pull reached the server's head since this engine started or was last offline: its
+    /// view of which files are live is recent. Uploads wait for it (see `eligible`).
+    pub(super) caught_up: bool,
     pub(super) sync_failures: u32,
     /// Confirmed events that arrived ahead of the cursor.
     pub(super) early: BTreeMap<Seq, ConfirmedEvent>,
@@ -32,6 +35,7 @@ impl SyncState {
             pushed_upto: 0,
             pull_in_flight: None,
             pull_wanted: remote,
+            caught_up: false,
             sync_failures: 0,
             early: BTreeMap::new(),
         }
@@ -316,8 +320,9 @@ impl Engine {
         }
     }
 
-    /// Content we uploaded stays our responsibility until a confirmed row points at it; if
-    /// nothing references it any more, it is garbage.
+    /// Content we uploaded stays our responsibility until a confirmed live row points at it;
+    /// if nothing references it any more, it is garbage. (A deleted row that took our attach
+    /// after its delete carries the key but keeps nothing alive.)
     pub(super) fn check_unattached(&mut self) {
         let mut changed = false;
         for h in self.unattached.clone() {
@@ -325,7 +330,7 @@ impl Engine {
                 .table
                 .view_refs(&h)
                 .filter_map(|id| self.table.confirmed(id))
-                .any(|r| r.content_hash == h && r.remote_key.is_some());
+                .any(|r| r.is_live() && r.content_hash == h && r.remote_key.is_some());
             if attached || !self.table.is_referenced(&h) {
                 self.unattached.remove(&h);
                 changed = true;
@@ -373,6 +378,7 @@ impl Engine {
     pub(super) fn set_offline(&mut self) {
         if self.sync.online && self.cfg.mode == Mode::Remote {
             self.sync.online = false;
+            self.sync.caught_up = false;
             self.emit_event(Event::Offline);
             self.schedule_health();
         }

@@ -701,6 +701,37 @@ fn offline_costs_no_retry_and_health_probe_brings_it_back() {
 }
 
 #[test]
+fn back_online_uploads_wait_until_a_pull_caught_up() {
+    let mut h = H::new(Mode::Remote);
+    h.lead(1);
+    h.save("f", "x");
+    let t = h.transfers().remove(0);
+    h.fail(&t, Failure::Offline);
+    // Meanwhile another client deletes the file (and, after the grace, its content): this
+    // client does not know yet.
+    let seq = Seq(h.log.len() as u64 + 1);
+    h.log.push(ConfirmedEvent {
+        seq,
+        id: EventId {
+            client: ClientId::new("other").unwrap(),
+            n: 1,
+        },
+        event: FileEvent::Deleted(FileDeleted {
+            id: fid("f"),
+            deleted_at: Millis(5),
+        }),
+    });
+    h.input(Input::Health { ok: true }).unwrap();
+    // Back online, the pull comes first: the file is gone, so nothing is sent.
+    let started = h.transfers();
+    assert!(
+        started.is_empty(),
+        "no upload from a stale view: {started:?}"
+    );
+    assert!(h.e.local_state().get(&fid("f")).is_none());
+}
+
+#[test]
 fn priority_jumps_the_queue() {
     let mut h = H::new(Mode::Remote);
     h.lead(1);
