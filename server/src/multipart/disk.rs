@@ -14,6 +14,7 @@
 //! length is capped), so no other part is touched. Whatever a misbehaving client manages, the
 //! whole file is hashed before it becomes the blob.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -123,18 +124,15 @@ impl DiskUpload {
         parts: &[CompletedPart],
         target: PathBuf,
     ) -> Result<(), ApiError> {
-        for part in parts {
-            let marker = self
-                .dir
-                .join(format!("{}-{}", part.part_number, part.bare_etag()));
-            let same_sum = super::checksum_hex(&part.checksum_sha256)? == part.bare_etag();
-            if !same_sum || !tokio::fs::try_exists(&marker).await.unwrap_or(false) {
-                return Err(ApiError::InvalidRequest(format!(
-                    "part {} was not uploaded with ETag {} (upload it again)",
-                    part.part_number, part.etag
-                )));
-            }
-        }
+        // One listing of the folder, not a lookup per part (up to 10,000).
+        let dir = self.dir.clone();
+        let markers: HashSet<String> = blocking(move || {
+            std::fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .await?;
+        super::check_staged(parts, |_, name| Ok(markers.contains(name)))?;
         let (data, size) = (self.data(), manifest.plan.size);
         let actual = blocking(move || hash_file(&data, size)).await?;
         let Some(actual) = actual else {

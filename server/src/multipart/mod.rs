@@ -193,6 +193,26 @@ impl CompletedPart {
     }
 }
 
+/// Proxy mode: checks that every part of `parts` was stored with the ETag it names, which must
+/// be its checksum in hex (the staged name `<n>-<sha256 hex>`); `stored(part, name)` says
+/// whether that name is staged (with the right length, where the backend knows it).
+pub(crate) fn check_staged(
+    parts: &[CompletedPart],
+    stored: impl Fn(&CompletedPart, &str) -> Result<bool, ApiError>,
+) -> Result<(), ApiError> {
+    for part in parts {
+        let name = format!("{}-{}", part.part_number, part.bare_etag());
+        let same_sum = checksum_hex(&part.checksum_sha256)? == part.bare_etag();
+        if !same_sum || !stored(part, &name)? {
+            return Err(ApiError::InvalidRequest(format!(
+                "part {} was not uploaded with ETag {} (upload it again)",
+                part.part_number, part.etag
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `parts` name parts `1..=N` of `plan` exactly once, in order.
 pub fn check_complete(plan: &Plan, parts: &[CompletedPart]) -> Result<(), ApiError> {
     let count = plan.part_count();

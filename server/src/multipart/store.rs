@@ -22,7 +22,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use super::disk::DiskUpload;
 use super::UPLOADS_DIR;
 use super::{
-    check_complete, checksum_base64, checksum_hex, CompletedPart, Manifest, Plan, UploadId,
+    check_complete, check_staged, checksum_base64, CompletedPart, Manifest, Plan, UploadId,
 };
 use crate::blobs::{backend, path, BlobStore, BodyStream, Expect, ObjectStoreBlobs};
 use crate::error::{ApiError, BlobError};
@@ -162,19 +162,13 @@ impl ObjectStoreBlobs {
             .try_collect()
             .await
             .map_err(backend)?;
-        let mut paths = Vec::with_capacity(parts.len());
-        for part in parts {
-            let name = format!("{}-{}", part.part_number, part.bare_etag());
-            let expected = manifest.plan.part_len(part.part_number)?;
-            let same_sum = checksum_hex(&part.checksum_sha256)? == part.bare_etag();
-            if !same_sum || staged.get(&name) != Some(&expected) {
-                return Err(ApiError::InvalidRequest(format!(
-                    "part {} was not uploaded with ETag {} (upload it again)",
-                    part.part_number, part.etag
-                )));
-            }
-            paths.push(upload_dir(id).join(name));
-        }
+        check_staged(parts, |part, name| {
+            Ok(staged.get(name) == Some(&manifest.plan.part_len(part.part_number)?))
+        })?;
+        let paths: Vec<ObjectPath> = parts
+            .iter()
+            .map(|p| part_path(id, p.part_number, p.bare_etag()))
+            .collect();
         let store = self.store.clone();
         let body: BodyStream = stream::iter(paths)
             .then(move |p| {
