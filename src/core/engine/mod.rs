@@ -505,17 +505,8 @@ impl Engine {
                 self.receive(events);
                 self.sync.pull_wanted =
                     has_more || (!self.sync.early.is_empty() && self.table.cursor() > before);
-                if !self.sync.pull_wanted && !self.sync.caught_up {
-                    self.sync.caught_up = true;
-                    // Uploads that waited for a recent view may start.
-                    let waiting = self
-                        .sched
-                        .tasks
-                        .keys()
-                        .filter(|(k, _)| *k == TransferKind::Upload);
-                    let hashes: Vec<ContentHash> = waiting.map(|(_, h)| *h).collect();
-                    self.touched_hashes.extend(hashes);
-                }
+                // Ready uploads waiting for a recent view start at the end of this step.
+                self.sync.caught_up |= !self.sync.pull_wanted;
             }
             Input::SyncFailed { request, failure } => self.on_sync_failed(request, failure)?,
             Input::Live { events } => self.receive(events),

@@ -17,7 +17,7 @@ pub(super) struct SyncState {
     pub(super) pull_in_flight: Option<RequestId>,
     pub(super) pull_wanted: bool,
     /// A pull reached the server's head since this engine started or was last offline: its
-    /// view of which files are live is recent. Uploads wait for it (see `eligible`).
+    /// view of which files are live is recent. Uploads wait for it (see `start_transfers`).
     pub(super) caught_up: bool,
     pub(super) sync_failures: u32,
     /// Confirmed events that arrived ahead of the cursor.

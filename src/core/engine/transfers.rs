@@ -164,13 +164,10 @@ impl Engine {
         match kind {
             // Upload only for a file the server has confirmed with this content: then the
             // server knows the content is referenced before any byte arrives, and refuses a
-            // concurrent delete of it. The bytes must be here, of course. And only from a
-            // recent view (a pull reached the head since the engine started or came back
-            // online): a client offline for longer than the delete grace could otherwise send
-            // content whose file was deleted, and whose delete ran, meanwhile.
+            // concurrent delete of it. The bytes must be here, of course. (Ready uploads also
+            // wait for a recent view before they start: see `start_transfers`.)
             TransferKind::Upload => {
-                self.sync.caught_up
-                    && self.held.bytes.contains(&hash)
+                self.held.bytes.contains(&hash)
                     && self.table.view_refs(&hash).any(|id| {
                         self.table
                             .confirmed(id)
@@ -301,7 +298,10 @@ impl Engine {
         }
         for kind in KINDS {
             let limit = match kind {
-                // Ready uploads wait for a recent view too (see `eligible`).
+                // Uploads start only from a recent view (a pull reached the head since the
+                // engine started or came back online): a client offline for longer than the
+                // delete grace could otherwise send content whose file was deleted, and whose
+                // remote delete ran, meanwhile.
                 TransferKind::Upload if !self.sync.caught_up => 0,
                 TransferKind::Upload => self.cfg.max_uploads,
                 TransferKind::Download => self.cfg.max_downloads,
