@@ -105,6 +105,10 @@ export function save(page, name, text, metadata) {
 
 export const readText = (page, id) => page.evaluate(async (id) => (await window.fs.readFile(id)).text(), id);
 
+/** A read expected to fail: resolves to `[code, retryable]` of its error (`'read'` if it did not). */
+export const readFailure = (page, id) =>
+  page.evaluate((id) => window.fs.readFile(id).then(() => 'read', (e) => [e.code, e.retryable]), id);
+
 /** Waits until the file's bytes are in this browser with the given content hash. */
 export const waitLocal = (page, id, hash) =>
   page.waitForFunction(([id, hash]) => {

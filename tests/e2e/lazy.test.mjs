@@ -6,7 +6,9 @@
 //   node --test tests/e2e/lazy.test.mjs   (after the package and server builds)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TOKEN, WAIT, useServer, device, openTab, unique, readText, saveUploaded } from './harness.mjs';
+import {
+  TOKEN, WAIT, useServer, device, openTab, unique, readText, readFailure, saveUploaded,
+} from './harness.mjs';
 
 const env = useServer();
 
@@ -76,15 +78,7 @@ test('a lazy device downloads only the files the app reads, and an offline read 
   await env.server.stop();
   await b1.evaluate(() => window.fs.syncNow().catch(() => {}));
   await b1.waitForFunction(() => window.events.some((e) => e.type === 'offline'), null, WAIT);
-  const failure = await b1.evaluate(async (id) => {
-    try {
-      await window.fs.readFile(id);
-      return 'read';
-    } catch (e) {
-      return [e.code, e.retryable];
-    }
-  }, files[0].id);
-  assert.deepEqual(failure, ['offline', true]);
+  assert.deepEqual(await readFailure(b1, files[0].id), ['offline', true]);
   assert.equal(await readText(b1, files[1].id), 'the bytes of two');
 
   // Back online, the same read succeeds.

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createStaticServer } from '../../scripts/serve.mjs';
 import {
   TOKEN, WAIT, useServer, device, openTab, unique, save, readText, waitLocal, waitUploaded,
-  saveUploaded, twoDevices, throttle, blankTab, fetchBlob,
+  saveUploaded, twoDevices, throttle, blankTab, fetchBlob, readFailure,
 } from './harness.mjs';
 
 const env = useServer();
@@ -438,15 +438,7 @@ test('bytes that do not match their hash are refused as an integrity error and n
   assert.equal(state.hasLocalCopy, false);
   // A read asks for the download again (at once, not after the retry delay); it fails the
   // same way, and the read says why instead of waiting out the retries.
-  const read = await b1.evaluate(async (id) => {
-    try {
-      await window.fs.readFile(id);
-      return 'read';
-    } catch (e) {
-      return [e.code, e.retryable];
-    }
-  }, saved.id);
-  assert.deepEqual(read, ['integrity', true]);
+  assert.deepEqual(await readFailure(b1, saved.id), ['integrity', true]);
   await a1.close();
   await b1.close();
 });
