@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::collections::FxMap;
-use super::ids::{ContentHash, FileId};
+use super::ids::{ContentHash, FileId, Millis};
 use super::table::FileRow;
 
 /// Status of one direction of transfer for one file.
@@ -76,6 +76,8 @@ pub struct LocalRow {
     pub content_hash: ContentHash,
     /// The content whose bytes are stored here for this file, if any.
     pub local_hash: Option<ContentHash>,
+    /// The size of those bytes (0 without them): what the row counts against the byte budget.
+    pub local_size: u64,
     pub upload: TransferStatus,
     pub download: TransferStatus,
     pub last_error: Option<SyncError>,
@@ -85,6 +87,12 @@ pub struct LocalRow {
     /// The app keeps this file available offline here (`pin`), whatever the downloads policy:
     /// its bytes download as soon as they can. Follows the file across edits.
     pub pinned: bool,
+    /// When the app last read the file here, coarsely (the engine's clock; the time its bytes
+    /// arrived if never read): the byte budget evicts the least recently used first.
+    pub accessed: Millis,
+    /// Its bytes were evicted to keep the byte budget: it stays remote-only, whatever the
+    /// downloads policy, until the app reads it or its content changes.
+    pub evicted: bool,
 }
 
 impl LocalRow {
@@ -106,6 +114,11 @@ impl LocalRow {
     pub fn has_local_copy(&self) -> bool {
         self.local_hash == Some(self.content_hash)
     }
+    /// Forgets the bytes held here (the driver deletes them, or found them gone).
+    pub fn drop_copy(&mut self) {
+        self.local_hash = None;
+        self.local_size = 0;
+    }
 }
 
 /// The decision table (livestore-filesync's, plus its fixes): the row this file should have,
@@ -115,7 +128,7 @@ impl LocalRow {
 /// |---|---|---|---|
 /// | yes | none | queued | done |
 /// | yes | set  | done   | done |
-/// | no  | set  | done   | queued (eager, or pinned), remote (lazy: until the app reads it) |
+/// | no  | set  | done   | queued (eager, or pinned), remote (lazy, or evicted: until the app reads it) |
 /// | no  | none | done   | pending (wait for the owner's upload) |
 ///
 /// For the same content, an active (queued, in progress) or failed status is kept, so neither a
@@ -129,16 +142,16 @@ pub fn reconcile(
     downloads: Downloads,
 ) -> LocalRow {
     use TransferStatus::*;
+    let same = existing.filter(|e| e.content_hash == row.content_hash);
+    let pinned = existing.is_some_and(|e| e.pinned);
+    let on_demand = downloads == Downloads::Lazy || same.is_some_and(|e| e.evicted);
     let (want_up, want_down) = match (bytes_here, row.remote_key.is_some()) {
         (true, false) => (Queued, Done),
         (true, true) => (Done, Done),
-        (false, true) if downloads == Downloads::Lazy && !existing.is_some_and(|e| e.pinned) => {
-            (Done, Remote)
-        }
+        (false, true) if on_demand && !pinned => (Done, Remote),
         (false, true) => (Done, Queued),
         (false, false) => (Done, Pending),
     };
-    let same = existing.filter(|e| e.content_hash == row.content_hash);
     let keep = |want: TransferStatus, old: Option<TransferStatus>| match (want, old) {
         (Queued | Remote, Some(o)) if o.is_active() || o == Error => o,
         _ => want,
@@ -148,44 +161,50 @@ pub fn reconcile(
     let last_error = same
         .and_then(|e| e.last_error.clone())
         .filter(|_| upload == Error || download == Error);
+    // An older content's bytes stay shown until the new ones arrive; a lazy file whose new
+    // content nobody asked for lets them go (nothing will replace them).
+    let (local_hash, local_size) = if bytes_here {
+        (Some(row.content_hash), row.info.size)
+    } else if download == Remote {
+        (None, 0)
+    } else {
+        existing.map_or((None, 0), |e| (e.local_hash, e.local_size))
+    };
     LocalRow {
         file_id: row.id.clone(),
         path: row.path.clone(),
         content_hash: row.content_hash,
-        // An older content's bytes stay shown until the new ones arrive; a lazy file whose new
-        // content nobody asked for lets them go (nothing will replace them).
-        local_hash: if bytes_here {
-            Some(row.content_hash)
-        } else if download == Remote {
-            None
-        } else {
-            existing.and_then(|e| e.local_hash)
-        },
+        local_hash,
+        local_size,
         upload,
         download,
         last_error,
         authored: same.is_some_and(|e| e.authored),
-        pinned: existing.is_some_and(|e| e.pinned),
+        pinned,
+        accessed: existing.map_or(Millis(0), |e| e.accessed),
+        evicted: download == Remote && same.is_some_and(|e| e.evicted),
     }
 }
 
-/// All per-client rows, with an index of which content is stored here.
+/// All per-client rows, with an index of which content is stored here and how many bytes
+/// that is (each content counted once, however many files share it).
 #[derive(Debug, Default, Clone)]
 pub struct LocalState {
     rows: BTreeMap<FileId, LocalRow>,
-    stored: FxMap<ContentHash, u32>,
+    /// Rows holding each content, and its size.
+    stored: FxMap<ContentHash, (u32, u64)>,
+    held_bytes: u64,
 }
 
 impl LocalState {
     /// Rebuilds from stored rows.
     pub fn restore(rows: impl IntoIterator<Item = LocalRow>) -> LocalState {
-        let rows: BTreeMap<FileId, LocalRow> =
-            rows.into_iter().map(|r| (r.file_id.clone(), r)).collect();
-        let mut stored: FxMap<ContentHash, u32> = FxMap::default();
-        for h in rows.values().filter_map(|r| r.local_hash) {
-            *stored.entry(h).or_default() += 1;
+        let mut s = LocalState::default();
+        for r in rows {
+            s.store(&r);
+            s.rows.insert(r.file_id.clone(), r);
         }
-        LocalState { rows, stored }
+        s
     }
 
     /// One row.
@@ -213,14 +232,17 @@ impl LocalState {
         self.stored.contains_key(hash)
     }
 
+    /// The bytes of all contents rows hold, each counted once.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
     /// Inserts or replaces a row; returns the old one.
     pub fn put(&mut self, row: LocalRow) -> Option<LocalRow> {
-        if let Some(h) = row.local_hash {
-            *self.stored.entry(h).or_default() += 1;
-        }
+        self.store(&row);
         let old = self.rows.insert(row.file_id.clone(), row);
-        if let Some(h) = old.as_ref().and_then(|o| o.local_hash) {
-            self.unstore(h);
+        if let Some(o) = &old {
+            self.unstore(o);
         }
         old
     }
@@ -228,16 +250,28 @@ impl LocalState {
     /// Removes a row; returns it.
     pub fn remove(&mut self, id: &FileId) -> Option<LocalRow> {
         let old = self.rows.remove(id);
-        if let Some(h) = old.as_ref().and_then(|o| o.local_hash) {
-            self.unstore(h);
+        if let Some(o) = &old {
+            self.unstore(o);
         }
         old
     }
 
-    fn unstore(&mut self, h: ContentHash) {
-        if let Some(n) = self.stored.get_mut(&h) {
+    fn store(&mut self, r: &LocalRow) {
+        if let Some(h) = r.local_hash {
+            let e = self.stored.entry(h).or_insert((0, r.local_size));
+            if e.0 == 0 {
+                self.held_bytes += e.1;
+            }
+            e.0 += 1;
+        }
+    }
+
+    fn unstore(&mut self, r: &LocalRow) {
+        let Some(h) = r.local_hash else { return };
+        if let Some((n, size)) = self.stored.get_mut(&h) {
             *n -= 1;
             if *n == 0 {
+                self.held_bytes -= *size;
                 self.stored.remove(&h);
             }
         }
@@ -355,6 +389,33 @@ mod tests {
     }
 
     #[test]
+    fn an_evicted_file_stays_remote_until_asked_for_or_changed() {
+        let r = row(b"a", true);
+        let mut evicted = reconcile(&r, None, true, Eager);
+        evicted.drop_copy();
+        evicted.download = Remote;
+        evicted.evicted = true;
+        let again = reconcile(&r, Some(&evicted), false, Eager);
+        assert_eq!((again.download, again.evicted), (Remote, true));
+        // Asked for (the read queued it), pinned, or new content: downloads, no longer evicted.
+        let mut asked = again.clone();
+        asked.download = Queued;
+        let asked = reconcile(&r, Some(&asked), false, Eager);
+        assert_eq!((asked.download, asked.evicted), (Queued, false));
+        let mut pinned = again.clone();
+        pinned.pinned = true;
+        assert_eq!(reconcile(&r, Some(&pinned), false, Eager).download, Queued);
+        let edited = reconcile(&row(b"b", true), Some(&again), false, Eager);
+        assert_eq!((edited.download, edited.evicted), (Queued, false));
+        // Back here: the size of the bytes held is the file's.
+        let back = reconcile(&r, Some(&again), true, Eager);
+        assert_eq!(
+            (back.download, back.evicted, back.local_size),
+            (Done, false, 1)
+        );
+    }
+
+    #[test]
     fn stored_index_follows_rows() {
         let mut s = LocalState::default();
         let a = reconcile(&row(b"a", false), None, true, Eager);
@@ -363,9 +424,12 @@ mod tests {
         let mut b = a.clone();
         b.file_id = FileId::new("g").unwrap();
         s.put(b);
+        assert_eq!(s.held_bytes(), 1, "shared content counts once");
         s.remove(&a.file_id);
         assert!(s.holds(&h));
-        s.update(&FileId::new("g").unwrap(), |r| r.local_hash = None);
+        assert_eq!(s.held_bytes(), 1);
+        s.update(&FileId::new("g").unwrap(), LocalRow::drop_copy);
         assert!(!s.holds(&h));
+        assert_eq!(s.held_bytes(), 0);
     }
 }

@@ -241,6 +241,17 @@ struct LocalRecord<'a> {
     /// The same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pinned: bool,
+    /// The same (older records have none: the engine takes the size from the file's row).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    local_size: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    accessed: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    evicted: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn to_text<T: Serialize + ?Sized>(v: &T) -> String {
@@ -306,6 +317,9 @@ pub fn local_record(r: &LocalRow) -> String {
         last_sync_error: r.last_error.clone(),
         authored: r.authored,
         pinned: r.pinned,
+        local_size: r.local_size,
+        accessed: r.accessed.0,
+        evicted: r.evicted,
     })
 }
 
@@ -326,6 +340,9 @@ pub fn decode_local(text: &str) -> Result<LocalRow, DecodeError> {
         last_error: r.last_sync_error,
         authored: r.authored,
         pinned: r.pinned,
+        local_size: r.local_size,
+        accessed: Millis(r.accessed),
+        evicted: r.evicted,
     })
 }
 
@@ -682,28 +699,38 @@ mod tests {
     }
 
     #[test]
-    fn a_local_row_says_authored_and_pinned_only_when_it_is_and_old_records_read_as_not() {
-        let row = |authored, pinned| LocalRow {
+    fn a_local_row_writes_its_flags_only_when_set_and_old_records_read_as_not() {
+        let row = |authored, pinned, evicted, held: bool| LocalRow {
             file_id: FileId::new("f").unwrap(),
             path: "files/f".into(),
             content_hash: crate::core::ContentHash::of(b"x"),
-            local_hash: None,
+            local_hash: held.then(|| crate::core::ContentHash::of(b"x")),
+            local_size: if held { 1 } else { 0 },
             upload: TransferStatus::Done,
             download: TransferStatus::Done,
             last_error: None,
             authored,
             pinned,
+            accessed: Millis(if held { 60_000 } else { 0 }),
+            evicted,
         };
-        for (authored, pinned) in [(true, false), (false, true), (true, true)] {
-            let text = local_record(&row(authored, pinned));
-            assert_eq!(decode_local(&text).unwrap(), row(authored, pinned));
+        for flags in [
+            (true, false, false, false),
+            (false, true, false, true),
+            (true, true, true, true),
+            (false, false, true, false),
+        ] {
+            let r = row(flags.0, flags.1, flags.2, flags.3);
+            assert_eq!(decode_local(&local_record(&r)).unwrap(), r);
         }
-        let theirs = local_record(&row(false, false));
-        assert!(
-            !theirs.contains("authored") && !theirs.contains("pinned"),
-            "{theirs}"
+        let theirs = local_record(&row(false, false, false, false));
+        for field in ["authored", "pinned", "evicted", "localSize", "accessed"] {
+            assert!(!theirs.contains(field), "{theirs}");
+        }
+        assert_eq!(
+            decode_local(&theirs).unwrap(),
+            row(false, false, false, false)
         );
-        assert_eq!(decode_local(&theirs).unwrap(), row(false, false));
     }
 
     /// Multipart uploads under way survive a restart as written, with their opaque resume

@@ -150,6 +150,9 @@ struct Browser {
     /// Opens the store with `downloads: 'lazy'` (every other browser): other browsers' files
     /// download only when read or pinned.
     lazy: bool,
+    /// Opens the store with a byte budget (every third browser): the least recently read
+    /// content goes once it is safely on the server.
+    budget: Option<u64>,
     disk: Disk,
     hub: Option<Hub>,
     tabs: Vec<Tab>,
@@ -235,6 +238,10 @@ fn store() -> StoreId {
     StoreId::new(STORE).unwrap()
 }
 
+fn rng_budget(seed: u64, browser: usize) -> u64 {
+    Rng::new(seed ^ (browser as u64) << 48).below(1_800)
+}
+
 fn content(n: u64) -> (ContentHash, u64) {
     // A small pool so that files share content (deduplication, shared-bytes deletes).
     (
@@ -270,6 +277,8 @@ impl World {
             w.browsers.push(Browser {
                 client: ClientId::new(format!("browser-{i}")).unwrap(),
                 lazy: i % 2 == 1,
+                // Two to five contents' worth of the pool's sizes.
+                budget: (i % 3 == 2).then(|| 200 + rng_budget(seed, i)),
                 disk: Disk::default(),
                 hub: None,
                 tabs: Vec::new(),
@@ -334,6 +343,7 @@ impl World {
         if self.browsers[b].lazy {
             cfg.downloads = filesync::core::Downloads::Lazy;
         }
+        cfg.budget = self.browsers[b].budget;
         let snap = self.browsers[b].disk.snapshot();
         let engine = Engine::new(cfg, snap, self.now);
         self.browsers[b].hub = Some(Hub {
@@ -686,6 +696,25 @@ impl World {
                 }
             }
             Command::DeleteLocalBytes { hash } => {
+                // Bytes that exist nowhere else are never deleted: content a file of the
+                // browser's view has is on the server, unless the server moved the file on
+                // (deleted it, or another client gave it other content) and no unconfirmed
+                // event of this browser may bring the content back.
+                let e = &self.browsers[b].hub.as_ref().unwrap().engine;
+                let only_here = !self.server.blobs.contains(&hash)
+                    && e.table().view_refs(&hash).any(|id| {
+                        e.table().has_pending(id)
+                            || self
+                                .server
+                                .table
+                                .get(id)
+                                .is_none_or(|r| r.is_live() && r.content_hash == hash)
+                    });
+                assert!(
+                    !only_here,
+                    "seed {}: b{b} deleted {hash:?}, which exists nowhere else",
+                    self.seed
+                );
                 self.browsers[b].disk.bytes.remove(&hash);
             }
             Command::AbortUpload { key, resume } => {
@@ -1040,13 +1069,23 @@ impl World {
             .files()
             .map(|f| f.row.clone())
             .collect();
-        if self.browsers[b].lazy && !files.is_empty() && self.chance(30) {
-            // The app reads a file (its download is asked for) or pins or unpins one.
-            let file = files[self.rng.below(files.len() as u64) as usize]
-                .id
-                .clone();
-            let input = match self.rng.below(3) {
+        let on_demand = self.browsers[b].lazy || self.browsers[b].budget.is_some();
+        if on_demand && !files.is_empty() && self.chance(30) {
+            // The app reads a file (its download is asked for, or its bytes read), shows some
+            // in object URLs, or pins or unpins one.
+            let pick = self.rng.below(files.len() as u64) as usize;
+            let file = files[pick].id.clone();
+            let input = match self.rng.below(5) {
                 0 | 1 => Input::Prioritize { file },
+                2 => Input::Accessed { files: vec![file] },
+                3 => Input::InUse {
+                    hashes: files
+                        .iter()
+                        .skip(pick)
+                        .take(self.rng.below(3) as usize)
+                        .map(|f| f.content_hash)
+                        .collect(),
+                },
                 _ => {
                     let pinned = self.chance(70);
                     Input::Pin { file, pinned }
@@ -1296,6 +1335,8 @@ impl World {
             self.hub_input(b, Input::NetworkHint { online: true });
             // What an app's "retry" button does after a storm of failures.
             self.hub_input(b, Input::RetryErrors);
+            // Object URLs revoked: what they held may be evicted.
+            self.hub_input(b, Input::InUse { hashes: vec![] });
             self.hub_input(b, Input::SyncNow);
         }
         let end = self.now.after(10 * 60_000);
@@ -1352,9 +1393,9 @@ impl World {
                     .get(&r.id)
                     .ok_or(format!("b{i}: no local row for {}", r.id))?;
                 let here = l.has_local_copy() && b.disk.bytes.contains(&r.content_hash);
-                if b.lazy && !l.pinned && !here {
-                    // Not read since its content last changed: on the server only, and no
-                    // work left for it.
+                if (b.lazy || l.evicted) && !l.pinned && !here {
+                    // Not read since its content last changed, or evicted: on the server
+                    // only, and no work left for it.
                     if (l.upload, l.download) != (TransferStatus::Done, TransferStatus::Remote) {
                         return Err(format!(
                             "b{i} (lazy): {} left {:?}/{:?} {:?} without its bytes",
@@ -1370,6 +1411,28 @@ impl World {
                     return Err(format!(
                         "b{i}: {} left {:?}/{:?} {:?}",
                         r.id, l.upload, l.download, l.last_error
+                    ));
+                }
+            }
+            if let Some(budget) = b.budget {
+                // Usage converges under the budget, unless what is left is pinned.
+                let held = e.local_state().held_bytes();
+                let disk: u64 = b
+                    .disk
+                    .bytes
+                    .iter()
+                    .map(|h| (0..12).map(content).find(|c| c.0 == *h).map_or(0, |c| c.1))
+                    .sum();
+                let unpinned = e.local_state().rows().any(|l| {
+                    l.has_local_copy()
+                        && !e
+                            .local_state()
+                            .rows()
+                            .any(|p| p.pinned && p.local_hash == l.local_hash)
+                });
+                if held != disk || (held > budget && unpinned) {
+                    return Err(format!(
+                        "b{i}: holds {held} bytes ({disk} on disk) over its budget {budget}"
                     ));
                 }
             }

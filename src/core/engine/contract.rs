@@ -24,6 +24,11 @@ pub struct Config {
     pub max_downloads: usize,
     /// When other clients' files download here: at once, or when the app reads them.
     pub downloads: Downloads,
+    /// The most bytes of content to keep here (`None`: no limit). Over it, the least recently
+    /// used content that is safely on the server, not pinned and not in use is evicted.
+    pub budget: Option<u64>,
+    /// Reads are recorded at most this often per file (a read is not a write each time).
+    pub access_granularity_ms: u64,
     /// Remote deletes running at once.
     pub max_deletes: usize,
     /// Remote content becomes garbage only this long after its last reference went away, so
@@ -51,8 +56,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: 4 uploads, 4 downloads and 2 deletes at once, deletes 60 s after the last
-    /// reference went; retries from 1 s doubling to
+    /// The defaults: 4 uploads, 4 downloads and 2 deletes at once, no byte budget, reads
+    /// recorded to the minute, deletes 60 s after the last reference went; retries from 1 s
+    /// doubling to
     /// 30 s, 5 at most; progress every 200 ms; stall after 30 s; reconnect probes from 1 s to
     /// 60 s; a safety pull every 30 s; batches of 256 events; 256 history entries.
     pub fn new(store: StoreId, client: ClientId, mode: Mode) -> Config {
@@ -63,6 +69,8 @@ impl Config {
             max_uploads: 4,
             max_downloads: 4,
             downloads: Downloads::Eager,
+            budget: None,
+            access_granularity_ms: 60_000,
             max_deletes: 2,
             delete_grace_ms: 60_000,
             orphan_grace_ms: 60_000,
@@ -191,6 +199,10 @@ pub enum Input {
     /// Keep this file's bytes here whatever the downloads policy (`pinned`), or stop keeping
     /// them especially. Persisted with the per-client row.
     Pin { file: FileId, pinned: bool },
+    /// The app read these files here: the byte budget evicts them last.
+    Accessed { files: Vec<FileId> },
+    /// Every content some tab uses now (its open object URLs): never evicted. The whole set.
+    InUse { hashes: Vec<ContentHash> },
     /// Stop this file's transfers; they end in `error` with code `cancelled`.
     Cancel { file: FileId },
     /// Re-queue every failed transfer.

@@ -1,4 +1,17 @@
-//! Local bytes: what the byte store holds, orphans, and deleting content nothing uses once that is durable.
+//! Local bytes: what the byte store holds, orphans, deleting content nothing uses once that is
+//! durable, and the byte budget.
+//!
+//! ## The byte budget
+//!
+//! With [`Config::budget`] set, the end of a step that changed anything eviction depends on
+//! (rows, contents in use, tasks) evicts while the bytes rows hold exceed the budget. Content is
+//! evictable when every row holding it holds it as its current content, is not pinned, has no
+//! unconfirmed event, and its file's confirmed row (the server's) names that content with its
+//! remote key (the server has the bytes and knows it); no transfer of it is under way and no tab uses it (an object URL).
+//! The least recently read goes first (ties: by hash). An evicted row becomes remote-only
+//! (`evicted`) and its bytes go the way of all garbage: only once the rows without them are
+//! durable, so a crash mid-eviction leaves bytes no row claims (found again by the next
+//! inventory), never a row claiming missing bytes.
 
 use super::*;
 
@@ -17,6 +30,18 @@ pub(super) struct LocalBytes {
     pub(super) retained: FxMap<ContentHash, Millis>,
     /// Contents stored and deleted since a listing began (`InventoryStarted`).
     pub(super) journal: Option<(FxSet<ContentHash>, FxSet<ContentHash>)>,
+    /// Contents tabs use now (object URLs): never evicted.
+    pub(super) in_use: FxSet<ContentHash>,
+    /// Something eviction depends on changed since the last pass.
+    pub(super) budget_dirty: bool,
+}
+
+/// What the byte budget sees: the budget, the bytes rows hold, how many of them are evictable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageUse {
+    pub budget: Option<u64>,
+    pub held: u64,
+    pub evictable: u64,
 }
 
 impl LocalBytes {
@@ -54,7 +79,7 @@ impl Engine {
             .map(|r| r.file_id.clone())
             .collect();
         for id in missing {
-            self.update_local(&id, |r| r.local_hash = None);
+            self.update_local(&id, LocalRow::drop_copy);
             self.touched.insert(id);
         }
         // Only files whose content appeared or vanished can reconcile differently: touching
@@ -129,10 +154,101 @@ impl Engine {
         }
     }
 
+    /// No row holds these bytes and none wants them here: every file with this content is
+    /// remote-only (lazy or evicted: its bytes are on the server), or there is none.
     pub(super) fn is_unused_locally(&self, h: &ContentHash) -> bool {
         !self.local.holds(h)
-            && self.table.view_refs(h).next().is_none()
             && !self.held.retained.contains_key(h)
+            && self.table.view_refs(h).all(|id| {
+                self.local
+                    .get(id)
+                    .is_some_and(|r| r.download == TransferStatus::Remote)
+            })
+    }
+
+    /// The app read these files: their bytes are evicted last. Recorded only when the last
+    /// record is older than `access_granularity_ms`, and not reported as a change of the file.
+    pub(super) fn accessed(&mut self, files: &[FileId]) {
+        let (now, grain) = (self.now, self.cfg.access_granularity_ms);
+        for id in files {
+            let changed = self.local.update(id, |r| {
+                if now.since(r.accessed) >= grain {
+                    r.accessed = now;
+                }
+            });
+            if changed {
+                self.persist.dirty.local.insert(id.clone());
+            }
+        }
+    }
+
+    /// Evictable contents with their last read and size, least recently read first.
+    fn evictable(&self) -> Vec<(Millis, ContentHash, u64)> {
+        let mut seen: FxMap<ContentHash, (Millis, u64, bool)> = FxMap::default();
+        for r in self.local.rows() {
+            let Some(h) = r.local_hash else { continue };
+            // With events of the file the server has not confirmed, the server's row may end
+            // up other than ours (an edit on top of a change we have not seen yet needs our
+            // upload): not evictable until they are.
+            let ok = r.has_local_copy()
+                && !r.pinned
+                && !self.table.has_pending(&r.file_id)
+                && self
+                    .table
+                    .confirmed(&r.file_id)
+                    .is_some_and(|c| c.is_live() && c.content_hash == h && c.remote_key.is_some());
+            let e = seen.entry(h).or_insert((r.accessed, r.local_size, true));
+            e.0 = e.0.max(r.accessed);
+            e.2 &= ok;
+        }
+        let mut out: Vec<(Millis, ContentHash, u64)> = seen
+            .into_iter()
+            .filter(|(h, (_, _, ok))| {
+                *ok && !self.held.in_use.contains(h)
+                    && KINDS
+                        .iter()
+                        .all(|k| !self.sched.tasks.contains_key(&(*k, *h)))
+            })
+            .map(|(h, (at, size, _))| (at, h, size))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The budget, the bytes held and how many of them may be evicted.
+    pub fn storage_use(&self) -> StorageUse {
+        StorageUse {
+            budget: self.cfg.budget,
+            held: self.local.held_bytes(),
+            evictable: self.evictable().iter().map(|e| e.2).sum(),
+        }
+    }
+
+    /// Evicts the least recently read evictable contents while over the budget.
+    pub(super) fn enforce_budget(&mut self) {
+        let Some(budget) = self.cfg.budget else {
+            return;
+        };
+        if !std::mem::take(&mut self.held.budget_dirty) || self.local.held_bytes() <= budget {
+            return;
+        }
+        let mut held = self.local.held_bytes();
+        for (_, h, size) in self.evictable() {
+            if held <= budget {
+                break;
+            }
+            held -= size;
+            let holders: Vec<FileId> = self.table.view_refs(&h).cloned().collect();
+            for id in holders {
+                self.update_local(&id, |r| {
+                    r.drop_copy();
+                    r.download = TransferStatus::Remote;
+                    r.evicted = true;
+                });
+            }
+        }
+        // Evicting made nothing else evictable.
+        self.held.budget_dirty = false;
     }
 
     pub(super) fn collect_local_garbage(&mut self) {

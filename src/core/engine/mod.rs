@@ -22,7 +22,7 @@
 //! | `sync` | the cursor, early events, the push and pull in flight, connectivity | confirmed events apply in sequence order, each once; this client's events are numbered in order |
 //! | `transfers` | tasks (one per content and direction), the ready queue, running transfers, retries, multipart uploads under way | a running transfer is a running task and back; the queue holds ready tasks only; a multipart upload under way has its upload task, and is aborted on the server when the task goes unfinished |
 //! | `deletes` | garbage: content to delete remotely | content is deleted remotely only when nothing references it |
-//! | `local_bytes` | bytes held, orphans, content retained after a conflict, the inventory journal | a local copy is bytes the store holds; bytes that exist nowhere else are never deleted |
+//! | `local_bytes` | bytes held, orphans, content retained after a conflict, the inventory journal, contents in use, the byte budget | a local copy is bytes the store holds; bytes that exist nowhere else are never deleted; eviction takes only content on the server, unpinned, unused |
 //! | `leadership` | the term and whether a leader runs | reports of an older term are refused |
 //! | `step` | the end of every step: reconciling, garbage, starting work, timers | every per-client row follows a live file of the view |
 //!
@@ -73,6 +73,7 @@ mod sync;
 mod transfers;
 
 pub use contract::*;
+pub use local_bytes::StorageUse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TaskState {
     /// An upload whose content the server has not confirmed yet.
@@ -195,18 +196,29 @@ impl Engine {
         let requeue: Vec<FileId> = local
             .rows()
             .filter(|r| {
-                r.upload == TransferStatus::InProgress || r.download == TransferStatus::InProgress
+                r.upload == TransferStatus::InProgress
+                    || r.download == TransferStatus::InProgress
+                    || (r.has_local_copy() && r.local_size == 0)
             })
             .map(|r| r.file_id.clone())
             .collect();
-        for id in &requeue {
-            local.update(id, |r| {
+        let mut requeue_changed = Vec::new();
+        for id in requeue {
+            let size = table.get(&id).map_or(0, |f| f.info.size);
+            let changed = local.update(&id, |r| {
                 for k in KINDS {
                     if r.status(k) == TransferStatus::InProgress {
                         r.set_status(k, TransferStatus::Queued);
                     }
                 }
+                // Rows stored before sizes were recorded.
+                if r.has_local_copy() {
+                    r.local_size = size;
+                }
             });
+            if changed {
+                requeue_changed.push(id);
+            }
         }
         let bootstrap = local.is_empty();
         let mut e = Engine {
@@ -243,8 +255,9 @@ impl Engine {
             table,
             local,
         };
-        e.persist.dirty.local.extend(requeue);
+        e.persist.dirty.local.extend(requeue_changed);
         e.held.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
+        e.held.budget_dirty = true;
         if bootstrap {
             e.bootstrap();
         }
@@ -577,7 +590,11 @@ impl Engine {
                     }
                 }
             }
-            Input::Prioritize { file } => self.prioritize(&file)?,
+            Input::Prioritize { file } => {
+                self.prioritize(&file)?;
+                // A read is coming.
+                self.accessed(&[file]);
+            }
             Input::Pin { file, pinned } => {
                 if self.local.get(&file).is_none() {
                     return Err(EngineError::NotFound { id: file });
@@ -585,6 +602,11 @@ impl Engine {
                 self.update_local(&file, |r| r.pinned = pinned);
                 // Reconciled again: a pinned lazy file's download is wanted now.
                 self.touched.insert(file);
+            }
+            Input::Accessed { files } => self.accessed(&files),
+            Input::InUse { hashes } => {
+                self.held.in_use = hashes.into_iter().collect();
+                self.held.budget_dirty = true;
             }
             Input::Cancel { file } => self.cancel(&file)?,
             Input::RetryErrors => self.retry_errors(),

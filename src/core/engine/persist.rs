@@ -169,7 +169,7 @@ impl Engine {
             .map(|r| r.file_id.clone())
             .collect();
         for id in &gone {
-            self.update_local(id, |r| r.local_hash = None);
+            self.update_local(id, LocalRow::drop_copy);
         }
         self.touched.extend(ids.iter().cloned());
         // Everything in memory goes to the new database.

@@ -12,12 +12,18 @@ impl Engine {
     }
 
     pub(super) fn put_local(&mut self, row: LocalRow) {
-        let row = self.for_mode(row);
+        let mut row = self.for_mode(row);
         let id = row.file_id.clone();
         let hash = row.content_hash;
-        if self.local.get(&id) == Some(&row) {
+        let before = self.local.get(&id);
+        if before == Some(&row) {
             return;
         }
+        // Bytes that just arrived count as read now: they are evicted last.
+        if row.local_hash.is_some() && before.and_then(|b| b.local_hash) != row.local_hash {
+            row.accessed = self.now;
+        }
+        self.held.budget_dirty = true;
         if let Some(old) = self.local.put(row) {
             // Both the old copy and the old content may have lost their last user.
             self.held.gc_local.extend(old.local_hash);
@@ -46,6 +52,7 @@ impl Engine {
                 }
                 None => {
                     if let Some(old) = self.local.remove(&id) {
+                        self.held.budget_dirty = true;
                         self.held.gc_local.extend(old.local_hash);
                         self.held.gc_local.insert(old.content_hash);
                         self.touched_hashes.insert(old.content_hash);
@@ -100,6 +107,9 @@ impl Engine {
         // Reconciling can touch more files and hashes; iterate until nothing moves.
         loop {
             self.reconcile_touched();
+            if self.touched_hashes.is_empty() {
+                self.enforce_budget();
+            }
             if self.touched_hashes.is_empty() {
                 break;
             }

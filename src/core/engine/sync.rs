@@ -180,6 +180,8 @@ impl Engine {
         }
         let applied = self.table.apply_confirmed(&self.cfg.store, run);
         self.persist.dirty.meta = true;
+        // Confirmed rows changed: content the server now knows may be evictable.
+        self.held.budget_dirty = true;
         for (seq, e) in &applied.rejected {
             self.emit_event(Event::SyncError {
                 code: e.code().into(),

@@ -1756,3 +1756,166 @@ fn garbage_found_again_while_its_delete_runs_is_deleted_once_more() {
     h.advance(60_000);
     assert!(delete(&mut h).is_some(), "after the grace period");
 }
+
+/// A device with a budget of `bytes`, leading, with files other clients uploaded.
+fn budgeted(bytes: u64, files: &[(&str, &str)]) -> H {
+    let mut cfg = config(Mode::Remote);
+    cfg.budget = Some(bytes);
+    cfg.max_downloads = 8;
+    // Downloads here finish minutes apart.
+    cfg.stall_timeout_ms = u64::MAX / 4;
+    let mut h = H::with(cfg, Snapshot::default());
+    h.lead(1);
+    for (id, content) in files {
+        h.remote(vec![created(id, content), uploaded_by_other(id, content)]);
+    }
+    h
+}
+
+/// Runs the downloads out now, one at a time, a minute apart (so each arrives later).
+fn download_all(h: &mut H) {
+    for t in h.transfers() {
+        h.advance(61_000);
+        h.done(&t);
+    }
+}
+
+/// The local deletes out so far (other outputs stay).
+fn deleted_locally(h: &mut H) -> Vec<ContentHash> {
+    let mut out = Vec::new();
+    h.seen.retain(|o| match o {
+        Output::Command(Command::DeleteLocalBytes { hash }) => {
+            out.push(*hash);
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+#[test]
+fn the_byte_budget_evicts_the_least_recently_read_and_they_come_back_on_a_read() {
+    let mut h = budgeted(10, &[("a", "aaaa"), ("b", "bbbb")]);
+    download_all(&mut h);
+    assert_eq!(h.e.storage_use().held, 8);
+    // `a` is read: `b` is now the least recently read.
+    h.advance(61_000);
+    h.input(Input::Accessed {
+        files: vec![fid("a")],
+    })
+    .unwrap();
+    h.remote(vec![created("c", "cccc"), uploaded_by_other("c", "cccc")]);
+    download_all(&mut h);
+    let b = h.local("b");
+    assert_eq!((b.local_hash, b.download, b.evicted), (None, Remote, true));
+    assert!(h.local("a").has_local_copy() && h.local("c").has_local_copy());
+    assert_eq!(deleted_locally(&mut h), vec![hash("bbbb")]);
+    assert_eq!(
+        h.e.storage_use(),
+        StorageUse {
+            budget: Some(10),
+            held: 8,
+            evictable: 8
+        }
+    );
+    let shown = h.e.file(&fid("b")).unwrap().display;
+    assert!(!shown.can_display && !shown.has_local_copy);
+    // Evicted stays remote-only, though downloads are eager, until the app reads it...
+    h.advance(61_000);
+    assert!(h.transfers().is_empty());
+    h.remote(vec![uploaded_by_other("b", "bbbb")]);
+    assert!(
+        h.transfers().is_empty(),
+        "re-applying the row keeps it evicted"
+    );
+    // ... then it comes back, and the least recently read of the others goes (`a`, read
+    // before `c` arrived).
+    h.input(Input::Prioritize { file: fid("b") }).unwrap();
+    download_all(&mut h);
+    assert!(h.local("b").has_local_copy() && !h.local("b").evicted);
+    assert_eq!(h.local("a").download, Remote);
+    assert_eq!(deleted_locally(&mut h), vec![hash("aaaa")]);
+    // New content of an evicted file downloads again under the eager policy.
+    h.remote(vec![updated_by_other("a", "AAAA", None, Some("aaaa"))]);
+    assert_eq!(h.local("a").download, InProgress);
+}
+
+#[test]
+fn eviction_never_takes_bytes_only_here_pinned_or_in_use() {
+    let mut h = budgeted(1, &[("p", "pinned"), ("u", "in use")]);
+    h.input(Input::Pin {
+        file: fid("p"),
+        pinned: true,
+    })
+    .unwrap();
+    h.input(Input::InUse {
+        hashes: vec![hash("in use")],
+    })
+    .unwrap();
+    download_all(&mut h);
+    // Saved here, uploaded, but the server has not confirmed the attach yet.
+    h.save("mine", "only here");
+    let up = h.transfers();
+    h.auto_push = false;
+    h.done(&up[0]);
+    for id in ["p", "u", "mine"] {
+        assert!(h.local(id).has_local_copy(), "{id} kept");
+    }
+    assert!(deleted_locally(&mut h).is_empty());
+    assert_eq!(h.e.storage_use().evictable, 0);
+    assert_eq!(h.e.storage_use().held, 21);
+    // The server confirms: `mine` exists elsewhere now; the tab lets go of `u`.
+    answer_push(&mut h, |e| e);
+    h.input(Input::InUse { hashes: vec![] }).unwrap();
+    assert!(h.local("p").has_local_copy(), "pinned stays");
+    assert!(!h.local("u").has_local_copy() && !h.local("mine").has_local_copy());
+    let mut gone = deleted_locally(&mut h);
+    gone.sort_unstable();
+    let mut want = vec![hash("in use"), hash("only here")];
+    want.sort_unstable();
+    assert_eq!(gone, want);
+    // Unpinned, it goes too.
+    h.input(Input::Pin {
+        file: fid("p"),
+        pinned: false,
+    })
+    .unwrap();
+    assert_eq!(deleted_locally(&mut h), vec![hash("pinned")]);
+    assert_eq!(h.e.storage_use().held, 0);
+}
+
+#[test]
+fn a_restart_in_the_middle_of_an_eviction_loses_nothing() {
+    let mut h = budgeted(4, &[("a", "aaaa")]);
+    download_all(&mut h);
+    let before = h.e.snapshot();
+    h.auto_persist = false;
+    h.remote(vec![created("b", "bbbb"), uploaded_by_other("b", "bbbb")]);
+    download_all(&mut h);
+    assert_eq!(h.local("a").download, Remote, "evicted in memory");
+    assert!(
+        deleted_locally(&mut h).is_empty(),
+        "bytes wait for the rows without them to be durable"
+    );
+    let during = h.e.snapshot();
+    // Crashed before the batch was durable: the old rows, both contents on disk.
+    for (snap, evicted) in [(before, false), (during, true)] {
+        let mut cfg = config(Mode::Remote);
+        cfg.budget = Some(4);
+        cfg.stall_timeout_ms = u64::MAX / 4;
+        let mut r = H::with(cfg, snap);
+        assert_eq!(r.local("a").evicted, evicted);
+        r.input(Input::LocalInventory {
+            hashes: vec![hash("aaaa"), hash("bbbb")],
+        })
+        .unwrap();
+        // Whatever was durable, every row with a copy has its bytes (checked after every
+        // step), and the budget is kept again, deleting only what is on the server.
+        r.lead(2);
+        download_all(&mut r);
+        assert!(r.e.storage_use().held <= 4);
+        for c in deleted_locally(&mut r) {
+            assert!(c == hash("aaaa") || c == hash("bbbb"));
+        }
+    }
+}

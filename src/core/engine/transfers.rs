@@ -256,6 +256,8 @@ impl Engine {
     pub(super) fn remove_task(&mut self, kind: TransferKind, hash: ContentHash) -> Option<Task> {
         let t = self.sched.tasks.remove(&(kind, hash))?;
         self.sched.ready.remove(&Self::ready_key(kind, hash, &t));
+        // Its content may be evictable now.
+        self.held.budget_dirty = true;
         if kind == TransferKind::Upload {
             self.abort_upload(hash);
         }
