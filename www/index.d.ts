@@ -167,7 +167,6 @@ export type EventOf<T extends FileSyncEventType> = FileSyncEvent extends infer E
     : never
   : never;
 
-/** A stored record skipped at start because it was broken (the rest loaded). */
 /** What `getStorageInfo()` reports. */
 export interface StorageInfo {
   /** Bytes the origin uses (all its stores and other data). */
@@ -177,6 +176,12 @@ export interface StorageInfo {
   /** Whether the browser keeps the origin's data under storage pressure (see `requestPersistence`). */
   persisted: boolean;
   kind: 'opfs' | 'indexeddb';
+  /** The `storageBudget` the store runs with; `null`: no limit. */
+  budget: number | null;
+  /** Bytes of file content this browser holds for the store (each content counted once). */
+  held: number;
+  /** How many of them the budget may evict now (safely on the server, not pinned, not in use). */
+  evictable: number;
 }
 
 /** One entry of `getHistory()`: an event and when the hub emitted it (ms since the epoch). */
@@ -185,6 +190,7 @@ export interface HistoryEntry {
   event: FileSyncEvent;
 }
 
+/** A stored record skipped at start because it was broken (the rest loaded). */
 export interface StorageIssue {
   table: string;
   key: string;
@@ -238,6 +244,16 @@ export interface OpenOptions {
    * uploaded either way. The first tab to open the store decides for every tab of the browser.
    */
   downloads?: 'eager' | 'lazy';
+  /**
+   * The most bytes of file content this browser keeps (default: no limit). Over it, the least
+   * recently read content is evicted: the file becomes remote-only (`downloadStatus:
+   * 'remote'`, also under `downloads: 'eager'`) and downloads again, verified, when read.
+   * Never evicted: content not yet safely on the server (saved here and not uploaded, or
+   * uploaded and not yet confirmed), pinned files, content a transfer is moving, and content
+   * an object URL of an open tab shows (see `releaseFileUrl`). So usage can stay over the
+   * budget while those exceed it. The first tab to open the store decides for every tab.
+   */
+  storageBudget?: number;
   /**
    * Remote content is deleted this long after the last file using it went (default 60000 ms),
    * so an upload still in flight cannot land after the delete.
@@ -315,6 +331,11 @@ export interface FileSync {
    * scheduled) when an attempt fails.
    */
   resolveFileUrl(id: string): Promise<string>;
+  /**
+   * Revokes this tab's object URL of the file's current content (from `resolveFileUrl`): call
+   * it when the app stops showing it. Until then the `storageBudget` never evicts that content.
+   */
+  releaseFileUrl(id: string): void;
   getFiles(): FileState[];
   getFile(id: string): FileState | undefined;
   getSyncStatus(): SyncStatus;
@@ -339,7 +360,7 @@ export interface FileSync {
    * browser (every tab), not synced to other devices. Rejects with `not_found` for no such file.
    */
   pin(id: string): Promise<void>;
-  /** Undoes `pin`; the bytes already here stay. */
+  /** Undoes `pin`; the bytes already here stay until the `storageBudget` evicts them. */
   unpin(id: string): Promise<void>;
   cancel(id: string): Promise<void>;
   retryErrors(): Promise<void>;
@@ -377,7 +398,8 @@ export interface FileSync {
   storageKind(): 'opfs' | 'indexeddb';
   /**
    * The bytes the origin uses and may use (the whole origin, from `navigator.storage.estimate()`),
-   * whether the browser keeps its data under storage pressure, and where this store's bytes live.
+   * whether the browser keeps its data under storage pressure, where this store's bytes live,
+   * and the store's byte budget: the budget, the bytes held, how many the budget may evict.
    */
   getStorageInfo(): Promise<StorageInfo>;
   /**

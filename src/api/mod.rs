@@ -74,12 +74,15 @@ fn save_options(options: &JsValue) -> Result<(SaveOptions, Option<String>), Erro
 }
 
 fn storage_info_js(info: &StorageInfo) -> JsValue {
-    object(&[
+    let out = object(&[
         ("usage", JsValue::from_f64(info.usage)),
         ("quota", JsValue::from_f64(info.quota)),
         ("persisted", JsValue::from_bool(info.persisted)),
         ("kind", JsValue::from_str(&info.kind)),
-    ])
+    ]);
+    // `budget`, `held`, `evictable` as the hub answered them.
+    let target: &js_sys::Object = out.unchecked_ref();
+    js_sys::Object::assign(target, info.budget.unchecked_ref()).into()
 }
 
 /// Incremental SHA-256 for the package's hash worker (`filesync-worker.js` started as a
@@ -186,6 +189,14 @@ impl FileSync {
         )
     }
 
+    /// Revokes the object URL `resolveFileUrl` made for the file's current content in this
+    /// tab: call it when the app no longer shows it. Content an object URL shows is never
+    /// evicted by the byte budget.
+    #[wasm_bindgen(js_name = releaseFileUrl)]
+    pub fn release_file_url(&self, id: String) -> Result<(), JsValue> {
+        self.tab.release_url(&id).map_err(reject)
+    }
+
     /// Every live file.
     #[wasm_bindgen(js_name = getFiles)]
     pub fn get_files(&self) -> JsValue {
@@ -242,7 +253,7 @@ impl FileSync {
         })
     }
 
-    /// Undoes `pin` (the bytes stay until something else removes them).
+    /// Undoes `pin` (the bytes stay until the byte budget evicts them).
     pub fn unpin(&self, id: String) -> js_sys::Promise {
         self.control(Control::Pin {
             file_id: id,

@@ -51,7 +51,7 @@ pub mod timer;
 
 pub use engine::{
     Command, Config, Engine, Event, FileView, Input, Mode, OpId, Output, PersistBatch, RequestId,
-    Snapshot, TaskId, TransferOrder,
+    Snapshot, StorageUse, TaskId, TransferOrder,
 };
 pub use error::{DecodeError, EngineError, Failure};
 pub use event::{

@@ -22,9 +22,11 @@ pub enum Timer {
     /// The earliest orphaned local content whose grace period ends, or retained content (the
     /// losing side of a conflict) whose time is up.
     Orphans,
+    /// Over the byte budget: the earliest recently read content whose grace ends.
+    Budget,
 }
 
-const COUNT: usize = 8;
+const COUNT: usize = 9;
 
 impl Timer {
     const ALL: [Timer; COUNT] = [
@@ -36,6 +38,7 @@ impl Timer {
         Timer::Progress,
         Timer::Stall,
         Timer::Orphans,
+        Timer::Budget,
     ];
 }
 

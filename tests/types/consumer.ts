@@ -64,7 +64,15 @@ export async function synced(): Promise<void> {
     },
     maxUploads: 2,
     downloads: 'lazy',
+    storageBudget: 512 * 1024 * 1024,
   });
+  // The byte budget: what is held, what may go; an object URL released lets its content go.
+  const info = await fs.getStorageInfo();
+  const room: number | null = info.budget === null ? null : info.budget - info.held;
+  const evictable: number = info.evictable;
+  void room;
+  void evictable;
+  for (const f of fs.getFiles()) fs.releaseFileUrl(f.id);
   fs.on('online', () => undefined);
   // Lazy: a file not read yet is on the server only, not displayable until asked for.
   const remoteOnly: string[] = fs.getFiles().filter((f) => f.downloadStatus === 'remote' && !f.canDisplay).map((f) => f.id);

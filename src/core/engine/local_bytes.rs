@@ -4,10 +4,13 @@
 //! ## The byte budget
 //!
 //! With [`Config::budget`] set, the end of a step that changed anything eviction depends on
-//! (rows, contents in use, tasks) evicts while the bytes rows hold exceed the budget. Content is
+//! (rows, contents in use, tasks, the end of a grace) evicts while the bytes rows hold exceed
+//! the budget. Content is
 //! evictable when every row holding it holds it as its current content, is not pinned, has no
 //! unconfirmed event, and its file's confirmed row (the server's) names that content with its
-//! remote key (the server has the bytes and knows it); no transfer of it is under way and no tab uses it (an object URL).
+//! remote key (the server has the bytes and knows it); no transfer of it is under way, no tab
+//! uses it (an object URL), and it was not read or downloaded within `evict_grace_ms` (a `File`
+//! the app just got reads the stored bytes).
 //! The least recently read goes first (ties: by hash). An evicted row becomes remote-only
 //! (`evicted`) and its bytes go the way of all garbage: only once the rows without them are
 //! durable, so a crash mid-eviction leaves bytes no row claims (found again by the next
@@ -34,6 +37,8 @@ pub(super) struct LocalBytes {
     pub(super) in_use: FxSet<ContentHash>,
     /// Something eviction depends on changed since the last pass.
     pub(super) budget_dirty: bool,
+    /// Contents read or arrived within `evict_grace_ms`, with when (in memory only).
+    pub(super) recent: FxMap<ContentHash, Millis>,
 }
 
 /// What the byte budget sees: the budget, the bytes rows hold, how many of them are evictable.
@@ -171,6 +176,9 @@ impl Engine {
     pub(super) fn accessed(&mut self, files: &[FileId]) {
         let (now, grain) = (self.now, self.cfg.access_granularity_ms);
         for id in files {
+            if let Some(h) = self.local.get(id).and_then(|r| r.local_hash) {
+                self.held.recent.insert(h, now);
+            }
             let changed = self.local.update(id, |r| {
                 if now.since(r.accessed) >= grain {
                     r.accessed = now;
@@ -205,6 +213,7 @@ impl Engine {
             .into_iter()
             .filter(|(h, (_, _, ok))| {
                 *ok && !self.held.in_use.contains(h)
+                    && !self.held.recent.contains_key(h)
                     && KINDS
                         .iter()
                         .all(|k| !self.sched.tasks.contains_key(&(*k, *h)))
@@ -224,12 +233,24 @@ impl Engine {
         }
     }
 
+    /// Over the budget with recently read content waiting out its grace: when it ends.
+    pub(super) fn budget_deadline(&self) -> Option<Millis> {
+        let over = self.cfg.budget.is_some_and(|b| self.local.held_bytes() > b);
+        let first = self.held.recent.values().min()?;
+        over.then(|| first.after(self.cfg.evict_grace_ms))
+    }
+
     /// Evicts the least recently read evictable contents while over the budget.
     pub(super) fn enforce_budget(&mut self) {
         let Some(budget) = self.cfg.budget else {
             return;
         };
-        if !std::mem::take(&mut self.held.budget_dirty) || self.local.held_bytes() <= budget {
+        if !std::mem::take(&mut self.held.budget_dirty) {
+            return;
+        }
+        let (now, grace) = (self.now, self.cfg.evict_grace_ms);
+        self.held.recent.retain(|_, at| now.since(*at) < grace);
+        if self.local.held_bytes() <= budget {
             return;
         }
         let mut held = self.local.held_bytes();

@@ -302,6 +302,7 @@ impl Engine {
                 Timer::Progress => self.flush_progress(),
                 Timer::Stall => self.check_stalls(),
                 Timer::Orphans => self.expire_orphans(),
+                Timer::Budget => self.held.budget_dirty = true,
             }
         }
         self.after_step();

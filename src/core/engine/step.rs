@@ -20,8 +20,12 @@ impl Engine {
             return;
         }
         // Bytes that just arrived count as read now: they are evicted last.
-        if row.local_hash.is_some() && before.and_then(|b| b.local_hash) != row.local_hash {
+        if let Some(h) = row
+            .local_hash
+            .filter(|_| before.and_then(|b| b.local_hash) != row.local_hash)
+        {
             row.accessed = self.now;
+            self.held.recent.insert(h, self.now);
         }
         self.held.budget_dirty = true;
         if let Some(old) = self.local.put(row) {
@@ -98,6 +102,7 @@ impl Engine {
             .chain(self.held.retained.values().copied())
             .min();
         self.timers.set(Timer::Orphans, orphans);
+        self.timers.set(Timer::Budget, self.budget_deadline());
         self.timers.set(Timer::Progress, progress);
         self.timers.set(Timer::Retry, retry);
         self.timers.set(Timer::Stall, stall);

@@ -1810,12 +1810,13 @@ fn the_byte_budget_evicts_the_least_recently_read_and_they_come_back_on_a_read()
     assert_eq!((b.local_hash, b.download, b.evicted), (None, Remote, true));
     assert!(h.local("a").has_local_copy() && h.local("c").has_local_copy());
     assert_eq!(deleted_locally(&mut h), vec![hash("bbbb")]);
+    // `c` just arrived: kept from eviction for the grace (the app may be reading it).
     assert_eq!(
         h.e.storage_use(),
         StorageUse {
             budget: Some(10),
             held: 8,
-            evictable: 8
+            evictable: 4
         }
     );
     let shown = h.e.file(&fid("b")).unwrap().display;
@@ -1867,6 +1868,13 @@ fn eviction_never_takes_bytes_only_here_pinned_or_in_use() {
     // The server confirms: `mine` exists elsewhere now; the tab lets go of `u`.
     answer_push(&mut h, |e| e);
     h.input(Input::InUse { hashes: vec![] }).unwrap();
+    // Read just now: kept through the grace, then evicted without any other trigger.
+    h.input(Input::Accessed {
+        files: vec![fid("u")],
+    })
+    .unwrap();
+    assert!(h.local("u").has_local_copy() && h.local("mine").has_local_copy());
+    h.advance(10_000);
     assert!(h.local("p").has_local_copy(), "pinned stays");
     assert!(!h.local("u").has_local_copy() && !h.local("mine").has_local_copy());
     let mut gone = deleted_locally(&mut h);

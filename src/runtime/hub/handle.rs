@@ -85,8 +85,23 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             replies.push(ToTab::Reply { req, error });
         }
         ToHub::History { req } => {
-            let entries = history_json(r.engine.history().iter());
-            replies.push(ToTab::History { req, entries });
+            let value = history_json(r.engine.history().iter());
+            replies.push(ToTab::Answer { req, value });
+        }
+        ToHub::Usage { req } => {
+            let value = usage_json(&r.engine.storage_use());
+            replies.push(ToTab::Answer { req, value });
+        }
+        ToHub::Read { file_ids } => {
+            let files = file_ids
+                .into_iter()
+                .filter_map(|id| FileId::new(id).ok())
+                .collect();
+            let _ = r.engine.handle(now, Input::Accessed { files });
+        }
+        ToHub::InUse { tab, hashes } => {
+            s.in_use.insert(tab, hashes);
+            report_in_use(s, now);
         }
         ToHub::Elected { tab } => {
             let store = r.store.clone();
@@ -108,6 +123,9 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         ToHub::Bye { tab } => {
             s.ports.retain(|(t, _)| *t != tab);
             s.seen.remove(&tab);
+            if s.in_use.remove(&tab).is_some() {
+                report_in_use(s, now);
+            }
         }
         ToHub::Pong { .. } => {}
         ToHub::ViewUnreadable => r.view_dirty = true,
@@ -119,6 +137,17 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
     for m in &replies {
         s.outbox.push(port.clone(), m);
     }
+}
+
+/// Tells the engine every content some tab uses (object URLs).
+pub(super) fn report_in_use(s: &mut State, now: Millis) {
+    let Phase::Ready(r) = &mut s.phase else {
+        return;
+    };
+    let mut hashes: Vec<ContentHash> = s.in_use.values().flatten().copied().collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let _ = r.engine.handle(now, Input::InUse { hashes });
 }
 
 pub(super) fn broadcast_leader(s: &mut State) {

@@ -24,6 +24,7 @@ pub(super) fn watch_leader(state: &Rc<RefCell<State>>) {
             let mut s = state.borrow_mut();
             broadcast(&mut s, &ToTab::Ping);
             check_lease(&mut s, now());
+            forget_silent_tabs(&mut s, now());
         }
         after(&state);
     });
@@ -50,5 +51,19 @@ pub(super) fn check_lease(s: &mut State, now: Millis) {
     if let Some(heir) = heir {
         s.takeover = Some(term);
         s.outbox.push(heir, &ToTab::TakeOver);
+    }
+}
+
+/// A tab that answered no ping for this long is gone (closed without a goodbye, crashed):
+/// its object URLs no longer keep content from eviction.
+const GONE_MS: u64 = 60_000;
+
+fn forget_silent_tabs(s: &mut State, now: Millis) {
+    let before = s.in_use.len();
+    let seen = &s.seen;
+    s.in_use
+        .retain(|t, _| seen.get(t).is_some_and(|at| now.since(*at) < GONE_MS));
+    if s.in_use.len() != before {
+        report_in_use(s, now);
     }
 }

@@ -15,8 +15,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::protocol::{
-    channel_names, encode, handover_channel_name, history_json, may_take_over, AppEvent, Envelope,
-    ErrorInfo, FileState, Handover, HubConfig, StorageIssue, ToHub, TransferJob, VERSION,
+    channel_names, encode, handover_channel_name, history_json, may_take_over, usage_json,
+    AppEvent, Envelope, ErrorInfo, FileState, Handover, HubConfig, StorageIssue, ToHub,
+    TransferJob, VERSION,
 };
 use super::remote::RemoteConfig;
 use super::sync;
@@ -24,8 +25,8 @@ use crate::core::collections::FxMap;
 use crate::core::event::FileEvent;
 use crate::core::store::{batch_ops, client_id_op, last_term_op, CorruptRecord, StateStore};
 use crate::core::{
-    ClientId, Command, Engine, EngineError, Event, FileId, Input, Millis, OpId, Output, StoreId,
-    Term,
+    ClientId, Command, ContentHash, Engine, EngineError, Event, FileId, Input, Millis, OpId,
+    Output, StoreId, Term,
 };
 use crate::web::bytes::ByteStore;
 use crate::web::idb::IdbStateStore;
@@ -142,6 +143,8 @@ struct State {
     ports: Vec<(String, Peer)>,
     /// When each tab last answered a ping (or said anything that names it).
     seen: FxMap<String, Millis>,
+    /// The contents each tab has object URLs for (never evicted).
+    in_use: FxMap<String, Vec<ContentHash>>,
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
@@ -238,6 +241,7 @@ impl Hub {
                     phase: Phase::Starting(Vec::new()),
                     ports: Vec::new(),
                     seen: FxMap::default(),
+                    in_use: FxMap::default(),
                     takeover: None,
                     outbox: Outbox::default(),
                     feed: Feed {
@@ -416,9 +420,10 @@ fn holds_while_recovering(msg: &ToHub) -> bool {
 
 fn request_of(msg: &ToHub) -> Option<u64> {
     match msg {
-        ToHub::Commit { req, .. } | ToHub::Control { req, .. } | ToHub::History { req } => {
-            Some(*req)
-        }
+        ToHub::Commit { req, .. }
+        | ToHub::Control { req, .. }
+        | ToHub::History { req }
+        | ToHub::Usage { req } => Some(*req),
         _ => None,
     }
 }

@@ -53,6 +53,7 @@ pub fn engine_config(
         cfg.max_downloads = n.max(1);
     }
     cfg.downloads = hub.downloads;
+    cfg.budget = hub.budget;
     if let Some(ms) = hub.delete_grace_ms {
         cfg.delete_grace_ms = ms;
     }

@@ -410,6 +410,9 @@ pub struct HubConfig {
     pub max_downloads: Option<usize>,
     #[serde(default)]
     pub downloads: crate::core::Downloads,
+    /// The byte budget (`storageBudget`); `None`: no limit.
+    #[serde(default)]
+    pub budget: Option<u64>,
     pub delete_grace_ms: Option<u64>,
 }
 
@@ -436,8 +439,18 @@ pub enum ToHub {
     /// The stored files view could not be read (a broken record): save a fresh one. The hub
     /// only saves a view when files change or none is stored, so it would stay otherwise.
     ViewUnreadable,
-    /// The engine's recent events (`getHistory()`); answered with `History`.
+    /// The engine's recent events (`getHistory()`); answered with `Answer`.
     History { req: u64 },
+    /// The byte budget's figures (`getStorageInfo()`); answered with `Answer`.
+    Usage { req: u64 },
+    /// The app read these files here (the byte budget evicts them last).
+    Read { file_ids: Vec<String> },
+    /// Every content this tab has an object URL for (never evicted): the whole set, sent when
+    /// it changes and after each hello.
+    InUse {
+        tab: String,
+        hashes: Vec<ContentHash>,
+    },
 }
 
 /// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).
@@ -587,8 +600,9 @@ pub enum ToTab<F = FileState> {
     Ping,
     /// The leader stopped answering: take the leader lock from it (`steal`).
     TakeOver,
-    /// Answer to `History`: a JSON array of [`HistoryEntry`], handed to the app as it is.
-    History { req: u64, entries: Box<RawValue> },
+    /// Answer to `History` (a JSON array of [`HistoryEntry`]) or `Usage` (a [`Usage`]),
+    /// handed to the app as it is.
+    Answer { req: u64, value: Box<RawValue> },
     /// What changed in the durable events made here that the server has not confirmed yet:
     /// those numbered below `below` are gone, `events` are new (envelope JSON), numbered `ns`
     /// (two lists, not a list of pairs: one decoder less in the wasm). Tabs
@@ -599,6 +613,15 @@ pub enum ToTab<F = FileState> {
         ns: Vec<u64>,
         events: Vec<String>,
     },
+}
+
+/// The byte budget's figures as `getStorageInfo()` reports them (bytes; `budget` null: no
+/// limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub budget: Option<u64>,
+    pub held: u64,
+    pub evictable: u64,
 }
 
 /// One of the engine's recent events as `getHistory()` lists it: when the hub's engine emitted
@@ -619,6 +642,17 @@ pub fn history_json<'a>(history: impl Iterator<Item = &'a (Millis, Event)>) -> B
         .collect();
     // Strings and numbers only: encoding cannot fail.
     serde_json::value::to_raw_value(&entries).unwrap_or_default()
+}
+
+/// The answer to `Usage`.
+pub fn usage_json(u: &crate::core::StorageUse) -> Box<RawValue> {
+    let usage = Usage {
+        budget: u.budget,
+        held: u.held,
+        evictable: u.evictable,
+    };
+    // Numbers only: encoding cannot fail.
+    serde_json::value::to_raw_value(&usage).unwrap_or_default()
 }
 
 impl ToTab {

@@ -59,6 +59,7 @@ fn the_first_tabs_settings_override_the_engine_defaults() {
         max_uploads: Some(0),
         max_downloads: None,
         downloads: crate::core::Downloads::Lazy,
+        budget: Some(20 << 20),
         delete_grace_ms: Some(1_000),
     };
     let cfg = engine_config(
@@ -77,6 +78,7 @@ fn the_first_tabs_settings_override_the_engine_defaults() {
     assert_eq!(cfg.max_downloads, defaults.max_downloads);
     assert_eq!(cfg.delete_grace_ms, 1_000);
     assert_eq!(cfg.downloads, crate::core::Downloads::Lazy);
+    assert_eq!((cfg.budget, defaults.budget), (Some(20 << 20), None));
 }
 
 #[test]
@@ -402,14 +404,34 @@ fn history_lists_the_apps_events_with_their_times_oldest_first() {
     let empty: [(Millis, Event); 0] = [];
     assert_eq!(history_json(empty.iter()).get(), "[]");
     // The tab takes the answer's entries as they are.
-    let reply = encode(&ToTab::<FileState>::History {
+    let reply = encode(&ToTab::<FileState>::Answer {
         req: 7,
-        entries: json,
+        value: json,
     });
-    let Ok(ToTab::<TabFile>::History { req: 7, entries }) = serde_json::from_str(&reply) else {
+    let Ok(ToTab::<TabFile>::Answer { req: 7, value }) = serde_json::from_str(&reply) else {
         panic!("{reply}");
     };
-    assert!(entries.get().starts_with(r#"[{"at":10"#));
+    assert!(value.get().starts_with(r#"[{"at":10"#));
+}
+
+#[test]
+fn the_byte_budget_figures_reach_apps_as_numbers_or_null() {
+    let usage = crate::core::StorageUse {
+        budget: Some(20),
+        held: 12,
+        evictable: 8,
+    };
+    assert_eq!(
+        usage_json(&usage).get(),
+        r#"{"budget":20,"held":12,"evictable":8}"#
+    );
+    let unlimited = crate::core::StorageUse {
+        budget: None,
+        ..usage
+    };
+    assert!(usage_json(&unlimited)
+        .get()
+        .starts_with(r#"{"budget":null"#));
 }
 
 #[test]

@@ -13,6 +13,8 @@ pub struct StorageInfo {
     pub persisted: bool,
     /// Where this store's bytes live: `"opfs"` or `"indexeddb"`.
     pub kind: String,
+    /// The byte budget's figures from the hub: `{budget, held, evictable}`.
+    pub budget: JsValue,
 }
 
 impl Tab {
@@ -153,6 +155,9 @@ impl Tab {
     /// bytes are not here yet has its download asked for, at the head of the queue, and is
     /// waited for (see [`reading::verdict`]).
     pub(super) async fn local_blob(&self, id: &str) -> Result<(TabFile, web_sys::Blob), ErrorInfo> {
+        // Bytes the byte budget evicted between the verdict and the read: asked for again
+        // (a few times at most: the download makes them the most recently read).
+        let mut evicted = 0;
         loop {
             let (file, verdict) = {
                 let s = self.inner.state.borrow();
@@ -163,8 +168,19 @@ impl Tab {
             match (verdict, file) {
                 (reading::Local::Here, Some(f)) => {
                     let hash = ContentHash::parse(&f.content_hash)?;
-                    let blob = self.bytes().read(&hash).await.map_err(|e| web_error(&e))?;
-                    return Ok((f, blob));
+                    match self.bytes().read(&hash).await {
+                        Ok(blob) => {
+                            self.note_read(id);
+                            return Ok((f, blob));
+                        }
+                        Err(e) if e.code() == "not_found" && evicted < 3 => evicted += 1,
+                        Err(e) => return Err(web_error(&e)),
+                    }
+                    self.control(Control::Prioritize {
+                        file_id: id.to_string(),
+                    })
+                    .await?;
+                    self.until_local(id).await?;
                 }
                 (reading::Local::Failed(e), _) => return Err(e),
                 _ => {
@@ -240,8 +256,10 @@ impl Tab {
         let f = self
             .file(id)
             .ok_or_else(|| error("not_found", format!("file {id} not found"), false))?;
-        if let Some(u) = self.inner.state.borrow().urls.get(&f.content_hash) {
-            return Ok(u.clone());
+        let cached = self.inner.state.borrow().urls.get(&f.content_hash).cloned();
+        if let Some(u) = cached {
+            self.note_read(id);
+            return Ok(u);
         }
         let (f, blob) = self.local_blob(id).await?;
         let url = web_sys::Url::create_object_url_with_blob(&blob)
@@ -255,9 +273,50 @@ impl Tab {
             }
             None => {
                 s.urls.insert(f.content_hash.clone(), url.clone());
+                drop(s);
+                self.report_urls();
                 Ok(url)
             }
         }
+    }
+
+    /// Revokes the object URL made for the file's current content, if any: the app no longer
+    /// shows it, so the byte budget may evict it.
+    pub fn release_url(&self, id: &str) -> Result<(), ErrorInfo> {
+        self.check_open()?;
+        let released = {
+            let mut s = self.inner.state.borrow_mut();
+            let hash = s.files.get(id).map(|e| e.state.content_hash.clone());
+            hash.and_then(|h| s.urls.remove(&h))
+        };
+        if let Some(url) = released {
+            let _ = web_sys::Url::revoke_object_url(&url);
+            self.report_urls();
+        }
+        Ok(())
+    }
+
+    /// Tells the hub the app read the file (the byte budget evicts it last).
+    fn note_read(&self, id: &str) {
+        self.post(&ToHub::Read {
+            file_ids: vec![id.to_string()],
+        });
+    }
+
+    /// Tells the hub which contents this tab's object URLs show (never evicted).
+    pub(super) fn report_urls(&self) {
+        let hashes = self
+            .inner
+            .state
+            .borrow()
+            .urls
+            .keys()
+            .filter_map(|h| ContentHash::parse(h).ok())
+            .collect();
+        self.post(&ToHub::InUse {
+            tab: self.inner.tab.clone(),
+            hashes,
+        });
     }
 
     /// The origin's storage figures, whether the browser keeps its data under storage
@@ -270,11 +329,13 @@ impl Tab {
         let persisted = crate::web::bytes::persisted()
             .await
             .map_err(|e| web_error(&e))?;
+        let budget = self.request(|req| ToHub::Usage { req }, None).await?;
         Ok(StorageInfo {
             usage: usage.usage,
             quota: usage.quota,
             persisted,
             kind: self.storage(),
+            budget,
         })
     }
 
@@ -294,8 +355,9 @@ pub(super) fn held_url(s: &State, id: &str) -> Option<String> {
 }
 
 /// Revokes the object URLs of `released` contents no file holds any more (a change only
-/// looks at the contents it released: no pass over every file).
-pub(super) fn revoke_unused_urls(s: &mut State, released: Vec<String>) {
+/// looks at the contents it released: no pass over every file); whether it revoked any.
+pub(super) fn revoke_unused_urls(s: &mut State, released: Vec<String>) -> bool {
+    let before = s.urls.len();
     for h in released {
         let held = s
             .files
@@ -307,4 +369,5 @@ pub(super) fn revoke_unused_urls(s: &mut State, released: Vec<String>) {
             }
         }
     }
+    s.urls.len() != before
 }

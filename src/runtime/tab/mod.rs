@@ -122,6 +122,9 @@ pub struct OpenOptions {
     /// When other clients' files download here: `"eager"` (default) or `"lazy"`.
     #[serde(default)]
     pub downloads: crate::core::Downloads,
+    /// The most bytes of file content to keep in this browser (default: no limit).
+    #[serde(default)]
+    pub storage_budget: Option<u64>,
     /// How long remote content stays after its last reference went (ms).
     #[serde(default)]
     pub delete_grace_ms: Option<u64>,
@@ -388,6 +391,7 @@ impl Tab {
                 max_uploads: options.max_uploads,
                 max_downloads: options.max_downloads,
                 downloads: options.downloads,
+                budget: options.storage_budget,
                 delete_grace_ms: options.delete_grace_ms,
             },
         };

@@ -12,6 +12,8 @@ impl Tab {
         let mut superseded = false;
         // Downloads that failed an attempt: the reads waiting for them fail too.
         let mut failed_reads: Vec<(String, ErrorInfo)> = Vec::new();
+        // The hub must hear which contents this tab's object URLs show.
+        let mut report_urls = false;
         {
             let mut s = self.inner.state.borrow_mut();
             if from_hub {
@@ -52,6 +54,8 @@ impl Tab {
                     if !provisional {
                         self.settle_moved(&mut s, &mut calls);
                         self.report_issues(&s.issues);
+                        // A new hub knows nothing of them.
+                        report_urls = !s.urls.is_empty();
                     }
                     s.leader = leader;
                     s.storage = storage;
@@ -90,9 +94,9 @@ impl Tab {
                     s.parting.retain(|(n, _)| *n >= below && *n < first_new);
                     s.parting.extend(ns.into_iter().zip(events));
                 }
-                ToTab::History { req, entries } => {
+                ToTab::Answer { req, value } => {
                     if let Some(p) = s.pending.remove(&req) {
-                        calls.push((p.resolve, parse(&entries)));
+                        calls.push((p.resolve, parse(&value)));
                     }
                 }
                 ToTab::Changed {
@@ -116,7 +120,7 @@ impl Tab {
                     }
                     s.files_js = None;
                     s.status = None;
-                    revoke_unused_urls(&mut s, released);
+                    report_urls = revoke_unused_urls(&mut s, released);
                     calls.extend(
                         s.subscribers
                             .iter()
@@ -242,6 +246,9 @@ impl Tab {
                     );
                 }
             }
+        }
+        if report_urls {
+            self.report_urls();
         }
         self.settle_synced(&mut calls);
         for (id, e) in failed_reads {
