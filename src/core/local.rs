@@ -232,6 +232,11 @@ impl LocalState {
         self.stored.contains_key(hash)
     }
 
+    /// The size of content rows hold (0 if none does).
+    pub fn size_of(&self, hash: &ContentHash) -> u64 {
+        self.stored.get(hash).map_or(0, |s| s.1)
+    }
+
     /// The bytes of all contents rows hold, each counted once.
     pub fn held_bytes(&self) -> u64 {
         self.held_bytes

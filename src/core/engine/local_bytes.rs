@@ -192,7 +192,10 @@ impl Engine {
 
     /// Evictable contents with their last read and size, least recently read first.
     fn evictable(&self) -> Vec<(Millis, ContentHash, u64)> {
-        let mut seen: FxMap<ContentHash, (Millis, u64, bool)> = FxMap::default();
+        // The latest read of each content, and the contents some holder keeps here. (Map and
+        // set types the engine has anyway: each new one is more wasm.)
+        let mut last_read: FxMap<ContentHash, Millis> = FxMap::default();
+        let mut kept: FxSet<ContentHash> = FxSet::default();
         for r in self.local.rows() {
             let Some(h) = r.local_hash else { continue };
             // With events of the file the server has not confirmed, the server's row may end
@@ -205,22 +208,25 @@ impl Engine {
                     .table
                     .confirmed(&r.file_id)
                     .is_some_and(|c| c.is_live() && c.content_hash == h && c.remote_key.is_some());
-            let e = seen.entry(h).or_insert((r.accessed, r.local_size, true));
-            e.0 = e.0.max(r.accessed);
-            e.2 &= ok;
+            if !ok {
+                kept.insert(h);
+            }
+            let at = last_read.entry(h).or_insert(r.accessed);
+            *at = (*at).max(r.accessed);
         }
-        let mut out: Vec<(Millis, ContentHash, u64)> = seen
+        let mut out: Vec<(Millis, ContentHash, u64)> = last_read
             .into_iter()
-            .filter(|(h, (_, _, ok))| {
-                *ok && !self.held.in_use.contains(h)
+            .filter(|(h, _)| {
+                !kept.contains(h)
+                    && !self.held.in_use.contains(h)
                     && !self.held.recent.contains_key(h)
                     && KINDS
                         .iter()
                         .all(|k| !self.sched.tasks.contains_key(&(*k, *h)))
             })
-            .map(|(h, (at, size, _))| (at, h, size))
+            .map(|(h, at)| (at, h, self.local.size_of(&h)))
             .collect();
-        out.sort_unstable();
+        sort(&mut out);
         out
     }
 

@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::collections::{FxMap, FxSet};
+use super::collections::{sort, FxMap, FxSet};
 use super::error::{EngineError, Failure};
 use super::event::{ClientEvent, ConfirmedEvent, FileEvent, FileUpdated, MetadataPatch};
 use super::history::History;

@@ -88,19 +88,19 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             let value = history_json(r.engine.history().iter());
             replies.push(ToTab::Answer { req, value });
         }
-        ToHub::Usage { req } => {
+        ToHub::Usage(req) => {
             let value = usage_json(&r.engine.storage_use());
             replies.push(ToTab::Answer { req, value });
         }
-        ToHub::Read { file_ids } => {
-            let files = file_ids
-                .into_iter()
-                .filter_map(|id| FileId::new(id).ok())
-                .collect();
-            let _ = r.engine.handle(now, Input::Accessed { files });
+        ToHub::Read(id) => {
+            if let Ok(file) = FileId::new(id) {
+                let files = vec![file];
+                let _ = r.engine.handle(now, Input::Accessed { files });
+            }
         }
-        ToHub::InUse { tab, hashes } => {
-            s.in_use.insert(tab, hashes);
+        ToHub::InUse(tab, hashes) => {
+            s.in_use.retain(|(t, _)| *t != tab);
+            s.in_use.push((tab, hashes));
             report_in_use(s, now);
         }
         ToHub::Elected { tab } => {
@@ -123,7 +123,9 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         ToHub::Bye { tab } => {
             s.ports.retain(|(t, _)| *t != tab);
             s.seen.remove(&tab);
-            if s.in_use.remove(&tab).is_some() {
+            let before = s.in_use.len();
+            s.in_use.retain(|(t, _)| *t != tab);
+            if s.in_use.len() != before {
                 report_in_use(s, now);
             }
         }
@@ -144,7 +146,7 @@ pub(super) fn report_in_use(s: &mut State, now: Millis) {
     let Phase::Ready(r) = &mut s.phase else {
         return;
     };
-    let mut hashes: Vec<ContentHash> = s.in_use.values().flatten().copied().collect();
+    let mut hashes: Vec<ContentHash> = s.in_use.iter().flat_map(|(_, h)| h).copied().collect();
     hashes.sort_unstable();
     hashes.dedup();
     let _ = r.engine.handle(now, Input::InUse { hashes });

@@ -62,7 +62,7 @@ fn forget_silent_tabs(s: &mut State, now: Millis) {
     let before = s.in_use.len();
     let seen = &s.seen;
     s.in_use
-        .retain(|t, _| seen.get(t).is_some_and(|at| now.since(*at) < GONE_MS));
+        .retain(|(t, _)| seen.get(t).is_some_and(|at| now.since(*at) < GONE_MS));
     if s.in_use.len() != before {
         report_in_use(s, now);
     }

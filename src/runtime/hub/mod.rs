@@ -143,8 +143,8 @@ struct State {
     ports: Vec<(String, Peer)>,
     /// When each tab last answered a ping (or said anything that names it).
     seen: FxMap<String, Millis>,
-    /// The contents each tab has object URLs for (never evicted).
-    in_use: FxMap<String, Vec<ContentHash>>,
+    /// The contents each tab has object URLs for (never evicted). A list: a few tabs.
+    in_use: Vec<(String, Vec<ContentHash>)>,
     /// The leader term a takeover was asked for (once per term).
     takeover: Option<Term>,
     outbox: Outbox,
@@ -241,7 +241,7 @@ impl Hub {
                     phase: Phase::Starting(Vec::new()),
                     ports: Vec::new(),
                     seen: FxMap::default(),
-                    in_use: FxMap::default(),
+                    in_use: Vec::new(),
                     takeover: None,
                     outbox: Outbox::default(),
                     feed: Feed {
@@ -423,7 +423,7 @@ fn request_of(msg: &ToHub) -> Option<u64> {
         ToHub::Commit { req, .. }
         | ToHub::Control { req, .. }
         | ToHub::History { req }
-        | ToHub::Usage { req } => Some(*req),
+        | ToHub::Usage(req) => Some(*req),
         _ => None,
     }
 }

@@ -441,16 +441,14 @@ pub enum ToHub {
     ViewUnreadable,
     /// The engine's recent events (`getHistory()`); answered with `Answer`.
     History { req: u64 },
-    /// The byte budget's figures (`getStorageInfo()`); answered with `Answer`.
-    Usage { req: u64 },
-    /// The app read these files here (the byte budget evicts them last).
-    Read { file_ids: Vec<String> },
-    /// Every content this tab has an object URL for (never evicted): the whole set, sent when
-    /// it changes and after each hello.
-    InUse {
-        tab: String,
-        hashes: Vec<ContentHash>,
-    },
+    /// The byte budget's figures (`getStorageInfo()`), with the request's number; answered
+    /// with `Answer`. (Tuple variants: a struct variant costs the wasm a field matcher.)
+    Usage(u64),
+    /// The app read this file here (the byte budget evicts it last).
+    Read(String),
+    /// Every content this tab (named first) has an object URL for, never evicted: the whole
+    /// set, sent when it changes and after each hello.
+    InUse(String, Vec<ContentHash>),
 }
 
 /// A transfer the hub asks the leader tab to run (the engine's `TransferOrder`).

@@ -298,9 +298,7 @@ impl Tab {
 
     /// Tells the hub the app read the file (the byte budget evicts it last).
     fn note_read(&self, id: &str) {
-        self.post(&ToHub::Read {
-            file_ids: vec![id.to_string()],
-        });
+        self.post(&ToHub::Read(id.to_string()));
     }
 
     /// Tells the hub which contents this tab's object URLs show (never evicted).
@@ -313,10 +311,7 @@ impl Tab {
             .keys()
             .filter_map(|h| ContentHash::parse(h).ok())
             .collect();
-        self.post(&ToHub::InUse {
-            tab: self.inner.tab.clone(),
-            hashes,
-        });
+        self.post(&ToHub::InUse(self.inner.tab.clone(), hashes));
     }
 
     /// The origin's storage figures, whether the browser keeps its data under storage
@@ -329,7 +324,7 @@ impl Tab {
         let persisted = crate::web::bytes::persisted()
             .await
             .map_err(|e| web_error(&e))?;
-        let budget = self.request(|req| ToHub::Usage { req }, None).await?;
+        let budget = self.request(ToHub::Usage, None).await?;
         Ok(StorageInfo {
             usage: usage.usage,
             quota: usage.quota,
