@@ -494,6 +494,48 @@ mod tests {
         }
     }
 
+    /// serde_json is patched so that these messages do not link float formatting into the
+    /// wasm (vendor/serde_json/PATCHED.md); they stay serde's.
+    #[test]
+    fn wrong_types_are_named_as_serde_names_them() {
+        let message = |text: &str| match parse_signed(text, "https://s/", "PUT") {
+            Err(Failure::Protocol { message }) => message,
+            other => panic!("{text}: {other:?}"),
+        };
+        for (text, says) in [
+            (
+                r#"{"url": true}"#,
+                "invalid type: boolean `true`, expected a string",
+            ),
+            (
+                r#"{"url": 7}"#,
+                "invalid type: integer `7`, expected a string",
+            ),
+            (
+                r#"{"url": 1.5}"#,
+                "invalid type: floating point `1.5`, expected a string",
+            ),
+            (
+                r#"{"url": []}"#,
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                r#"{"url": "u", "partNumber": -1}"#,
+                "invalid value: integer `-1`, expected u32",
+            ),
+            (
+                r#"{"url": "u", "partNumber": "1"}"#,
+                "invalid type: string \"1\", expected u32",
+            ),
+        ] {
+            let got = message(text);
+            assert!(
+                got.starts_with(&format!("signer answer: {says} at ")),
+                "{got}"
+            );
+        }
+    }
+
     #[test]
     fn urls_and_headers() {
         let c = config();
