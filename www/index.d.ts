@@ -242,8 +242,14 @@ export interface OpenOptions {
    * `resolveFileUrl`, `prioritizeDownload`), which then waits for that one download, ahead of
    * any other. Until read, a lazy file's `downloadStatus` is `'remote'`. Files saved here are
    * uploaded either way. The first tab to open the store decides for every tab of the browser.
+   *
+   * A function decides per file: the store is lazy, and each tab with the function offers it
+   * every remote-only file once per content (at open, then as files change); the files it
+   * returns `true` for download (not ahead of reads), the others wait to be read. A function
+   * that throws counts as `false`. A file the `storageBudget` evicted is not downloaded again
+   * by the policy (a read brings it back). Give every tab the same function.
    */
-  downloads?: 'eager' | 'lazy';
+  downloads?: 'eager' | 'lazy' | ((file: FileState) => boolean);
   /**
    * The most bytes of file content this browser keeps (default: no limit). Over it, the least
    * recently read content is evicted: the file becomes remote-only (`downloadStatus:

@@ -108,6 +108,34 @@ function missingBrowserApi() {
   return null;
 }
 
+/**
+ * Asks for the downloads `policy` wants: each remote-only file is offered to it once per content
+ * (after every change), and those it returns true for are queued. A policy that throws counts
+ * as false. The engine leaves evicted files remote, so the byte budget and the policy never
+ * fight over a file.
+ */
+function followPolicy(raw, policy) {
+  const offered = new Map();
+  const run = () => {
+    const want = [];
+    for (const f of raw.getFiles()) {
+      if (f.downloadStatus !== 'remote' || offered.get(f.id) === f.contentHash) continue;
+      offered.set(f.id, f.contentHash);
+      let yes = false;
+      try {
+        yes = Boolean(policy(f));
+      } catch {
+        yes = false;
+      }
+      if (yes) want.push(f.id);
+    }
+    // Refused only when the store is closed (disposed, superseded): nothing left to ask.
+    if (want.length) raw.wantDownloads(want).catch(() => {});
+  };
+  raw.subscribe(run);
+  run();
+}
+
 /** Opens a store in this tab. See index.d.ts for the options and the API. */
 export async function openFileSync(options) {
   const missing = missingBrowserApi();
@@ -116,12 +144,16 @@ export async function openFileSync(options) {
     throw Object.assign(e, { name: 'FileSyncError', code: 'unavailable', retryable: false });
   }
   const { wasmUrl, workerUrl, workerType, preprocessors, ...rest } = options ?? {};
+  const policy = typeof rest.downloads === 'function' ? rest.downloads : null;
   await load(wasmUrl);
   const raw = await FileSync.open({
     remote: false,
     ...rest,
+    // A function runs here, in the page: the store is lazy and the tab asks for what it wants.
+    ...(policy && { downloads: 'lazy' }),
     ...hubWorker(workerUrl, workerType, wasmUrl),
   });
+  if (policy) followPolicy(raw, policy);
   if (!preprocessors) return raw;
   // Same object, with saves and updates passed through the preprocessors first.
   const saveFile = raw.saveFile.bind(raw);

@@ -261,6 +261,13 @@ impl FileSync {
         })
     }
 
+    /// Queues the downloads of these remote-only files, not urgently (evicted ones stay
+    /// remote). Not part of the documented API: `openFileSync`'s `downloads` function uses it.
+    #[wasm_bindgen(js_name = wantDownloads)]
+    pub fn want_downloads(&self, ids: Vec<String>) -> js_sys::Promise {
+        self.control(Control::Want(ids))
+    }
+
     /// Stops the file's transfers (they end in `error` with code `cancelled`).
     pub fn cancel(&self, id: String) -> js_sys::Promise {
         self.control(Control::Cancel { file_id: id })

@@ -2,12 +2,13 @@
 // devices. A lazy device lists every file and downloads none until the app reads one; a read
 // downloads that file alone, with the usual events, and resolves with verified bytes; a pinned
 // file downloads without a read and stays pinned across a reload; offline, reading a file whose
-// bytes are not here fails at once with a typed, retryable error.
+// bytes are not here fails at once with a typed, retryable error. A `downloads` function picks
+// the files that download at once, offered each file once per content.
 //   node --test tests/e2e/lazy.test.mjs   (after the package and server builds)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  TOKEN, WAIT, useServer, device, openTab, unique, readText, readFailure, saveUploaded,
+  TOKEN, WAIT, useServer, device, openTab, blankTab, unique, readText, readFailure, saveUploaded, waitLocal,
 } from './harness.mjs';
 
 const env = useServer();
@@ -89,5 +90,47 @@ test('a lazy device downloads only the files the app reads, and an offline read 
     return last('online') > last('offline');
   }, null, WAIT);
   assert.equal(await readText(b1, files[0].id), 'the bytes of one');
+  for (const p of [a1, b1]) await p.close();
+});
+
+test('a downloads function picks the files that come at once; the others wait for a read', async () => {
+  const store = unique('policy');
+  const [a, b] = [await device(), await device()];
+  const a1 = await openTab(a, store);
+  const small = await saveUploaded(a1, 'small.txt', 'tiny');
+  const big = await saveUploaded(a1, 'big.txt', 'x'.repeat(5000));
+  const b1 = await blankTab(b);
+  await b1.evaluate(async ([storeId, token]) => {
+    window.events = [];
+    window.offered = [];
+    const downloads = (f) => {
+      window.offered.push(f.name);
+      if (f.name === 'odd.txt') throw new Error('a policy bug');
+      return f.size < 100;
+    };
+    window.fs = await window.filesync.openFileSync({ storeId, remote: { authToken: token }, downloads });
+    window.fs.on('*', (e) => window.events.push(e));
+  }, [store, TOKEN]);
+  const gets = () => b.blobRequests.filter(([method]) => method === 'GET').map(([, p]) => p.split('/').pop());
+  await waitLocal(b1, small.id, small.contentHash);
+  assert.equal(await b1.evaluate((id) => window.fs.getFile(id).downloadStatus, big.id), 'remote');
+  assert.deepEqual(gets(), [small.contentHash]);
+
+  // New content of a file it wants, and a new file it wants, come at once; a policy that
+  // throws counts as "no".
+  const edited = await a1.evaluate((id) => window.fs.updateFile(id, new File(['tiny, edited'], 'small.txt')), small.id);
+  const more = await saveUploaded(a1, 'more.txt', 'also tiny');
+  const odd = await saveUploaded(a1, 'odd.txt', 'tiny but odd');
+  await waitLocal(b1, small.id, edited.contentHash);
+  await waitLocal(b1, more.id, more.contentHash);
+  await b1.waitForFunction((id) => window.offered.includes('odd.txt'), odd.id, WAIT);
+  assert.equal(await b1.evaluate((id) => window.fs.getFile(id).downloadStatus, odd.id), 'remote');
+  // Each file offered once per content, however many changes went by.
+  const offered = await b1.evaluate(() => window.offered);
+  assert.deepEqual(offered.filter((n) => n === 'big.txt'), ['big.txt']);
+  assert.deepEqual(offered.filter((n) => n === 'small.txt'), ['small.txt', 'small.txt']);
+  assert.ok(!gets().includes(big.contentHash));
+  // The others still come when read.
+  assert.equal(await readText(b1, big.id), 'x'.repeat(5000));
   for (const p of [a1, b1]) await p.close();
 });

@@ -1072,12 +1072,21 @@ impl World {
         let on_demand = self.browsers[b].lazy || self.browsers[b].budget.is_some();
         if on_demand && !files.is_empty() && self.chance(30) {
             // The app reads a file (its download is asked for, or its bytes read), shows some
-            // in object URLs, or pins or unpins one.
+            // in object URLs, its downloads policy wants some, or it pins or unpins one.
             let pick = self.rng.below(files.len() as u64) as usize;
             let file = files[pick].id.clone();
-            let input = match self.rng.below(5) {
+            let input = match self.rng.below(6) {
                 0 | 1 => Input::Prioritize { file },
                 2 => Input::Accessed { files: vec![file] },
+                // A downloads policy (a function in the tabs) wants some files.
+                4 => Input::Want {
+                    files: files
+                        .iter()
+                        .skip(pick)
+                        .take(1 + self.rng.below(3) as usize)
+                        .map(|f| f.id.clone())
+                        .collect(),
+                },
                 3 => Input::InUse {
                     hashes: files
                         .iter()

@@ -66,6 +66,13 @@ export async function synced(): Promise<void> {
     downloads: 'lazy',
     storageBudget: 512 * 1024 * 1024,
   });
+  // A per-file downloads policy: small images come at once, the rest when read.
+  const policy = await openFileSync({
+    storeId: 'scans',
+    remote: { baseUrl: '/api' },
+    downloads: (f) => f.mimeType.startsWith('image/') && f.size < 1_000_000,
+  });
+  policy.dispose();
   // The byte budget: what is held, what may go; an object URL released lets its content go.
   const info = await fs.getStorageInfo();
   const room: number | null = info.budget === null ? null : info.budget - info.held;

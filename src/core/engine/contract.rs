@@ -203,6 +203,10 @@ pub enum Input {
     /// Keep this file's bytes here whatever the downloads policy (`pinned`), or stop keeping
     /// them especially. Persisted with the per-client row.
     Pin { file: FileId, pinned: bool },
+    /// The app's downloads policy wants these files here (a function the tabs evaluate): a
+    /// remote-only file's download is queued, not urgent. An evicted file is left remote (the
+    /// budget needed its room; a read brings it back), as is any file not remote-only.
+    Want { files: Vec<FileId> },
     /// The app read these files here: the byte budget evicts them last.
     Accessed { files: Vec<FileId> },
     /// Every content some tab uses now (its open object URLs): never evicted. The whole set.

@@ -605,6 +605,18 @@ impl Engine {
                 self.touched.insert(file);
             }
             Input::Accessed { files } => self.accessed(&files),
+            Input::Want { files } => {
+                for file in files {
+                    let wanted = self
+                        .local
+                        .get(&file)
+                        .is_some_and(|r| r.download == TransferStatus::Remote && !r.evicted);
+                    if wanted {
+                        // Its content is touched: the step's end gives it a task.
+                        self.update_local(&file, |r| r.download = TransferStatus::Queued);
+                    }
+                }
+            }
             Input::InUse { hashes } => {
                 self.held.in_use = hashes.into_iter().collect();
                 self.held.budget_dirty = true;

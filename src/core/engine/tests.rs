@@ -1927,3 +1927,37 @@ fn a_restart_in_the_middle_of_an_eviction_loses_nothing() {
         }
     }
 }
+
+#[test]
+fn the_downloads_policy_queues_remote_files_but_not_evicted_ones() {
+    let mut cfg = config(Mode::Remote);
+    cfg.downloads = Downloads::Lazy;
+    let mut h = H::with(cfg, Snapshot::default());
+    h.lead(1);
+    for f in ["a", "b", "c"] {
+        h.remote(vec![created(f, f), uploaded_by_other(f, f)]);
+    }
+    h.input(Input::Prioritize { file: fid("c") }).unwrap();
+    let read = h.transfers();
+    h.done(&read[0]);
+    let mut evicted = h.local("b");
+    evicted.evicted = true;
+    h.e.local.put(evicted);
+    h.input(Input::Want {
+        files: vec![fid("a"), fid("b"), fid("c"), fid("nope")],
+    })
+    .unwrap();
+    let t = h.transfers();
+    assert_eq!(
+        t.iter().map(|t| t.hash).collect::<Vec<_>>(),
+        vec![hash("a")],
+        "only the remote-only file that was not evicted"
+    );
+    assert_eq!(h.local("b").download, Remote);
+    assert_eq!(h.local("c").download, Done);
+    // Not urgent (a read's download goes ahead of it).
+    let task = &h.e.sched.tasks[&(TransferKind::Download, hash("a"))];
+    assert!(!task.urgent);
+    h.done(&t[0]);
+    assert!(h.local("a").has_local_copy());
+}

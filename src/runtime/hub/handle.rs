@@ -73,6 +73,11 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
                 Control::Pin { file_id, pinned } => {
                     file(&file_id).map(|file| Input::Pin { file, pinned })
                 }
+                Control::Want(ids) => ids
+                    .into_iter()
+                    .map(FileId::new)
+                    .collect::<Result<_, _>>()
+                    .map(|files| Input::Want { files }),
                 Control::RetryErrors => Ok(Input::RetryErrors),
                 Control::SyncNow => Ok(Input::SyncNow),
                 Control::Pause => Ok(Input::Pause),

@@ -392,6 +392,8 @@ pub enum Control {
         file_id: String,
         pinned: bool,
     },
+    /// The app's downloads policy wants these files (`Input::Want`).
+    Want(Vec<String>),
     RetryErrors,
     SyncNow,
     Pause,
