@@ -25,6 +25,12 @@
 //   and calls resolveFileUrl on them one after another: the time from the call to the URL
 //   (goal: one round trip plus the transfer, under 100 ms on loopback), next to a plain signed
 //   GET of the same bytes from the same page.
+// * lazycold: BENCH_LAZY_FILES (default 10,000) files of 1 KiB saved and uploaded by device A;
+//   device B opens the store eagerly and holds every file's bytes, device C lazily and holds
+//   none. Then each reopens it cold BENCH_SYNC_RUNS times (its tab closed, the hub gone, a new
+//   tab): the time from openFileSync to whenLoaded with every file listed, and the V8 heap plus
+//   ArrayBuffer stores of the page and of the hub after a GC (goal: lazy unchanged versus eager,
+//   within noise).
 // * presign: one file of BENCH_PRESIGN_MIB (default 6144: past S3's 5 GiB single-PUT limit)
 //   saved and uploaded in parts straight to an S3 server (server/examples/s3_dev.rs: s3s-fs
 //   with CORS, built by scripts/bench.sh) through a second filesync-server in presign mode.
@@ -47,7 +53,7 @@ import { launchProfile } from '../tests/e2e/chromium.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The release build (an option, not the environment: imports run before this module's body).
 const SERVER_BIN = process.env.FILESYNC_SERVER_BIN ?? path.join(ROOT, 'target/release/filesync-server');
-const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link', 'presign', 'lazy'];
+const SECTIONS = ['small', 'large', 'concurrency', 'huge', 'link', 'presign', 'lazy', 'lazycold'];
 const only = (process.env.BENCH_SYNC_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!SECTIONS.includes(s)) {
@@ -552,6 +558,71 @@ await section('lazy', async () => {
   }, [ids, TOKEN]);
   report('lazy.resolve_url_100kib_ms', median(times.ours), 'ms', `resolveFileUrl of a remote-only 100 KiB file, median of ${ids.length} (goal < 100)`);
   report('lazy.plain_get_100kib_ms', median(times.plain), 'ms', 'sign + GET of the same bytes from the page');
+});
+
+/** Resolves once no SharedWorker of the device runs (every tab closed, the hub gone). */
+async function hubGone(ctx) {
+  const cdp = await ctx.browser().newBrowserCDPSession();
+  try {
+    for (const t0 = Date.now(); Date.now() - t0 < 15_000; await new Promise((r) => setTimeout(r, 20))) {
+      const { targetInfos } = await cdp.send('Target.getTargets');
+      if (!targetInfos.some((t) => t.type === 'shared_worker')) return;
+    }
+    throw new Error('the hub still runs 15 s after its last tab closed');
+  } finally {
+    await cdp.detach();
+  }
+}
+
+await section('lazycold', async () => {
+  const n = Number(process.env.BENCH_LAZY_FILES ?? 10_000);
+  const store = unique('lazycold');
+  const a = await openTab(await device(), store, { maxUploads: 8 });
+  await a.evaluate(async (n) => {
+    for (let i = 0; i < n; i++) {
+      const bytes = new Uint8Array(1024).map((_, j) => (i * 7 + j) % 253);
+      await window.fs.saveFile(new File([bytes, String(i)], `f${i}.bin`));
+    }
+  }, n);
+  await a.waitForFunction(() => window.fs.getFiles().every((f) => f.isUploaded && f.isSynced), null, { timeout: 600_000, polling: 500 });
+  const modes = {};
+  for (const mode of ['eager', 'lazy']) {
+    const ctx = await device();
+    const first = await openTab(ctx, store, { downloads: mode, maxDownloads: 8 });
+    const ready = mode === 'eager'
+      ? (m) => window.fs.getFiles().length === m && window.fs.getFiles().every((f) => f.hasLocalCopy)
+      : (m) => window.fs.getFiles().length === m;
+    await first.waitForFunction(ready, n, { timeout: 600_000, polling: 500 });
+    await first.close();
+    await hubGone(ctx);
+    const runs = { open: [], page: [], hub: [] };
+    for (let r = 0; r < RUNS; r++) {
+      const page = await ctx.newPage();
+      await page.goto(`${server.url}/e2e.html`);
+      await page.waitForSelector('body[data-ready="true"]');
+      const ms = await page.evaluate(async ([storeId, token, mode, n]) => {
+        const t0 = performance.now();
+        window.fs = await window.filesync.openFileSync({ storeId, remote: { authToken: token }, downloads: mode });
+        await window.fs.whenLoaded();
+        if (window.fs.getFiles().length !== n) throw new Error(`${window.fs.getFiles().length} files listed, not ${n}`);
+        return performance.now() - t0;
+      }, [store, TOKEN, mode, n]);
+      const heaps = await isolates(ctx, page);
+      await heaps.collectGarbage();
+      const mem = await heaps.sample();
+      runs.open.push(ms);
+      runs.page.push(mem.page / MiB);
+      runs.hub.push(mem.hub / MiB);
+      console.error(`bench-sync: lazycold ${mode} run ${r + 1}/${RUNS}: open ${ms.toFixed(0)} ms, page ${(mem.page / MiB).toFixed(1)} MiB, hub ${(mem.hub / MiB).toFixed(1)} MiB`);
+      await page.close();
+      await hubGone(ctx);
+    }
+    modes[mode] = runs;
+    report(`lazycold.${mode}_open_ms`, median(runs.open), 'ms', `cold openFileSync to whenLoaded, ${n} files listed (${mode}), median of ${RUNS}`);
+    report(`lazycold.${mode}_page_MiB`, median(runs.page), 'MiB', 'page: V8 heap + ArrayBuffer stores after GC');
+    report(`lazycold.${mode}_hub_MiB`, median(runs.hub), 'MiB', 'hub (SharedWorker): the same');
+  }
+  report('lazycold.open_ratio', median(modes.lazy.open) / median(modes.eager.open), 'x', 'lazy / eager cold open (goal: ~1, within noise)');
 });
 
 /** The dev S3 server (its `url`) on a fresh folder; `close()` stops it and removes the folder. */
