@@ -322,7 +322,10 @@ export interface FileSync {
    * The bytes as a `File` with the original name and type. `contentHash` reads another
    * content of the file while this browser still holds it: the losing side of a `conflict`
    * (kept for at least `deleteGraceMs`); `not_available` once it is gone. Waits for the
-   * current content's download when the bytes are not here yet (see `resolveFileUrl`).
+   * current content's download when the bytes are not here yet (see `resolveFileUrl`). The
+   * `File` reads the bytes stored in this browser: with a `storageBudget`, read it soon
+   * (content read in the last 10 s is never evicted; a `File` whose content was evicted later
+   * fails to read).
    */
   readFile(id: string, options?: { contentHash?: string }): Promise<File>;
   /**
