@@ -32,6 +32,8 @@ pub struct Config {
     /// Content read or arrived this recently is not evicted (a `File` the app just got reads
     /// the stored bytes); the budget is kept again once the grace ends.
     pub evict_grace_ms: u64,
+    /// Over the budget, eviction passes (each a walk over every row) run at most this often.
+    pub budget_pass_ms: u64,
     /// Remote deletes running at once.
     pub max_deletes: usize,
     /// Remote content becomes garbage only this long after its last reference went away, so
@@ -60,7 +62,8 @@ pub struct Config {
 
 impl Config {
     /// The defaults: 4 uploads, 4 downloads and 2 deletes at once, no byte budget, reads
-    /// recorded to the minute and kept from eviction for 10 s, deletes 60 s after the last reference went; retries from 1 s
+    /// recorded to the minute and kept from eviction for 10 s, eviction passes at most once a
+    /// second, deletes 60 s after the last reference went; retries from 1 s
     /// doubling to
     /// 30 s, 5 at most; progress every 200 ms; stall after 30 s; reconnect probes from 1 s to
     /// 60 s; a safety pull every 30 s; batches of 256 events; 256 history entries.
@@ -75,6 +78,7 @@ impl Config {
             budget: None,
             access_granularity_ms: 60_000,
             evict_grace_ms: 10_000,
+            budget_pass_ms: 1_000,
             max_deletes: 2,
             delete_grace_ms: 60_000,
             orphan_grace_ms: 60_000,

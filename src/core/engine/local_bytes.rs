@@ -39,6 +39,10 @@ pub(super) struct LocalBytes {
     pub(super) budget_dirty: bool,
     /// Contents read or arrived within `evict_grace_ms`, with when (in memory only).
     pub(super) recent: FxMap<ContentHash, Millis>,
+    /// When the last eviction pass ran: passes (a walk over every row) run at most once per
+    /// `budget_pass_ms`, so a store stuck over its budget (much saved offline) does not walk
+    /// every row at every step.
+    pub(super) last_pass: Option<Millis>,
 }
 
 /// What the byte budget sees: the budget, the bytes rows hold, how many of them are evictable.
@@ -242,8 +246,22 @@ impl Engine {
     /// Over the budget with recently read content waiting out its grace: when it ends.
     pub(super) fn budget_deadline(&self) -> Option<Millis> {
         let over = self.cfg.budget.is_some_and(|b| self.local.held_bytes() > b);
-        let first = self.held.recent.values().min()?;
-        over.then(|| first.after(self.cfg.evict_grace_ms))
+        let grace_ends = self
+            .held
+            .recent
+            .values()
+            .min()
+            .map(|t| t.after(self.cfg.evict_grace_ms));
+        let next_pass = self
+            .held
+            .last_pass
+            .filter(|_| self.held.budget_dirty)
+            .map(|t| t.after(self.cfg.budget_pass_ms));
+        let at = match (grace_ends, next_pass) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.filter(|_| over)
     }
 
     /// Evicts the least recently read evictable contents while over the budget.
@@ -251,14 +269,24 @@ impl Engine {
         let Some(budget) = self.cfg.budget else {
             return;
         };
-        if !std::mem::take(&mut self.held.budget_dirty) {
+        if !self.held.budget_dirty {
             return;
         }
         let (now, grace) = (self.now, self.cfg.evict_grace_ms);
         self.held.recent.retain(|_, at| now.since(*at) < grace);
         if self.local.held_bytes() <= budget {
+            self.held.budget_dirty = false;
             return;
         }
+        if self
+            .held
+            .last_pass
+            .is_some_and(|t| now.since(t) < self.cfg.budget_pass_ms)
+        {
+            // Too soon: the `Budget` timer runs it.
+            return;
+        }
+        self.held.last_pass = Some(now);
         let mut held = self.local.held_bytes();
         for (_, h, size) in self.evictable() {
             if held <= budget {
