@@ -4,13 +4,14 @@
 //! ## The byte budget
 //!
 //! With [`Config::budget`] set, the end of a step that changed anything eviction depends on
-//! (rows, contents in use, tasks, the end of a grace) evicts while the bytes rows hold exceed
-//! the budget. Content is
-//! evictable when every row holding it holds it as its current content, is not pinned, has no
-//! unconfirmed event, and its file's confirmed row (the server's) names that content with its
-//! remote key (the server has the bytes and knows it); no transfer of it is under way, no tab
-//! uses it (an object URL), and it was not read or downloaded within `evict_grace_ms` (a `File`
-//! the app just got reads the stored bytes).
+//! (rows, confirmed rows, contents in use, tasks, the end of a grace) evicts while the bytes
+//! rows hold exceed the budget, in passes at most `budget_pass_ms` apart. Content is evictable
+//! when every row holding it holds it as its current content, is not pinned, has no unconfirmed
+//! event, and its file's confirmed row (the server's) names that content with its remote key
+//! (the server has the bytes and knows it); no transfer of it is under way, no tab uses it (an
+//! object URL), and it was not read or downloaded within `evict_grace_ms` (a `File` the app
+//! just got reads the stored bytes).
+//!
 //! The least recently read goes first (ties: by hash). An evicted row becomes remote-only
 //! (`evicted`) and its bytes go the way of all garbage: only once the rows without them are
 //! durable, so a crash mid-eviction leaves bytes no row claims (found again by the next
