@@ -417,8 +417,8 @@ fn remote_file_downloads_once_uploaded_and_bytes_are_verified() {
     assert_eq!(h.local("f1").download, Done);
 }
 
-#[test]
-fn lazy_downloads_start_only_when_the_app_asks() {
+/// A lazy device, leading, with files a, b and c other clients uploaded.
+fn lazy_device_with_abc() -> H {
     let mut cfg = config(Mode::Remote);
     cfg.downloads = Downloads::Lazy;
     let mut h = H::with(cfg, Snapshot::default());
@@ -426,6 +426,12 @@ fn lazy_downloads_start_only_when_the_app_asks() {
     for f in ["a", "b", "c"] {
         h.remote(vec![created(f, f), uploaded_by_other(f, f)]);
     }
+    h
+}
+
+#[test]
+fn lazy_downloads_start_only_when_the_app_asks() {
+    let mut h = lazy_device_with_abc();
     assert!(h.transfers().is_empty(), "nothing downloads by itself");
     assert_eq!(h.local("b").download, Remote);
     let b = h.e.file(&fid("b")).unwrap().display;
@@ -1932,13 +1938,7 @@ fn a_restart_in_the_middle_of_an_eviction_loses_nothing() {
 
 #[test]
 fn the_downloads_policy_queues_remote_files_but_not_evicted_ones() {
-    let mut cfg = config(Mode::Remote);
-    cfg.downloads = Downloads::Lazy;
-    let mut h = H::with(cfg, Snapshot::default());
-    h.lead(1);
-    for f in ["a", "b", "c"] {
-        h.remote(vec![created(f, f), uploaded_by_other(f, f)]);
-    }
+    let mut h = lazy_device_with_abc();
     h.input(Input::Prioritize { file: fid("c") }).unwrap();
     let read = h.transfers();
     h.done(&read[0]);
