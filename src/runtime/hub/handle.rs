@@ -141,6 +141,9 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
             let _ = r.engine.handle(now, report.into_input());
         }
     }
+    // What the message changed reaches the tabs before its reply: a control resolves once
+    // the tab's state shows it (an `unpin` resolved, `isPinned` is false).
+    drain(s);
     for m in &replies {
         s.outbox.push(port.clone(), m);
     }
