@@ -63,10 +63,9 @@ pub struct Config {
 impl Config {
     /// The defaults: 4 uploads, 4 downloads and 2 deletes at once, no byte budget, reads
     /// recorded to the minute and kept from eviction for 10 s, eviction passes at most once a
-    /// second, deletes 60 s after the last reference went; retries from 1 s
-    /// doubling to
-    /// 30 s, 5 at most; progress every 200 ms; stall after 30 s; reconnect probes from 1 s to
-    /// 60 s; a safety pull every 30 s; batches of 256 events; 256 history entries.
+    /// second, deletes 60 s after the last reference went; retries from 1 s doubling to 30 s,
+    /// 5 at most; progress every 200 ms; stall after 30 s; reconnect probes from 1 s to 60 s;
+    /// a safety pull every 30 s; batches of 256 events; 256 history entries.
     pub fn new(store: StoreId, client: ClientId, mode: Mode) -> Config {
         Config {
             store,

@@ -46,8 +46,9 @@ pub(super) struct LocalBytes {
     pub(super) last_pass: Option<Millis>,
 }
 
-/// What the byte budget sees: the budget, the bytes rows hold, how many of them are evictable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the byte budget sees: the budget, the bytes rows hold, how many of them are evictable
+/// (also what `getStorageInfo()` reports of it: serialized as is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StorageUse {
     pub budget: Option<u64>,
     pub held: u64,

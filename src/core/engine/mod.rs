@@ -193,7 +193,9 @@ impl Engine {
     pub fn new(cfg: Config, snapshot: Snapshot, now: Millis) -> Engine {
         let table = FilesTable::restore(snapshot.rows, snapshot.cursor, snapshot.pending);
         let mut local = LocalState::restore(snapshot.local);
-        let requeue: Vec<FileId> = local
+        // Rows to mend, in one pass: transfers that were running (their leader is gone) are
+        // queued again, and rows stored before sizes were recorded take their file's size.
+        let to_mend: Vec<FileId> = local
             .rows()
             .filter(|r| {
                 r.upload == TransferStatus::InProgress
@@ -202,8 +204,8 @@ impl Engine {
             })
             .map(|r| r.file_id.clone())
             .collect();
-        let mut requeue_changed = Vec::new();
-        for id in requeue {
+        let mut mended = Vec::new();
+        for id in to_mend {
             let size = table.get(&id).map_or(0, |f| f.info.size);
             let changed = local.update(&id, |r| {
                 for k in KINDS {
@@ -211,13 +213,12 @@ impl Engine {
                         r.set_status(k, TransferStatus::Queued);
                     }
                 }
-                // Rows stored before sizes were recorded.
                 if r.has_local_copy() {
                     r.local_size = size;
                 }
             });
             if changed {
-                requeue_changed.push(id);
+                mended.push(id);
             }
         }
         let bootstrap = local.is_empty();
@@ -255,7 +256,7 @@ impl Engine {
             table,
             local,
         };
-        e.persist.dirty.local.extend(requeue_changed);
+        e.persist.dirty.local.extend(mended);
         e.held.bytes = e.local.rows().filter_map(|r| r.local_hash).collect();
         e.held.budget_dirty = true;
         if bootstrap {

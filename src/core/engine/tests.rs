@@ -682,13 +682,19 @@ fn non_retryable_failures_exhaust_at_once() {
     }
 }
 
-#[test]
-fn offline_costs_no_retry_and_health_probe_brings_it_back() {
+/// A leading engine whose upload of `f` ("x") failed because the server was unreachable.
+fn offline_mid_upload() -> H {
     let mut h = H::new(Mode::Remote);
     h.lead(1);
     h.save("f", "x");
     let t = h.transfers().remove(0);
     h.fail(&t, Failure::Offline);
+    h
+}
+
+#[test]
+fn offline_costs_no_retry_and_health_probe_brings_it_back() {
+    let mut h = offline_mid_upload();
     assert!(h.events().contains(&Event::Offline));
     assert!(!h.e.is_online());
     assert_eq!(h.local("f").upload, Queued);
@@ -708,11 +714,7 @@ fn offline_costs_no_retry_and_health_probe_brings_it_back() {
 
 #[test]
 fn back_online_uploads_wait_until_a_pull_caught_up() {
-    let mut h = H::new(Mode::Remote);
-    h.lead(1);
-    h.save("f", "x");
-    let t = h.transfers().remove(0);
-    h.fail(&t, Failure::Offline);
+    let mut h = offline_mid_upload();
     // Meanwhile another client deletes the file (and, after the grace, its content): this
     // client does not know yet.
     let seq = Seq(h.log.len() as u64 + 1);

@@ -128,11 +128,7 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
         ToHub::Bye { tab } => {
             s.ports.retain(|(t, _)| *t != tab);
             s.seen.remove(&tab);
-            let before = s.in_use.len();
-            s.in_use.retain(|(t, _)| *t != tab);
-            if s.in_use.len() != before {
-                report_in_use(s, now);
-            }
+            forget_in_use(s, now, |t| t != tab);
         }
         ToHub::Pong { .. } => {}
         ToHub::ViewUnreadable => r.view_dirty = true,
@@ -146,6 +142,15 @@ pub(super) fn handle(s: &mut State, port: &Peer, msg: ToHub) {
     drain(s);
     for m in &replies {
         s.outbox.push(port.clone(), m);
+    }
+}
+
+/// Forgets the object URLs of the tabs `keep` refuses (gone), telling the engine if any.
+pub(super) fn forget_in_use(s: &mut State, now: Millis, keep: impl Fn(&str) -> bool) {
+    let before = s.in_use.len();
+    s.in_use.retain(|(t, _)| keep(t));
+    if s.in_use.len() != before {
+        report_in_use(s, now);
     }
 }
 

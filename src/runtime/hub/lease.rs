@@ -59,11 +59,14 @@ pub(super) fn check_lease(s: &mut State, now: Millis) {
 const GONE_MS: u64 = 60_000;
 
 fn forget_silent_tabs(s: &mut State, now: Millis) {
-    let before = s.in_use.len();
-    let seen = &s.seen;
-    s.in_use
-        .retain(|(t, _)| seen.get(t).is_some_and(|at| now.since(*at) < GONE_MS));
-    if s.in_use.len() != before {
-        report_in_use(s, now);
+    let gone: Vec<String> = s
+        .in_use
+        .iter()
+        .map(|(t, _)| t)
+        .filter(|t| s.seen.get(*t).is_none_or(|at| now.since(*at) >= GONE_MS))
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        forget_in_use(s, now, |t| !gone.iter().any(|g| g == t));
     }
 }

@@ -600,7 +600,7 @@ pub enum ToTab<F = FileState> {
     Ping,
     /// The leader stopped answering: take the leader lock from it (`steal`).
     TakeOver,
-    /// Answer to `History` (a JSON array of [`HistoryEntry`]) or `Usage` (a [`Usage`]),
+    /// Answer to `History` (a JSON array of [`HistoryEntry`]) or `Usage` ([`usage_json`]),
     /// handed to the app as it is.
     Answer { req: u64, value: Box<RawValue> },
     /// What changed in the durable events made here that the server has not confirmed yet:
@@ -613,15 +613,6 @@ pub enum ToTab<F = FileState> {
         ns: Vec<u64>,
         events: Vec<String>,
     },
-}
-
-/// The byte budget's figures as `getStorageInfo()` reports them (bytes; `budget` null: no
-/// limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub budget: Option<u64>,
-    pub held: u64,
-    pub evictable: u64,
 }
 
 /// One of the engine's recent events as `getHistory()` lists it: when the hub's engine emitted
@@ -644,15 +635,10 @@ pub fn history_json<'a>(history: impl Iterator<Item = &'a (Millis, Event)>) -> B
     serde_json::value::to_raw_value(&entries).unwrap_or_default()
 }
 
-/// The answer to `Usage`.
+/// The answer to `Usage`: `{budget, held, evictable}` (bytes; `budget` null: no limit).
 pub fn usage_json(u: &crate::core::StorageUse) -> Box<RawValue> {
-    let usage = Usage {
-        budget: u.budget,
-        held: u.held,
-        evictable: u.evictable,
-    };
     // Numbers only: encoding cannot fail.
-    serde_json::value::to_raw_value(&usage).unwrap_or_default()
+    serde_json::value::to_raw_value(u).unwrap_or_default()
 }
 
 impl ToTab {
